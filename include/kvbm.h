@@ -1,0 +1,909 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/**
+ * @file kvbm.h
+ * kvbm: the logical KV-cache block manager of an LLM inference server.
+ *
+ * kvbm decides which physical block ids hold which token-block sequence
+ * hashes. It does not own KV memory: the caller writes tensors into the
+ * blocks kvbm hands out and tells kvbm when a block is complete. Equal
+ * prefixes have equal sequence hashes, so a later request can reuse
+ * blocks instead of recomputing them. Optionally, a write-behind SQLite
+ * catalog keeps the registry on disk so that a restarted server is warm.
+ *
+ * Block states and the calls that move a block between them:
+ *
+ *   RESET --kvbm_allocate--> MUTABLE --kvbm_stage--> STAGED
+ *     ^                       |   ^                    |
+ *     |<--kvbm_mutable_release|   +---kvbm_unstage-----+
+ *     |<--------------------------kvbm_complete_release+
+ *     |                                                | kvbm_register
+ *     |                                                v
+ *     |            (last kvbm_immutable_release)   REGISTERED  (ref-counted,
+ *     |           +------------------------------- (primary or  shared,
+ *     |           v                                 duplicate)  immutable)
+ *     |       INACTIVE --kvbm_match / kvbm_weak_upgrade--^
+ *     |   (cached, evictable, still matchable)
+ *     +---- eviction by kvbm_allocate (or reset-on-release, or a released
+ *           duplicate) -- the block returns to the caller as MUTABLE
+ *
+ * Rules that hold for every call:
+ *  - Consume on success: a transition consumes its input handle only when
+ *    it returns KVBM_OK. On any error nothing changes, nothing is consumed,
+ *    and the input handle stays valid.
+ *  - Handles are small values that carry a generation. A handle that was
+ *    consumed, released twice, or outlived its block is detected and gets
+ *    KVBM_E_STALE; it never corrupts the manager. A zeroed handle is empty
+ *    and releasing it is a no-op.
+ *  - Threads: every function that takes a manager is safe to call from any
+ *    thread. Fast-path calls take the manager lock once each and never do
+ *    file or network I/O. The one thing a C library cannot detect is a call
+ *    through a manager pointer after kvbm_close(): do not do that.
+ *  - No function aborts or exits on bad input; errors are kvbm_status codes,
+ *    and the latest message is kept per manager (kvbm_last_error()).
+ *  - Limits: block_count 1..KVBM_MAX_BLOCKS, block_size a power of two in
+ *    1..1024.
+ */
+#ifndef KVBM_H
+#define KVBM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && defined(KVBM_BUILDING_LIBRARY)
+#define KVBM_API __attribute__((visibility("default")))
+#else
+#define KVBM_API
+#endif
+
+/** @defgroup version Version
+ * The library version; the catalog schema and the hash encoding are
+ * versioned separately (KVBM_SCHEMA_VERSION, KVBM_HASH_ENCODING).
+ * @{ */
+#define KVBM_VERSION_MAJOR 0
+#define KVBM_VERSION_MINOR 1
+#define KVBM_VERSION_PATCH 0
+#define KVBM_VERSION_STRING "0.1.0"
+
+/**
+ * The library's version string, e.g. "0.1.0".
+ *
+ * Ownership: static string, never freed.
+ * Thread-safety: any thread.
+ * Errors: none.
+ */
+KVBM_API const char *kvbm_version(void);
+/** @} */
+
+/** @defgroup status Status codes
+ * Every fallible call returns a kvbm_status. KVBM_OK is zero; errors are
+ * negative and their values are pinned: they are never renumbered or
+ * reused. SQLite failures map to KVBM_E_IO, KVBM_E_CORRUPT, KVBM_E_BUSY,
+ * KVBM_E_READONLY or KVBM_E_FULL, with SQLite's extended code in the
+ * message.
+ * @{ */
+typedef enum kvbm_status {
+	KVBM_OK = 0,
+	KVBM_E_INVAL = -1,     /**< bad argument (NULL, zero count, out of range) */
+	KVBM_E_NOMEM = -2,     /**< memory allocation failed; nothing changed */
+	KVBM_E_EXHAUSTED = -3, /**< fewer free + evictable blocks than asked */
+	KVBM_E_SIZE = -4,      /**< token count does not equal the block size */
+	KVBM_E_STALE = -5,     /**< handle consumed, released, or out of date */
+	KVBM_E_MISUSE = -6,    /**< call not valid in the current state */
+	KVBM_E_NOTFOUND = -7,  /**< hash or block not present */
+	KVBM_E_IO = -8,        /**< file or database I/O error */
+	KVBM_E_CORRUPT = -9,   /**< file is not a valid catalog */
+	KVBM_E_BUSY = -10,     /**< database locked, or a bounded wait expired */
+	KVBM_E_READONLY = -11, /**< catalog path or database is read-only */
+	KVBM_E_FULL = -12,     /**< disk or database full */
+	KVBM_E_MISMATCH = -13, /**< catalog written for another configuration */
+	KVBM_E_UNSUPPORTED = -14, /**< feature not built into this library */
+} kvbm_status;
+
+/**
+ * A short static description of a status code, e.g. "handle is stale".
+ *
+ * Ownership: static string, never NULL, never freed.
+ * Thread-safety: any thread.
+ * Errors: none; unknown codes get "unknown status".
+ */
+KVBM_API const char *kvbm_strerror(kvbm_status status);
+/** @} */
+
+/** @defgroup types Types and handles
+ * Guards are small value structs. Each state has its own type, so the
+ * compiler rejects passing a mutable block where a complete one is
+ * expected. Copying a guard does not create a second owner: only
+ * kvbm_immutable_retain() does. A zeroed guard (gen == 0) is empty.
+ * @{ */
+
+/** A sequence hash (see the hashing group). */
+typedef uint64_t kvbm_hash;
+
+/** Largest block count a manager accepts. */
+#define KVBM_MAX_BLOCKS (1u << 30)
+/** Largest block size in tokens. */
+#define KVBM_MAX_BLOCK_SIZE 1024u
+/** Position value meaning "this block's place in its sequence is unknown". */
+#define KVBM_POSITION_UNKNOWN UINT32_MAX
+
+typedef struct kvbm_manager kvbm_manager;
+
+/** A RESET block handed to the caller to write: exclusive, mutable. */
+typedef struct kvbm_mutable {
+	uint32_t block; /**< physical block id, 0..block_count-1 */
+	uint32_t gen;   /**< generation; 0 means empty */
+} kvbm_mutable;
+
+/** A STAGED block: tokens written, sequence hash recorded, not yet shared. */
+typedef struct kvbm_complete {
+	uint32_t block; /**< physical block id */
+	uint32_t gen;   /**< generation; 0 means empty */
+} kvbm_complete;
+
+/**
+ * One counted reference to a REGISTERED block. Every reference is a
+ * distinct handle (kvbm_immutable_retain() returns a new one), so a double
+ * release of the same handle is detected even while other references live.
+ */
+typedef struct kvbm_immutable {
+	uint32_t block; /**< physical block id */
+	uint32_t ref;   /**< reference slot inside the manager */
+	uint32_t gen;   /**< generation of the reference; 0 means empty */
+} kvbm_immutable;
+
+/** A non-owning handle to a registered block: does not keep it cached. */
+typedef struct kvbm_weak {
+	uint32_t block; /**< block id at downgrade time */
+	uint32_t epoch; /**< registration epoch at downgrade time; 0 = empty */
+	kvbm_hash hash; /**< the sequence hash it refers to */
+} kvbm_weak;
+
+/** Where a block is in its lifecycle (kvbm_block_info()). */
+typedef enum kvbm_block_state {
+	KVBM_BLOCK_RESET = 0,      /**< in the reset pool, free */
+	KVBM_BLOCK_MUTABLE = 1,    /**< held by a kvbm_mutable */
+	KVBM_BLOCK_STAGED = 2,     /**< held by a kvbm_complete */
+	KVBM_BLOCK_REGISTERED = 3, /**< primary holder of its hash, referenced */
+	KVBM_BLOCK_DUPLICATE = 4,  /**< second copy of a registered hash */
+	KVBM_BLOCK_INACTIVE = 5,   /**< registered, unreferenced, evictable */
+} kvbm_block_state;
+
+/** A snapshot of one block (kvbm_block_info()). */
+typedef struct kvbm_block_info {
+	uint32_t block;         /**< block id */
+	kvbm_block_state state; /**< state at the time of the call */
+	uint32_t ref_count;     /**< live references (registered/duplicate) */
+	uint32_t position;      /**< position in its sequence or KVBM_POSITION_UNKNOWN */
+	kvbm_hash hash;         /**< sequence hash (staged and later), else 0 */
+	kvbm_hash parent_hash;  /**< parent's sequence hash, 0 for a root/unknown */
+	bool reset_on_release;  /**< the block skips the inactive pool on release */
+} kvbm_block_info;
+/** @} */
+
+/** @defgroup config Configuration
+ * kvbm_config_init() fills every field with its default; set what you need
+ * and pass the struct to kvbm_open(), which copies it (strings included).
+ * @{ */
+
+/** What registering a second block for an already registered hash does. */
+typedef enum kvbm_dup_policy {
+	/** The new block registers as a duplicate: both stay usable; the
+	 *  duplicate keeps the primary alive and is reset when released. */
+	KVBM_DUP_ALLOW = 0,
+	/** The existing primary is returned and the new block goes back to
+	 *  the reset pool (one physical block per hash). */
+	KVBM_DUP_REJECT = 1,
+} kvbm_dup_policy;
+
+/** Eviction policy of the inactive pool (one backend each, src/evict_*.c). */
+typedef enum kvbm_evict_policy {
+	KVBM_EVICT_LRU = 0,       /**< least recently released first (default) */
+	KVBM_EVICT_FIFO = 1,      /**< in the order blocks became inactive, never refreshed */
+	KVBM_EVICT_MULTI_LRU = 2, /**< four LRU tiers by TinyLFU frequency, coldest first */
+	KVBM_EVICT_LINEAGE = 3,   /**< leaves first (never a block with a cached child), LRU among leaves */
+	KVBM_EVICT_PRIORITY = 4,  /**< lowest caller priority first, LRU within a priority */
+} kvbm_evict_policy;
+
+/** Number of kvbm_evict_policy values (valid values are 0..KVBM_EVICT_COUNT-1). */
+#define KVBM_EVICT_COUNT 5
+
+/**
+ * The canonical lower-case name of a policy ("lru", "fifo", ...).
+ *
+ * Ownership: static string, never freed; NULL for an unknown value.
+ * Thread-safety: any thread.
+ * Errors: none.
+ */
+KVBM_API const char *kvbm_evict_policy_name(kvbm_evict_policy policy);
+
+/**
+ * Parse a policy name as printed by kvbm_evict_policy_name().
+ *
+ * Ownership: none.
+ * Thread-safety: any thread.
+ * Errors: KVBM_E_INVAL (NULL argument or unknown name).
+ */
+KVBM_API kvbm_status kvbm_evict_policy_parse(const char *name,
+					     kvbm_evict_policy *out);
+
+/** SQLite `synchronous` level for the catalog's write connection. */
+typedef enum kvbm_sync {
+	KVBM_SYNC_NORMAL = 0, /**< survives process crash; power loss may lose recent commits */
+	KVBM_SYNC_FULL = 1,   /**< fsync per commit: also survives power loss */
+	KVBM_SYNC_OFF = 2,    /**< no fsync at all (tests, benchmarks) */
+} kvbm_sync;
+
+/**
+ * Called on the catalog writer thread right before each commit, so the
+ * caller can make the KV data of the blocks being recorded durable first
+ * (msync/fsync). A non-zero return aborts this commit (retried later).
+ * It must not call kvbm_flush() or kvbm_close() on the same manager.
+ */
+typedef int (*kvbm_pre_commit_fn)(void *user);
+
+/**
+ * Called during kvbm_open() for every block the catalog would restore;
+ * return false to veto it (the block comes back free instead).
+ */
+typedef bool (*kvbm_restore_validate_fn)(uint32_t block, kvbm_hash hash,
+					 kvbm_hash parent_hash,
+					 uint32_t position, void *user);
+
+struct kvbm_event_batch;
+/** Receives batches of block events; see the events group. */
+typedef void (*kvbm_event_sink_fn)(const struct kvbm_event_batch *batch,
+				   void *user);
+
+typedef struct kvbm_config {
+	/* geometry */
+	uint32_t block_count; /**< number of blocks; required (default 0 is invalid) */
+	uint32_t block_size;  /**< tokens per block; power of two 1..1024; default 16 */
+	const char *tier;     /**< tier name, e.g. "G1" (GPU), "G2" (host); default "G1" */
+
+	/* registry and pools */
+	kvbm_dup_policy dup_policy;     /**< default KVBM_DUP_ALLOW */
+	kvbm_evict_policy evict_policy; /**< default KVBM_EVICT_LRU */
+	bool reset_on_release;          /**< manager-wide: never cache released blocks; default false */
+	uint8_t multi_lru_thresholds[3]; /**< frequency thresholds of MULTI_LRU tiers; default {3, 8, 15} */
+
+	/* catalog (write-behind SQLite); all ignored when catalog_path is NULL */
+	const char *catalog_path;      /**< database file; NULL (default) = memory only */
+	const char *model_fingerprint; /**< identity of the weights; a catalog written for another is refused */
+	uint64_t hash_salt;            /**< salt hash the caller uses (kvbm_hash_salt), part of the hash identity */
+	kvbm_sync catalog_sync;        /**< default KVBM_SYNC_NORMAL */
+	uint32_t catalog_batch;        /**< max block rows per transaction; default 4096 */
+	uint32_t catalog_interval_ms;  /**< commit at least this often when dirty; default 50 */
+	uint32_t catalog_reserve;      /**< blocks kept durably reclaimed ahead of allocation; 0 = auto */
+	uint32_t catalog_wait_ms;      /**< longest kvbm_allocate waits for the writer; default 5000 */
+	uint32_t catalog_max_failures; /**< consecutive failed commits before detaching; default 8, 0 = never */
+	bool catalog_discard_mismatch; /**< start cold over a mismatching catalog instead of KVBM_E_MISMATCH */
+	kvbm_pre_commit_fn pre_commit;         /**< optional, see kvbm_pre_commit_fn */
+	void *pre_commit_user;
+	kvbm_restore_validate_fn restore_validate; /**< optional, see kvbm_restore_validate_fn */
+	void *restore_user;
+
+	/* events */
+	kvbm_event_sink_fn event_sink; /**< optional; NULL = no events */
+	void *event_user;
+	uint32_t event_batch_max;      /**< events per batch; default 1024 */
+	uint32_t event_window_ms;      /**< max delay before a partial batch is sent; default 10 */
+} kvbm_config;
+
+/**
+ * Fill a config with defaults (block_count stays 0 and must be set).
+ *
+ * Ownership: the struct is the caller's.
+ * Thread-safety: any thread.
+ * Errors: none (a NULL cfg is ignored).
+ */
+KVBM_API void kvbm_config_init(kvbm_config *cfg);
+/** @} */
+
+/** @defgroup manager Manager lifecycle
+ * @{ */
+
+/**
+ * Create a manager of cfg->block_count blocks, all in the reset pool. With
+ * cfg->catalog_path set, the catalog is opened or created, checked against
+ * this configuration, and a previous run's registry is restored before this
+ * returns (see the catalog group).
+ *
+ * @param cfg      configuration; copied, may be freed after the call
+ * @param[out] out the new manager
+ *
+ * Ownership: the caller owns *out and frees it with kvbm_close().
+ * Thread-safety: any thread.
+ * Errors: KVBM_E_INVAL (bad config; the message names the field),
+ *   KVBM_E_NOMEM, and with a catalog KVBM_E_MISMATCH, KVBM_E_CORRUPT,
+ *   KVBM_E_IO, KVBM_E_READONLY, KVBM_E_BUSY, KVBM_E_FULL. On error *out is
+ *   NULL; the message is available from kvbm_open_error() only as the
+ *   return code (there is no manager to hold it), so a second form,
+ *   kvbm_open_ex(), copies it out.
+ */
+KVBM_API kvbm_status kvbm_open(const kvbm_config *cfg, kvbm_manager **out);
+
+/**
+ * kvbm_open() that also copies the failure message into errbuf.
+ *
+ * Ownership: as kvbm_open(); errbuf is the caller's (may be NULL).
+ * Thread-safety: any thread.
+ * Errors: as kvbm_open().
+ */
+KVBM_API kvbm_status kvbm_open_ex(const kvbm_config *cfg, kvbm_manager **out,
+				  char *errbuf, size_t errlen);
+
+/** Flags of kvbm_close_ex(). */
+#define KVBM_CLOSE_DISCARD 1u /**< drop unflushed catalog changes and skip the clean-shutdown mark (a simulated crash) */
+
+/**
+ * Close the manager and free everything. Blocks still held count as
+ * released: registered ones as inactive, others as reset. With a catalog,
+ * every queued change is committed and the clean-shutdown mark is written.
+ * All outstanding handles become invalid; using them, or mgr, afterwards is
+ * undefined behaviour.
+ *
+ * Ownership: mgr is freed even when an error is returned. NULL is a no-op.
+ * Thread-safety: no other call on mgr may run concurrently or follow.
+ * Errors: KVBM_E_IO (and other catalog codes) if the final commit failed.
+ */
+KVBM_API kvbm_status kvbm_close(kvbm_manager *mgr);
+
+/**
+ * kvbm_close() with flags (KVBM_CLOSE_DISCARD).
+ *
+ * Ownership, thread-safety, errors: as kvbm_close().
+ */
+KVBM_API kvbm_status kvbm_close_ex(kvbm_manager *mgr, unsigned flags);
+
+/**
+ * Copy the most recent error message recorded on this manager, by any
+ * thread, into buf (always NUL-terminated when len > 0).
+ *
+ * @param[out] code the status that error was returned with (may be NULL)
+ *
+ * Ownership: buf is the caller's.
+ * Thread-safety: any thread; takes the manager lock.
+ * Errors: KVBM_E_INVAL (mgr NULL).
+ */
+KVBM_API kvbm_status kvbm_last_error(kvbm_manager *mgr, kvbm_status *code,
+				     char *buf, size_t len);
+
+/** Total blocks (the configured block_count). Thread-safety: any thread, lock-free. Returns 0 for NULL. */
+KVBM_API uint32_t kvbm_total_blocks(const kvbm_manager *mgr);
+/** Tokens per block. Thread-safety: any thread, lock-free. Returns 0 for NULL. */
+KVBM_API uint32_t kvbm_block_size(const kvbm_manager *mgr);
+/**
+ * Blocks an allocation could take now: reset + inactive, read under one
+ * lock so the two parts are a coherent snapshot.
+ * Thread-safety: any thread; takes the manager lock. Returns 0 for NULL.
+ */
+KVBM_API uint32_t kvbm_available_blocks(kvbm_manager *mgr);
+
+/** Pool counts, read together under one lock. */
+typedef struct kvbm_pool_counts {
+	uint32_t total;      /**< block_count */
+	uint32_t reset;      /**< in the reset pool */
+	uint32_t inactive;   /**< registered, unreferenced, evictable */
+	uint32_t mutable_;   /**< held mutable */
+	uint32_t staged;     /**< held staged */
+	uint32_t registered; /**< registered primaries with references */
+	uint32_t duplicate;  /**< registered duplicates */
+	uint32_t registry;   /**< distinct hashes matchable (primaries + inactive) */
+} kvbm_pool_counts;
+
+/**
+ * Snapshot the pool counts. Always reset + inactive + mutable_ + staged +
+ * registered + duplicate == total.
+ *
+ * Ownership: out is the caller's.
+ * Thread-safety: any thread; takes the manager lock.
+ * Errors: KVBM_E_INVAL (NULL argument).
+ */
+KVBM_API kvbm_status kvbm_pool_counts_read(kvbm_manager *mgr,
+					   kvbm_pool_counts *out);
+/** @} */
+
+/** @defgroup lifecycle Block lifecycle
+ * @{ */
+
+/**
+ * Take n blocks, all or nothing: first from the reset pool, then by
+ * evicting inactive blocks in the policy's order.
+ *
+ * @param n        number of blocks, >= 1
+ * @param[out] out array of n mutable handles
+ *
+ * Ownership: on KVBM_OK the caller owns n mutable blocks; on error nothing
+ *   is taken. With a catalog, evicted blocks are handed out only once the
+ *   catalog durably records them as free (see the catalog group); this call
+ *   may then wait for the writer, at most cfg.catalog_wait_ms.
+ * Thread-safety: any thread; takes the manager lock.
+ * Errors: KVBM_E_EXHAUSTED (fewer than n reset + inactive blocks),
+ *   KVBM_E_INVAL (mgr/out NULL or n == 0), KVBM_E_BUSY or KVBM_E_IO (the
+ *   catalog writer could not free blocks in time, or is failing).
+ */
+KVBM_API kvbm_status kvbm_allocate(kvbm_manager *mgr, uint32_t n,
+				   kvbm_mutable *out);
+
+/**
+ * kvbm_allocate() that also reports the hashes it evicted.
+ *
+ * @param[out] evicted   array of at least n hashes (may be NULL)
+ * @param[out] n_evicted number of hashes written (may be NULL)
+ *
+ * Ownership, thread-safety, errors: as kvbm_allocate().
+ */
+KVBM_API kvbm_status kvbm_allocate_ex(kvbm_manager *mgr, uint32_t n,
+				      kvbm_mutable *out, kvbm_hash *evicted,
+				      uint32_t *n_evicted);
+
+/**
+ * Return a mutable block to the reset pool.
+ *
+ * Ownership: consumes block on KVBM_OK. An empty handle is a no-op.
+ * Thread-safety: any thread; takes the manager lock.
+ * Errors: KVBM_E_STALE (already consumed or released), KVBM_E_INVAL.
+ */
+KVBM_API kvbm_status kvbm_mutable_release(kvbm_manager *mgr,
+					  kvbm_mutable block);
+
+/**
+ * Seal a mutable block: record its sequence hash and make it complete.
+ * Lineage (parent, position) stays unknown; see kvbm_stage_lineage().
+ *
+ * @param block       mutable guard; consumed on success
+ * @param seq_hash    sequence hash of the block (see kvbm_hash_sequence)
+ * @param num_tokens  tokens written; must equal the manager's block size
+ * @param[out] out    the complete guard
+ *
+ * Ownership: on KVBM_OK `block` is consumed and the caller owns `*out`
+ *   (register it, or release it with kvbm_complete_release). On error
+ *   nothing changes and `block` stays valid.
+ * Thread-safety: any thread; takes the manager lock once.
+ * Errors: KVBM_E_SIZE (num_tokens != block size), KVBM_E_STALE (block
+ *   already consumed or released), KVBM_E_INVAL (mgr or out is NULL).
+ */
+KVBM_API kvbm_status kvbm_stage(kvbm_manager *mgr, kvbm_mutable block,
+				kvbm_hash seq_hash, uint32_t num_tokens,
+				kvbm_complete *out);
+
+/**
+ * kvbm_stage() that also records the block's lineage: its parent's
+ * sequence hash and its position in the sequence (0 for the first block,
+ * whose parent_hash is ignored). Lineage-aware eviction, the catalog's
+ * prefix views and stored events use it.
+ *
+ * Ownership, thread-safety: as kvbm_stage().
+ * Errors: as kvbm_stage(); KVBM_E_INVAL also when position is
+ *   KVBM_POSITION_UNKNOWN.
+ */
+KVBM_API kvbm_status kvbm_stage_lineage(kvbm_manager *mgr, kvbm_mutable block,
+					kvbm_hash seq_hash, kvbm_hash parent_hash,
+					uint32_t position, uint32_t num_tokens,
+					kvbm_complete *out);
+
+/**
+ * Roll a staged block back to mutable (its hash is forgotten).
+ *
+ * Ownership: consumes block on KVBM_OK; the caller owns *out.
+ * Thread-safety: any thread; takes the manager lock.
+ * Errors: KVBM_E_STALE, KVBM_E_INVAL.
+ */
+KVBM_API kvbm_status kvbm_unstage(kvbm_manager *mgr, kvbm_complete block,
+				  kvbm_mutable *out);
+
+/**
+ * Return a staged block to the reset pool without registering it.
+ *
+ * Ownership: consumes block on KVBM_OK. An empty handle is a no-op.
+ * Thread-safety: any thread; takes the manager lock.
+ * Errors: KVBM_E_STALE, KVBM_E_INVAL.
+ */
+KVBM_API kvbm_status kvbm_complete_release(kvbm_manager *mgr,
+					   kvbm_complete block);
+
+/**
+ * Register a staged block: its hash becomes matchable and the block
+ * immutable and shared. If the hash is already registered (active or
+ * inactive), the duplication policy decides: KVBM_DUP_ALLOW registers this
+ * block as a duplicate (*out refers to it); KVBM_DUP_REJECT returns a
+ * reference to the existing primary in *out and puts this block back in
+ * the reset pool (out->block then differs from block.block).
+ *
+ * Ownership: consumes block on KVBM_OK; the caller owns one reference in
+ *   *out (release with kvbm_immutable_release).
+ * Thread-safety: any thread; takes the manager lock once.
+ * Errors: KVBM_E_STALE, KVBM_E_INVAL, KVBM_E_NOMEM (reference table could
+ *   not grow).
+ */
+KVBM_API kvbm_status kvbm_register(kvbm_manager *mgr, kvbm_complete block,
+				   kvbm_immutable *out);
+
+/**
+ * Register n staged blocks under one lock acquisition, in order; equivalent
+ * to n kvbm_register() calls, all or nothing: if any handle is stale
+ * nothing is registered.
+ *
+ * Ownership: consumes all n blocks on KVBM_OK; the caller owns n references.
+ * Thread-safety: any thread; takes the manager lock once.
+ * Errors: KVBM_E_STALE (some handle stale or repeated), KVBM_E_INVAL, KVBM_E_NOMEM.
+ */
+KVBM_API kvbm_status kvbm_register_batch(kvbm_manager *mgr,
+					 const kvbm_complete *blocks, uint32_t n,
+					 kvbm_immutable *out);
+
+/**
+ * Take one more reference to a registered block.
+ *
+ * Ownership: the caller owns *out, a new distinct handle, in addition to h.
+ * Thread-safety: any thread; takes the manager lock.
+ * Errors: KVBM_E_STALE (h not live), KVBM_E_INVAL, KVBM_E_NOMEM.
+ */
+KVBM_API kvbm_status kvbm_immutable_retain(kvbm_manager *mgr, kvbm_immutable h,
+					   kvbm_immutable *out);
+
+/**
+ * Drop one reference. When the last reference to a primary goes, the block
+ * moves to the inactive pool: still matchable, now evictable (or to the
+ * reset pool if it is marked reset-on-release). A duplicate's last release
+ * returns it to the reset pool.
+ *
+ * Ownership: consumes h on KVBM_OK. An empty handle is a no-op.
+ * Thread-safety: any thread; takes the manager lock.
+ * Errors: KVBM_E_STALE (released before, or never valid), KVBM_E_INVAL.
+ */
+KVBM_API kvbm_status kvbm_immutable_release(kvbm_manager *mgr,
+					    kvbm_immutable h);
+
+/**
+ * Release n references under one lock acquisition, in array order. Release
+ * a sequence's blocks tail first (last block first) so that the tail is
+ * evicted before the shared prefix. Stale entries are skipped and reported.
+ *
+ * Ownership: consumes every live handle in hs.
+ * Thread-safety: any thread; takes the manager lock once.
+ * Errors: KVBM_E_STALE if any entry was stale (the others are released),
+ *   KVBM_E_INVAL.
+ */
+KVBM_API kvbm_status kvbm_immutable_release_batch(kvbm_manager *mgr,
+						  const kvbm_immutable *hs,
+						  uint32_t n);
+
+/**
+ * Make a non-owning handle to the block's hash.
+ *
+ * Ownership: h stays owned by the caller; *out owns nothing.
+ * Thread-safety: any thread; takes the manager lock.
+ * Errors: KVBM_E_STALE, KVBM_E_INVAL.
+ */
+KVBM_API kvbm_status kvbm_downgrade(kvbm_manager *mgr, kvbm_immutable h,
+				    kvbm_weak *out);
+
+/**
+ * Turn a weak handle back into a reference. Succeeds while the block it
+ * was taken from still holds that hash (active or inactive; an inactive
+ * block is resurrected). After that block was evicted the call fails with
+ * KVBM_E_NOTFOUND, unless the same hash was registered again on another
+ * block, which is then returned (equal hash means equal contents).
+ *
+ * Ownership: the caller owns *out on KVBM_OK; w stays usable.
+ * Thread-safety: any thread; takes the manager lock.
+ * Errors: KVBM_E_NOTFOUND, KVBM_E_INVAL (empty w), KVBM_E_NOMEM.
+ */
+KVBM_API kvbm_status kvbm_weak_upgrade(kvbm_manager *mgr, kvbm_weak w,
+				       kvbm_immutable *out);
+
+/**
+ * Mark a registered block (through any live reference) so that, on its
+ * last release, it skips the inactive pool and returns to reset. The flag
+ * survives resurrection and is cleared when the block is next allocated.
+ *
+ * Ownership: none.
+ * Thread-safety: any thread; takes the manager lock.
+ * Errors: KVBM_E_STALE, KVBM_E_INVAL.
+ */
+KVBM_API kvbm_status kvbm_immutable_set_reset_on_release(kvbm_manager *mgr,
+							 kvbm_immutable h,
+							 bool reset);
+
+/**
+ * Give a registered block an eviction priority (0..100, higher stays
+ * longer; default 35, as TensorRT-LLM's retention priorities) and a
+ * retention in "release ticks" after which the priority decays back to the
+ * default (0 = forever). Only KVBM_EVICT_PRIORITY orders by it; every
+ * policy stores it so the catalog can restore it.
+ *
+ * Ownership: none.
+ * Thread-safety: any thread; takes the manager lock.
+ * Errors: KVBM_E_STALE, KVBM_E_INVAL (priority > 100).
+ */
+KVBM_API kvbm_status kvbm_immutable_set_priority(kvbm_manager *mgr,
+						 kvbm_immutable h,
+						 uint32_t priority,
+						 uint32_t retention);
+
+/** Default block priority of kvbm_immutable_set_priority(). */
+#define KVBM_PRIORITY_DEFAULT 35u
+
+/**
+ * Snapshot one block by id, whatever its state.
+ *
+ * Ownership: out is the caller's.
+ * Thread-safety: any thread; takes the manager lock.
+ * Errors: KVBM_E_INVAL (NULL, or block >= block_count).
+ */
+KVBM_API kvbm_status kvbm_block_info_read(kvbm_manager *mgr, uint32_t block,
+					  kvbm_block_info *out);
+
+/**
+ * The sequence hash a live immutable reference holds.
+ * Thread-safety: any thread; takes the manager lock.
+ * Errors: KVBM_E_STALE, KVBM_E_INVAL.
+ */
+KVBM_API kvbm_status kvbm_immutable_hash(kvbm_manager *mgr, kvbm_immutable h,
+					 kvbm_hash *out);
+
+/**
+ * Live references to the block a reference points at (including h).
+ * Thread-safety: any thread; takes the manager lock.
+ * Errors: KVBM_E_STALE, KVBM_E_INVAL.
+ */
+KVBM_API kvbm_status kvbm_immutable_ref_count(kvbm_manager *mgr,
+					      kvbm_immutable h, uint32_t *out);
+
+/**
+ * Move every inactive block back to the reset pool (drops the cache).
+ *
+ * @param[out] n_dropped blocks moved (may be NULL)
+ *
+ * Ownership: none.
+ * Thread-safety: any thread; takes the manager lock.
+ * Errors: KVBM_E_INVAL; with a catalog, KVBM_E_BUSY/KVBM_E_IO as kvbm_allocate.
+ */
+KVBM_API kvbm_status kvbm_reset_inactive(kvbm_manager *mgr,
+					 uint32_t *n_dropped);
+/** @} */
+
+/** @defgroup registry Registry and matching
+ * One registry per manager maps each sequence hash to its primary block.
+ * Every match call takes the manager lock once for the whole array.
+ * @{ */
+
+/**
+ * Longest-prefix match: walk hashes in order and stop at the first hash
+ * that is not registered (active or inactive). Inactive blocks found are
+ * resurrected (made active, no longer evictable).
+ *
+ * @param hashes     sequence hashes of consecutive blocks
+ * @param n          number of hashes (0 is allowed: nothing matches)
+ * @param[out] out   array of n handles; the first *matched are filled
+ * @param[out] matched length of the matched prefix
+ *
+ * Ownership: the caller owns *matched references.
+ * Thread-safety: any thread; takes the manager lock once.
+ * Errors: KVBM_E_INVAL (NULL arrays with n > 0), KVBM_E_NOMEM (nothing
+ *   taken).
+ */
+KVBM_API kvbm_status kvbm_match(kvbm_manager *mgr, const kvbm_hash *hashes,
+				uint32_t n, kvbm_immutable *out,
+				uint32_t *matched);
+
+/**
+ * Scattered match: look up every hash, not stopping at misses. out[i] is a
+ * reference for hashes[i] or an empty handle (gen == 0) for a miss.
+ * Repeated hashes each get their own reference.
+ *
+ * @param[out] found number of hits
+ *
+ * Ownership: the caller owns every non-empty out[i].
+ * Thread-safety: any thread; takes the manager lock once.
+ * Errors: KVBM_E_INVAL, KVBM_E_NOMEM (nothing taken).
+ */
+KVBM_API kvbm_status kvbm_match_scattered(kvbm_manager *mgr,
+					  const kvbm_hash *hashes, uint32_t n,
+					  kvbm_immutable *out, uint32_t *found);
+
+/**
+ * Presence query: present[i] = whether hashes[i] is registered (active or
+ * inactive). Takes no references, changes no eviction order or frequency.
+ *
+ * @param[out] present array of n flags (may be NULL to only count)
+ * @param[out] n_present number of present hashes (may be NULL)
+ * @param[out] prefix    length of the present prefix (may be NULL)
+ *
+ * Ownership: none.
+ * Thread-safety: any thread; takes the manager lock once.
+ * Errors: KVBM_E_INVAL.
+ */
+KVBM_API kvbm_status kvbm_contains(kvbm_manager *mgr, const kvbm_hash *hashes,
+				   uint32_t n, bool *present,
+				   uint32_t *n_present, uint32_t *prefix);
+/** @} */
+
+/** @defgroup hashing Sequence hashing
+ * kvbm uses the encoding of NVIDIA Dynamo's "universal" hashing
+ * (lib/tokens, lib/kv-hashing), so a Dynamo KV router and kvbm agree on
+ * every hash. Encoding version KVBM_HASH_ENCODING (stored in catalogs):
+ *
+ *  - tokens are u32; a block's bytes are its tokens as little-endian u32;
+ *  - local block hash  = XXH3_64(block bytes, seed 1337);
+ *  - salt hash         = XXH3_64(salt bytes, seed 0), or 0 without a salt;
+ *  - root sequence hash  = XXH3_64(u64le(salt hash) || u64le(local), seed 0);
+ *  - child sequence hash = XXH3_64(u64le(parent seq) || u64le(local), seed 0).
+ *
+ * Only full blocks are hashed. These are non-cryptographic 64-bit hashes:
+ * collisions are improbable, not impossible; isolate tenants with a salt.
+ * @{ */
+#define KVBM_HASH_ENCODING 1
+#define KVBM_HASH_LOCAL_SEED 1337u
+
+/**
+ * Local (content-only) hash of one block of tokens.
+ * Thread-safety: any thread, pure. Errors: none; returns 0 for NULL tokens.
+ */
+KVBM_API kvbm_hash kvbm_hash_block(const uint32_t *tokens, size_t n_tokens);
+
+/** Salt hash of arbitrary bytes (0 when len == 0). Thread-safety: any thread, pure. */
+KVBM_API kvbm_hash kvbm_hash_salt(const void *salt, size_t len);
+
+/**
+ * Sequence hash of a block given its parent's sequence hash, or, for the
+ * first block (is_root), the salt hash. Thread-safety: any thread, pure.
+ */
+KVBM_API kvbm_hash kvbm_hash_chain(kvbm_hash parent_or_salt, kvbm_hash local,
+				   bool is_root);
+
+/**
+ * Hash a whole token sequence into the sequence hashes of its full blocks.
+ * A trailing partial block is not hashed.
+ *
+ * @param tokens     n_tokens token ids
+ * @param block_size power of two 1..1024
+ * @param salt_hash  kvbm_hash_salt() of the request salt, 0 for none
+ * @param[out] out   up to cap hashes
+ * @param[out] n_out full blocks in the sequence (n_tokens / block_size)
+ *
+ * Ownership: out is the caller's.
+ * Thread-safety: any thread, pure.
+ * Errors: KVBM_E_INVAL (NULL, bad block size), KVBM_E_SIZE (cap smaller
+ *   than the number of full blocks; *n_out says how many are needed and
+ *   nothing is written).
+ */
+KVBM_API kvbm_status kvbm_hash_sequence(const uint32_t *tokens, size_t n_tokens,
+					uint32_t block_size, kvbm_hash salt_hash,
+					kvbm_hash *out, size_t cap,
+					size_t *n_out);
+/** @} */
+
+/** @defgroup catalog Catalog and warm restart
+ * With cfg.catalog_path set, every registration, eviction and access is
+ * persisted by a writer thread in batched SQLite transactions; the fast
+ * path only marks the block dirty under the lock it already holds.
+ *
+ * Crash guarantee. After a crash at any instant (process kill, and with
+ * KVBM_SYNC_FULL also power loss), the restored registry may miss
+ * registrations and accesses of the last unflushed window, but it never
+ * claims a hash for a block whose contents were reused after that hash was
+ * recorded: an evicted block is handed out by kvbm_allocate() only after
+ * the catalog has durably recorded it as free. The writer reclaims ahead
+ * (cfg.catalog_reserve blocks, taken in eviction order, stay matchable
+ * until allocated), so allocation waits only when that reserve is empty.
+ * The guarantee covers block ownership, not KV bytes: use cfg.pre_commit
+ * to make the data of newly registered blocks durable before their rows
+ * commit, and cfg.restore_validate to veto blocks on restore.
+ * @{ */
+
+/** Schema version this library writes (schema/NNN_*.sql). */
+#define KVBM_SCHEMA_VERSION 1
+
+/**
+ * Block until every change queued before this call is committed.
+ *
+ * Ownership: none.
+ * Thread-safety: any thread except the pre_commit hook; may wait on disk.
+ * Errors: KVBM_OK without a catalog; KVBM_E_IO/KVBM_E_FULL/KVBM_E_BUSY (the
+ *   writer failed; the message says why), KVBM_E_MISUSE (catalog detached).
+ */
+KVBM_API kvbm_status kvbm_flush(kvbm_manager *mgr);
+/** @} */
+
+/** @defgroup events Events and metrics
+ * @{ */
+
+/** Kinds of block events. */
+typedef enum kvbm_event_kind {
+	KVBM_EVENT_STORED = 1,  /**< a hash became registered (new primary) */
+	KVBM_EVENT_REMOVED = 2, /**< a hash left the registry (evicted or reset) */
+	KVBM_EVENT_CLEARED = 3, /**< every hash of this manager is gone */
+} kvbm_event_kind;
+
+/** One block event. */
+typedef struct kvbm_event {
+	kvbm_event_kind kind;
+	uint32_t block;        /**< block id (STORED, REMOVED) */
+	kvbm_hash hash;        /**< sequence hash (STORED, REMOVED) */
+	kvbm_hash parent_hash; /**< parent's sequence hash (STORED), 0 for none */
+	uint32_t position;     /**< position or KVBM_POSITION_UNKNOWN (STORED) */
+	uint32_t num_tokens;   /**< block size (STORED) */
+} kvbm_event;
+
+/** A batch handed to the sink; valid only during the sink call. */
+typedef struct kvbm_event_batch {
+	const char *tier;         /**< the manager's tier name */
+	uint64_t incarnation;     /**< catalog incarnation (0 without a catalog) */
+	uint64_t seq;             /**< batch sequence number, from 0, no gaps */
+	const kvbm_event *events; /**< events in the order they happened */
+	size_t count;
+} kvbm_event_batch;
+
+/** Counters (monotonic) and gauges of one manager. */
+typedef struct kvbm_metrics {
+	/* counters */
+	uint64_t allocations;            /**< blocks handed out by kvbm_allocate */
+	uint64_t allocations_from_reset; /**< of those, taken from the reset pool */
+	uint64_t evictions;              /**< inactive blocks evicted for allocation */
+	uint64_t registrations;          /**< kvbm_register calls that succeeded (per block) */
+	uint64_t duplicates;             /**< registrations that became duplicates (ALLOW) */
+	uint64_t dedups;                 /**< registrations answered by the existing primary (REJECT) */
+	uint64_t stagings;               /**< blocks staged */
+	uint64_t match_hashes_requested; /**< hashes asked of kvbm_match */
+	uint64_t match_blocks_returned;  /**< references kvbm_match returned */
+	uint64_t scan_hashes_requested;  /**< hashes asked of kvbm_match_scattered */
+	uint64_t scan_blocks_returned;   /**< references kvbm_match_scattered returned */
+	uint64_t resurrections;          /**< inactive blocks made active by a hit */
+	uint64_t stale_handles;          /**< calls refused with KVBM_E_STALE */
+	/* gauges */
+	uint64_t inflight_mutable;   /**< mutable + staged blocks held */
+	uint64_t inflight_immutable; /**< live immutable references */
+	uint64_t reset_pool;         /**< blocks in the reset pool */
+	uint64_t inactive_pool;      /**< blocks in the inactive pool */
+	/* catalog */
+	uint64_t catalog_rows_queued;     /**< block changes marked for the writer */
+	uint64_t catalog_rows_committed;  /**< block rows written in committed transactions */
+	uint64_t catalog_rows_coalesced;  /**< changes folded into a row already queued */
+	uint64_t catalog_commits;         /**< committed transactions */
+	uint64_t catalog_failures;        /**< failed transactions */
+	uint64_t catalog_alloc_waits;     /**< allocations that had to wait for the writer */
+	uint64_t catalog_flush_ns_last;   /**< duration of the last commit */
+	uint64_t catalog_flush_ns_max;    /**< longest commit */
+	uint64_t catalog_pending;         /**< dirty blocks not yet committed (gauge) */
+	uint64_t catalog_detached;        /**< 1 once the catalog was given up (gauge) */
+	int64_t catalog_last_error;       /**< kvbm_status of the last failure, 0 if none */
+	/* events */
+	uint64_t events_emitted;  /**< events queued for the sink */
+	uint64_t event_batches;   /**< batches delivered */
+} kvbm_metrics;
+
+/**
+ * Snapshot every counter and gauge.
+ *
+ * Ownership: out is the caller's.
+ * Thread-safety: any thread; takes the manager lock.
+ * Errors: KVBM_E_INVAL.
+ */
+KVBM_API kvbm_status kvbm_metrics_read(kvbm_manager *mgr, kvbm_metrics *out);
+
+/**
+ * Render the metrics in Prometheus text exposition format (version 0.0.4),
+ * every sample labelled with tier="<tier>".
+ *
+ * @param[out] buf     output, NUL-terminated when len > 0 (may be NULL with len 0)
+ * @param[out] needed  bytes the full text needs, without the NUL (may be NULL)
+ *
+ * Ownership: buf is the caller's.
+ * Thread-safety: any thread; takes the manager lock.
+ * Errors: KVBM_E_INVAL, KVBM_E_SIZE (buf too small: *needed says how much).
+ */
+KVBM_API kvbm_status kvbm_metrics_format(kvbm_manager *mgr, char *buf,
+					 size_t len, size_t *needed);
+/** @} */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KVBM_H */

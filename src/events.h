@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Block events: the core appends an event under the manager lock (cheap,
+ * no callback), a dispatcher thread batches them and calls the sink with
+ * no kvbm lock held, so a sink may call back into kvbm.
+ */
+#ifndef KVBM_EVENTS_H
+#define KVBM_EVENTS_H
+
+#include "kvbm.h"
+
+struct kvbm_manager;
+
+/* Start the dispatcher if cfg.event_sink is set (mgr->events stays NULL
+ * otherwise). Called by kvbm_open after any catalog restore; announces a
+ * restore with CLEARED then STORED for every restored block. */
+kvbm_status kvbm__events_open(kvbm_manager *mgr);
+/* Deliver what is queued, stop the dispatcher, free. NULL-safe. */
+void kvbm__events_close(kvbm_manager *mgr);
+/* Append one event about block b (its hash, parent, position are read from
+ * the slot). Manager lock held; mgr->events != NULL. */
+void kvbm__events_push(kvbm_manager *mgr, kvbm_event_kind kind, uint32_t b);
+
+#endif /* KVBM_EVENTS_H */

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The inactive-pool backend interface. A policy orders the blocks that are
+ * registered but unreferenced and picks eviction victims. It sees only
+ * block ids and the facts in kvbm__evict_entry; the manager calls every
+ * operation with its lock held, so policies need no locking of their own.
+ * Adding a policy is one new file, src/evict_<name>.c, defining a
+ * `const struct kvbm__evict_ops kvbm__evict_<name>`, plus its line in the
+ * table of src/evict.c and its enum value in kvbm.h.
+ */
+#ifndef KVBM_EVICT_H
+#define KVBM_EVICT_H
+
+#include "kvbm.h"
+
+/* What a policy learns about a block when it enters the inactive pool. */
+struct kvbm__evict_entry {
+	kvbm_hash hash;     /* sequence hash */
+	kvbm_hash parent;   /* parent's sequence hash; 0 if root or unknown */
+	uint32_t position;  /* position in its sequence, KVBM_POSITION_UNKNOWN if unknown */
+	uint32_t priority;  /* 0..100, KVBM_PRIORITY_DEFAULT unless set */
+	uint32_t retention; /* release ticks the priority holds, 0 = forever */
+	uint64_t tick;      /* manager's logical clock at this release (unique, increasing) */
+	uint64_t first_tick; /* clock when this registration first entered the pool:
+				equal to tick on the first release, kept across hits */
+};
+
+struct kvbm__evict_params {
+	uint32_t block_count;   /* the pool never holds more blocks than this */
+	uint8_t thresholds[3];  /* multi-level LRU tier thresholds */
+};
+
+struct kvbm__evict_ops {
+	const char *name;
+	/* Allocate state for up to p->block_count blocks. All memory a
+	 * policy needs in steady state is allocated here: insert, remove and
+	 * victim must not fail. Returns KVBM_OK or KVBM_E_NOMEM. */
+	kvbm_status (*create)(const struct kvbm__evict_params *p, void **out);
+	void (*destroy)(void *st);
+	/* Block enters the pool (it is not in it). */
+	void (*insert)(void *st, uint32_t block, const struct kvbm__evict_entry *e);
+	/* Block leaves the pool without being evicted (hit, reset, reclaim
+	 * by id). It is in the pool. */
+	void (*remove)(void *st, uint32_t block);
+	/* Choose the next victim, remove it, store its id; false when empty. */
+	bool (*victim)(void *st, uint32_t *block);
+	/* The eviction-order key the catalog stores for a block in the pool.
+	 * Re-inserting blocks in ascending key order with e->tick = key (and
+	 * e->first_tick = key) must rebuild the same order. */
+	uint64_t (*order_key)(void *st, uint32_t block);
+	/* Optional (NULL if unused): a hash was registered or hit. */
+	void (*touch)(void *st, kvbm_hash hash);
+	/* Optional: the policy's frequency estimate of a hash (persisted). */
+	uint32_t (*frequency)(void *st, kvbm_hash hash);
+	/* Optional: restore a persisted frequency before the block's insert. */
+	void (*restore_frequency)(void *st, kvbm_hash hash, uint32_t freq);
+};
+
+/* The ops of a policy, or NULL for a value outside kvbm_evict_policy. */
+const struct kvbm__evict_ops *kvbm__evict_ops_for(kvbm_evict_policy policy);
+
+#endif /* KVBM_EVICT_H */

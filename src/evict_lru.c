@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * LRU: evict the block released longest ago. A hit takes the block out of
+ * the pool and its next release puts it back as the most recent, so
+ * recency is "last release". An intrusive doubly linked list over block
+ * ids gives O(1) insert, remove and victim with no allocation after
+ * create. Releasing a sequence tail first leaves the tail nearer the head,
+ * so continuations go before the prefixes they extend.
+ */
+#include <stdlib.h>
+
+#include "evict.h"
+
+#define NIL UINT32_MAX
+
+struct lru {
+	uint32_t *prev, *next;
+	uint64_t *key;
+	uint32_t head, tail; /* head = least recently released */
+};
+
+static void lru_destroy(void *st)
+{
+	struct lru *l = st;
+
+	if (!l)
+		return;
+	free(l->prev);
+	free(l->next);
+	free(l->key);
+	free(l);
+}
+
+static kvbm_status lru_create(const struct kvbm__evict_params *p, void **out)
+{
+	struct lru *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return KVBM_E_NOMEM;
+	l->prev = malloc(p->block_count * sizeof(*l->prev));
+	l->next = malloc(p->block_count * sizeof(*l->next));
+	l->key = malloc(p->block_count * sizeof(*l->key));
+	if (!l->prev || !l->next || !l->key) {
+		lru_destroy(l);
+		return KVBM_E_NOMEM;
+	}
+	l->head = l->tail = NIL;
+	*out = l;
+	return KVBM_OK;
+}
+
+static void lru_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
+{
+	struct lru *l = st;
+
+	l->key[b] = e->tick;
+	l->prev[b] = l->tail;
+	l->next[b] = NIL;
+	if (l->tail != NIL)
+		l->next[l->tail] = b;
+	else
+		l->head = b;
+	l->tail = b;
+}
+
+static void lru_remove(void *st, uint32_t b)
+{
+	struct lru *l = st;
+
+	if (l->prev[b] != NIL)
+		l->next[l->prev[b]] = l->next[b];
+	else
+		l->head = l->next[b];
+	if (l->next[b] != NIL)
+		l->prev[l->next[b]] = l->prev[b];
+	else
+		l->tail = l->prev[b];
+}
+
+static bool lru_victim(void *st, uint32_t *b)
+{
+	struct lru *l = st;
+
+	if (l->head == NIL)
+		return false;
+	*b = l->head;
+	lru_remove(l, l->head);
+	return true;
+}
+
+static uint64_t lru_order_key(void *st, uint32_t b)
+{
+	const struct lru *l = st;
+
+	return l->key[b];
+}
+
+const struct kvbm__evict_ops kvbm__evict_lru = {
+	.name = "lru",
+	.create = lru_create,
+	.destroy = lru_destroy,
+	.insert = lru_insert,
+	.remove = lru_remove,
+	.victim = lru_victim,
+	.order_key = lru_order_key,
+};

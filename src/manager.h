@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The manager's internal layout, shared by the core files (manager.c,
+ * block.c, match.c, pool.c, registry.c, journal.c) and the modules that
+ * hang off it (catalog, events, metrics). One mutex guards everything in
+ * struct kvbm_manager except the fields marked otherwise.
+ */
+#ifndef KVBM_MANAGER_H
+#define KVBM_MANAGER_H
+
+#include <pthread.h>
+#include <stdarg.h>
+
+#include "kvbm.h"
+#include "evict.h"
+#include "registry.h"
+#include "journal.h"
+
+#define KVBM__NIL UINT32_MAX
+
+enum kvbm__slot_state {
+	KVBM__SLOT_RESET = 0,   /* in reset (or reset_unsafe) list */
+	KVBM__SLOT_MUTABLE,     /* held by a kvbm_mutable */
+	KVBM__SLOT_STAGED,      /* held by a kvbm_complete; hash set */
+	KVBM__SLOT_PRIMARY,     /* registered, in registry, refs + dups > 0 */
+	KVBM__SLOT_DUPLICATE,   /* registered copy; refs > 0; primary set */
+	KVBM__SLOT_INACTIVE,    /* in registry and in the eviction policy */
+	KVBM__SLOT_RECLAIM,     /* in registry, taken out of the policy by the
+				   catalog writer; in reclaim_pending or reserve */
+};
+
+/* An intrusive FIFO of slots linked through slot.prev/next. */
+struct kvbm__list {
+	uint32_t head, tail, count;
+};
+
+struct kvbm__slot {
+	kvbm_hash hash;         /* STAGED and later */
+	kvbm_hash parent;       /* 0 for root/unknown */
+	uint64_t release_tick;  /* clock at last entry to the inactive pool */
+	uint64_t access_tick;   /* clock at last registration or hit */
+	uint64_t first_tick;    /* clock when this registration first went inactive, 0 before */
+	uint32_t position;      /* KVBM_POSITION_UNKNOWN if not given */
+	uint32_t gen;           /* guard generation (mutable/complete); never 0 once used */
+	uint32_t epoch;         /* registration epoch, for weak handles */
+	uint32_t refs;          /* live immutable references */
+	uint32_t dups;          /* PRIMARY: live duplicates keeping it active */
+	uint32_t primary;       /* DUPLICATE: block id of its primary */
+	uint32_t prev, next;    /* list links */
+	uint32_t access_count;  /* hits + registrations, persisted */
+	uint32_t priority;      /* 0..100 */
+	uint32_t retention;     /* see kvbm_immutable_set_priority */
+	uint8_t state;          /* enum kvbm__slot_state */
+	uint8_t reset_on_release;
+	uint8_t dirty;          /* queued for the catalog writer */
+	uint8_t durable_claim;  /* a committed or in-flight catalog row may claim hash for this block */
+	uint8_t list;           /* enum kvbm__list_id: which list links the slot */
+};
+
+enum kvbm__list_id {
+	KVBM__IN_NONE = 0,
+	KVBM__IN_RESET,
+	KVBM__IN_RESET_UNSAFE,
+	KVBM__IN_RECLAIM_PENDING,
+	KVBM__IN_RESERVE,
+};
+
+/* One live immutable reference; free entries chain through `block`. */
+struct kvbm__ref {
+	uint32_t block;
+	uint32_t gen; /* odd while live, even while free; 0 never issued */
+};
+
+struct kvbm__catalog; /* src/catalog/, opaque to the core */
+struct kvbm__events;  /* src/events.c, opaque to the core */
+
+struct kvbm_manager {
+	pthread_mutex_t lock;
+	kvbm_config cfg;        /* copy; strings point at the owned copies below */
+	char *tier;
+	char *catalog_path;
+	char *model_fingerprint;
+	uint32_t block_count;   /* immutable after open: read without the lock */
+	uint32_t block_size;    /* immutable after open */
+	bool reset_on_release;
+
+	struct kvbm__slot *slots;
+	struct kvbm__list reset;           /* free blocks safe to hand out, FIFO */
+	struct kvbm__list reset_unsafe;    /* free, but a committed row may still claim them */
+	struct kvbm__list reclaim_pending; /* RECLAIM, free mark not yet committed */
+	struct kvbm__list reserve;         /* RECLAIM, free mark committed: safe victims */
+	struct kvbm__registry registry;    /* hash -> primary/inactive/reclaim block */
+	const struct kvbm__evict_ops *evict;
+	void *evict_state;
+	uint32_t inactive_count;           /* blocks inside the policy */
+
+	struct kvbm__ref *refs;            /* reference table */
+	uint32_t refs_cap, refs_free;      /* refs_free: head of free chain or KVBM__NIL */
+
+	uint32_t n_mutable, n_staged, n_primary, n_duplicate;
+	uint64_t clock;                    /* logical time: releases and accesses */
+	uint32_t epoch_next;
+
+	kvbm_metrics m;                    /* counters and gauges; catalog and event
+					      fields are filled by those modules */
+
+	/* journal: what the catalog writer must persist (journal.c) */
+	bool journal_on;                   /* a catalog is attached */
+	uint32_t *dirty;                   /* ring of dirty block ids, block_count entries */
+	uint32_t dirty_head, dirty_count;
+	uint64_t commit_gen;               /* bumped by every commit or failure */
+	kvbm_status journal_error;         /* writer's failure, KVBM_OK while healthy */
+	pthread_cond_t journal_cv;         /* allocators wait here for commits */
+	struct kvbm__catalog *catalog;
+
+	struct kvbm__events *events;       /* NULL without an event sink */
+
+	/* last error, guarded by err_lock (taken after `lock` when both) */
+	pthread_mutex_t err_lock;
+	kvbm_status err_code;
+	char err_msg[256];
+};
+
+/* Record an error message on mgr (may be NULL) and return code. Safe with
+ * or without the manager lock held. */
+kvbm_status kvbm__fail(kvbm_manager *mgr, kvbm_status code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#define KVBM_CHECK_ARG(mgr, expr)                                                  \
+	do {                                                                       \
+		if (!(expr))                                                       \
+			return kvbm__fail((mgr), KVBM_E_INVAL, "invalid argument: %s", \
+					  #expr);                                  \
+	} while (0)
+
+/* List primitives (pool.c); a slot is on at most one list, named by slot.list. */
+void kvbm__list_push_tail(kvbm_manager *mgr, enum kvbm__list_id id, uint32_t b);
+uint32_t kvbm__list_pop_head(kvbm_manager *mgr, enum kvbm__list_id id);
+void kvbm__list_unlink(kvbm_manager *mgr, uint32_t b);
+
+/* Pool transitions (pool.c); lock held. */
+void kvbm__pool_free_block(kvbm_manager *mgr, uint32_t b);   /* -> RESET */
+void kvbm__pool_make_inactive(kvbm_manager *mgr, uint32_t b);/* PRIMARY -> INACTIVE */
+void kvbm__pool_drop_hash(kvbm_manager *mgr, uint32_t b);    /* leaves registry: event + journal */
+uint32_t kvbm__pool_resurrect(kvbm_manager *mgr, uint32_t b);/* INACTIVE/RECLAIM -> PRIMARY */
+void kvbm__pool_touch(kvbm_manager *mgr, uint32_t b);        /* hit or registration */
+
+/* Take victims out of the policy into the catalog's reclaim lists until
+ * reserve + pending reach target (journal.c); lock held. */
+uint32_t kvbm__journal_reclaim_locked(kvbm_manager *mgr, uint32_t target);
+
+/* References (block.c); lock held. */
+kvbm_status kvbm__refs_reserve(kvbm_manager *mgr, uint32_t n);
+kvbm_immutable kvbm__ref_new(kvbm_manager *mgr, uint32_t b); /* after reserve */
+void kvbm__ref_drop(kvbm_manager *mgr, kvbm_immutable h);    /* h is live */
+bool kvbm__ref_live(const kvbm_manager *mgr, kvbm_immutable h);
+
+/* Mark block b's catalog row out of date (lock held). Coalesces: a block
+ * already queued is not queued twice. */
+static inline void kvbm__journal_mark(kvbm_manager *mgr, uint32_t b)
+{
+	if (!mgr->journal_on)
+		return;
+	struct kvbm__slot *s = &mgr->slots[b];
+	if (s->dirty) {
+		mgr->m.catalog_rows_coalesced++;
+		return;
+	}
+	s->dirty = 1;
+	mgr->dirty[(mgr->dirty_head + mgr->dirty_count) % mgr->block_count] = b;
+	mgr->dirty_count++;
+	mgr->m.catalog_rows_queued++;
+	if (mgr->dirty_count == mgr->cfg.catalog_batch)
+		kvbm__catalog_wake(mgr->catalog);
+}
+
+/* A fresh non-zero generation after g. */
+static inline uint32_t kvbm__next_gen(uint32_t g)
+{
+	return g + 1 == 0 ? 1 : g + 1;
+}
+
+#endif /* KVBM_MANAGER_H */

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Registry lookups: prefix match, scattered match and presence queries.
+ * Each takes the manager lock once for the whole array, reserves every
+ * reference it might hand out before it changes anything (so KVBM_E_NOMEM
+ * leaves no partial result), and resurrects inactive blocks it hits.
+ */
+#include "manager.h"
+
+#define LOCK(mgr) pthread_mutex_lock(&(mgr)->lock)
+#define UNLOCK(mgr) pthread_mutex_unlock(&(mgr)->lock)
+
+static kvbm_immutable hit(kvbm_manager *mgr, uint32_t b)
+{
+	kvbm__pool_resurrect(mgr, b);
+	kvbm__pool_touch(mgr, b);
+	return kvbm__ref_new(mgr, b);
+}
+
+kvbm_status kvbm_match(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n,
+		       kvbm_immutable *out, uint32_t *matched)
+{
+	KVBM_CHECK_ARG(mgr, mgr && matched && (n == 0 || (hashes && out)));
+	uint32_t i = 0;
+	LOCK(mgr);
+	const kvbm_status st = kvbm__refs_reserve(mgr, n);
+	if (st == KVBM_OK) {
+		for (; i < n; i++) {
+			const uint32_t b = kvbm__registry_find(&mgr->registry, hashes[i]);
+			if (b == KVBM__NIL)
+				break;
+			out[i] = hit(mgr, b);
+		}
+		mgr->m.match_hashes_requested += n;
+		mgr->m.match_blocks_returned += i;
+	}
+	UNLOCK(mgr);
+	*matched = i;
+	return st;
+}
+
+kvbm_status kvbm_match_scattered(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n,
+				 kvbm_immutable *out, uint32_t *found)
+{
+	KVBM_CHECK_ARG(mgr, mgr && found && (n == 0 || (hashes && out)));
+	uint32_t hits = 0;
+	LOCK(mgr);
+	const kvbm_status st = kvbm__refs_reserve(mgr, n);
+	if (st == KVBM_OK) {
+		for (uint32_t i = 0; i < n; i++) {
+			const uint32_t b = kvbm__registry_find(&mgr->registry, hashes[i]);
+			if (b == KVBM__NIL) {
+				out[i] = (kvbm_immutable){0};
+				continue;
+			}
+			out[i] = hit(mgr, b);
+			hits++;
+		}
+		mgr->m.scan_hashes_requested += n;
+		mgr->m.scan_blocks_returned += hits;
+	}
+	UNLOCK(mgr);
+	*found = hits;
+	return st;
+}
+
+kvbm_status kvbm_contains(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n, bool *present,
+			  uint32_t *n_present, uint32_t *prefix)
+{
+	KVBM_CHECK_ARG(mgr, mgr && (n == 0 || hashes));
+	uint32_t count = 0, run = 0;
+	bool in_prefix = true;
+	LOCK(mgr);
+	for (uint32_t i = 0; i < n; i++) {
+		const bool p = kvbm__registry_find(&mgr->registry, hashes[i]) != KVBM__NIL;
+		if (present)
+			present[i] = p;
+		count += p;
+		in_prefix = in_prefix && p;
+		run += in_prefix;
+	}
+	UNLOCK(mgr);
+	if (n_present)
+		*n_present = count;
+	if (prefix)
+		*prefix = run;
+	return KVBM_OK;
+}

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The pools and the transitions between them: the reset lists, the
+ * inactive pool behind the eviction policy, and the catalog's reclaim
+ * lists. Every function here runs with the manager lock held and keeps
+ * the counts in struct kvbm_manager in step with the slot states, so that
+ * reset + inactive + held == total holds after every call.
+ */
+#include <assert.h>
+
+#include "events.h"
+#include "manager.h"
+
+static struct kvbm__list *list_of(kvbm_manager *mgr, enum kvbm__list_id id)
+{
+	switch (id) {
+	case KVBM__IN_RESET: return &mgr->reset;
+	case KVBM__IN_RESET_UNSAFE: return &mgr->reset_unsafe;
+	case KVBM__IN_RECLAIM_PENDING: return &mgr->reclaim_pending;
+	case KVBM__IN_RESERVE: return &mgr->reserve;
+	case KVBM__IN_NONE: break;
+	}
+	assert(!"slot is on no list");
+	return NULL;
+}
+
+void kvbm__list_push_tail(kvbm_manager *mgr, enum kvbm__list_id id, uint32_t b)
+{
+	struct kvbm__list *l = list_of(mgr, id);
+	struct kvbm__slot *s = &mgr->slots[b];
+
+	assert(s->list == KVBM__IN_NONE);
+	s->list = (uint8_t)id;
+	s->prev = l->tail;
+	s->next = KVBM__NIL;
+	if (l->tail != KVBM__NIL)
+		mgr->slots[l->tail].next = b;
+	else
+		l->head = b;
+	l->tail = b;
+	l->count++;
+}
+
+void kvbm__list_unlink(kvbm_manager *mgr, uint32_t b)
+{
+	struct kvbm__slot *s = &mgr->slots[b];
+	struct kvbm__list *l = list_of(mgr, (enum kvbm__list_id)s->list);
+
+	if (s->prev != KVBM__NIL)
+		mgr->slots[s->prev].next = s->next;
+	else
+		l->head = s->next;
+	if (s->next != KVBM__NIL)
+		mgr->slots[s->next].prev = s->prev;
+	else
+		l->tail = s->prev;
+	l->count--;
+	s->list = KVBM__IN_NONE;
+}
+
+uint32_t kvbm__list_pop_head(kvbm_manager *mgr, enum kvbm__list_id id)
+{
+	const uint32_t b = list_of(mgr, id)->head;
+
+	if (b != KVBM__NIL)
+		kvbm__list_unlink(mgr, b);
+	return b;
+}
+
+void kvbm__pool_free_block(kvbm_manager *mgr, uint32_t b)
+{
+	struct kvbm__slot *s = &mgr->slots[b];
+
+	s->state = KVBM__SLOT_RESET;
+	s->gen = kvbm__next_gen(s->gen);
+	s->epoch = 0;
+	s->hash = 0;
+	s->parent = 0;
+	s->position = KVBM_POSITION_UNKNOWN;
+	s->refs = s->dups = 0;
+	/* A committed row may still say this block holds its old hash: such a
+	 * block waits on reset_unsafe until its free row commits. */
+	kvbm__list_push_tail(mgr, s->durable_claim ? KVBM__IN_RESET_UNSAFE : KVBM__IN_RESET, b);
+}
+
+void kvbm__pool_drop_hash(kvbm_manager *mgr, uint32_t b)
+{
+	struct kvbm__slot *s = &mgr->slots[b];
+	const bool removed = kvbm__registry_remove(&mgr->registry, s->hash);
+
+	assert(removed);
+	(void)removed;
+	if (mgr->events)
+		kvbm__events_push(mgr, KVBM_EVENT_REMOVED, b);
+	s->epoch = 0;
+	s->first_tick = 0;
+	kvbm__journal_mark(mgr, b);
+}
+
+void kvbm__pool_make_inactive(kvbm_manager *mgr, uint32_t b)
+{
+	struct kvbm__slot *s = &mgr->slots[b];
+	struct kvbm__evict_entry e;
+
+	assert(s->state == KVBM__SLOT_PRIMARY && s->refs == 0 && s->dups == 0);
+	mgr->n_primary--;
+	if (s->reset_on_release) {
+		kvbm__pool_drop_hash(mgr, b);
+		kvbm__pool_free_block(mgr, b);
+		return;
+	}
+	s->release_tick = ++mgr->clock;
+	if (s->first_tick == 0)
+		s->first_tick = s->release_tick;
+	e.hash = s->hash;
+	e.parent = s->parent;
+	e.position = s->position;
+	e.priority = s->priority;
+	e.retention = s->retention;
+	e.tick = s->release_tick;
+	e.first_tick = s->first_tick;
+	s->state = KVBM__SLOT_INACTIVE;
+	mgr->evict->insert(mgr->evict_state, b, &e);
+	mgr->inactive_count++;
+	kvbm__journal_mark(mgr, b);
+}
+
+uint32_t kvbm__pool_resurrect(kvbm_manager *mgr, uint32_t b)
+{
+	struct kvbm__slot *s = &mgr->slots[b];
+
+	if (s->state == KVBM__SLOT_INACTIVE) {
+		mgr->evict->remove(mgr->evict_state, b);
+		mgr->inactive_count--;
+	} else if (s->state == KVBM__SLOT_RECLAIM) {
+		kvbm__list_unlink(mgr, b);
+	} else {
+		return b;
+	}
+	s->state = KVBM__SLOT_PRIMARY;
+	mgr->n_primary++;
+	mgr->m.resurrections++;
+	kvbm__journal_mark(mgr, b);
+	return b;
+}
+
+void kvbm__pool_touch(kvbm_manager *mgr, uint32_t b)
+{
+	struct kvbm__slot *s = &mgr->slots[b];
+
+	s->access_count++;
+	s->access_tick = ++mgr->clock;
+	if (mgr->evict->touch)
+		mgr->evict->touch(mgr->evict_state, s->hash);
+	kvbm__journal_mark(mgr, b);
+}

@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Hash -> block table of the registry. Sequence hashes are XXH3 outputs,
+ * but callers may also register small or sequential values, so the slot
+ * index comes from Fibonacci hashing (one multiply) rather than the low
+ * bits. Load factor stays at or below 1/2, which keeps linear probes short
+ * and lets deletion shift entries back instead of leaving tombstones.
+ */
+#include <stdlib.h>
+
+#include "registry.h"
+
+#define EMPTY UINT32_MAX
+
+static inline uint64_t home(const struct kvbm__registry *r, kvbm_hash h)
+{
+	return (h * 0x9E3779B97F4A7C15ull) >> r->shift;
+}
+
+kvbm_status kvbm__registry_init(struct kvbm__registry *r, uint32_t max_entries)
+{
+	uint64_t cap = 16;
+	uint32_t bits = 4;
+
+	while (cap < 2ull * max_entries) {
+		cap <<= 1;
+		bits++;
+	}
+	r->slots = malloc(cap * sizeof(*r->slots));
+	if (!r->slots)
+		return KVBM_E_NOMEM;
+	for (uint64_t i = 0; i < cap; i++)
+		r->slots[i].block = EMPTY;
+	r->mask = cap - 1;
+	r->shift = 64 - bits;
+	r->count = 0;
+	return KVBM_OK;
+}
+
+void kvbm__registry_free(struct kvbm__registry *r)
+{
+	free(r->slots);
+	r->slots = NULL;
+}
+
+uint32_t kvbm__registry_find(const struct kvbm__registry *r, kvbm_hash hash)
+{
+	for (uint64_t i = home(r, hash);; i = (i + 1) & r->mask) {
+		const struct kvbm__registry_entry *e = &r->slots[i];
+		if (e->block == EMPTY)
+			return EMPTY;
+		if (e->hash == hash)
+			return e->block;
+	}
+}
+
+void kvbm__registry_insert(struct kvbm__registry *r, kvbm_hash hash, uint32_t block)
+{
+	uint64_t i = home(r, hash);
+
+	while (r->slots[i].block != EMPTY)
+		i = (i + 1) & r->mask;
+	r->slots[i].hash = hash;
+	r->slots[i].block = block;
+	r->count++;
+}
+
+bool kvbm__registry_remove(struct kvbm__registry *r, kvbm_hash hash)
+{
+	uint64_t i = home(r, hash);
+
+	for (;; i = (i + 1) & r->mask) {
+		if (r->slots[i].block == EMPTY)
+			return false;
+		if (r->slots[i].hash == hash)
+			break;
+	}
+	/* Backward-shift deletion: move later entries of the probe run into
+	 * the hole when their home slot does not lie between hole and them. */
+	uint64_t hole = i;
+	for (uint64_t j = (i + 1) & r->mask; r->slots[j].block != EMPTY;
+	     j = (j + 1) & r->mask) {
+		const uint64_t h = home(r, r->slots[j].hash);
+		const bool movable = ((j - h) & r->mask) >= ((j - hole) & r->mask);
+		if (movable) {
+			r->slots[hole] = r->slots[j];
+			hole = j;
+		}
+	}
+	r->slots[hole].block = EMPTY;
+	r->count--;
+	return true;
+}

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The registry: sequence hash -> block id, one entry per registered hash
+ * (the primary, or the inactive block that holds it). Open addressing with
+ * linear probing and backward-shift deletion, sized at open for the most
+ * entries it can ever hold (one per block), so it never grows or
+ * allocates after kvbm__registry_init. Not thread-safe by itself: the
+ * manager lock guards it.
+ */
+#ifndef KVBM_REGISTRY_H
+#define KVBM_REGISTRY_H
+
+#include "kvbm.h"
+
+struct kvbm__registry_entry {
+	kvbm_hash hash;
+	uint32_t block; /* UINT32_MAX = empty */
+};
+
+struct kvbm__registry {
+	struct kvbm__registry_entry *slots;
+	uint64_t mask;     /* capacity - 1, capacity a power of two >= 2 * max entries */
+	uint32_t shift;    /* 64 - log2(capacity), for Fibonacci hashing */
+	uint32_t count;
+};
+
+kvbm_status kvbm__registry_init(struct kvbm__registry *r, uint32_t max_entries);
+void kvbm__registry_free(struct kvbm__registry *r);
+/* Block id holding hash, or UINT32_MAX. */
+uint32_t kvbm__registry_find(const struct kvbm__registry *r, kvbm_hash hash);
+/* Insert; hash must not be present and count < max_entries. */
+void kvbm__registry_insert(struct kvbm__registry *r, kvbm_hash hash, uint32_t block);
+/* Remove hash; returns false if it was not present. */
+bool kvbm__registry_remove(struct kvbm__registry *r, kvbm_hash hash);
+
+#endif /* KVBM_REGISTRY_H */
