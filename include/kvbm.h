@@ -320,10 +320,9 @@ KVBM_API void kvbm_config_init(kvbm_config *cfg);
  * Thread-safety: any thread.
  * Errors: KVBM_E_INVAL (bad config; the message names the field),
  *   KVBM_E_NOMEM, and with a catalog KVBM_E_MISMATCH, KVBM_E_CORRUPT,
- *   KVBM_E_IO, KVBM_E_READONLY, KVBM_E_BUSY, KVBM_E_FULL. On error *out is
- *   NULL; the message is available from kvbm_open_error() only as the
- *   return code (there is no manager to hold it), so a second form,
- *   kvbm_open_ex(), copies it out.
+ *   KVBM_E_IO, KVBM_E_READONLY, KVBM_E_BUSY, KVBM_E_FULL, KVBM_E_UNSUPPORTED.
+ *   On error *out is NULL. There is no manager left to hold the message,
+ *   so use kvbm_open_ex() to get it.
  */
 KVBM_API kvbm_status kvbm_open(const kvbm_config *cfg, kvbm_manager **out);
 
@@ -663,7 +662,7 @@ KVBM_API kvbm_status kvbm_immutable_ref_count(kvbm_manager *mgr,
  *
  * Ownership: none.
  * Thread-safety: any thread; takes the manager lock.
- * Errors: KVBM_E_INVAL; with a catalog, KVBM_E_BUSY/KVBM_E_IO as kvbm_allocate.
+ * Errors: KVBM_E_INVAL (mgr NULL).
  */
 KVBM_API kvbm_status kvbm_reset_inactive(kvbm_manager *mgr,
 					 uint32_t *n_dropped);
