@@ -84,6 +84,10 @@ static void take(kvbm_manager *mgr, uint32_t n, kvbm_mutable *out, kvbm_hash *ev
 	mgr->m.allocations_from_reset += from_reset;
 	mgr->m.evictions += ev;
 	*n_evicted = ev;
+	/* Refill the reserve before it runs dry, so allocations rarely wait. */
+	if (mgr->journal_on && from_reset < n &&
+	    mgr->reserve.count + mgr->reclaim_pending.count < mgr->cfg.catalog_reserve / 2)
+		kvbm__catalog_wake(mgr->catalog);
 }
 
 /* Queue enough victims for the writer that `need` more blocks become safe

@@ -16,9 +16,6 @@
 #include "events.h"
 #include "manager.h"
 
-#define LOCK(mgr) pthread_mutex_lock(&(mgr)->lock)
-#define UNLOCK(mgr) pthread_mutex_unlock(&(mgr)->lock)
-
 kvbm_status kvbm__refs_reserve(kvbm_manager *mgr, uint32_t n)
 {
 	uint32_t free_count = mgr->refs_cap - (uint32_t)mgr->m.inflight_immutable;
@@ -109,16 +106,16 @@ kvbm_status kvbm_mutable_release(kvbm_manager *mgr, kvbm_mutable block)
 	KVBM_CHECK_ARG(mgr, mgr);
 	if (block.gen == 0)
 		return KVBM_OK;
-	LOCK(mgr);
+	KVBM_LOCK(mgr);
 	if (!slot_handle_ok(mgr, block.block, block.gen, KVBM__SLOT_MUTABLE)) {
 		const kvbm_status st = stale(mgr, "mutable", block.block);
-		UNLOCK(mgr);
+		KVBM_UNLOCK(mgr);
 		return st;
 	}
 	mgr->n_mutable--;
 	mgr->m.inflight_mutable--;
 	kvbm__pool_free_block(mgr, block.block);
-	UNLOCK(mgr);
+	KVBM_UNLOCK(mgr);
 	return KVBM_OK;
 }
 
@@ -130,10 +127,10 @@ static kvbm_status stage(kvbm_manager *mgr, kvbm_mutable block, kvbm_hash seq_ha
 	if (num_tokens != mgr->block_size)
 		return kvbm__fail(mgr, KVBM_E_SIZE, "num_tokens %u != block size %u", num_tokens,
 				  mgr->block_size);
-	LOCK(mgr);
+	KVBM_LOCK(mgr);
 	if (!slot_handle_ok(mgr, block.block, block.gen, KVBM__SLOT_MUTABLE)) {
 		const kvbm_status st = stale(mgr, "mutable", block.block);
-		UNLOCK(mgr);
+		KVBM_UNLOCK(mgr);
 		return st;
 	}
 	struct kvbm__slot *s = &mgr->slots[block.block];
@@ -146,7 +143,7 @@ static kvbm_status stage(kvbm_manager *mgr, kvbm_mutable block, kvbm_hash seq_ha
 	mgr->n_staged++;
 	mgr->m.stagings++;
 	*out = (kvbm_complete){.block = block.block, .gen = s->gen};
-	UNLOCK(mgr);
+	KVBM_UNLOCK(mgr);
 	return KVBM_OK;
 }
 
@@ -167,10 +164,10 @@ kvbm_status kvbm_stage_lineage(kvbm_manager *mgr, kvbm_mutable block, kvbm_hash 
 kvbm_status kvbm_unstage(kvbm_manager *mgr, kvbm_complete block, kvbm_mutable *out)
 {
 	KVBM_CHECK_ARG(mgr, mgr && out);
-	LOCK(mgr);
+	KVBM_LOCK(mgr);
 	if (!slot_handle_ok(mgr, block.block, block.gen, KVBM__SLOT_STAGED)) {
 		const kvbm_status st = stale(mgr, "complete", block.block);
-		UNLOCK(mgr);
+		KVBM_UNLOCK(mgr);
 		return st;
 	}
 	struct kvbm__slot *s = &mgr->slots[block.block];
@@ -183,7 +180,7 @@ kvbm_status kvbm_unstage(kvbm_manager *mgr, kvbm_complete block, kvbm_mutable *o
 	mgr->n_staged--;
 	mgr->n_mutable++;
 	*out = (kvbm_mutable){.block = block.block, .gen = s->gen};
-	UNLOCK(mgr);
+	KVBM_UNLOCK(mgr);
 	return KVBM_OK;
 }
 
@@ -192,16 +189,16 @@ kvbm_status kvbm_complete_release(kvbm_manager *mgr, kvbm_complete block)
 	KVBM_CHECK_ARG(mgr, mgr);
 	if (block.gen == 0)
 		return KVBM_OK;
-	LOCK(mgr);
+	KVBM_LOCK(mgr);
 	if (!slot_handle_ok(mgr, block.block, block.gen, KVBM__SLOT_STAGED)) {
 		const kvbm_status st = stale(mgr, "complete", block.block);
-		UNLOCK(mgr);
+		KVBM_UNLOCK(mgr);
 		return st;
 	}
 	mgr->n_staged--;
 	mgr->m.inflight_mutable--;
 	kvbm__pool_free_block(mgr, block.block);
-	UNLOCK(mgr);
+	KVBM_UNLOCK(mgr);
 	return KVBM_OK;
 }
 
@@ -249,7 +246,7 @@ kvbm_status kvbm_register_batch(kvbm_manager *mgr, const kvbm_complete *blocks, 
 				kvbm_immutable *out)
 {
 	KVBM_CHECK_ARG(mgr, mgr && blocks && out && n > 0);
-	LOCK(mgr);
+	KVBM_LOCK(mgr);
 	kvbm_status st = KVBM_OK;
 	uint32_t i;
 	/* Validate everything first (all or nothing). A handle repeated in the
@@ -268,7 +265,7 @@ kvbm_status kvbm_register_batch(kvbm_manager *mgr, const kvbm_complete *blocks, 
 	if (st == KVBM_OK)
 		for (i = 0; i < n; i++)
 			out[i] = register_locked(mgr, blocks[i].block);
-	UNLOCK(mgr);
+	KVBM_UNLOCK(mgr);
 	return st;
 }
 
@@ -280,13 +277,13 @@ kvbm_status kvbm_register(kvbm_manager *mgr, kvbm_complete block, kvbm_immutable
 kvbm_status kvbm_immutable_retain(kvbm_manager *mgr, kvbm_immutable h, kvbm_immutable *out)
 {
 	KVBM_CHECK_ARG(mgr, mgr && out);
-	LOCK(mgr);
+	KVBM_LOCK(mgr);
 	kvbm_status st = KVBM_OK;
 	if (!kvbm__ref_live(mgr, h))
 		st = stale(mgr, "immutable", h.block);
 	else if ((st = kvbm__refs_reserve(mgr, 1)) == KVBM_OK)
 		*out = kvbm__ref_new(mgr, h.block);
-	UNLOCK(mgr);
+	KVBM_UNLOCK(mgr);
 	return st;
 }
 
@@ -294,7 +291,7 @@ kvbm_status kvbm_immutable_release_batch(kvbm_manager *mgr, const kvbm_immutable
 {
 	KVBM_CHECK_ARG(mgr, mgr && (hs || n == 0));
 	kvbm_status st = KVBM_OK;
-	LOCK(mgr);
+	KVBM_LOCK(mgr);
 	for (uint32_t i = 0; i < n; i++) {
 		if (hs[i].gen == 0)
 			continue;
@@ -303,7 +300,7 @@ kvbm_status kvbm_immutable_release_batch(kvbm_manager *mgr, const kvbm_immutable
 		else
 			kvbm__ref_drop(mgr, hs[i]);
 	}
-	UNLOCK(mgr);
+	KVBM_UNLOCK(mgr);
 	return st;
 }
 
@@ -315,7 +312,7 @@ kvbm_status kvbm_immutable_release(kvbm_manager *mgr, kvbm_immutable h)
 kvbm_status kvbm_downgrade(kvbm_manager *mgr, kvbm_immutable h, kvbm_weak *out)
 {
 	KVBM_CHECK_ARG(mgr, mgr && out);
-	LOCK(mgr);
+	KVBM_LOCK(mgr);
 	kvbm_status st = KVBM_OK;
 	if (!kvbm__ref_live(mgr, h)) {
 		st = stale(mgr, "immutable", h.block);
@@ -323,14 +320,14 @@ kvbm_status kvbm_downgrade(kvbm_manager *mgr, kvbm_immutable h, kvbm_weak *out)
 		const struct kvbm__slot *s = &mgr->slots[h.block];
 		*out = (kvbm_weak){.block = h.block, .epoch = s->epoch, .hash = s->hash};
 	}
-	UNLOCK(mgr);
+	KVBM_UNLOCK(mgr);
 	return st;
 }
 
 kvbm_status kvbm_weak_upgrade(kvbm_manager *mgr, kvbm_weak w, kvbm_immutable *out)
 {
 	KVBM_CHECK_ARG(mgr, mgr && out && w.epoch != 0);
-	LOCK(mgr);
+	KVBM_LOCK(mgr);
 	kvbm_status st = kvbm__refs_reserve(mgr, 1);
 	if (st != KVBM_OK)
 		goto out;
@@ -349,20 +346,20 @@ kvbm_status kvbm_weak_upgrade(kvbm_manager *mgr, kvbm_weak w, kvbm_immutable *ou
 	kvbm__pool_resurrect(mgr, b);
 	*out = kvbm__ref_new(mgr, b);
 out:
-	UNLOCK(mgr);
+	KVBM_UNLOCK(mgr);
 	return st;
 }
 
 kvbm_status kvbm_immutable_set_reset_on_release(kvbm_manager *mgr, kvbm_immutable h, bool reset)
 {
 	KVBM_CHECK_ARG(mgr, mgr);
-	LOCK(mgr);
+	KVBM_LOCK(mgr);
 	kvbm_status st = KVBM_OK;
 	if (!kvbm__ref_live(mgr, h))
 		st = stale(mgr, "immutable", h.block);
 	else
 		mgr->slots[h.block].reset_on_release = reset;
-	UNLOCK(mgr);
+	KVBM_UNLOCK(mgr);
 	return st;
 }
 
@@ -372,7 +369,7 @@ kvbm_status kvbm_immutable_set_priority(kvbm_manager *mgr, kvbm_immutable h, uin
 	KVBM_CHECK_ARG(mgr, mgr);
 	if (priority > 100)
 		return kvbm__fail(mgr, KVBM_E_INVAL, "priority %u is above 100", priority);
-	LOCK(mgr);
+	KVBM_LOCK(mgr);
 	kvbm_status st = KVBM_OK;
 	if (!kvbm__ref_live(mgr, h)) {
 		st = stale(mgr, "immutable", h.block);
@@ -381,33 +378,33 @@ kvbm_status kvbm_immutable_set_priority(kvbm_manager *mgr, kvbm_immutable h, uin
 		mgr->slots[h.block].retention = retention;
 		kvbm__journal_mark(mgr, h.block);
 	}
-	UNLOCK(mgr);
+	KVBM_UNLOCK(mgr);
 	return st;
 }
 
 kvbm_status kvbm_immutable_hash(kvbm_manager *mgr, kvbm_immutable h, kvbm_hash *out)
 {
 	KVBM_CHECK_ARG(mgr, mgr && out);
-	LOCK(mgr);
+	KVBM_LOCK(mgr);
 	kvbm_status st = KVBM_OK;
 	if (!kvbm__ref_live(mgr, h))
 		st = stale(mgr, "immutable", h.block);
 	else
 		*out = mgr->slots[h.block].hash;
-	UNLOCK(mgr);
+	KVBM_UNLOCK(mgr);
 	return st;
 }
 
 kvbm_status kvbm_immutable_ref_count(kvbm_manager *mgr, kvbm_immutable h, uint32_t *out)
 {
 	KVBM_CHECK_ARG(mgr, mgr && out);
-	LOCK(mgr);
+	KVBM_LOCK(mgr);
 	kvbm_status st = KVBM_OK;
 	if (!kvbm__ref_live(mgr, h))
 		st = stale(mgr, "immutable", h.block);
 	else
 		*out = mgr->slots[h.block].refs;
-	UNLOCK(mgr);
+	KVBM_UNLOCK(mgr);
 	return st;
 }
 
@@ -430,7 +427,7 @@ kvbm_status kvbm_block_info_read(kvbm_manager *mgr, uint32_t block, kvbm_block_i
 	if (block >= mgr->block_count)
 		return kvbm__fail(mgr, KVBM_E_INVAL, "block %u out of range (block_count %u)",
 				  block, mgr->block_count);
-	LOCK(mgr);
+	KVBM_LOCK(mgr);
 	const struct kvbm__slot *s = &mgr->slots[block];
 	out->block = block;
 	out->state = public_state(s->state);
@@ -439,6 +436,6 @@ kvbm_status kvbm_block_info_read(kvbm_manager *mgr, uint32_t block, kvbm_block_i
 	out->hash = s->hash;
 	out->parent_hash = s->parent;
 	out->reset_on_release = s->reset_on_release;
-	UNLOCK(mgr);
+	KVBM_UNLOCK(mgr);
 	return KVBM_OK;
 }

@@ -126,6 +126,9 @@ struct kvbm_manager {
 kvbm_status kvbm__fail(kvbm_manager *mgr, kvbm_status code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+#define KVBM_LOCK(mgr) pthread_mutex_lock(&(mgr)->lock)
+#define KVBM_UNLOCK(mgr) pthread_mutex_unlock(&(mgr)->lock)
+
 #define KVBM_CHECK_ARG(mgr, expr)                                                  \
 	do {                                                                       \
 		if (!(expr))                                                       \

@@ -7,9 +7,6 @@
  */
 #include "manager.h"
 
-#define LOCK(mgr) pthread_mutex_lock(&(mgr)->lock)
-#define UNLOCK(mgr) pthread_mutex_unlock(&(mgr)->lock)
-
 static kvbm_immutable hit(kvbm_manager *mgr, uint32_t b)
 {
 	kvbm__pool_resurrect(mgr, b);
@@ -22,7 +19,7 @@ kvbm_status kvbm_match(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n,
 {
 	KVBM_CHECK_ARG(mgr, mgr && matched && (n == 0 || (hashes && out)));
 	uint32_t i = 0;
-	LOCK(mgr);
+	KVBM_LOCK(mgr);
 	const kvbm_status st = kvbm__refs_reserve(mgr, n);
 	if (st == KVBM_OK) {
 		for (; i < n; i++) {
@@ -34,7 +31,7 @@ kvbm_status kvbm_match(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n,
 		mgr->m.match_hashes_requested += n;
 		mgr->m.match_blocks_returned += i;
 	}
-	UNLOCK(mgr);
+	KVBM_UNLOCK(mgr);
 	*matched = i;
 	return st;
 }
@@ -44,7 +41,7 @@ kvbm_status kvbm_match_scattered(kvbm_manager *mgr, const kvbm_hash *hashes, uin
 {
 	KVBM_CHECK_ARG(mgr, mgr && found && (n == 0 || (hashes && out)));
 	uint32_t hits = 0;
-	LOCK(mgr);
+	KVBM_LOCK(mgr);
 	const kvbm_status st = kvbm__refs_reserve(mgr, n);
 	if (st == KVBM_OK) {
 		for (uint32_t i = 0; i < n; i++) {
@@ -59,7 +56,7 @@ kvbm_status kvbm_match_scattered(kvbm_manager *mgr, const kvbm_hash *hashes, uin
 		mgr->m.scan_hashes_requested += n;
 		mgr->m.scan_blocks_returned += hits;
 	}
-	UNLOCK(mgr);
+	KVBM_UNLOCK(mgr);
 	*found = hits;
 	return st;
 }
@@ -70,7 +67,7 @@ kvbm_status kvbm_contains(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n
 	KVBM_CHECK_ARG(mgr, mgr && (n == 0 || hashes));
 	uint32_t count = 0, run = 0;
 	bool in_prefix = true;
-	LOCK(mgr);
+	KVBM_LOCK(mgr);
 	for (uint32_t i = 0; i < n; i++) {
 		const bool p = kvbm__registry_find(&mgr->registry, hashes[i]) != KVBM__NIL;
 		if (present)
@@ -79,7 +76,7 @@ kvbm_status kvbm_contains(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n
 		in_prefix = in_prefix && p;
 		run += in_prefix;
 	}
-	UNLOCK(mgr);
+	KVBM_UNLOCK(mgr);
 	if (n_present)
 		*n_present = count;
 	if (prefix)
