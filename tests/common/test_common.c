@@ -106,3 +106,74 @@ void kvbm_test_assert_msg(kvbm_manager *mgr, const char *needle)
 		fail();
 	}
 }
+
+kvbm_pool_counts kvbm_test_counts(kvbm_manager *mgr)
+{
+	kvbm_pool_counts c;
+
+	assert_int_equal(kvbm_pool_counts_read(mgr, &c), KVBM_OK);
+	return c;
+}
+
+kvbm_block_info kvbm_test_info(kvbm_manager *mgr, uint32_t block)
+{
+	kvbm_block_info info;
+
+	assert_int_equal(kvbm_block_info_read(mgr, block, &info), KVBM_OK);
+	assert_int_equal(info.block, block);
+	return info;
+}
+
+kvbm_manager *kvbm_test_open_cfg(const kvbm_config *cfg)
+{
+	kvbm_manager *mgr = NULL;
+	char err[256];
+
+	if (kvbm_open_ex(cfg, &mgr, err, sizeof(err)) != KVBM_OK) {
+		fprintf(stderr, "kvbm_open_ex: %s\n", err);
+		fail();
+	}
+	assert_non_null(mgr);
+	return mgr;
+}
+
+kvbm_immutable kvbm_test_make(kvbm_manager *mgr, kvbm_hash hash)
+{
+	kvbm_mutable m;
+	kvbm_complete c;
+	kvbm_immutable h;
+
+	assert_int_equal(kvbm_allocate(mgr, 1, &m), KVBM_OK);
+	assert_int_equal(kvbm_stage(mgr, m, hash, kvbm_block_size(mgr), &c), KVBM_OK);
+	assert_int_equal(kvbm_register(mgr, c, &h), KVBM_OK);
+	return h;
+}
+
+void kvbm_test_assert_counts(kvbm_manager *mgr, uint32_t reset, uint32_t inactive,
+			     uint32_t mutable_, uint32_t staged, uint32_t registered,
+			     uint32_t duplicate)
+{
+	const kvbm_pool_counts c = kvbm_test_counts(mgr);
+
+	assert_int_equal(c.reset, reset);
+	assert_int_equal(c.inactive, inactive);
+	assert_int_equal(c.mutable_, mutable_);
+	assert_int_equal(c.staged, staged);
+	assert_int_equal(c.registered, registered);
+	assert_int_equal(c.duplicate, duplicate);
+	assert_int_equal(c.total, kvbm_total_blocks(mgr));
+	kvbm_test_assert_invariants(mgr);
+}
+
+void kvbm_test_assert_error(kvbm_manager *mgr, kvbm_status code, const char *needle)
+{
+	char buf[512];
+	kvbm_status got;
+
+	assert_int_equal(kvbm_last_error(mgr, &got, buf, sizeof(buf)), KVBM_OK);
+	assert_int_equal(got, code);
+	if (!strstr(buf, needle)) {
+		fprintf(stderr, "message '%s' lacks '%s'\n", buf, needle);
+		fail();
+	}
+}

@@ -32,4 +32,19 @@ void kvbm_test_rmdir(const char *dir);
 /* assert the manager's last error message contains needle. */
 void kvbm_test_assert_msg(kvbm_manager *mgr, const char *needle);
 
+/* Core-test helpers: snapshots and one-call block construction. */
+kvbm_pool_counts kvbm_test_counts(kvbm_manager *mgr);
+kvbm_block_info kvbm_test_info(kvbm_manager *mgr, uint32_t block);
+/* Open with a full config; asserts success. */
+kvbm_manager *kvbm_test_open_cfg(const kvbm_config *cfg);
+/* Allocate, stage (full block) and register one block for hash; asserts
+ * success and returns the caller's reference. */
+kvbm_immutable kvbm_test_make(kvbm_manager *mgr, kvbm_hash hash);
+/* Assert the pool counts field by field (total is checked too). */
+void kvbm_test_assert_counts(kvbm_manager *mgr, uint32_t reset, uint32_t inactive,
+			     uint32_t mutable_, uint32_t staged, uint32_t registered,
+			     uint32_t duplicate);
+/* Assert the last error code and that its message contains needle. */
+void kvbm_test_assert_error(kvbm_manager *mgr, kvbm_status code, const char *needle);
+
 #endif
