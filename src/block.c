@@ -249,17 +249,19 @@ kvbm_status kvbm_register_batch(kvbm_manager *mgr, const kvbm_complete *blocks, 
 	KVBM_LOCK(mgr);
 	kvbm_status st = KVBM_OK;
 	uint32_t i;
-	/* Validate everything first (all or nothing). A handle repeated in the
-	 * batch is caught by bumping generations as we go, then restoring. */
+	/* Validate everything first (all or nothing). A block named twice in
+	 * the batch is caught by parking each validated slot in a state no
+	 * complete handle matches, then restoring. (Flipping a generation bit
+	 * instead let a forged twin, gen ^ flip, pass the second check.) */
 	for (i = 0; i < n; i++) {
 		if (!slot_handle_ok(mgr, blocks[i].block, blocks[i].gen, KVBM__SLOT_STAGED)) {
 			st = stale(mgr, "complete", blocks[i].block);
 			break;
 		}
-		mgr->slots[blocks[i].block].gen ^= 0x80000000u;
+		mgr->slots[blocks[i].block].state = KVBM__SLOT_MUTABLE;
 	}
 	for (uint32_t j = 0; j < i; j++)
-		mgr->slots[blocks[j].block].gen ^= 0x80000000u;
+		mgr->slots[blocks[j].block].state = KVBM__SLOT_STAGED;
 	if (st == KVBM_OK)
 		st = kvbm__refs_reserve(mgr, n);
 	if (st == KVBM_OK)
