@@ -224,7 +224,7 @@ static void run_stress(kvbm_evict_policy policy, kvbm_dup_policy dup, uint64_t s
 	sh.mgr = kvbm_test_open_cfg(&cfg);
 	sh.reject = dup == KVBM_DUP_REJECT;
 	sh.seed = seed;
-	sh.iters = iters && *iters ? (uint32_t)strtoul(iters, NULL, 0) : 20000;
+	sh.iters = iters && *iters ? (uint32_t)strtoul(iters, NULL, 0) : 50000;
 	pthread_mutex_init(&sh.fail_lock, NULL);
 	/* Prompts share SHARED leading blocks, then diverge. */
 	for (uint32_t p = 0; p < NPROMPTS; p++) {
