@@ -5,6 +5,9 @@
  * into a stack buffer first, so every host produces the same hashes.
  */
 #include <string.h>
+/* Inline XXH3 so short fixed-size inputs (16-byte chain words) compile to
+ * straight-line code instead of a call into libxxhash. */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "kvbm.h"
@@ -18,10 +21,10 @@ static inline uint64_t le64(uint64_t v)
 #endif
 }
 
-kvbm_hash kvbm_hash_block(const uint32_t *tokens, size_t n_tokens)
+/* Internal forms, inlined into kvbm_hash_sequence: the exported symbols
+ * may be interposed, so calls between them cannot be inlined. */
+static inline kvbm_hash local_hash(const uint32_t *tokens, size_t n_tokens)
 {
-	if (!tokens)
-		return 0;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
 	uint32_t buf[KVBM_MAX_BLOCK_SIZE];
 	if (n_tokens > KVBM_MAX_BLOCK_SIZE)
@@ -31,6 +34,17 @@ kvbm_hash kvbm_hash_block(const uint32_t *tokens, size_t n_tokens)
 	tokens = buf;
 #endif
 	return XXH3_64bits_withSeed(tokens, n_tokens * sizeof(uint32_t), KVBM_HASH_LOCAL_SEED);
+}
+
+static inline kvbm_hash chain_hash(kvbm_hash parent_or_salt, kvbm_hash local)
+{
+	const uint64_t words[2] = {le64(parent_or_salt), le64(local)};
+	return XXH3_64bits_withSeed(words, sizeof(words), 0);
+}
+
+kvbm_hash kvbm_hash_block(const uint32_t *tokens, size_t n_tokens)
+{
+	return tokens ? local_hash(tokens, n_tokens) : 0;
 }
 
 kvbm_hash kvbm_hash_salt(const void *salt, size_t len)
@@ -45,8 +59,7 @@ kvbm_hash kvbm_hash_chain(kvbm_hash parent_or_salt, kvbm_hash local, bool is_roo
 	/* Root and child are the same function of two words; the flag only
 	 * documents which word the caller passes. */
 	(void)is_root;
-	const uint64_t words[2] = {le64(parent_or_salt), le64(local)};
-	return XXH3_64bits_withSeed(words, sizeof(words), 0);
+	return chain_hash(parent_or_salt, local);
 }
 
 kvbm_status kvbm_hash_sequence(const uint32_t *tokens, size_t n_tokens, uint32_t block_size,
@@ -63,8 +76,7 @@ kvbm_status kvbm_hash_sequence(const uint32_t *tokens, size_t n_tokens, uint32_t
 		return KVBM_E_INVAL;
 	kvbm_hash prev = salt_hash;
 	for (size_t b = 0; b < n_blocks; b++) {
-		const kvbm_hash local = kvbm_hash_block(tokens + b * block_size, block_size);
-		prev = kvbm_hash_chain(prev, local, b == 0);
+		prev = chain_hash(prev, local_hash(tokens + b * block_size, block_size));
 		out[b] = prev;
 	}
 	return KVBM_OK;

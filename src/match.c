@@ -7,6 +7,26 @@
  */
 #include "manager.h"
 
+/* Lookups are independent cache misses: prefetch a chunk of registry slots,
+ * resolve them, then prefetch the block slots they name. The registry does
+ * not change until the caller acts on ids, so the answers stay valid. */
+#define CHUNK 32u
+
+static uint32_t lookup_chunk(const kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n,
+			     uint32_t *ids)
+{
+	const uint32_t len = n < CHUNK ? n : CHUNK;
+
+	for (uint32_t j = 0; j < len; j++)
+		kvbm__registry_prefetch(&mgr->registry, hashes[j]);
+	for (uint32_t j = 0; j < len; j++) {
+		ids[j] = kvbm__registry_find(&mgr->registry, hashes[j]);
+		if (ids[j] != KVBM__NIL)
+			__builtin_prefetch(&mgr->slots[ids[j]]);
+	}
+	return len;
+}
+
 static kvbm_immutable hit(kvbm_manager *mgr, uint32_t b)
 {
 	kvbm__pool_resurrect(mgr, b);
@@ -22,11 +42,17 @@ kvbm_status kvbm_match(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n,
 	KVBM_LOCK(mgr);
 	const kvbm_status st = kvbm__refs_reserve(mgr, n);
 	if (st == KVBM_OK) {
-		for (; i < n; i++) {
-			const uint32_t b = kvbm__registry_find(&mgr->registry, hashes[i]);
-			if (b == KVBM__NIL)
+		uint32_t ids[CHUNK];
+		while (i < n) {
+			const uint32_t len = lookup_chunk(mgr, hashes + i, n - i, ids);
+			uint32_t hits = 0;
+			while (hits < len && ids[hits] != KVBM__NIL)
+				hits++;
+			for (uint32_t j = 0; j < hits; j++)
+				out[i + j] = hit(mgr, ids[j]);
+			i += hits;
+			if (hits < len)
 				break;
-			out[i] = hit(mgr, b);
 		}
 		mgr->m.match_hashes_requested += n;
 		mgr->m.match_blocks_returned += i;
@@ -44,14 +70,17 @@ kvbm_status kvbm_match_scattered(kvbm_manager *mgr, const kvbm_hash *hashes, uin
 	KVBM_LOCK(mgr);
 	const kvbm_status st = kvbm__refs_reserve(mgr, n);
 	if (st == KVBM_OK) {
-		for (uint32_t i = 0; i < n; i++) {
-			const uint32_t b = kvbm__registry_find(&mgr->registry, hashes[i]);
-			if (b == KVBM__NIL) {
-				out[i] = (kvbm_immutable){0};
-				continue;
+		uint32_t ids[CHUNK];
+		for (uint32_t i = 0; i < n;) {
+			const uint32_t len = lookup_chunk(mgr, hashes + i, n - i, ids);
+			for (uint32_t j = 0; j < len; j++, i++) {
+				if (ids[j] == KVBM__NIL) {
+					out[i] = (kvbm_immutable){0};
+					continue;
+				}
+				out[i] = hit(mgr, ids[j]);
+				hits++;
 			}
-			out[i] = hit(mgr, b);
-			hits++;
 		}
 		mgr->m.scan_hashes_requested += n;
 		mgr->m.scan_blocks_returned += hits;

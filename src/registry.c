@@ -12,11 +12,6 @@
 
 #define EMPTY UINT32_MAX
 
-static inline uint64_t home(const struct kvbm__registry *r, kvbm_hash h)
-{
-	return (h * 0x9E3779B97F4A7C15ull) >> r->shift;
-}
-
 kvbm_status kvbm__registry_init(struct kvbm__registry *r, uint32_t max_entries)
 {
 	uint64_t cap = 16;
@@ -45,7 +40,7 @@ void kvbm__registry_free(struct kvbm__registry *r)
 
 uint32_t kvbm__registry_find(const struct kvbm__registry *r, kvbm_hash hash)
 {
-	for (uint64_t i = home(r, hash);; i = (i + 1) & r->mask) {
+	for (uint64_t i = kvbm__registry_home(r, hash);; i = (i + 1) & r->mask) {
 		const struct kvbm__registry_entry *e = &r->slots[i];
 		if (e->block == EMPTY)
 			return EMPTY;
@@ -56,7 +51,7 @@ uint32_t kvbm__registry_find(const struct kvbm__registry *r, kvbm_hash hash)
 
 void kvbm__registry_insert(struct kvbm__registry *r, kvbm_hash hash, uint32_t block)
 {
-	uint64_t i = home(r, hash);
+	uint64_t i = kvbm__registry_home(r, hash);
 
 	while (r->slots[i].block != EMPTY)
 		i = (i + 1) & r->mask;
@@ -67,7 +62,7 @@ void kvbm__registry_insert(struct kvbm__registry *r, kvbm_hash hash, uint32_t bl
 
 bool kvbm__registry_remove(struct kvbm__registry *r, kvbm_hash hash)
 {
-	uint64_t i = home(r, hash);
+	uint64_t i = kvbm__registry_home(r, hash);
 
 	for (;; i = (i + 1) & r->mask) {
 		if (r->slots[i].block == EMPTY)
@@ -80,7 +75,7 @@ bool kvbm__registry_remove(struct kvbm__registry *r, kvbm_hash hash)
 	uint64_t hole = i;
 	for (uint64_t j = (i + 1) & r->mask; r->slots[j].block != EMPTY;
 	     j = (j + 1) & r->mask) {
-		const uint64_t h = home(r, r->slots[j].hash);
+		const uint64_t h = kvbm__registry_home(r, r->slots[j].hash);
 		const bool movable = ((j - h) & r->mask) >= ((j - hole) & r->mask);
 		if (movable) {
 			r->slots[hole] = r->slots[j];

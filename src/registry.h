@@ -26,6 +26,19 @@ struct kvbm__registry {
 
 kvbm_status kvbm__registry_init(struct kvbm__registry *r, uint32_t max_entries);
 void kvbm__registry_free(struct kvbm__registry *r);
+/* Home slot of a hash: Fibonacci hashing, so sequential keys spread out. */
+static inline uint64_t kvbm__registry_home(const struct kvbm__registry *r, kvbm_hash h)
+{
+	return (h * 0x9E3779B97F4A7C15ull) >> r->shift;
+}
+
+/* Start loading the home slot of hash into the cache: lookups of a batch
+ * miss the cache independently, so issuing them together overlaps them. */
+static inline void kvbm__registry_prefetch(const struct kvbm__registry *r, kvbm_hash hash)
+{
+	__builtin_prefetch(&r->slots[kvbm__registry_home(r, hash)]);
+}
+
 /* Block id holding hash, or UINT32_MAX. */
 uint32_t kvbm__registry_find(const struct kvbm__registry *r, kvbm_hash hash);
 /* Insert; hash must not be present and count < max_entries. */
