@@ -122,6 +122,29 @@ uint32_t kvbm__journal_reclaim_locked(kvbm_manager *mgr, uint32_t target)
 	return moved;
 }
 
+void kvbm__journal_unreclaim_locked(kvbm_manager *mgr)
+{
+	uint32_t b;
+
+	while ((b = kvbm__list_pop_head(mgr, KVBM__IN_RESERVE)) != KVBM__NIL ||
+	       (b = kvbm__list_pop_head(mgr, KVBM__IN_RECLAIM_PENDING)) != KVBM__NIL) {
+		struct kvbm__slot *s = &mgr->slots[b];
+		const struct kvbm__evict_entry e = {
+			.hash = s->hash,
+			.parent = s->parent,
+			.position = s->position,
+			.priority = s->priority,
+			.retention = s->retention,
+			.tick = s->release_tick,
+			.first_tick = s->first_tick,
+		};
+		s->state = KVBM__SLOT_INACTIVE;
+		mgr->evict->insert(mgr->evict_state, b, &e);
+		mgr->inactive_count++;
+		kvbm__journal_mark(mgr, b);
+	}
+}
+
 uint32_t kvbm__journal_reclaim(kvbm_manager *mgr, uint32_t target)
 {
 	pthread_mutex_lock(&mgr->lock);

@@ -105,8 +105,8 @@ static kvbm_status build(kvbm_manager *mgr, const kvbm_config *cfg)
 	if (mgr->cfg.catalog_reserve == 0) {
 		/* Enough that a typical allocation never waits, small enough
 		 * that few cached blocks lose their catalog row early. */
-		uint32_t r = n / 32;
-		mgr->cfg.catalog_reserve = r < 16 ? (n < 16 ? n : 16) : (r > 4096 ? 4096 : r);
+		const uint32_t r = n / 64;
+		mgr->cfg.catalog_reserve = r < 1 ? 1 : (r > 1024 ? 1024 : r);
 	}
 	mgr->block_count = n;
 	mgr->block_size = cfg->block_size;
@@ -217,6 +217,7 @@ static void release_everything(kvbm_manager *mgr)
 			kvbm__pool_free_block(mgr, b);
 		}
 	}
+	kvbm__journal_unreclaim_locked(mgr);
 	for (uint32_t b = 0; b < mgr->block_count; b++) {
 		struct kvbm__slot *s = &mgr->slots[b];
 		if (s->state == KVBM__SLOT_PRIMARY) {

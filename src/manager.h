@@ -151,6 +151,9 @@ void kvbm__pool_touch(kvbm_manager *mgr, uint32_t b);        /* hit or registrat
 /* Take victims out of the policy into the catalog's reclaim lists until
  * reserve + pending reach target (journal.c); lock held. */
 uint32_t kvbm__journal_reclaim_locked(kvbm_manager *mgr, uint32_t target);
+/* Put reclaimed blocks back into the policy with their old keys, so a clean
+ * shutdown persists them as registered; lock held. */
+void kvbm__journal_unreclaim_locked(kvbm_manager *mgr);
 
 /* References (block.c); lock held. */
 kvbm_status kvbm__refs_reserve(kvbm_manager *mgr, uint32_t n);

@@ -1,33 +1,483 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Placeholder until the write-behind catalog lands: catalogs are refused. */
-#include "manager.h"
-#include "journal.h"
+/*
+ * Opening a catalog: create or migrate the schema, check that the file was
+ * written for this configuration, bump the incarnation and restore the
+ * registry into the manager, all in one transaction, then hand the
+ * connection to the writer thread. Also the catalog's side of kvbm_close
+ * and kvbm_flush.
+ */
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "catalog.h"
+#include "schema_sql.h"
+
+_Static_assert(KVBM__SCHEMA_LATEST == KVBM_SCHEMA_VERSION,
+	       "KVBM_SCHEMA_VERSION in kvbm.h must name the newest schema/NNN_*.sql");
+
+#define HASH_ALGORITHM "xxh3-64/dynamo-universal"
+
+extern const char kvbm__upsert_sql[];
+
+static int user_version(sqlite3 *db, int *out)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		*out = sqlite3_column_int(st, 0);
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Apply every schema file newer than the file's version, inside the open
+ * transaction. */
+static kvbm_status migrate(kvbm_manager *mgr, sqlite3 *db)
+{
+	int version = 0;
+	int rc = user_version(db, &version);
+
+	if (rc != SQLITE_OK)
+		return kvbm__sql_fail(mgr, db, rc, "read schema version");
+	if (version > KVBM__SCHEMA_LATEST)
+		return kvbm__fail(mgr, KVBM_E_MISMATCH,
+				  "catalog schema version %d is newer than this library's %d", version,
+				  KVBM__SCHEMA_LATEST);
+	for (int v = version + 1; v <= KVBM__SCHEMA_LATEST; v++) {
+		rc = kvbm__sql_exec(db, kvbm__schema[v - 1].sql);
+		if (rc != SQLITE_OK)
+			return kvbm__sql_fail(mgr, db, rc, "apply schema");
+	}
+	if (version < KVBM__SCHEMA_LATEST) {
+		char sql[64];
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", KVBM__SCHEMA_LATEST);
+		if ((rc = kvbm__sql_exec(db, sql)) != SQLITE_OK)
+			return kvbm__sql_fail(mgr, db, rc, "set schema version");
+		if ((rc = kvbm__sql_exec(db, "UPDATE meta SET schema_version = (SELECT "
+					     "user_version FROM pragma_user_version)")) != SQLITE_OK)
+			return kvbm__sql_fail(mgr, db, rc, "record schema version");
+	}
+	return KVBM_OK;
+}
+
+/* Compare the tier's identity row with the configuration; describe every
+ * difference in msg. Returns true when they match. */
+static bool identity_matches(kvbm_manager *mgr, sqlite3_stmt *row, char *msg, size_t len)
+{
+	const kvbm_config *c = &mgr->cfg;
+	const char *fp = (const char *)sqlite3_column_text(row, 5);
+	const char *want_fp = c->model_fingerprint ? c->model_fingerprint : "";
+	size_t used = 0;
+
+#define DIFF(...) (used += (size_t)snprintf(msg + used, used < len ? len - used : 0, __VA_ARGS__))
+	if (sqlite3_column_int64(row, 0) != c->block_size)
+		DIFF("%sblock_size %u does not match catalog block_size %lld", used ? "; " : "",
+		     c->block_size, sqlite3_column_int64(row, 0));
+	if (sqlite3_column_int64(row, 1) != c->block_count)
+		DIFF("%sblock_count %u does not match catalog block_count %lld", used ? "; " : "",
+		     c->block_count, sqlite3_column_int64(row, 1));
+	if (sqlite3_column_int64(row, 2) != KVBM_HASH_ENCODING ||
+	    sqlite3_column_int64(row, 3) != KVBM_HASH_LOCAL_SEED)
+		DIFF("%shash encoding %d seed %u does not match catalog encoding %lld seed %lld",
+		     used ? "; " : "", KVBM_HASH_ENCODING, KVBM_HASH_LOCAL_SEED,
+		     sqlite3_column_int64(row, 2), sqlite3_column_int64(row, 3));
+	if ((uint64_t)sqlite3_column_int64(row, 4) != c->hash_salt)
+		DIFF("%shash_salt %016llx does not match catalog hash_salt %016llx",
+		     used ? "; " : "", (unsigned long long)c->hash_salt,
+		     (unsigned long long)sqlite3_column_int64(row, 4));
+	if (strcmp(fp ? fp : "", want_fp) != 0)
+		DIFF("%smodel fingerprint '%s' does not match catalog fingerprint '%s'",
+		     used ? "; " : "", want_fp, fp ? fp : "");
+#undef DIFF
+	return used == 0;
+}
+
+static kvbm_status write_identity(struct kvbm__catalog *cat, bool exists)
+{
+	kvbm_manager *mgr = cat->mgr;
+	sqlite3_stmt *st = NULL;
+	const int64_t now = kvbm__now_ms();
+	int rc = sqlite3_prepare_v2(
+		cat->db,
+		exists ? "UPDATE meta SET schema_version = ?2, block_size = ?3, block_count = ?4,"
+			 " hash_algorithm = ?5, hash_encoding = ?6, hash_seed = ?7, hash_salt = ?8,"
+			 " model_fingerprint = ?9, eviction_policy = ?10, opened_at = ?11,"
+			 " incarnation = incarnation + 1, clean_shutdown = 0 WHERE tier = ?1"
+		       : "INSERT INTO meta (tier, schema_version, block_size, block_count,"
+			 " hash_algorithm, hash_encoding, hash_seed, hash_salt, model_fingerprint,"
+			 " eviction_policy, created_at, opened_at, incarnation, clean_shutdown)"
+			 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, 1, 0)",
+		-1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, mgr->tier, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 2, KVBM__SCHEMA_LATEST);
+		sqlite3_bind_int64(st, 3, mgr->block_size);
+		sqlite3_bind_int64(st, 4, mgr->block_count);
+		sqlite3_bind_text(st, 5, HASH_ALGORITHM, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 6, KVBM_HASH_ENCODING);
+		sqlite3_bind_int64(st, 7, KVBM_HASH_LOCAL_SEED);
+		sqlite3_bind_int64(st, 8, (sqlite3_int64)mgr->cfg.hash_salt);
+		sqlite3_bind_text(st, 9, mgr->model_fingerprint ? mgr->model_fingerprint : "", -1,
+				  SQLITE_STATIC);
+		sqlite3_bind_text(st, 10, kvbm_evict_policy_name(mgr->cfg.evict_policy), -1,
+				  SQLITE_STATIC);
+		sqlite3_bind_int64(st, 11, now);
+		rc = sqlite3_step(st);
+		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_OK)
+		return kvbm__sql_fail(mgr, cat->db, rc, "write catalog identity");
+	return KVBM_OK;
+}
+
+/* Check (or create) this tier's identity row. */
+static kvbm_status check_identity(struct kvbm__catalog *cat)
+{
+	kvbm_manager *mgr = cat->mgr;
+	sqlite3_stmt *st = NULL;
+	char diff[512] = "";
+	bool exists = false, matches = true;
+	int rc = sqlite3_prepare_v2(cat->db,
+				    "SELECT block_size, block_count, hash_encoding, hash_seed,"
+				    " hash_salt, model_fingerprint FROM meta WHERE tier = ?1",
+				    -1, &st, NULL);
+
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, mgr->tier, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			exists = true;
+			matches = identity_matches(mgr, st, diff, sizeof(diff));
+			rc = SQLITE_OK;
+		} else if (rc == SQLITE_DONE) {
+			rc = SQLITE_OK;
+		}
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_OK)
+		return kvbm__sql_fail(mgr, cat->db, rc, "read catalog identity");
+	if (!matches) {
+		if (!mgr->cfg.catalog_discard_mismatch)
+			return kvbm__fail(mgr, KVBM_E_MISMATCH, "catalog %s tier %s: %s",
+					  mgr->catalog_path, mgr->tier, diff);
+		/* Start cold: this tier's rows describe other blocks. */
+		if ((rc = sqlite3_prepare_v2(cat->db, "DELETE FROM blocks WHERE tier = ?1", -1,
+					     &st, NULL)) == SQLITE_OK) {
+			sqlite3_bind_text(st, 1, mgr->tier, -1, SQLITE_STATIC);
+			rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(cat->db);
+		}
+		sqlite3_finalize(st);
+		if (rc != SQLITE_OK)
+			return kvbm__sql_fail(mgr, cat->db, rc, "discard mismatching catalog rows");
+	}
+	return write_identity(cat, exists);
+}
+
+static int by_evict_key(const void *a, const void *b)
+{
+	const struct kvbm__image *x = a, *y = b;
+
+	if (x->evict_key != y->evict_key)
+		return x->evict_key < y->evict_key ? -1 : 1;
+	return x->block < y->block ? -1 : x->block > y->block;
+}
+
+/* Rows that must not be restored become free in the same transaction. */
+static int free_row(struct kvbm__catalog *cat, uint32_t block)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(cat->db,
+				    "UPDATE blocks SET state = 0, seq_hash = NULL, parent_hash = NULL,"
+				    " position = NULL WHERE tier = ?1 AND block_id = ?2",
+				    -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, cat->mgr->tier, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, block);
+		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(cat->db);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Read the registered rows (in key order of the table, which is fast),
+ * sort them by eviction key in memory, and hand them to the core. */
+static kvbm_status restore(struct kvbm__catalog *cat)
+{
+	kvbm_manager *mgr = cat->mgr;
+	struct kvbm__image *rows = NULL;
+	size_t n = 0, cap = 0;
+	uint32_t restored = 0, vetoed = 0;
+	sqlite3_stmt *st = NULL;
+	kvbm_status status = KVBM_OK;
+	int rc = sqlite3_prepare_v2(cat->db,
+				    "SELECT block_id, seq_hash, parent_hash, position, access_tick,"
+				    " access_count, frequency, priority, retention, evict_key"
+				    " FROM blocks WHERE tier = ?1 AND state = 1",
+				    -1, &st, NULL);
+
+	if (rc != SQLITE_OK) {
+		status = kvbm__sql_fail(mgr, cat->db, rc, "read catalog rows");
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, mgr->tier, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 4096;
+			struct kvbm__image *grown = realloc(rows, cap * sizeof(*rows));
+			if (!grown) {
+				status = kvbm__fail(mgr, KVBM_E_NOMEM, "cannot hold %zu restored rows", cap);
+				goto out;
+			}
+			rows = grown;
+		}
+		struct kvbm__image *img = &rows[n++];
+		const sqlite3_int64 id = sqlite3_column_int64(st, 0);
+		img->block = id < 0 || id > UINT32_MAX ? UINT32_MAX : (uint32_t)id;
+		img->state = KVBM__ROW_REGISTERED;
+		img->hash = (kvbm_hash)sqlite3_column_int64(st, 1);
+		img->parent = (kvbm_hash)sqlite3_column_int64(st, 2);
+		img->position = sqlite3_column_type(st, 3) == SQLITE_NULL
+					? KVBM_POSITION_UNKNOWN
+					: (uint32_t)sqlite3_column_int64(st, 3);
+		img->access_tick = (uint64_t)sqlite3_column_int64(st, 4);
+		img->access_count = (uint32_t)sqlite3_column_int64(st, 5);
+		img->frequency = (uint32_t)sqlite3_column_int64(st, 6);
+		const sqlite3_int64 prio = sqlite3_column_int64(st, 7);
+		img->priority = prio < 0 || prio > 100 ? KVBM_PRIORITY_DEFAULT : (uint32_t)prio;
+		img->retention = (uint32_t)sqlite3_column_int64(st, 8);
+		img->evict_key = (uint64_t)sqlite3_column_int64(st, 9);
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc != SQLITE_DONE) {
+		status = kvbm__sql_fail(mgr, cat->db, rc, "read catalog rows");
+		goto out;
+	}
+	qsort(rows, n, sizeof(*rows), by_evict_key);
+	for (size_t i = 0; i < n; i++) {
+		const struct kvbm__image *img = &rows[i];
+		bool keep = !mgr->cfg.restore_validate ||
+			    mgr->cfg.restore_validate(img->block, img->hash, img->parent,
+						      img->position, mgr->cfg.restore_user);
+		/* Damaged rows (id out of range, a hash or block given twice)
+		 * are refused by the core and freed like vetoed ones. */
+		if (keep && kvbm__restore_block(mgr, img) != KVBM_OK)
+			keep = false;
+		if (keep) {
+			restored++;
+			continue;
+		}
+		vetoed++;
+		if ((rc = free_row(cat, img->block)) != SQLITE_OK) {
+			status = kvbm__sql_fail(mgr, cat->db, rc, "free a refused row");
+			goto out;
+		}
+	}
+	if ((rc = sqlite3_prepare_v2(cat->db,
+				     "UPDATE meta SET restored_blocks = ?2, vetoed_blocks = ?3"
+				     " WHERE tier = ?1",
+				     -1, &st, NULL)) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, mgr->tier, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, restored);
+		sqlite3_bind_int64(st, 3, vetoed);
+		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(cat->db);
+	}
+	if (rc != SQLITE_OK)
+		status = kvbm__sql_fail(mgr, cat->db, rc, "record restore counts");
+out:
+	sqlite3_finalize(st);
+	free(rows);
+	return status;
+}
+
+static uint64_t read_incarnation(struct kvbm__catalog *cat)
+{
+	sqlite3_stmt *st = NULL;
+	uint64_t inc = 0;
+
+	if (sqlite3_prepare_v2(cat->db, "SELECT incarnation FROM meta WHERE tier = ?1", -1, &st,
+			       NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, cat->mgr->tier, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			inc = (uint64_t)sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	return inc;
+}
+
+/* A failed open of a path we may not write is a read-only problem. */
+static kvbm_status open_failure(kvbm_manager *mgr, sqlite3 *db, int rc, const char *path)
+{
+	if ((rc & 0xff) == SQLITE_CANTOPEN || (rc & 0xff) == SQLITE_READONLY) {
+		char *copy = strdup(path);
+		const char *dir = copy ? dirname(copy) : ".";
+		const bool writable = access(dir, W_OK) == 0 &&
+				      (access(path, F_OK) != 0 || access(path, W_OK) == 0);
+		free(copy);
+		if (!writable)
+			return kvbm__fail(mgr, KVBM_E_READONLY, "catalog %s is not writable", path);
+	}
+	return kvbm__sql_fail(mgr, db, rc, "open catalog");
+}
+
+static kvbm_status open_db(struct kvbm__catalog *cat)
+{
+	kvbm_manager *mgr = cat->mgr;
+	const char *path = mgr->catalog_path;
+	static const char *const sync_pragma[] = {
+		[KVBM_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
+		[KVBM_SYNC_FULL] = "PRAGMA synchronous = FULL",
+		[KVBM_SYNC_OFF] = "PRAGMA synchronous = OFF",
+	};
+	int rc = sqlite3_open_v2(path, &cat->db,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+				 NULL);
+
+	if (rc != SQLITE_OK)
+		return open_failure(mgr, cat->db, rc, path);
+	sqlite3_extended_result_codes(cat->db, 1);
+	sqlite3_busy_timeout(cat->db, 5000);
+	/* The first statement reads the header: a file that is not a
+	 * database fails here with SQLITE_NOTADB. */
+	if ((rc = kvbm__sql_exec(cat->db, "PRAGMA journal_mode = WAL")) != SQLITE_OK)
+		return (rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT
+			       ? kvbm__fail(mgr, KVBM_E_CORRUPT, "%s is not a kvbm catalog: %s", path,
+					    sqlite3_errmsg(cat->db))
+			       : open_failure(mgr, cat->db, rc, path);
+	if ((rc = kvbm__sql_exec(cat->db, sync_pragma[mgr->cfg.catalog_sync])) != SQLITE_OK ||
+	    (rc = kvbm__sql_exec(cat->db, "PRAGMA wal_autocheckpoint = 0")) != SQLITE_OK)
+		return kvbm__sql_fail(mgr, cat->db, rc, "configure catalog");
+	return KVBM_OK;
+}
+
+static void free_catalog(struct kvbm__catalog *cat)
+{
+	if (!cat)
+		return;
+	sqlite3_finalize(cat->upsert);
+	sqlite3_close_v2(cat->db);
+	pthread_cond_destroy(&cat->wake_cv);
+	pthread_cond_destroy(&cat->flush_cv);
+	pthread_mutex_destroy(&cat->mu);
+	free(cat->batch);
+	free(cat);
+}
 
 kvbm_status kvbm__catalog_open(kvbm_manager *mgr)
 {
-	return kvbm__fail(mgr, KVBM_E_UNSUPPORTED, "catalog support is not built");
+	struct kvbm__catalog *cat = calloc(1, sizeof(*cat));
+	kvbm_status st;
+	int rc;
+
+	if (!cat)
+		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot allocate the catalog");
+	cat->mgr = mgr;
+	pthread_mutex_init(&cat->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&cat->wake_cv, &ca);
+	pthread_cond_init(&cat->flush_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	cat->batch = malloc(mgr->cfg.catalog_batch * sizeof(*cat->batch));
+	if (!cat->batch) {
+		st = kvbm__fail(mgr, KVBM_E_NOMEM, "cannot allocate a batch of %u rows",
+				mgr->cfg.catalog_batch);
+		goto fail;
+	}
+	if ((st = open_db(cat)) != KVBM_OK)
+		goto fail;
+	if ((rc = kvbm__sql_exec(cat->db, "BEGIN IMMEDIATE")) != SQLITE_OK) {
+		st = (rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT
+			     ? kvbm__fail(mgr, KVBM_E_CORRUPT, "%s is not a kvbm catalog: %s",
+					  mgr->catalog_path, sqlite3_errmsg(cat->db))
+			     : kvbm__sql_fail(mgr, cat->db, rc, "lock catalog");
+		goto fail;
+	}
+	if ((st = migrate(mgr, cat->db)) != KVBM_OK || (st = check_identity(cat)) != KVBM_OK ||
+	    (st = restore(cat)) != KVBM_OK)
+		goto rollback;
+	if ((rc = kvbm__sql_exec(cat->db, "COMMIT")) != SQLITE_OK) {
+		st = kvbm__sql_fail(mgr, cat->db, rc, "commit catalog open");
+		goto rollback;
+	}
+	cat->incarnation = read_incarnation(cat);
+	if ((rc = sqlite3_prepare_v3(cat->db, kvbm__upsert_sql, -1, SQLITE_PREPARE_PERSISTENT,
+				     &cat->upsert, NULL)) != SQLITE_OK) {
+		st = kvbm__sql_fail(mgr, cat->db, rc, "prepare block upsert");
+		goto fail;
+	}
+	mgr->catalog = cat;
+	if ((st = kvbm__writer_start(cat)) != KVBM_OK) {
+		mgr->catalog = NULL;
+		goto fail;
+	}
+	return KVBM_OK;
+rollback:
+	kvbm__sql_exec(cat->db, "ROLLBACK");
+	/* The core may hold restored blocks; kvbm_open frees the manager. */
+fail:
+	free_catalog(cat);
+	return st;
 }
 
 kvbm_status kvbm__catalog_close(kvbm_manager *mgr, bool discard)
 {
-	(void)mgr;
-	(void)discard;
-	return KVBM_OK;
+	struct kvbm__catalog *cat = mgr->catalog;
+	kvbm_status st = KVBM_OK;
+
+	if (!cat)
+		return KVBM_OK;
+	kvbm__writer_stop(cat);
+	if (!discard && !cat->detached) {
+		st = kvbm__writer_drain(cat, true);
+		if (st == KVBM_OK)
+			kvbm__sql_exec(cat->db, "PRAGMA wal_checkpoint(TRUNCATE)");
+	}
+	mgr->catalog = NULL;
+	free_catalog(cat);
+	return st;
 }
 
 void kvbm__catalog_wake(struct kvbm__catalog *cat)
 {
-	(void)cat;
+	if (!cat)
+		return;
+	pthread_mutex_lock(&cat->mu);
+	cat->woken = true;
+	pthread_cond_signal(&cat->wake_cv);
+	pthread_mutex_unlock(&cat->mu);
 }
 
 kvbm_status kvbm__catalog_flush(kvbm_manager *mgr)
 {
-	(void)mgr;
-	return KVBM_OK;
+	struct kvbm__catalog *cat = mgr->catalog;
+
+	if (!cat)
+		return kvbm__fail(mgr, KVBM_E_MISUSE, "catalog is not attached");
+	pthread_mutex_lock(&cat->mu);
+	if (cat->detached) {
+		pthread_mutex_unlock(&cat->mu);
+		return kvbm__fail(mgr, KVBM_E_MISUSE, "catalog was detached after write failures");
+	}
+	const uint64_t ticket = ++cat->flush_requested;
+	cat->woken = true;
+	pthread_cond_signal(&cat->wake_cv);
+	while (cat->flush_done < ticket && !cat->detached)
+		pthread_cond_wait(&cat->flush_cv, &cat->mu);
+	const kvbm_status st = cat->detached ? KVBM_E_IO : cat->flush_status;
+	pthread_mutex_unlock(&cat->mu);
+	return st;
 }
 
 uint64_t kvbm__catalog_incarnation(const struct kvbm__catalog *cat)
 {
-	(void)cat;
-	return 0;
+	return cat ? cat->incarnation : 0;
 }
