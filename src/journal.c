@@ -155,7 +155,13 @@ uint32_t kvbm__journal_reclaim(kvbm_manager *mgr, uint32_t target)
 
 uint32_t kvbm__journal_reserve_target(kvbm_manager *mgr)
 {
-	return mgr->cfg.catalog_reserve;
+	/* Free blocks already serve allocations without a wait; reclaiming
+	 * cached blocks beyond that would only cost their catalog rows. */
+	pthread_mutex_lock(&mgr->lock);
+	const uint32_t have = mgr->reset.count + mgr->reset_unsafe.count;
+	const uint32_t want = mgr->cfg.catalog_reserve;
+	pthread_mutex_unlock(&mgr->lock);
+	return want > have ? want - have : 0;
 }
 
 void kvbm__journal_detach(kvbm_manager *mgr)

@@ -62,8 +62,8 @@ uint32_t kvbm__journal_reclaim(kvbm_manager *mgr, uint32_t target);
 /* The catalog is gone for good (detached): stop tracking durability, make
  * every block allocatable, wake waiters. */
 void kvbm__journal_detach(kvbm_manager *mgr);
-/* Current reserve target and whether an allocator is waiting (writer should
- * reclaim now). */
+/* How many reclaimed blocks the writer should keep ready: the configured
+ * reserve less what the reset pool already covers. */
 uint32_t kvbm__journal_reserve_target(kvbm_manager *mgr);
 
 /* Restore, called only from kvbm__catalog_open before the manager is

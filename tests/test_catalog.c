@@ -1,0 +1,488 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The write-behind catalog: schema creation, identity checks and their
+ * refusal messages, restore of order, frequencies and priorities, flush
+ * visibility to a second connection, coalescing, the pre-commit and
+ * restore-validation hooks, the clean-shutdown mark, and the files that
+ * are not catalogs. Every test works in a fresh temporary directory with
+ * real SQLite.
+ */
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "test_common.h"
+
+struct fixture {
+	char *dir;
+	char path[512];
+	kvbm_config cfg;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	f->dir = kvbm_test_tmpdir("catalog");
+	snprintf(f->path, sizeof(f->path), "%s/catalog.db", f->dir);
+	kvbm_config_init(&f->cfg);
+	f->cfg.block_count = 16;
+	f->cfg.block_size = 4;
+	f->cfg.catalog_path = f->path;
+	f->cfg.catalog_sync = KVBM_SYNC_OFF;
+	f->cfg.model_fingerprint = "llama-test-weights";
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	kvbm_test_rmdir(f->dir);
+	free(f->dir);
+	free(f);
+	return 0;
+}
+
+static kvbm_manager *open_ok(const kvbm_config *cfg)
+{
+	kvbm_manager *mgr = NULL;
+	char err[512];
+	const kvbm_status st = kvbm_open_ex(cfg, &mgr, err, sizeof(err));
+
+	if (st != KVBM_OK)
+		fprintf(stderr, "open failed: %s\n", err);
+	assert_int_equal(st, KVBM_OK);
+	return mgr;
+}
+
+static kvbm_hash h_of(uint32_t i)
+{
+	return kvbm_hash_chain(0, 7000 + i, true);
+}
+
+/* Register a chain of n blocks with lineage and release it tail first. */
+static void add_chain(kvbm_manager *mgr, uint32_t first, uint32_t n)
+{
+	kvbm_mutable m[16];
+	kvbm_complete c[16];
+	kvbm_immutable r[16], rev[16];
+
+	assert_int_equal(kvbm_allocate(mgr, n, m), KVBM_OK);
+	for (uint32_t i = 0; i < n; i++)
+		assert_int_equal(kvbm_stage_lineage(mgr, m[i], h_of(first + i),
+						    i ? h_of(first + i - 1) : 0, i, 4, &c[i]),
+				 KVBM_OK);
+	assert_int_equal(kvbm_register_batch(mgr, c, n, r), KVBM_OK);
+	for (uint32_t i = 0; i < n; i++)
+		rev[i] = r[n - 1 - i];
+	assert_int_equal(kvbm_immutable_release_batch(mgr, rev, n), KVBM_OK);
+}
+
+static sqlite3 *reader(const char *path)
+{
+	sqlite3 *db = NULL;
+
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	return db;
+}
+
+static int64_t query_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t v = -1;
+
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static void catalog__creates_schema_and_identity(void **state)
+{
+	struct fixture *f = *state;
+	kvbm_manager *mgr = open_ok(&f->cfg);
+	sqlite3 *db = reader(f->path);
+
+	assert_int_equal(query_int(db, "PRAGMA user_version"), KVBM_SCHEMA_VERSION);
+	assert_int_equal(query_int(db, "SELECT block_size FROM meta WHERE tier = 'G1'"), 4);
+	assert_int_equal(query_int(db, "SELECT block_count FROM meta WHERE tier = 'G1'"), 16);
+	assert_int_equal(query_int(db, "SELECT hash_seed FROM meta"), KVBM_HASH_LOCAL_SEED);
+	assert_int_equal(query_int(db, "SELECT incarnation FROM meta"), 1);
+	assert_int_equal(query_int(db, "SELECT clean_shutdown FROM meta"), 0);
+	assert_int_equal(query_int(db, "SELECT count(*) FROM meta WHERE model_fingerprint = "
+				       "'llama-test-weights'"),
+			 1);
+	sqlite3_close(db);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	db = reader(f->path);
+	assert_int_equal(query_int(db, "SELECT clean_shutdown FROM meta"), 1);
+	assert_true(query_int(db, "SELECT last_clean_shutdown_at FROM meta") > 0);
+	sqlite3_close(db);
+}
+
+static void catalog__restores_registry_in_eviction_order(void **state)
+{
+	struct fixture *f = *state;
+	kvbm_manager *mgr = open_ok(&f->cfg);
+
+	add_chain(mgr, 0, 5);
+	add_chain(mgr, 10, 3);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+
+	mgr = open_ok(&f->cfg);
+	kvbm_pool_counts c;
+	assert_int_equal(kvbm_pool_counts_read(mgr, &c), KVBM_OK);
+	assert_int_equal(c.inactive, 8);
+	assert_int_equal(c.registry, 8);
+	assert_invariants(mgr);
+	/* Fill the 8 free blocks, then evict: the second chain was released
+	 * last, its tail first, so the first chain's tail goes first. */
+	kvbm_mutable m[16];
+	kvbm_hash ev[16];
+	uint32_t nev = 0;
+	assert_int_equal(kvbm_allocate_ex(mgr, 8 + 3, m, ev, &nev), KVBM_OK);
+	assert_int_equal(nev, 3);
+	assert_true(ev[0] == h_of(4) && ev[1] == h_of(3) && ev[2] == h_of(2));
+	/* The survivors are still matchable by prefix. */
+	kvbm_immutable r[2];
+	uint32_t hit = 0;
+	const kvbm_hash want[2] = {h_of(0), h_of(1)};
+	assert_int_equal(kvbm_match(mgr, want, 2, r, &hit), KVBM_OK);
+	assert_int_equal(hit, 2);
+	kvbm_block_info info;
+	assert_int_equal(kvbm_block_info_read(mgr, r[1].block, &info), KVBM_OK);
+	assert_int_equal(info.position, 1);
+	assert_true(info.parent_hash == h_of(0));
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
+static void catalog__restores_priority_and_access_counts(void **state)
+{
+	struct fixture *f = *state;
+	kvbm_manager *mgr = open_ok(&f->cfg);
+	kvbm_immutable r[1];
+	uint32_t hit;
+	const kvbm_hash h = h_of(0);
+
+	add_chain(mgr, 0, 1);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(kvbm_match(mgr, &h, 1, r, &hit), KVBM_OK);
+		assert_int_equal(kvbm_immutable_set_priority(mgr, r[0], 90, 0), KVBM_OK);
+		assert_int_equal(kvbm_immutable_release(mgr, r[0]), KVBM_OK);
+	}
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	sqlite3 *db = reader(f->path);
+	assert_int_equal(query_int(db, "SELECT access_count FROM blocks WHERE state = 1"), 4);
+	assert_int_equal(query_int(db, "SELECT priority FROM blocks WHERE state = 1"), 90);
+	assert_true(query_int(db, "SELECT registered_at FROM blocks WHERE state = 1") > 0);
+	sqlite3_close(db);
+	mgr = open_ok(&f->cfg);
+	assert_int_equal(kvbm_match(mgr, &h, 1, r, &hit), KVBM_OK);
+	assert_int_equal(hit, 1);
+	assert_int_equal(kvbm_immutable_release(mgr, r[0]), KVBM_OK);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	db = reader(f->path);
+	assert_int_equal(query_int(db, "SELECT access_count FROM blocks WHERE state = 1"), 5);
+	assert_int_equal(query_int(db, "SELECT priority FROM blocks WHERE state = 1"), 90);
+	sqlite3_close(db);
+}
+
+static void catalog__flush_makes_rows_visible_to_readers(void **state)
+{
+	struct fixture *f = *state;
+	f->cfg.catalog_interval_ms = 60000; /* only flush can commit */
+	kvbm_manager *mgr = open_ok(&f->cfg);
+	sqlite3 *db = reader(f->path);
+
+	add_chain(mgr, 0, 4);
+	assert_int_equal(kvbm_flush(mgr), KVBM_OK);
+	/* A reader sees the committed rows while the writer is live. */
+	assert_int_equal(query_int(db, "SELECT count(*) FROM blocks WHERE state = 1"), 4);
+	add_chain(mgr, 20, 2);
+	assert_int_equal(kvbm_flush(mgr), KVBM_OK);
+	assert_int_equal(query_int(db, "SELECT count(*) FROM blocks WHERE state = 1"), 6);
+	sqlite3_close(db);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
+static void catalog__coalesces_repeated_changes(void **state)
+{
+	struct fixture *f = *state;
+	f->cfg.catalog_interval_ms = 60000;
+	kvbm_manager *mgr = open_ok(&f->cfg);
+	const kvbm_hash h = h_of(0);
+	kvbm_immutable r[1];
+	uint32_t hit;
+	kvbm_metrics before, after;
+
+	add_chain(mgr, 0, 1);
+	assert_int_equal(kvbm_flush(mgr), KVBM_OK);
+	assert_int_equal(kvbm_metrics_read(mgr, &before), KVBM_OK);
+	for (int i = 0; i < 50; i++) {
+		assert_int_equal(kvbm_match(mgr, &h, 1, r, &hit), KVBM_OK);
+		assert_int_equal(kvbm_immutable_release(mgr, r[0]), KVBM_OK);
+	}
+	assert_int_equal(kvbm_flush(mgr), KVBM_OK);
+	assert_int_equal(kvbm_metrics_read(mgr, &after), KVBM_OK);
+	/* 100 changes to one block, one row written. */
+	assert_int_equal(after.catalog_rows_committed - before.catalog_rows_committed, 1);
+	assert_true(after.catalog_rows_coalesced - before.catalog_rows_coalesced >= 99);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
+static void expect_mismatch(struct fixture *f, const char *needle)
+{
+	kvbm_manager *mgr = NULL;
+	char err[512];
+
+	assert_int_equal(kvbm_open_ex(&f->cfg, &mgr, err, sizeof(err)), KVBM_E_MISMATCH);
+	assert_null(mgr);
+	if (!strstr(err, needle)) {
+		fprintf(stderr, "message '%s' lacks '%s'\n", err, needle);
+		fail();
+	}
+}
+
+static void catalog__refuses_other_configurations(void **state)
+{
+	struct fixture *f = *state;
+	kvbm_manager *mgr = open_ok(&f->cfg);
+
+	add_chain(mgr, 0, 3);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+
+	f->cfg.block_size = 8;
+	expect_mismatch(f, "block_size 8 does not match catalog block_size 4");
+	f->cfg.block_size = 4;
+	f->cfg.block_count = 32;
+	expect_mismatch(f, "block_count 32 does not match catalog block_count 16");
+	f->cfg.block_count = 16;
+	f->cfg.hash_salt = 0xabc;
+	expect_mismatch(f, "hash_salt 0000000000000abc");
+	f->cfg.hash_salt = 0;
+	f->cfg.model_fingerprint = "other-weights";
+	expect_mismatch(f, "model fingerprint 'other-weights' does not match");
+
+	/* Another tier shares the file without touching G1's rows. */
+	f->cfg.model_fingerprint = "llama-test-weights";
+	f->cfg.tier = "G2";
+	f->cfg.block_count = 4;
+	mgr = open_ok(&f->cfg);
+	assert_int_equal(kvbm_available_blocks(mgr), 4);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	f->cfg.tier = "G1";
+	f->cfg.block_count = 16;
+	mgr = open_ok(&f->cfg);
+	kvbm_pool_counts c;
+	assert_int_equal(kvbm_pool_counts_read(mgr, &c), KVBM_OK);
+	assert_int_equal(c.inactive, 3);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+
+	/* The explicit flag starts cold instead. */
+	f->cfg.model_fingerprint = "other-weights";
+	f->cfg.catalog_discard_mismatch = true;
+	mgr = open_ok(&f->cfg);
+	assert_int_equal(kvbm_pool_counts_read(mgr, &c), KVBM_OK);
+	assert_int_equal(c.inactive, 0);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
+static void catalog__refuses_newer_schema(void **state)
+{
+	struct fixture *f = *state;
+	kvbm_manager *mgr = open_ok(&f->cfg);
+	sqlite3 *db = NULL;
+
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	expect_mismatch(f, "schema version 99 is newer");
+}
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+	const int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, len), (ssize_t)len);
+	close(fd);
+}
+
+static void catalog__rejects_files_that_are_not_catalogs(void **state)
+{
+	struct fixture *f = *state;
+	kvbm_manager *mgr = NULL;
+	char err[512];
+	char junk[4096];
+
+	memset(junk, 'x', sizeof(junk));
+	write_file(f->path, junk, sizeof(junk));
+	assert_int_equal(kvbm_open_ex(&f->cfg, &mgr, err, sizeof(err)), KVBM_E_CORRUPT);
+	assert_non_null(strstr(err, "is not a kvbm catalog"));
+	assert_null(mgr);
+
+	/* A real catalog cut short: the header survives, the pages do not. */
+	unlink(f->path);
+	mgr = open_ok(&f->cfg);
+	add_chain(mgr, 0, 4);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	assert_int_equal(truncate(f->path, 1024), 0);
+	const kvbm_status st = kvbm_open_ex(&f->cfg, &mgr, err, sizeof(err));
+	assert_true(st == KVBM_E_CORRUPT || st == KVBM_E_IO);
+	assert_null(mgr);
+}
+
+static void catalog__reports_read_only_directory(void **state)
+{
+	struct fixture *f = *state;
+	kvbm_manager *mgr = NULL;
+	char err[512];
+
+	if (geteuid() == 0)
+		skip(); /* root writes anywhere */
+	assert_int_equal(chmod(f->dir, 0500), 0);
+	assert_int_equal(kvbm_open_ex(&f->cfg, &mgr, err, sizeof(err)), KVBM_E_READONLY);
+	assert_non_null(strstr(err, "not writable"));
+	chmod(f->dir, 0700);
+}
+
+static int refuse_commits(void *user)
+{
+	int *calls = user;
+	return ++*calls <= 2 ? 1 : 0; /* refuse the first two, then allow */
+}
+
+static void catalog__pre_commit_hook_runs_and_can_refuse(void **state)
+{
+	struct fixture *f = *state;
+	int calls = 0;
+	f->cfg.pre_commit = refuse_commits;
+	f->cfg.pre_commit_user = &calls;
+	f->cfg.catalog_interval_ms = 60000;
+	kvbm_manager *mgr = open_ok(&f->cfg);
+
+	add_chain(mgr, 0, 2);
+	assert_int_equal(kvbm_flush(mgr), KVBM_E_IO);
+	kvbm_test_assert_msg(mgr, "pre-commit hook refused");
+	assert_int_equal(kvbm_flush(mgr), KVBM_E_IO);
+	assert_int_equal(kvbm_flush(mgr), KVBM_OK); /* third call allowed */
+	assert_int_equal(calls, 3);
+	kvbm_metrics m;
+	assert_int_equal(kvbm_metrics_read(mgr, &m), KVBM_OK);
+	assert_int_equal(m.catalog_failures, 2);
+	sqlite3 *db = reader(f->path);
+	assert_int_equal(query_int(db, "SELECT count(*) FROM blocks WHERE state = 1"), 2);
+	sqlite3_close(db);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
+static bool veto_odd_positions(uint32_t block, kvbm_hash hash, kvbm_hash parent,
+			       uint32_t position, void *user)
+{
+	(void)block;
+	(void)hash;
+	(void)parent;
+	(*(int *)user)++;
+	return position % 2 == 0;
+}
+
+static void catalog__restore_validation_can_veto(void **state)
+{
+	struct fixture *f = *state;
+	kvbm_manager *mgr = open_ok(&f->cfg);
+	int seen = 0;
+
+	add_chain(mgr, 0, 5);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	f->cfg.restore_validate = veto_odd_positions;
+	f->cfg.restore_user = &seen;
+	mgr = open_ok(&f->cfg);
+	assert_int_equal(seen, 5);
+	kvbm_pool_counts c;
+	assert_int_equal(kvbm_pool_counts_read(mgr, &c), KVBM_OK);
+	assert_int_equal(c.inactive, 3); /* positions 0, 2, 4 */
+	assert_int_equal(kvbm_close_ex(mgr, KVBM_CLOSE_DISCARD), KVBM_OK);
+	/* Vetoed rows were freed durably in the open transaction. */
+	sqlite3 *db = reader(f->path);
+	assert_int_equal(query_int(db, "SELECT count(*) FROM blocks WHERE state = 1"), 3);
+	assert_int_equal(query_int(db, "SELECT vetoed_blocks FROM meta"), 2);
+	sqlite3_close(db);
+}
+
+static void catalog__damaged_rows_are_freed_not_restored(void **state)
+{
+	struct fixture *f = *state;
+	kvbm_manager *mgr = open_ok(&f->cfg);
+	sqlite3 *db = NULL;
+
+	add_chain(mgr, 0, 3);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	/* One id out of range, one hash claimed twice. */
+	assert_int_equal(sqlite3_exec(db,
+				      "INSERT INTO blocks (tier, block_id, state, seq_hash, evict_key)"
+				      " VALUES ('G1', 999, 1, 42, 1);"
+				      "INSERT INTO blocks (tier, block_id, state, seq_hash, evict_key)"
+				      " SELECT 'G1', 15, 1, seq_hash, 0 FROM blocks"
+				      " WHERE tier = 'G1' AND state = 1 LIMIT 1;",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	mgr = open_ok(&f->cfg);
+	kvbm_pool_counts c;
+	assert_int_equal(kvbm_pool_counts_read(mgr, &c), KVBM_OK);
+	assert_int_equal(c.inactive, 3);
+	assert_invariants(mgr);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
+static void catalog__discarded_close_keeps_only_committed_state(void **state)
+{
+	struct fixture *f = *state;
+	f->cfg.catalog_interval_ms = 60000;
+	kvbm_manager *mgr = open_ok(&f->cfg);
+
+	add_chain(mgr, 0, 2);
+	assert_int_equal(kvbm_flush(mgr), KVBM_OK);
+	add_chain(mgr, 10, 2); /* never committed */
+	assert_int_equal(kvbm_close_ex(mgr, KVBM_CLOSE_DISCARD), KVBM_OK);
+	mgr = open_ok(&f->cfg);
+	kvbm_pool_counts c;
+	assert_int_equal(kvbm_pool_counts_read(mgr, &c), KVBM_OK);
+	assert_int_equal(c.inactive, 2);
+	bool present[2];
+	const kvbm_hash hs[2] = {h_of(0), h_of(10)};
+	assert_int_equal(kvbm_contains(mgr, hs, 2, present, NULL, NULL), KVBM_OK);
+	assert_true(present[0]);
+	assert_false(present[1]);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(catalog__creates_schema_and_identity),
+		T(catalog__restores_registry_in_eviction_order),
+		T(catalog__restores_priority_and_access_counts),
+		T(catalog__flush_makes_rows_visible_to_readers),
+		T(catalog__coalesces_repeated_changes),
+		T(catalog__refuses_other_configurations),
+		T(catalog__refuses_newer_schema),
+		T(catalog__rejects_files_that_are_not_catalogs),
+		T(catalog__reports_read_only_directory),
+		T(catalog__pre_commit_hook_runs_and_can_refuse),
+		T(catalog__restore_validation_can_veto),
+		T(catalog__damaged_rows_are_freed_not_restored),
+		T(catalog__discarded_close_keeps_only_committed_state),
+	};
+	return cmocka_run_group_tests_name("catalog", tests, NULL, NULL);
+}
