@@ -798,7 +798,7 @@ KVBM_API kvbm_status kvbm_hash_sequence(const uint32_t *tokens, size_t n_tokens,
  * @{ */
 
 /** Schema version this library writes (schema/NNN_*.sql). */
-#define KVBM_SCHEMA_VERSION 1
+#define KVBM_SCHEMA_VERSION 2
 
 /**
  * Block until every change queued before this call is committed.

@@ -308,6 +308,37 @@ static void catalog__refuses_newer_schema(void **state)
 	expect_mismatch(f, "schema version 99 is newer");
 }
 
+static void catalog__migrates_an_older_schema(void **state)
+{
+	struct fixture *f = *state;
+	kvbm_manager *mgr = open_ok(&f->cfg);
+	sqlite3 *db = NULL;
+
+	add_chain(mgr, 0, 2);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	/* Turn the file back into a version-1 catalog: no views. */
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      "DROP VIEW catalog_health; DROP VIEW chain_depth_histogram;"
+				      "DROP VIEW hot_prefixes; DROP VIEW block_roots;"
+				      "DROP VIEW prefix_edges; DROP VIEW hot_blocks;"
+				      "DROP VIEW eviction_order; DROP VIEW pool_summary;"
+				      "UPDATE meta SET schema_version = 1; PRAGMA user_version = 1;",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	mgr = open_ok(&f->cfg);
+	kvbm_pool_counts c;
+	assert_int_equal(kvbm_pool_counts_read(mgr, &c), KVBM_OK);
+	assert_int_equal(c.inactive, 2); /* rows survive the migration */
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	db = reader(f->path);
+	assert_int_equal(query_int(db, "PRAGMA user_version"), KVBM_SCHEMA_VERSION);
+	assert_int_equal(query_int(db, "SELECT schema_version FROM meta"), KVBM_SCHEMA_VERSION);
+	assert_int_equal(query_int(db, "SELECT registered FROM pool_summary"), 2);
+	sqlite3_close(db);
+}
+
 static void write_file(const char *path, const void *data, size_t len)
 {
 	const int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -477,6 +508,7 @@ int main(void)
 		T(catalog__coalesces_repeated_changes),
 		T(catalog__refuses_other_configurations),
 		T(catalog__refuses_newer_schema),
+		T(catalog__migrates_an_older_schema),
 		T(catalog__rejects_files_that_are_not_catalogs),
 		T(catalog__reports_read_only_directory),
 		T(catalog__pre_commit_hook_runs_and_can_refuse),
