@@ -800,6 +800,27 @@ KVBM_API kvbm_status kvbm_hash_sequence(const uint32_t *tokens, size_t n_tokens,
 /** Schema version this library writes (schema/NNN_*.sql). */
 #define KVBM_SCHEMA_VERSION 2
 
+/** Flags of kvbm_catalog_migrate(). */
+#define KVBM_MIGRATE_DRY_RUN 1u /**< report what would be applied, change nothing */
+#define KVBM_MIGRATE_CREATE 2u  /**< create the file (with no tiers) if it does not exist */
+
+/**
+ * Bring a catalog file's schema to KVBM_SCHEMA_VERSION in one transaction,
+ * without opening a manager (no tier, incarnation or restore involved).
+ * kvbm_open migrates by itself; this is for tools (kvbm-catalog migrate,
+ * import).
+ *
+ * @param[out] from schema version found (0 for a new file); may be NULL
+ * @param[out] to   version after the call (== from with DRY_RUN); may be NULL
+ *
+ * Ownership: errbuf is the caller's (may be NULL).
+ * Thread-safety: any thread; takes SQLite's write lock on the file.
+ * Errors: KVBM_E_MISMATCH (file is newer), KVBM_E_CORRUPT (not a catalog),
+ *   KVBM_E_IO, KVBM_E_READONLY, KVBM_E_BUSY, KVBM_E_INVAL (path NULL).
+ */
+KVBM_API kvbm_status kvbm_catalog_migrate(const char *path, unsigned flags, int *from, int *to,
+					  char *errbuf, size_t errlen);
+
 /**
  * Block until every change queued before this call is committed.
  *

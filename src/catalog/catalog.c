@@ -260,7 +260,8 @@ static kvbm_status restore(struct kvbm__catalog *cat)
 		status = kvbm__sql_fail(mgr, cat->db, rc, "read catalog rows");
 		goto out;
 	}
-	qsort(rows, n, sizeof(*rows), by_evict_key);
+	if (n > 1)
+		qsort(rows, n, sizeof(*rows), by_evict_key);
 	for (size_t i = 0; i < n; i++) {
 		const struct kvbm__image *img = &rows[i];
 		bool keep = !mgr->cfg.restore_validate ||
@@ -480,4 +481,62 @@ kvbm_status kvbm__catalog_flush(kvbm_manager *mgr)
 uint64_t kvbm__catalog_incarnation(const struct kvbm__catalog *cat)
 {
 	return cat ? cat->incarnation : 0;
+}
+
+kvbm_status kvbm_catalog_migrate(const char *path, unsigned flags, int *from, int *to,
+				 char *errbuf, size_t errlen)
+{
+	const bool dry = flags & KVBM_MIGRATE_DRY_RUN;
+	sqlite3 *db = NULL;
+	kvbm_status st = KVBM_OK;
+	int version = 0, rc;
+
+#define FAIL(code, ...) (snprintf(errbuf ? errbuf : (char[1]){0}, errbuf ? errlen : 1, \
+				  __VA_ARGS__), st = (code))
+	if (errbuf && errlen)
+		errbuf[0] = '\0';
+	if (!path)
+		return FAIL(KVBM_E_INVAL, "invalid argument: path");
+	rc = sqlite3_open_v2(path, &db,
+			     SQLITE_OPEN_READWRITE | (flags & KVBM_MIGRATE_CREATE ? SQLITE_OPEN_CREATE : 0),
+			     NULL);
+	if (rc != SQLITE_OK) {
+		FAIL(kvbm__sql_status(rc), "cannot open %s: %s", path, sqlite3_errmsg(db));
+		goto out;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	if ((rc = kvbm__sql_exec(db, "BEGIN IMMEDIATE")) != SQLITE_OK ||
+	    (rc = user_version(db, &version)) != SQLITE_OK) {
+		FAIL((rc & 0xff) == SQLITE_NOTADB ? KVBM_E_CORRUPT : kvbm__sql_status(rc),
+		     "%s is not a kvbm catalog: %s", path, sqlite3_errmsg(db));
+		goto out;
+	}
+	if (from)
+		*from = version;
+	if (to)
+		*to = version;
+	if (version > KVBM__SCHEMA_LATEST) {
+		FAIL(KVBM_E_MISMATCH, "catalog schema version %d is newer than this library's %d",
+		     version, KVBM__SCHEMA_LATEST);
+		goto out;
+	}
+	if (dry || version == KVBM__SCHEMA_LATEST)
+		goto out;
+	if ((st = migrate(NULL, db)) != KVBM_OK) {
+		FAIL(st, "cannot apply schema to %s: %s", path, sqlite3_errmsg(db));
+		goto out;
+	}
+	if ((rc = kvbm__sql_exec(db, "COMMIT")) != SQLITE_OK) {
+		FAIL(kvbm__sql_status(rc), "cannot commit migration: %s", sqlite3_errmsg(db));
+		goto out;
+	}
+	kvbm__sql_exec(db, "PRAGMA journal_mode = WAL");
+	if (to)
+		*to = KVBM__SCHEMA_LATEST;
+out:
+	if (db && !sqlite3_get_autocommit(db))
+		kvbm__sql_exec(db, "ROLLBACK");
+	sqlite3_close(db);
+	return st;
+#undef FAIL
 }
