@@ -1,0 +1,390 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The commands that create or change a catalog file: init, export and
+ * import (JSON Lines that round-trip byte for byte), vacuum, checkpoint and
+ * migrate. Import builds a new file beside the target and renames it into
+ * place only when every line went in, so a bad line never leaves a partial
+ * catalog behind.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd.h"
+
+static const char *const tables[] = {"meta", "blocks", "stats"};
+static const char *const table_types[] = {"meta", "block", "stat"};
+static const char *const table_order[] = {"tier", "tier, block_id", "tier, name"};
+
+static bool is_hash_column(const char *name)
+{
+	return strcmp(name, "seq_hash") == 0 || strcmp(name, "parent_hash") == 0 ||
+	       strcmp(name, "hash_salt") == 0;
+}
+
+int cmd_init(struct cli *cli, int argc, char **argv)
+{
+	struct opt opts[] = {{"block-count", true, NULL}, {"block-size", true, NULL},
+			     {"tier", true, NULL},	  {"fingerprint", true, NULL},
+			     {NULL, false, NULL}};
+	int n, rc;
+	kvbm_config cfg;
+	kvbm_manager *mgr = NULL;
+	char err[512];
+
+	if ((rc = cli_options(cli, argc, argv, opts, NULL, 0, &n)) != 0)
+		return rc > 0 ? EXIT_OK : EXIT_USAGE;
+	kvbm_config_init(&cfg);
+	if (!cli->db)
+		return cli_usage(cli, "--db PATH is required");
+	if (!opts[0].value || !cli_parse_u32(opts[0].value, &cfg.block_count))
+		return cli_usage(cli, "--block-count N is required");
+	if (opts[1].value && !cli_parse_u32(opts[1].value, &cfg.block_size))
+		return cli_usage(cli, "--block-size needs a number, not '%s'", opts[1].value);
+	if (opts[2].value)
+		cfg.tier = opts[2].value;
+	cfg.model_fingerprint = opts[3].value;
+	cfg.catalog_path = cli->db;
+	const kvbm_status st = kvbm_open_ex(&cfg, &mgr, err, sizeof(err));
+	if (st != KVBM_OK)
+		return cli_error(cli, "%s", err);
+	if (kvbm_close(mgr) != KVBM_OK)
+		return cli_error(cli, "cannot close %s cleanly", cli->db);
+	if (!cli->json)
+		printf("initialised %s: tier %s, %u blocks of %u tokens\n", cli->db, cfg.tier,
+		       cfg.block_count, cfg.block_size);
+	else
+		printf("{\"db\": \"%s\", \"tier\": \"%s\", \"block_count\": %u, \"block_size\": %u}\n",
+		       cli->db, cfg.tier, cfg.block_count, cfg.block_size);
+	return EXIT_OK;
+}
+
+static int export_table(const struct cli *cli, sqlite3 *db, size_t t, FILE *out)
+{
+	char sql[128];
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	snprintf(sql, sizeof(sql), "SELECT * FROM %s ORDER BY %s", tables[t], table_order[t]);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return cli_error(cli, "cannot read %s: %s", tables[t], sqlite3_errmsg(db));
+	const int cols = sqlite3_column_count(st);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		fprintf(out, "{\"type\": \"%s\"", table_types[t]);
+		for (int c = 0; c < cols; c++) {
+			const char *name = sqlite3_column_name(st, c);
+			fprintf(out, ", \"%s\": ", name);
+			const int type = sqlite3_column_type(st, c);
+			if (type == SQLITE_NULL)
+				fputs("null", out);
+			else if (type == SQLITE_INTEGER && is_hash_column(name))
+				fprintf(out, "\"%016llx\"",
+					(unsigned long long)sqlite3_column_int64(st, c));
+			else if (type == SQLITE_INTEGER)
+				fprintf(out, "%lld", sqlite3_column_int64(st, c));
+			else
+				cli_json_string(out, (const char *)sqlite3_column_text(st, c));
+		}
+		fputs("}\n", out);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return cli_error(cli, "cannot read %s: %s", tables[t], sqlite3_errmsg(db));
+	return EXIT_OK;
+}
+
+int cmd_export(struct cli *cli, int argc, char **argv)
+{
+	struct opt opts[] = {{"output", true, NULL}, {NULL, false, NULL}};
+	int n, rc;
+
+	if ((rc = cli_options(cli, argc, argv, opts, NULL, 0, &n)) != 0)
+		return rc > 0 ? EXIT_OK : EXIT_USAGE;
+	sqlite3 *db = cli_open_db(cli, false);
+	if (!db)
+		return cli->db ? EXIT_ERR : EXIT_USAGE;
+	FILE *out = opts[0].value ? fopen(opts[0].value, "w") : stdout;
+	if (!out) {
+		sqlite3_close(db);
+		return cli_error(cli, "cannot write %s: %s", opts[0].value, strerror(errno));
+	}
+	/* One read transaction: a consistent snapshot of a live catalog. */
+	sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+	rc = EXIT_OK;
+	for (size_t t = 0; rc == EXIT_OK && t < 3; t++)
+		rc = export_table(cli, db, t, out);
+	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	if (out != stdout && fclose(out) != 0 && rc == EXIT_OK)
+		rc = cli_error(cli, "cannot write %s: %s", opts[0].value, strerror(errno));
+	sqlite3_close(db);
+	return rc;
+}
+
+/* A flat JSON object: string keys, values that are strings, integers or null. */
+struct field {
+	char key[64];
+	int type; /* SQLITE_TEXT, SQLITE_INTEGER, SQLITE_NULL */
+	char *text;
+	long long num;
+};
+
+static const char *parse_string(const char *p, char *out, size_t cap, size_t *len)
+{
+	size_t n = 0;
+
+	if (*p++ != '"')
+		return NULL;
+	while (*p && *p != '"') {
+		char c = *p++;
+		if (c == '\\') {
+			c = *p++;
+			if (c == 'n')
+				c = '\n';
+			else if (c == 't')
+				c = '\t';
+			else if (c == 'u') {
+				unsigned v;
+				if (sscanf(p, "%4x", &v) != 1 || v > 0x7f)
+					return NULL;
+				c = (char)v;
+				p += 4;
+			} else if (c != '"' && c != '\\' && c != '/')
+				return NULL;
+		}
+		if (n + 1 >= cap)
+			return NULL;
+		out[n++] = c;
+	}
+	if (*p != '"')
+		return NULL;
+	out[n] = '\0';
+	if (len)
+		*len = n;
+	return p + 1;
+}
+
+static int parse_object(const char *p, struct field *f, int max, char *buf, size_t buflen)
+{
+	int n = 0;
+	size_t used = 0;
+
+	while (isspace((unsigned char)*p))
+		p++;
+	if (*p++ != '{')
+		return -1;
+	do {
+		while (isspace((unsigned char)*p))
+			p++;
+		if (n >= max || !(p = parse_string(p, f[n].key, sizeof(f[n].key), NULL)))
+			return -1;
+		while (isspace((unsigned char)*p))
+			p++;
+		if (*p++ != ':')
+			return -1;
+		while (isspace((unsigned char)*p))
+			p++;
+		if (*p == '"') {
+			size_t len;
+			f[n].type = SQLITE_TEXT;
+			f[n].text = buf + used;
+			if (!(p = parse_string(p, buf + used, buflen - used, &len)))
+				return -1;
+			used += len + 1;
+		} else if (strncmp(p, "null", 4) == 0) {
+			f[n].type = SQLITE_NULL;
+			p += 4;
+		} else {
+			char *end;
+			errno = 0;
+			f[n].num = strtoll(p, &end, 10);
+			if (end == p || errno)
+				return -1;
+			f[n].type = SQLITE_INTEGER;
+			p = end;
+		}
+		n++;
+		while (isspace((unsigned char)*p))
+			p++;
+	} while (*p == ',' && p++);
+	if (*p++ != '}')
+		return -1;
+	while (isspace((unsigned char)*p))
+		p++;
+	return *p ? -1 : n;
+}
+
+/* Insert one parsed line into its table. Returns NULL or a problem. */
+static const char *import_line(sqlite3 *db, struct field *f, int n)
+{
+	char sql[2048], *w = sql;
+	int t;
+
+	if (n < 1 || strcmp(f[0].key, "type") != 0 || f[0].type != SQLITE_TEXT)
+		return "the first field must be \"type\"";
+	for (t = 0; t < 3 && strcmp(f[0].text, table_types[t]) != 0; t++)
+		;
+	if (t == 3)
+		return "type must be meta, block or stat";
+	w += sprintf(w, "INSERT INTO %s (", tables[t]);
+	for (int i = 1; i < n; i++) {
+		for (const char *k = f[i].key; *k; k++)
+			if (!isalnum((unsigned char)*k) && *k != '_')
+				return "field names must be column names";
+		w += sprintf(w, "%s%s", i > 1 ? ", " : "", f[i].key);
+	}
+	w += sprintf(w, ") VALUES (");
+	for (int i = 1; i < n; i++)
+		w += sprintf(w, "%s?", i > 1 ? ", " : "");
+	sprintf(w, ")");
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return sqlite3_errmsg(db);
+	for (int i = 1; i < n; i++) {
+		kvbm_hash h;
+		if (f[i].type == SQLITE_NULL)
+			sqlite3_bind_null(st, i);
+		else if (f[i].type == SQLITE_INTEGER)
+			sqlite3_bind_int64(st, i, f[i].num);
+		else if (is_hash_column(f[i].key)) {
+			if (!cli_parse_hash(f[i].text, &h)) {
+				sqlite3_finalize(st);
+				return "a hash field is not 16 hex digits";
+			}
+			sqlite3_bind_int64(st, i, (sqlite3_int64)h);
+		} else
+			sqlite3_bind_text(st, i, f[i].text, -1, SQLITE_STATIC);
+	}
+	const int rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? NULL : sqlite3_errmsg(db);
+}
+
+int cmd_import(struct cli *cli, int argc, char **argv)
+{
+	char *pos[1], tmp[4096], err[512], *line = NULL, *buf = NULL;
+	size_t cap = 0, line_no = 0;
+	struct field fields[32];
+	int n, rc;
+	sqlite3 *db = NULL;
+	FILE *in = NULL;
+
+	if ((rc = cli_options(cli, argc, argv, NULL, pos, 1, &n)) != 0)
+		return rc > 0 ? EXIT_OK : EXIT_USAGE;
+	if (!cli->db || n != 1)
+		return cli_usage(cli, "give --db NEW_PATH and the FILE to import");
+	if (access(cli->db, F_OK) == 0)
+		return cli_error(cli, "%s exists; import writes a new catalog only", cli->db);
+	if (!(in = fopen(pos[0], "r")))
+		return cli_error(cli, "cannot open %s: %s", pos[0], strerror(errno));
+	snprintf(tmp, sizeof(tmp), "%s.import-%d", cli->db, (int)getpid());
+	rc = EXIT_ERR;
+	if (kvbm_catalog_migrate(tmp, KVBM_MIGRATE_CREATE, NULL, NULL, err, sizeof(err)) != KVBM_OK) {
+		cli_error(cli, "%s", err);
+		goto out;
+	}
+	if (sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		cli_error(cli, "cannot open %s: %s", tmp, sqlite3_errmsg(db));
+		goto out;
+	}
+	sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	ssize_t len;
+	while ((len = getline(&line, &cap, in)) >= 0) {
+		line_no++;
+		free(buf);
+		buf = malloc((size_t)len + 1);
+		const int nf = buf ? parse_object(line, fields, 32, buf, (size_t)len + 1) : -1;
+		const char *problem = nf < 0 ? "not a flat JSON object" : import_line(db, fields, nf);
+		if (problem) {
+			cli_error(cli, "%s: line %zu: %s", pos[0], line_no, problem);
+			goto out;
+		}
+	}
+	if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		cli_error(cli, "cannot commit: %s", sqlite3_errmsg(db));
+		goto out;
+	}
+	sqlite3_close(db);
+	db = NULL;
+	if (rename(tmp, cli->db) != 0) {
+		cli_error(cli, "cannot rename %s to %s: %s", tmp, cli->db, strerror(errno));
+		goto out;
+	}
+	if (!cli->json)
+		printf("imported %zu lines into %s\n", line_no, cli->db);
+	rc = EXIT_OK;
+out:
+	if (db)
+		sqlite3_close(db);
+	if (rc != EXIT_OK) {
+		char side[4200];
+		unlink(tmp);
+		snprintf(side, sizeof(side), "%s-wal", tmp);
+		unlink(side);
+		snprintf(side, sizeof(side), "%s-shm", tmp);
+		unlink(side);
+	}
+	free(line);
+	free(buf);
+	fclose(in);
+	return rc;
+}
+
+static int simple_write(struct cli *cli, int argc, char **argv, const char *sql, const char *done)
+{
+	int n, rc;
+
+	if ((rc = cli_options(cli, argc, argv, NULL, NULL, 0, &n)) != 0)
+		return rc > 0 ? EXIT_OK : EXIT_USAGE;
+	sqlite3 *db = cli_open_db(cli, true);
+	if (!db)
+		return cli->db ? EXIT_ERR : EXIT_USAGE;
+	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		rc = cli_error(cli, "%s", sqlite3_errmsg(db));
+	else if (!cli->json)
+		printf("%s %s\n", done, cli->db);
+	sqlite3_close(db);
+	return rc;
+}
+
+int cmd_vacuum(struct cli *cli, int argc, char **argv)
+{
+	return simple_write(cli, argc, argv, "VACUUM", "vacuumed");
+}
+
+int cmd_checkpoint(struct cli *cli, int argc, char **argv)
+{
+	return simple_write(cli, argc, argv, "PRAGMA wal_checkpoint(TRUNCATE)", "checkpointed");
+}
+
+int cmd_migrate(struct cli *cli, int argc, char **argv)
+{
+	struct opt opts[] = {{"dry-run", false, NULL}, {NULL, false, NULL}};
+	int n, rc, from = 0, to = 0;
+	char err[512];
+
+	if ((rc = cli_options(cli, argc, argv, opts, NULL, 0, &n)) != 0)
+		return rc > 0 ? EXIT_OK : EXIT_USAGE;
+	if (!cli->db)
+		return cli_usage(cli, "--db PATH is required");
+	if (access(cli->db, F_OK) != 0)
+		return cli_error(cli, "cannot open %s: %s", cli->db, strerror(errno));
+	const bool dry = opts[0].value != NULL;
+	if (kvbm_catalog_migrate(cli->db, dry ? KVBM_MIGRATE_DRY_RUN : 0, &from, &to, err,
+				 sizeof(err)) != KVBM_OK)
+		return cli_error(cli, "%s", err);
+	if (from == 0)
+		return cli_error(cli, "%s is not a kvbm catalog", cli->db);
+	if (cli->json)
+		printf("{\"from\": %d, \"to\": %d, \"target\": %d, \"dry_run\": %s}\n", from,
+		       dry ? from : to, KVBM_SCHEMA_VERSION, dry ? "true" : "false");
+	else if (from == KVBM_SCHEMA_VERSION)
+		printf("%s is at schema version %d: nothing to do\n", cli->db, from);
+	else if (dry)
+		printf("would migrate %s from schema version %d to %d\n", cli->db, from,
+		       KVBM_SCHEMA_VERSION);
+	else
+		printf("migrated %s from schema version %d to %d\n", cli->db, from, to);
+	return EXIT_OK;
+}

@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Shared plumbing of kvbm-catalog: errors and exit codes, option scanning,
+ * value parsing, opening a catalog, and rendering query results as aligned
+ * tables or JSON, so no command formats columns by hand.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+
+int cli_error(const struct cli *cli, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "kvbm-catalog: %s: ", cli->cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return EXIT_ERR;
+}
+
+int cli_usage(const struct cli *cli, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "kvbm-catalog: %s: ", cli->cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nusage: %s\n", cli->usage);
+	return EXIT_USAGE;
+}
+
+int cli_options(struct cli *cli, int argc, char **argv, struct opt *opts, char **pos,
+		int max_pos, int *n_pos)
+{
+	*n_pos = 0;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			printf("usage: %s\n", cli->usage);
+			return 1;
+		}
+		if (strcmp(a, "--json") == 0) {
+			cli->json = true;
+			continue;
+		}
+		if (strncmp(a, "--", 2) != 0 || strcmp(a, "--") == 0 || a[2] == '\0') {
+			if (*n_pos >= max_pos) {
+				cli_usage(cli, "unexpected argument '%s'", a);
+				return -1;
+			}
+			pos[(*n_pos)++] = argv[i];
+			continue;
+		}
+		const char *eq = strchr(a, '=');
+		const size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+		struct opt *o = opts;
+		while (o && o->name && !(strlen(o->name) == len && strncmp(o->name, a + 2, len) == 0))
+			o++;
+		if (!o || !o->name) {
+			cli_usage(cli, "unknown option '%s'", a);
+			return -1;
+		}
+		if (!o->has_value) {
+			if (eq) {
+				cli_usage(cli, "option --%s takes no value", o->name);
+				return -1;
+			}
+			o->value = "";
+		} else if (eq) {
+			o->value = eq + 1;
+		} else if (i + 1 < argc) {
+			o->value = argv[++i];
+		} else {
+			cli_usage(cli, "option --%s needs a value", o->name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+bool cli_parse_u32(const char *s, uint32_t *out)
+{
+	char *end;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return false;
+	errno = 0;
+	const unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end || v > UINT32_MAX)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+bool cli_parse_hash(const char *s, kvbm_hash *out)
+{
+	kvbm_hash v = 0;
+
+	if (!s)
+		return false;
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
+		s += 2;
+	const size_t n = strlen(s);
+	if (n == 0 || n > 16)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		const char c = s[i];
+		const int d = c >= '0' && c <= '9'   ? c - '0'
+			      : c >= 'a' && c <= 'f' ? c - 'a' + 10
+			      : c >= 'A' && c <= 'F' ? c - 'A' + 10
+						     : -1;
+		if (d < 0)
+			return false;
+		v = v << 4 | (kvbm_hash)d;
+	}
+	*out = v;
+	return true;
+}
+
+sqlite3 *cli_open_db(const struct cli *cli, bool writable)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	FILE *probe;
+
+	if (!cli->db) {
+		cli_usage(cli, "--db PATH is required");
+		return NULL;
+	}
+	if (!(probe = fopen(cli->db, "rb"))) {
+		cli_error(cli, "cannot open %s: %s", cli->db, strerror(errno));
+		return NULL;
+	}
+	fclose(probe);
+	const int flags = writable ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
+	if (sqlite3_open_v2(cli->db, &db, flags, NULL) != SQLITE_OK) {
+		cli_error(cli, "cannot open %s: %s", cli->db, sqlite3_errmsg(db));
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	int version = -1;
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	st = NULL;
+	const bool has_meta =
+		sqlite3_prepare_v2(db, "SELECT tier FROM meta LIMIT 1", -1, &st, NULL) == SQLITE_OK;
+	sqlite3_finalize(st);
+	if (version < 1 || !has_meta) {
+		cli_error(cli, "%s is not a kvbm catalog", cli->db);
+		sqlite3_close(db);
+		return NULL;
+	}
+	if (version > KVBM_SCHEMA_VERSION) {
+		cli_error(cli, "%s has schema version %d, newer than this program's %d", cli->db,
+			  version, KVBM_SCHEMA_VERSION);
+		sqlite3_close(db);
+		return NULL;
+	}
+	return db;
+}
+
+void cli_json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; s && *s; s++) {
+		const unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c == '\n')
+			fputs("\\n", f);
+		else if (c == '\t')
+			fputs("\\t", f);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+static int render_json(sqlite3_stmt *st, bool single)
+{
+	const int cols = sqlite3_column_count(st);
+	int rc, rows = 0;
+
+	if (!single)
+		fputs("[", stdout);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (single && rows > 0)
+			break;
+		fputs(rows++ ? ",\n {" : (single ? "{" : "\n {"), stdout);
+		for (int c = 0; c < cols; c++) {
+			if (c)
+				fputs(", ", stdout);
+			cli_json_string(stdout, sqlite3_column_name(st, c));
+			fputs(": ", stdout);
+			switch (sqlite3_column_type(st, c)) {
+			case SQLITE_INTEGER:
+				printf("%lld", sqlite3_column_int64(st, c));
+				break;
+			case SQLITE_FLOAT:
+				printf("%.6g", sqlite3_column_double(st, c));
+				break;
+			case SQLITE_NULL:
+				fputs("null", stdout);
+				break;
+			default:
+				cli_json_string(stdout, (const char *)sqlite3_column_text(st, c));
+			}
+		}
+		fputs("}", stdout);
+	}
+	if (single && rows == 0)
+		fputs("null", stdout);
+	fputs(single ? "\n" : (rows ? "\n]\n" : "]\n"), stdout);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : rc;
+}
+
+static int render_table(sqlite3_stmt *st)
+{
+	const int cols = sqlite3_column_count(st);
+	size_t n = 0, cap = 0;
+	char **cells = NULL;
+	size_t *width = calloc((size_t)cols, sizeof(*width));
+	int rc;
+
+	for (int c = 0; c < cols; c++)
+		width[c] = strlen(sqlite3_column_name(st, c));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n + (size_t)cols > cap) {
+			cap = cap ? cap * 2 : 64 * (size_t)cols;
+			cells = realloc(cells, cap * sizeof(*cells));
+		}
+		for (int c = 0; c < cols; c++) {
+			const char *t = (const char *)sqlite3_column_text(st, c);
+			cells[n] = strdup(t ? t : "-");
+			if (strlen(cells[n]) > width[c])
+				width[c] = strlen(cells[n]);
+			n++;
+		}
+	}
+	for (int c = 0; c < cols; c++)
+		printf("%-*s%s", (int)width[c], sqlite3_column_name(st, c), c + 1 < cols ? "  " : "\n");
+	for (size_t i = 0; i < n; i++) {
+		const int c = (int)(i % (size_t)cols);
+		printf("%-*s%s", (int)width[c], cells[i], c + 1 < cols ? "  " : "\n");
+		free(cells[i]);
+	}
+	free(cells);
+	free(width);
+	return rc == SQLITE_DONE ? 0 : rc;
+}
+
+int cli_render(const struct cli *cli, sqlite3_stmt *st, bool single)
+{
+	const int rc = cli->json ? render_json(st, single) : render_table(st);
+
+	if (rc != 0)
+		return cli_error(cli, "query failed: %s", sqlite3_errstr(rc));
+	return EXIT_OK;
+}
+
+int cli_query(const struct cli *cli, sqlite3 *db, const char *sql, bool single, ...)
+{
+	sqlite3_stmt *st = NULL;
+	va_list ap;
+	int i = 1;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return cli_error(cli, "query failed: %s", sqlite3_errmsg(db));
+	va_start(ap, single);
+	for (const char *v; (v = va_arg(ap, const char *)) != NULL; i++)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+	va_end(ap);
+	const int rc = cli_render(cli, st, single);
+	sqlite3_finalize(st);
+	return rc;
+}
