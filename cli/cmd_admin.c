@@ -24,6 +24,27 @@ static bool is_hash_column(const char *name)
 	       strcmp(name, "hash_salt") == 0;
 }
 
+/* EXIT_OK when the catalog at --db has no tier of that name. */
+static int tier_absent(const struct cli *cli, const char *tier)
+{
+	sqlite3 *db = cli_open_db(cli, false);
+	sqlite3_stmt *st = NULL;
+	int rc = EXIT_ERR;
+
+	if (!db)
+		return EXIT_ERR;
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM meta WHERE tier = ?", -1, &st, NULL) != SQLITE_OK)
+		cli_error(cli, "cannot read meta of %s: %s", cli->db, sqlite3_errmsg(db));
+	else if (sqlite3_bind_text(st, 1, tier, -1, SQLITE_STATIC) != SQLITE_OK ||
+		 sqlite3_step(st) == SQLITE_ROW)
+		cli_error(cli, "tier '%s' already exists in %s", tier, cli->db);
+	else
+		rc = EXIT_OK;
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc;
+}
+
 int cmd_init(struct cli *cli, int argc, char **argv)
 {
 	struct opt opts[] = {{"block-count", true, NULL}, {"block-size", true, NULL},
@@ -47,6 +68,10 @@ int cmd_init(struct cli *cli, int argc, char **argv)
 		cfg.tier = opts[2].value;
 	cfg.model_fingerprint = opts[3].value;
 	cfg.catalog_path = cli->db;
+	/* Opening an existing tier would restore it, not create it: refuse,
+	 * so init never reports an empty catalog that is not. */
+	if (access(cli->db, F_OK) == 0 && (rc = tier_absent(cli, cfg.tier)) != EXIT_OK)
+		return rc;
 	const kvbm_status st = kvbm_open_ex(&cfg, &mgr, err, sizeof(err));
 	if (st != KVBM_OK)
 		return cli_error(cli, "%s", err);
@@ -56,8 +81,14 @@ int cmd_init(struct cli *cli, int argc, char **argv)
 		printf("initialised %s: tier %s, %u blocks of %u tokens\n", cli->db, cfg.tier,
 		       cfg.block_count, cfg.block_size);
 	else
-		printf("{\"db\": \"%s\", \"tier\": \"%s\", \"block_count\": %u, \"block_size\": %u}\n",
-		       cli->db, cfg.tier, cfg.block_count, cfg.block_size);
+	{
+		printf("{\"db\": ");
+		cli_json_string(stdout, cli->db);
+		printf(", \"tier\": ");
+		cli_json_string(stdout, cfg.tier);
+		printf(", \"block_count\": %u, \"block_size\": %u}\n", cfg.block_count,
+		       cfg.block_size);
+	}
 	return EXIT_OK;
 }
 
