@@ -281,6 +281,7 @@ typedef struct kvbm_config {
 	uint32_t catalog_reserve;      /**< blocks kept durably reclaimed ahead of allocation; 0 = auto */
 	uint32_t catalog_wait_ms;      /**< longest kvbm_allocate waits for the writer; default 5000 */
 	uint32_t catalog_max_failures; /**< consecutive failed commits before detaching; default 8, 0 = never */
+	uint32_t catalog_busy_ms;      /**< how long the writer waits for a competing writer's lock; default 5000 */
 	bool catalog_discard_mismatch; /**< start cold over a mismatching catalog instead of KVBM_E_MISMATCH */
 	kvbm_pre_commit_fn pre_commit;         /**< optional, see kvbm_pre_commit_fn */
 	void *pre_commit_user;

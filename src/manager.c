@@ -30,6 +30,7 @@ void kvbm_config_init(kvbm_config *cfg)
 	cfg->catalog_interval_ms = 50;
 	cfg->catalog_wait_ms = 5000;
 	cfg->catalog_max_failures = 8;
+	cfg->catalog_busy_ms = 5000;
 	cfg->event_batch_max = 1024;
 	cfg->event_window_ms = 10;
 }

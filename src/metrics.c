@@ -12,6 +12,7 @@ kvbm_status kvbm_metrics_read(kvbm_manager *mgr, kvbm_metrics *out)
 	out->reset_pool = mgr->reset.count + mgr->reset_unsafe.count;
 	out->inactive_pool = mgr->inactive_count + mgr->reclaim_pending.count +
 			     mgr->reserve.count;
+	out->catalog_pending = mgr->dirty_count;
 	pthread_mutex_unlock(&mgr->lock);
 	return KVBM_OK;
 }

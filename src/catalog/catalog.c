@@ -344,7 +344,8 @@ static kvbm_status open_db(struct kvbm__catalog *cat)
 	if (rc != SQLITE_OK)
 		return open_failure(mgr, cat->db, rc, path);
 	sqlite3_extended_result_codes(cat->db, 1);
-	sqlite3_busy_timeout(cat->db, 5000);
+	const uint32_t busy_ms = mgr->cfg.catalog_busy_ms;
+	sqlite3_busy_timeout(cat->db, busy_ms > INT32_MAX ? INT32_MAX : (int)busy_ms);
 	/* The first statement reads the header: a file that is not a
 	 * database fails here with SQLITE_NOTADB. */
 	if ((rc = kvbm__sql_exec(cat->db, "PRAGMA journal_mode = WAL")) != SQLITE_OK)

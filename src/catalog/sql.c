@@ -26,7 +26,10 @@ kvbm_status kvbm__sql_status(int rc)
 
 kvbm_status kvbm__sql_fail(kvbm_manager *mgr, sqlite3 *db, int rc, const char *what)
 {
-	return kvbm__fail(mgr, kvbm__sql_status(rc), "%s: %s (sqlite %d)", what,
+	/* Name the file: an operator reading a log cannot guess which of a
+	 * host's catalogs failed. */
+	return kvbm__fail(mgr, kvbm__sql_status(rc), "%s: %s: %s (sqlite %d)",
+			  mgr && mgr->catalog_path ? mgr->catalog_path : "catalog", what,
 			  db ? sqlite3_errmsg(db) : sqlite3_errstr(rc),
 			  db ? sqlite3_extended_errcode(db) : rc);
 }
