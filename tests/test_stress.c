@@ -4,7 +4,8 @@
  * register and release the same sequence hashes at once (prompts sharing
  * a prefix), with weak handles, presence queries and cache drops mixed in,
  * while a checker thread keeps reading the pool counts and asserting the
- * accounting invariant. Built for TSan (.ci/run's build-tsan). Workers do
+ * accounting invariant; once more with the catalog writer thread racing
+ * them and a restore check after. Built for TSan (.ci/run's build-tsan). Workers do
  * not call cmocka (not thread-safe); they record the first failure and the
  * main thread asserts. Randomised: prints its seed, honours KVBM_TEST_SEED.
  */
@@ -97,7 +98,8 @@ static void *worker_main(void *arg)
 		const uint32_t need = len - k;
 		if (need) {
 			const kvbm_status st = kvbm_allocate(mgr, need, m);
-			if (st == KVBM_E_EXHAUSTED) {
+			/* BUSY: the catalog writer did not free victims in time. */
+			if (st == KVBM_E_EXHAUSTED || st == KVBM_E_BUSY) {
 				atomic_fetch_add(&sh->exhausted, 1);
 				EXPECT(sh, "release on exhausted",
 				       kvbm_immutable_release_batch(mgr, held, k), KVBM_OK);
@@ -207,7 +209,8 @@ out:
 	return NULL;
 }
 
-static void run_stress(kvbm_evict_policy policy, kvbm_dup_policy dup, uint64_t seed)
+static void run_stress(kvbm_evict_policy policy, kvbm_dup_policy dup, uint64_t seed,
+		       const char *catalog)
 {
 	static struct shared sh;
 	struct worker w[NWORKERS];
@@ -221,10 +224,21 @@ static void run_stress(kvbm_evict_policy policy, kvbm_dup_policy dup, uint64_t s
 	cfg.block_size = BS;
 	cfg.evict_policy = policy;
 	cfg.dup_policy = dup;
+	if (catalog) {
+		/* The writer cycles constantly, racing the callers for the
+		 * reserve; a tiny reserve makes allocations wait on it. */
+		cfg.catalog_path = catalog;
+		cfg.catalog_sync = KVBM_SYNC_OFF;
+		cfg.catalog_interval_ms = 1;
+		cfg.catalog_reserve = 2;
+		cfg.catalog_batch = 4;
+	}
 	sh.mgr = kvbm_test_open_cfg(&cfg);
 	sh.reject = dup == KVBM_DUP_REJECT;
 	sh.seed = seed;
 	sh.iters = iters && *iters ? (uint32_t)strtoul(iters, NULL, 0) : 50000;
+	if (catalog)
+		sh.iters /= 5; /* each iteration also wakes the writer: slower */
 	pthread_mutex_init(&sh.fail_lock, NULL);
 	/* Prompts share SHARED leading blocks, then diverge. */
 	for (uint32_t p = 0; p < NPROMPTS; p++) {
@@ -298,7 +312,30 @@ static void run_stress(kvbm_evict_policy policy, kvbm_dup_policy dup, uint64_t s
 		      atomic_load(&sh.upgrades), atomic_load(&sh.notfound));
 	assert_true(atomic_load(&sh.checks) > 0);
 	pthread_mutex_destroy(&sh.fail_lock);
-	assert_int_equal(kvbm_close(sh.mgr), KVBM_OK);
+	if (!catalog) {
+		assert_int_equal(kvbm_close(sh.mgr), KVBM_OK);
+		return;
+	}
+	/* What the writer persisted under fire restores: every restored block
+	 * holds the hash it held at close, and only blocks the writer had
+	 * reclaimed ahead (at most the reserve) come back free. */
+	kvbm_hash at_close[NB];
+	for (uint32_t b = 0; b < NB; b++) {
+		const kvbm_block_info info = kvbm_test_info(sh.mgr, b);
+		at_close[b] = info.state == KVBM_BLOCK_INACTIVE ? info.hash : 0;
+	}
+	assert_int_equal(kvbm_flush(sh.mgr), KVBM_OK);
+	assert_int_equal(kvbm_close_ex(sh.mgr, KVBM_CLOSE_DISCARD), KVBM_OK);
+	kvbm_manager *again = kvbm_test_open_cfg(&cfg);
+	kvbm_test_assert_invariants(again);
+	const kvbm_pool_counts r = kvbm_test_counts(again);
+	assert_true(r.inactive <= c.inactive && r.inactive + cfg.catalog_reserve >= c.inactive);
+	for (uint32_t b = 0; b < NB; b++) {
+		const kvbm_block_info info = kvbm_test_info(again, b);
+		if (info.state == KVBM_BLOCK_INACTIVE)
+			assert_int_equal(info.hash, at_close[b]);
+	}
+	assert_int_equal(kvbm_close(again), KVBM_OK);
 }
 
 static uint64_t seed;
@@ -306,13 +343,26 @@ static uint64_t seed;
 static void stress__lru_allow_same_hashes(void **state)
 {
 	(void)state;
-	run_stress(KVBM_EVICT_LRU, KVBM_DUP_ALLOW, seed);
+	run_stress(KVBM_EVICT_LRU, KVBM_DUP_ALLOW, seed, NULL);
 }
 
 static void stress__fifo_reject_same_hashes(void **state)
 {
 	(void)state;
-	run_stress(KVBM_EVICT_FIFO, KVBM_DUP_REJECT, seed + 1);
+	run_stress(KVBM_EVICT_FIFO, KVBM_DUP_REJECT, seed + 1, NULL);
+}
+
+/* The same, with the catalog writer as a fifth thread on the manager. */
+static void stress__catalog_writer_under_contention(void **state)
+{
+	(void)state;
+	char *dir = kvbm_test_tmpdir("stress");
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/catalog.db", dir);
+	run_stress(KVBM_EVICT_LRU, KVBM_DUP_REJECT, seed + 2, path);
+	kvbm_test_rmdir(dir);
+	free(dir);
 }
 
 int main(void)
@@ -320,6 +370,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(stress__lru_allow_same_hashes),
 		cmocka_unit_test(stress__fifo_reject_same_hashes),
+		cmocka_unit_test(stress__catalog_writer_under_contention),
 	};
 
 	seed = kvbm_test_seed("stress");
