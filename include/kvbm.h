@@ -834,6 +834,28 @@ KVBM_API kvbm_status kvbm_flush(kvbm_manager *mgr);
 /** @} */
 
 /** @defgroup events Events and metrics
+ *
+ * Block events for KV-aware routers. With cfg.event_sink set, the manager
+ * queues an event for every hash that enters the registry (STORED: a new
+ * primary, not a duplicate or a deduplicated registration) and every hash
+ * that leaves it (REMOVED: evicted by kvbm_allocate, dropped by
+ * kvbm_reset_inactive), in the order they happened. A dispatcher thread
+ * hands them to the sink in batches of at most cfg.event_batch_max, at most
+ * cfg.event_window_ms after the first event of a batch.
+ *
+ * Announcements: every manager's first batch starts with CLEARED, followed
+ * by one STORED for each block a catalog restore brought back (exactly the
+ * committed rows that were restored), all under the catalog's new
+ * incarnation number, which every batch carries (0 without a catalog). A
+ * router that keys its index by worker and incarnation thus replaces what
+ * it held for a crashed or restarted worker. A memory-only manager ends
+ * with CLEARED at kvbm_close(); one with a catalog does not (its blocks
+ * survive). kvbm_close() delivers everything queued before it returns.
+ *
+ * The sink runs on the dispatcher thread with no kvbm lock held: it may
+ * call any kvbm function on the manager except kvbm_close(). If a sink
+ * falls more than 4M events behind, further events are dropped (counted in
+ * events_dropped) and the next batch starts with CLEARED.
  * @{ */
 
 /** Kinds of block events. */
@@ -898,6 +920,7 @@ typedef struct kvbm_metrics {
 	/* events */
 	uint64_t events_emitted;  /**< events queued for the sink */
 	uint64_t event_batches;   /**< batches delivered */
+	uint64_t events_dropped;  /**< events lost because the sink fell far behind (a CLEARED follows) */
 } kvbm_metrics;
 
 /**
