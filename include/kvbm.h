@@ -890,7 +890,7 @@ typedef struct kvbm_metrics {
 	uint64_t allocations;            /**< blocks handed out by kvbm_allocate */
 	uint64_t allocations_from_reset; /**< of those, taken from the reset pool */
 	uint64_t evictions;              /**< inactive blocks evicted for allocation */
-	uint64_t registrations;          /**< kvbm_register calls that succeeded (per block) */
+	uint64_t registrations;          /**< blocks registered: new primaries + duplicates + dedups */
 	uint64_t duplicates;             /**< registrations that became duplicates (ALLOW) */
 	uint64_t dedups;                 /**< registrations answered by the existing primary (REJECT) */
 	uint64_t stagings;               /**< blocks staged */

@@ -228,6 +228,7 @@ static kvbm_immutable register_locked(kvbm_manager *mgr, uint32_t b)
 	kvbm__pool_resurrect(mgr, existing);
 	kvbm__pool_touch(mgr, existing);
 	if (mgr->cfg.dup_policy == KVBM_DUP_REJECT) {
+		mgr->m.registrations++;
 		mgr->m.dedups++;
 		kvbm__pool_free_block(mgr, b);
 		return kvbm__ref_new(mgr, existing);

@@ -42,7 +42,7 @@ static const struct series table[] = {
 	C(allocations, "Blocks handed out by kvbm_allocate."),
 	C(allocations_from_reset, "Allocated blocks taken from the reset pool (no eviction)."),
 	C(evictions, "Inactive blocks evicted to serve allocations."),
-	C(registrations, "Blocks registered as the primary holder of a new hash."),
+	C(registrations, "Blocks registered: new hashes, duplicates and dedups."),
 	C(duplicates, "Registrations kept as duplicates of a registered hash (allow policy)."),
 	C(dedups, "Registrations answered by the existing primary (reject policy)."),
 	C(stagings, "Blocks staged."),
