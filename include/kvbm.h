@@ -924,6 +924,73 @@ typedef struct kvbm_metrics {
 } kvbm_metrics;
 
 /**
+ * A ZeroMQ publisher of block events in vLLM's KV-events wire format
+ * (vllm/distributed/kv_events.py), so routers that index vLLM workers
+ * (Dynamo's KV router, llm-d) index a kvbm worker unchanged:
+ *
+ *  - PUB socket, multipart [topic, seq, payload]: seq an 8-byte big-endian
+ *    batch number from 0 per publisher, payload a msgpack map
+ *    {"ts": float seconds, "events": [...], "data_parallel_rank": int};
+ *  - events are maps tagged by "type": {"type": "BlockStored",
+ *    "block_hashes": [u64...], "parent_block_hash": u64 or nil,
+ *    "token_ids": [] (kvbm does not see tokens), "block_size": n,
+ *    "lora_id": nil, "medium": tier, "lora_name": nil},
+ *    {"type": "BlockRemoved", "block_hashes": [...], "medium": tier},
+ *    {"type": "AllBlocksCleared"}; consecutive STORED events that extend
+ *    one chain, and consecutive REMOVED events, share one entry;
+ *  - optional ROUTER replay socket: a request [empty, 8-byte start seq]
+ *    is answered with [empty, seq, payload] for every buffered batch from
+ *    start on, then [empty, -1 as 8 bytes, empty].
+ * The catalog incarnation is not in vLLM's format; a restart shows as the
+ * AllBlocksCleared that opens every manager's stream.
+ */
+typedef struct kvbm_zmq_publisher kvbm_zmq_publisher;
+
+/** Publisher settings; kvbm_zmq_config_init() fills the defaults. */
+typedef struct kvbm_zmq_config {
+	const char *endpoint;        /**< PUB address; bound if it has '*', "::", ipc:// or inproc://, else connected (as vLLM); default: every interface, port 5557, as vLLM */
+	const char *replay_endpoint; /**< ROUTER address (always bound), NULL = no replay (default) */
+	const char *topic;           /**< first frame of every message; default "" */
+	uint32_t buffer_steps;       /**< batches kept for replay; default 10000 */
+	uint32_t hwm;                /**< PUB high-water mark; default 100000 */
+	int32_t data_parallel_rank;  /**< carried in every batch; default 0 */
+} kvbm_zmq_config;
+
+/** Fill defaults. Thread-safety: any thread. Errors: none. */
+KVBM_API void kvbm_zmq_config_init(kvbm_zmq_config *cfg);
+
+/**
+ * Create the sockets (and the replay thread when replay_endpoint is set).
+ * Use it as a manager's sink: cfg.event_sink = kvbm_zmq_sink,
+ * cfg.event_user = the publisher; several managers may share one.
+ *
+ * Ownership: the caller owns *out; close it after every manager using it.
+ * Thread-safety: any thread.
+ * Errors: KVBM_E_INVAL, KVBM_E_IO (bind/connect failed: errbuf says why),
+ *   KVBM_E_NOMEM, KVBM_E_UNSUPPORTED (built without libzmq).
+ */
+KVBM_API kvbm_status kvbm_zmq_publisher_open(const kvbm_zmq_config *cfg,
+					     kvbm_zmq_publisher **out,
+					     char *errbuf, size_t errlen);
+
+/**
+ * The event sink that publishes a batch (a kvbm_event_sink_fn).
+ * Thread-safety: called by dispatcher threads; serialises on the publisher.
+ */
+KVBM_API void kvbm_zmq_sink(const kvbm_event_batch *batch, void *publisher);
+
+/** Batches published so far (for tests and metrics). Thread-safety: any thread. */
+KVBM_API uint64_t kvbm_zmq_published(kvbm_zmq_publisher *p);
+
+/**
+ * Stop the replay thread and close the sockets (lingering up to 1 s to
+ * flush). NULL is a no-op.
+ * Thread-safety: no sink call may run concurrently.
+ * Errors: none beyond KVBM_OK.
+ */
+KVBM_API kvbm_status kvbm_zmq_publisher_close(kvbm_zmq_publisher *p);
+
+/**
  * Snapshot every counter and gauge.
  *
  * Ownership: out is the caller's.

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Decode what kvbm's ZeroMQ publisher sends, independently of kvbm.
+
+Usage: zmq_check.py ZMQ_PUBLISH_PROGRAM  (Debian's python3-zmq, python3-msgpack)
+
+Runs the publisher program (tests/tools/zmq_publish.c) on ipc endpoints in a
+temporary directory, fetches every batch through the replay socket exactly
+as a vLLM subscriber recovers missed batches, then checks live delivery on
+the PUB socket, and compares each KVEventBatch field by field with the
+format of vllm/distributed/kv_events.py (msgspec structs, tagged maps).
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import msgpack
+import zmq
+
+END = (-1).to_bytes(8, "big", signed=True)
+
+
+def check(cond, what):
+    if not cond:
+        print("FAIL:", what, file=sys.stderr)
+        sys.exit(1)
+
+
+def decode(payload):
+    batch = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+    check(isinstance(batch, dict), f"batch is a map: {batch!r}")
+    check(list(batch) == ["ts", "events", "data_parallel_rank"], f"batch fields {list(batch)}")
+    check(isinstance(batch["ts"], float) and batch["ts"] > 1.6e9, "ts is wall-clock seconds")
+    check(batch["data_parallel_rank"] == 3, "data_parallel_rank")
+    return batch["events"]
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="kvbm-zmq-")
+    pub_ep, replay_ep = f"ipc://{tmp}/pub", f"ipc://{tmp}/replay"
+    proc = subprocess.Popen([sys.argv[1], pub_ep, replay_ep], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline().split()
+        check(first[:1] == ["published"], f"publisher said {first}")
+        batches, hashes = int(first[1]), [int(x) for x in first[2:5]]
+        ctx = zmq.Context()
+        sub = ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.SUBSCRIBE, b"kv@G1")
+        sub.connect(pub_ep)
+        replay = ctx.socket(zmq.DEALER)
+        replay.connect(replay_ep)
+
+        # Everything so far was published before we subscribed: replay it.
+        replay.send_multipart([b"", (0).to_bytes(8, "big")])
+        got = []
+        while True:
+            check(replay.poll(20000), "replay answers")
+            empty, seq, payload = replay.recv_multipart()
+            check(empty == b"", "replay frames start with an empty delimiter")
+            if seq == END:
+                check(payload == b"", "end marker has an empty payload")
+                break
+            got.append((int.from_bytes(seq, "big"), payload))
+        check([s for s, _ in got] == list(range(batches)), f"replayed seqs {[s for s, _ in got]}")
+
+        events = [e for _, p in got for e in decode(p)]
+        kinds = [e["type"] for e in events]
+        check(kinds == ["AllBlocksCleared", "BlockStored", "BlockRemoved", "AllBlocksCleared"],
+              f"event types {kinds}")
+        check(events[0] == {"type": "AllBlocksCleared"}, "cleared has only its tag")
+        stored = events[1]
+        check(list(stored) == ["type", "block_hashes", "parent_block_hash", "token_ids",
+                               "block_size", "lora_id", "medium", "lora_name"],
+              f"BlockStored fields {list(stored)}")
+        check(stored["block_hashes"] == hashes, f"stored hashes {stored['block_hashes']} {hashes}")
+        check(stored["parent_block_hash"] is None, "root chain has no parent")
+        check(stored["token_ids"] == [], "token_ids")
+        check(stored["block_size"] == 4, "block_size")
+        check(stored["lora_id"] is None and stored["lora_name"] is None, "lora fields")
+        check(stored["medium"] == "G1", "medium is the tier")
+        removed = events[2]
+        check(list(removed) == ["type", "block_hashes", "medium"], f"BlockRemoved {list(removed)}")
+        check(removed["block_hashes"] == hashes[::-1], "evicted tail first")
+
+        # Live delivery: ask for batches until one arrives on the SUB socket
+        # (a subscription reaches the publisher asynchronously).
+        live = None
+        for _ in range(50):
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            check(proc.stdout.readline().startswith("published"), "publisher answered go")
+            if sub.poll(200):
+                live = sub.recv_multipart()
+                break
+        check(live is not None, "a live batch arrives on the PUB socket")
+        topic, seq, payload = live
+        check(topic == b"kv@G1", f"topic {topic!r}")
+        check(len(seq) == 8 and int.from_bytes(seq, "big") >= batches, "live seq continues")
+        check([e["type"] for e in decode(payload)] == ["AllBlocksCleared", "AllBlocksCleared"],
+              "a reopened memory-only manager says cleared at open and close")
+        print(f"vLLM KV-events format ok: {batches} replayed batches, live seq "
+              f"{int.from_bytes(seq, 'big')}")
+    finally:
+        if proc.poll() is None:
+            proc.stdin.write("quit\n")
+            proc.stdin.flush()
+            proc.wait(timeout=30)
+    check(proc.returncode == 0, f"publisher exit {proc.returncode}")
+
+
+main()

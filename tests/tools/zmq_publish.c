@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Publisher half of the vLLM wire-format test (tests/tools/zmq_check.py
+ * is the independent decoder). Usage: zmq_publish PUB_ENDPOINT
+ * REPLAY_ENDPOINT. Runs a scripted workload on a manager whose sink is a
+ * kvbm_zmq_publisher, prints "published N h0 h1 h2" (batches, then the
+ * chain's hashes in decimal), then for every "go" line on stdin publishes
+ * one more batch (a manager opened and closed: two AllBlocksCleared), and
+ * exits on "quit" or end of input. Synchronised through its pipes only.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kvbm.h"
+
+static int fail(const char *what, const char *why)
+{
+	fprintf(stderr, "zmq_publish: %s: %s\n", what, why);
+	return 1;
+}
+
+static kvbm_config manager_config(kvbm_zmq_publisher *pub)
+{
+	kvbm_config cfg;
+
+	kvbm_config_init(&cfg);
+	cfg.block_count = 8;
+	cfg.block_size = 4;
+	cfg.tier = "G1";
+	cfg.event_sink = kvbm_zmq_sink;
+	cfg.event_user = pub;
+	cfg.event_window_ms = 60000; /* one batch, delivered by close */
+	return cfg;
+}
+
+int main(int argc, char **argv)
+{
+	kvbm_zmq_config zc;
+	kvbm_zmq_publisher *pub = NULL;
+	kvbm_manager *mgr = NULL;
+	char err[256], line[64];
+
+	if (argc != 3)
+		return fail("usage", "zmq_publish PUB_ENDPOINT REPLAY_ENDPOINT");
+	kvbm_zmq_config_init(&zc);
+	zc.endpoint = argv[1];
+	zc.replay_endpoint = argv[2];
+	zc.topic = "kv@G1";
+	zc.data_parallel_rank = 3;
+	if (kvbm_zmq_publisher_open(&zc, &pub, err, sizeof(err)) != KVBM_OK)
+		return fail("publisher", err);
+	kvbm_config cfg = manager_config(pub);
+	if (kvbm_open_ex(&cfg, &mgr, err, sizeof(err)) != KVBM_OK)
+		return fail("open", err);
+
+	/* A chain of 3, released tail first, then all 8 blocks taken: the
+	 * chain is evicted tail first. */
+	kvbm_mutable m[8];
+	kvbm_complete c[3];
+	kvbm_immutable r[3];
+	kvbm_hash h[3], parent = 0;
+	if (kvbm_allocate(mgr, 3, m) != KVBM_OK)
+		return fail("allocate", "");
+	for (int i = 0; i < 3; i++) {
+		h[i] = kvbm_hash_chain(parent, 1000 + (kvbm_hash)i, i == 0);
+		if (kvbm_stage_lineage(mgr, m[i], h[i], parent, (uint32_t)i, 4, &c[i]) != KVBM_OK)
+			return fail("stage", "");
+		parent = h[i];
+	}
+	if (kvbm_register_batch(mgr, c, 3, r) != KVBM_OK ||
+	    kvbm_immutable_release_batch(mgr, (kvbm_immutable[]){r[2], r[1], r[0]}, 3) != KVBM_OK ||
+	    kvbm_allocate(mgr, 8, m) != KVBM_OK)
+		return fail("workload", "");
+	if (kvbm_close(mgr) != KVBM_OK)
+		return fail("close", "");
+	printf("published %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", kvbm_zmq_published(pub),
+	       h[0], h[1], h[2]);
+	fflush(stdout);
+
+	while (fgets(line, sizeof(line), stdin) && strncmp(line, "go", 2) == 0) {
+		if (kvbm_open(&cfg, &mgr) != KVBM_OK || kvbm_close(mgr) != KVBM_OK)
+			return fail("reopen", "");
+		printf("published %" PRIu64 "\n", kvbm_zmq_published(pub));
+		fflush(stdout);
+	}
+	kvbm_zmq_publisher_close(pub);
+	return 0;
+}
