@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Block events. The core appends an event to a queue under the manager
- * lock it already holds (the queue's own mutex is taken inside it, never
- * the other way round). A dispatcher thread cuts the queue into batches of
+ * lock it already holds, so an event costs a copy and no extra lock. A
+ * dispatcher thread (sleeping on a condition variable of that same lock)
+ * cuts the queue into batches of
  * at most cfg.event_batch_max events, waiting at most cfg.event_window_ms
  * after the first event of a batch, and calls the sink with no kvbm lock
  * held, so a sink may call back into the manager.
@@ -27,9 +28,8 @@
 struct kvbm__events {
 	kvbm_manager *mgr;
 	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	kvbm_event *queue; /* ring: head .. head+count */
+	pthread_cond_t cv;  /* waited on with mgr->lock, which guards the queue */
+	kvbm_event *queue;  /* ring: head .. head+count, cap a power of two */
 	uint32_t cap, head, count;
 	uint64_t first_ns;  /* when the oldest undelivered event arrived */
 	bool lost;          /* events were dropped: announce CLEARED */
@@ -47,7 +47,7 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* Append under ev->mu; false when the event had to be dropped. */
+/* Append (manager lock held); false when the event had to be dropped. */
 static bool append(struct kvbm__events *ev, const kvbm_event *e)
 {
 	if (ev->count == ev->cap) {
@@ -56,7 +56,7 @@ static bool append(struct kvbm__events *ev, const kvbm_event *e)
 		if (!q)
 			return false;
 		for (uint32_t i = 0; i < ev->count; i++)
-			q[i] = ev->queue[(ev->head + i) % ev->cap];
+			q[i] = ev->queue[(ev->head + i) & (ev->cap - 1)];
 		free(ev->queue);
 		ev->queue = q;
 		ev->cap = cap;
@@ -64,7 +64,7 @@ static bool append(struct kvbm__events *ev, const kvbm_event *e)
 	}
 	if (ev->count == 0)
 		ev->first_ns = mono_ns();
-	ev->queue[(ev->head + ev->count) % ev->cap] = *e;
+	ev->queue[(ev->head + ev->count) & (ev->cap - 1)] = *e;
 	ev->count++;
 	return true;
 }
@@ -83,7 +83,6 @@ void kvbm__events_push(kvbm_manager *mgr, kvbm_event_kind kind, uint32_t b)
 			e.num_tokens = mgr->block_size;
 		}
 	}
-	pthread_mutex_lock(&ev->mu);
 	const bool was_empty = ev->count == 0;
 	if (append(ev, &e)) {
 		mgr->m.events_emitted++;
@@ -95,7 +94,6 @@ void kvbm__events_push(kvbm_manager *mgr, kvbm_event_kind kind, uint32_t b)
 	 * when a full batch is ready; in between it sleeps on its timer. */
 	if (was_empty || ev->count == mgr->cfg.event_batch_max)
 		pthread_cond_signal(&ev->cv);
-	pthread_mutex_unlock(&ev->mu);
 }
 
 static void deliver(struct kvbm__events *ev, uint32_t n)
@@ -110,30 +108,28 @@ static void deliver(struct kvbm__events *ev, uint32_t n)
 	};
 
 	mgr->cfg.event_sink(&batch, mgr->cfg.event_user);
-	pthread_mutex_lock(&mgr->lock);
-	mgr->m.event_batches++;
-	pthread_mutex_unlock(&mgr->lock);
 }
 
 static void *dispatcher_main(void *arg)
 {
 	struct kvbm__events *ev = arg;
-	const kvbm_config *cfg = &ev->mgr->cfg;
+	kvbm_manager *mgr = ev->mgr;
+	const kvbm_config *cfg = &mgr->cfg;
 	const uint64_t window_ns = (uint64_t)cfg->event_window_ms * 1000000ull;
 
-	pthread_mutex_lock(&ev->mu);
+	pthread_mutex_lock(&mgr->lock);
 	for (;;) {
 		if (ev->count == 0 && !ev->lost) {
 			if (ev->stopping)
 				break;
-			pthread_cond_wait(&ev->cv, &ev->mu);
+			pthread_cond_wait(&ev->cv, &mgr->lock);
 			continue;
 		}
 		const uint64_t due = ev->first_ns + window_ns;
 		if (ev->count < cfg->event_batch_max && !ev->stopping && mono_ns() < due) {
 			struct timespec ts = {.tv_sec = (time_t)(due / 1000000000ull),
 					      .tv_nsec = (long)(due % 1000000000ull)};
-			pthread_cond_timedwait(&ev->cv, &ev->mu, &ts);
+			pthread_cond_timedwait(&ev->cv, &mgr->lock, &ts);
 			continue;
 		}
 		uint32_t n = 0;
@@ -143,23 +139,24 @@ static void *dispatcher_main(void *arg)
 		}
 		while (n < cfg->event_batch_max && ev->count > 0) {
 			ev->batch[n++] = ev->queue[ev->head];
-			ev->head = (ev->head + 1) % ev->cap;
+			ev->head = (ev->head + 1) & (ev->cap - 1);
 			ev->count--;
 		}
 		if (ev->count > 0)
 			ev->first_ns = mono_ns(); /* the rest starts its own window */
-		pthread_mutex_unlock(&ev->mu);
+		mgr->m.event_batches++;
+		/* The sink runs with no kvbm lock held: it may call back in. */
+		pthread_mutex_unlock(&mgr->lock);
 		deliver(ev, n);
-		pthread_mutex_lock(&ev->mu);
+		pthread_mutex_lock(&mgr->lock);
 	}
-	pthread_mutex_unlock(&ev->mu);
+	pthread_mutex_unlock(&mgr->lock);
 	return NULL;
 }
 
 static void free_events(struct kvbm__events *ev)
 {
 	pthread_cond_destroy(&ev->cv);
-	pthread_mutex_destroy(&ev->mu);
 	free(ev->queue);
 	free(ev->batch);
 	free(ev);
@@ -173,11 +170,12 @@ kvbm_status kvbm__events_open(kvbm_manager *mgr)
 	if (!ev)
 		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot allocate the event queue");
 	ev->mgr = mgr;
-	ev->cap = mgr->cfg.event_batch_max > QUEUE_MIN ? mgr->cfg.event_batch_max : QUEUE_MIN;
+	ev->cap = QUEUE_MIN;
+	while (ev->cap < mgr->cfg.event_batch_max && ev->cap < QUEUE_MAX)
+		ev->cap *= 2;
 	ev->queue = malloc((size_t)ev->cap * sizeof(*ev->queue));
 	ev->batch = malloc(((size_t)mgr->cfg.event_batch_max + 1) * sizeof(*ev->batch));
 	ev->incarnation = kvbm__catalog_incarnation(mgr->catalog);
-	pthread_mutex_init(&ev->mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -213,15 +211,13 @@ void kvbm__events_close(kvbm_manager *mgr)
 
 	if (!ev)
 		return;
-	/* Without a catalog nothing survives the close: say so last. */
 	pthread_mutex_lock(&mgr->lock);
+	/* Without a catalog nothing survives the close: say so last. */
 	if (!mgr->catalog)
 		kvbm__events_push(mgr, KVBM_EVENT_CLEARED, 0);
-	pthread_mutex_unlock(&mgr->lock);
-	pthread_mutex_lock(&ev->mu);
 	ev->stopping = true;
 	pthread_cond_signal(&ev->cv);
-	pthread_mutex_unlock(&ev->mu);
+	pthread_mutex_unlock(&mgr->lock);
 	pthread_join(ev->thread, NULL);
 	pthread_mutex_lock(&mgr->lock);
 	mgr->events = NULL;
