@@ -207,10 +207,12 @@ typedef enum kvbm_evict_policy {
 	KVBM_EVICT_MULTI_LRU = 2, /**< four LRU tiers by TinyLFU frequency, coldest first */
 	KVBM_EVICT_LINEAGE = 3,   /**< leaves first (never a block with a cached child), LRU among leaves */
 	KVBM_EVICT_PRIORITY = 4,  /**< lowest caller priority first, LRU within a priority */
+	KVBM_EVICT_S3FIFO = 5,    /**< S3-FIFO: small probation queue, main queue, ghost hashes (scan-resistant) */
+	KVBM_EVICT_TWO_QUEUE = 6, /**< 2Q: probation and protected LRU, ghost of evicted hashes (scan-resistant; best on the Mooncake trace) */
 } kvbm_evict_policy;
 
 /** Number of kvbm_evict_policy values (valid values are 0..KVBM_EVICT_COUNT-1). */
-#define KVBM_EVICT_COUNT 5
+#define KVBM_EVICT_COUNT 7
 
 /**
  * The canonical lower-case name of a policy ("lru", "fifo", ...).

@@ -6,10 +6,20 @@
 
 extern const struct kvbm__evict_ops kvbm__evict_lru;
 extern const struct kvbm__evict_ops kvbm__evict_fifo;
+extern const struct kvbm__evict_ops kvbm__evict_multi_lru;
+extern const struct kvbm__evict_ops kvbm__evict_lineage;
+extern const struct kvbm__evict_ops kvbm__evict_priority;
+extern const struct kvbm__evict_ops kvbm__evict_s3fifo;
+extern const struct kvbm__evict_ops kvbm__evict_two_queue;
 
 static const struct kvbm__evict_ops *const policies[KVBM_EVICT_COUNT] = {
 	[KVBM_EVICT_LRU] = &kvbm__evict_lru,
 	[KVBM_EVICT_FIFO] = &kvbm__evict_fifo,
+	[KVBM_EVICT_MULTI_LRU] = &kvbm__evict_multi_lru,
+	[KVBM_EVICT_LINEAGE] = &kvbm__evict_lineage,
+	[KVBM_EVICT_PRIORITY] = &kvbm__evict_priority,
+	[KVBM_EVICT_S3FIFO] = &kvbm__evict_s3fifo,
+	[KVBM_EVICT_TWO_QUEUE] = &kvbm__evict_two_queue,
 };
 
 static const char *const names[KVBM_EVICT_COUNT] = {
@@ -18,6 +28,8 @@ static const char *const names[KVBM_EVICT_COUNT] = {
 	[KVBM_EVICT_MULTI_LRU] = "multi-lru",
 	[KVBM_EVICT_LINEAGE] = "lineage",
 	[KVBM_EVICT_PRIORITY] = "priority",
+	[KVBM_EVICT_S3FIFO] = "s3fifo",
+	[KVBM_EVICT_TWO_QUEUE] = "2q",
 };
 
 const struct kvbm__evict_ops *kvbm__evict_ops_for(kvbm_evict_policy policy)

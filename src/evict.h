@@ -50,8 +50,9 @@ struct kvbm__evict_ops {
 	uint64_t (*order_key)(void *st, uint32_t block);
 	/* Optional (NULL if unused): a hash was registered or hit. */
 	void (*touch)(void *st, kvbm_hash hash);
-	/* Optional: the policy's frequency estimate of a hash (persisted). */
-	uint32_t (*frequency)(void *st, kvbm_hash hash);
+	/* Optional: the policy's frequency state of a registered block, in or
+	 * out of the pool (persisted in the catalog's frequency column). */
+	uint32_t (*frequency)(void *st, uint32_t block, kvbm_hash hash);
 	/* Optional: restore a persisted frequency before the block's insert. */
 	void (*restore_frequency)(void *st, kvbm_hash hash, uint32_t freq);
 };

@@ -32,7 +32,7 @@ static void image_of(kvbm_manager *mgr, uint32_t b, struct kvbm__image *img)
 	else
 		img->evict_key = registered ? s->access_tick : 0;
 	img->frequency = registered && mgr->evict->frequency
-				 ? mgr->evict->frequency(mgr->evict_state, s->hash)
+				 ? mgr->evict->frequency(mgr->evict_state, b, s->hash)
 				 : img->access_count;
 	if (registered)
 		s->durable_claim = 1;

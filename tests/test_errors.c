@@ -255,7 +255,9 @@ static void errors__config_validation(void **state)
 	expect_bad_config(&bad, "dup_policy");
 	bad = cfg;
 	bad.evict_policy = (kvbm_evict_policy)KVBM_EVICT_COUNT;
-	expect_bad_config(&bad, "evict_policy 5");
+	char unknown[32];
+	snprintf(unknown, sizeof(unknown), "evict_policy %d", KVBM_EVICT_COUNT);
+	expect_bad_config(&bad, unknown);
 	bad.evict_policy = (kvbm_evict_policy)-3;
 	expect_bad_config(&bad, "evict_policy");
 	bad = cfg;

@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Two queues with a ghost, after 2Q (Johnson and Shasha, VLDB 1994): a
+ * probation LRU for blocks used once, a protected LRU for blocks used at
+ * least twice, and a ghost list of recently evicted hashes. On a prefix
+ * cache most blocks are the unique tail of one prompt and never return,
+ * while a block that came back once is likely to come back again (on the
+ * Mooncake trace: 42% of blocks are ever reused, 84% of reused ones are
+ * reused again). So:
+ *
+ *  - a newly registered block enters probation, unless its hash is in the
+ *    ghost (it was evicted and asked for again): then it is protected;
+ *  - a block that returns to the pool after a hit is protected;
+ *  - the victim is probation's least recently released block, and only
+ *    when probation is empty protected's; every victim's hash enters the
+ *    ghost.
+ *
+ * The one parameter is the ghost's length: 4 x block_count hashes (24 bytes
+ * each, far below one KV block's size), because reuse distances on real
+ * traces run to several cache capacities. Kept for every capacity. The
+ * catalog persists a block's queue as its frequency (1 protected) and its
+ * release tick as the order key; a restore rebuilds both.
+ */
+#include <stdlib.h>
+
+#include "evict.h"
+#include "evict_hmap.h"
+
+#define NIL UINT32_MAX
+#define GHOST_PER_BLOCK 4
+enum { PROBATION, PROTECTED };
+
+struct tq {
+	uint32_t *prev, *next;
+	uint64_t *key;
+	uint8_t *queue;
+	kvbm_hash *hash;
+	uint32_t head[2], tail[2];
+	kvbm_hash *ghost; /* ring of evicted hashes */
+	uint32_t ghost_cap, ghost_head, ghost_count;
+	struct kvbm__hmap ghost_index; /* hash -> ring slot (a), 1 (b) */
+	kvbm_hash stash_hash;          /* restore_frequency() just before insert() */
+	uint32_t stash_queue;
+	bool stashed;
+};
+
+static void tq_destroy(void *st)
+{
+	struct tq *t = st;
+
+	if (!t)
+		return;
+	free(t->prev);
+	free(t->next);
+	free(t->key);
+	free(t->queue);
+	free(t->hash);
+	free(t->ghost);
+	free(t->ghost_index.e);
+	free(t);
+}
+
+static kvbm_status tq_create(const struct kvbm__evict_params *p, void **out)
+{
+	struct tq *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return KVBM_E_NOMEM;
+	t->ghost_cap = p->block_count > UINT32_MAX / GHOST_PER_BLOCK ? UINT32_MAX
+								     : p->block_count * GHOST_PER_BLOCK;
+	const bool ok = (t->prev = malloc(p->block_count * sizeof(*t->prev))) &&
+			(t->next = malloc(p->block_count * sizeof(*t->next))) &&
+			(t->key = malloc(p->block_count * sizeof(*t->key))) &&
+			(t->queue = calloc(p->block_count, 1)) &&
+			(t->hash = calloc(p->block_count, sizeof(*t->hash))) &&
+			(t->ghost = malloc((size_t)t->ghost_cap * sizeof(*t->ghost))) &&
+			kvbm__hmap_init(&t->ghost_index, t->ghost_cap) == KVBM_OK;
+	if (!ok) {
+		tq_destroy(t);
+		return KVBM_E_NOMEM;
+	}
+	t->head[0] = t->head[1] = t->tail[0] = t->tail[1] = NIL;
+	*out = t;
+	return KVBM_OK;
+}
+
+static void ghost_add(struct tq *t, kvbm_hash h)
+{
+	if (t->ghost_count == t->ghost_cap) {
+		const uint32_t old = t->ghost_head;
+		struct kvbm__hmap_entry *e = kvbm__hmap_find(&t->ghost_index, t->ghost[old]);
+		if (e && e->a == old)
+			kvbm__hmap_erase(&t->ghost_index, e);
+		t->ghost_head = (t->ghost_head + 1) % t->ghost_cap;
+		t->ghost_count--;
+	}
+	const uint32_t slot = (t->ghost_head + t->ghost_count) % t->ghost_cap;
+	t->ghost[slot] = h;
+	t->ghost_count++;
+	kvbm__hmap_get(&t->ghost_index, h, slot, 1)->a = slot;
+}
+
+/* True if h was in the ghost; it leaves the ghost either way. */
+static bool ghost_take(struct tq *t, kvbm_hash h)
+{
+	struct kvbm__hmap_entry *e = kvbm__hmap_find(&t->ghost_index, h);
+
+	if (!e)
+		return false;
+	kvbm__hmap_erase(&t->ghost_index, e);
+	return true;
+}
+
+static void append(struct tq *t, uint32_t b, int q, uint64_t key)
+{
+	t->queue[b] = (uint8_t)q;
+	t->key[b] = key;
+	t->prev[b] = t->tail[q];
+	t->next[b] = NIL;
+	if (t->tail[q] != NIL)
+		t->next[t->tail[q]] = b;
+	else
+		t->head[q] = b;
+	t->tail[q] = b;
+}
+
+static void tq_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
+{
+	struct tq *t = st;
+	int q;
+
+	if (t->stashed && t->stash_hash == e->hash) {
+		t->stashed = false; /* restore: the queue the catalog recorded */
+		q = t->stash_queue ? PROTECTED : PROBATION;
+	} else if (e->first_tick != e->tick && t->hash[b] == e->hash) {
+		q = PROTECTED; /* back from a hit */
+	} else {
+		q = ghost_take(t, e->hash) ? PROTECTED : PROBATION;
+	}
+	t->hash[b] = e->hash;
+	append(t, b, q, e->tick);
+}
+
+static void tq_remove(void *st, uint32_t b)
+{
+	struct tq *t = st;
+	const int q = t->queue[b];
+
+	if (t->prev[b] != NIL)
+		t->next[t->prev[b]] = t->next[b];
+	else
+		t->head[q] = t->next[b];
+	if (t->next[b] != NIL)
+		t->prev[t->next[b]] = t->prev[b];
+	else
+		t->tail[q] = t->prev[b];
+}
+
+static bool tq_victim(void *st, uint32_t *out)
+{
+	struct tq *t = st;
+	const int q = t->head[PROBATION] != NIL ? PROBATION : PROTECTED;
+	const uint32_t b = t->head[q];
+
+	if (b == NIL)
+		return false;
+	tq_remove(t, b);
+	ghost_add(t, t->hash[b]);
+	*out = b;
+	return true;
+}
+
+static uint64_t tq_order_key(void *st, uint32_t b)
+{
+	return ((const struct tq *)st)->key[b];
+}
+
+static uint32_t tq_frequency(void *st, uint32_t b, kvbm_hash hash)
+{
+	const struct tq *t = st;
+
+	/* An active block that was never released is a newcomer. */
+	return t->hash[b] == hash && t->queue[b] == PROTECTED ? 1 : 0;
+}
+
+static void tq_restore_frequency(void *st, kvbm_hash hash, uint32_t freq)
+{
+	struct tq *t = st;
+
+	t->stash_hash = hash;
+	t->stash_queue = freq != 0;
+	t->stashed = true;
+}
+
+const struct kvbm__evict_ops kvbm__evict_two_queue = {
+	.name = "2q",
+	.create = tq_create,
+	.destroy = tq_destroy,
+	.insert = tq_insert,
+	.remove = tq_remove,
+	.victim = tq_victim,
+	.order_key = tq_order_key,
+	.frequency = tq_frequency,
+	.restore_frequency = tq_restore_frequency,
+};
