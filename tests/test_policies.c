@@ -1,0 +1,448 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Eviction policies: the exact victim order of each policy on small
+ * hand-made sequences (tail-first release, ties, frequency tiers, leaves,
+ * priorities and their expiry, probation and ghosts), a randomised
+ * property test over every policy (a held block is never evicted, the
+ * accounting stays exact), the order surviving a catalog restart, and
+ * Belady's optimum checked against a brute-force search on tiny traces.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "replay.h"
+#include "test_common.h"
+
+#define ALL_POLICIES for (int p_ = 0; p_ < KVBM_EVICT_COUNT; p_++)
+
+static kvbm_hash H(uint32_t i)
+{
+	return kvbm_hash_chain(0, 0xbeef00 + i, true);
+}
+
+static kvbm_manager *open_policy(kvbm_evict_policy p, uint32_t blocks)
+{
+	return kvbm_test_open(blocks, 4, p, KVBM_DUP_ALLOW);
+}
+
+/* Register hash h (parent given) on a fresh block; return the reference. */
+static kvbm_immutable make(kvbm_manager *mgr, kvbm_hash h, kvbm_hash parent, uint32_t pos)
+{
+	kvbm_mutable m;
+	kvbm_complete c;
+	kvbm_immutable r;
+
+	assert_int_equal(kvbm_allocate(mgr, 1, &m), KVBM_OK);
+	if (pos == KVBM_POSITION_UNKNOWN)
+		assert_int_equal(kvbm_stage(mgr, m, h, 4, &c), KVBM_OK);
+	else
+		assert_int_equal(kvbm_stage_lineage(mgr, m, h, parent, pos, 4, &c), KVBM_OK);
+	assert_int_equal(kvbm_register(mgr, c, &r), KVBM_OK);
+	return r;
+}
+
+/* Register and release at once (the block becomes inactive). */
+static void cached(kvbm_manager *mgr, kvbm_hash h)
+{
+	assert_int_equal(kvbm_immutable_release(mgr, make(mgr, h, 0, KVBM_POSITION_UNKNOWN)),
+			 KVBM_OK);
+}
+
+/* Hit h once (match + release): a second use of the block. */
+static void hit(kvbm_manager *mgr, kvbm_hash h)
+{
+	kvbm_immutable r;
+	uint32_t n = 0;
+
+	assert_int_equal(kvbm_match(mgr, &h, 1, &r, &n), KVBM_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(kvbm_immutable_release(mgr, r), KVBM_OK);
+}
+
+/* Allocate n blocks, check the evicted hashes are exactly want[], release. */
+static void expect_evicted(kvbm_manager *mgr, uint32_t n, const kvbm_hash *want, uint32_t n_want)
+{
+	kvbm_mutable m[16];
+	kvbm_hash got[16];
+	uint32_t n_got = 0;
+
+	assert_int_equal(kvbm_allocate_ex(mgr, n, m, got, &n_got), KVBM_OK);
+	assert_int_equal(n_got, n_want);
+	for (uint32_t i = 0; i < n_want; i++)
+		if (got[i] != want[i])
+			fail_msg("eviction %u: got %016llx, want %016llx", i,
+				 (unsigned long long)got[i], (unsigned long long)want[i]);
+	for (uint32_t i = 0; i < n; i++)
+		assert_int_equal(kvbm_mutable_release(mgr, m[i]), KVBM_OK);
+	assert_invariants(mgr);
+}
+
+/* Every policy: a chain released tail first is evicted tail first, so a
+ * shared prefix outlives its continuations. */
+static void policies__tail_first_release_evicts_the_tail_first(void **state)
+{
+	(void)state;
+	ALL_POLICIES
+	{
+		kvbm_manager *mgr = open_policy((kvbm_evict_policy)p_, 3);
+		kvbm_immutable r[3];
+		for (uint32_t i = 0; i < 3; i++)
+			r[i] = make(mgr, H(i), i ? H(i - 1) : 0, i);
+		const kvbm_immutable rev[3] = {r[2], r[1], r[0]};
+		assert_int_equal(kvbm_immutable_release_batch(mgr, rev, 3), KVBM_OK);
+		const kvbm_hash want[3] = {H(2), H(1), H(0)};
+		expect_evicted(mgr, 3, want, 3);
+		assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	}
+}
+
+/* Multi-level LRU: a block hit twice (estimated frequency 3, tier 1)
+ * outlives blocks released after it that were used once (tier 0). */
+static void policies__multi_lru_protects_frequent_blocks(void **state)
+{
+	(void)state;
+	kvbm_manager *mgr = open_policy(KVBM_EVICT_MULTI_LRU, 4);
+
+	for (uint32_t i = 0; i < 4; i++)
+		cached(mgr, H(i));
+	hit(mgr, H(0));
+	hit(mgr, H(0)); /* H0: registration + 2 hits = 3 */
+	hit(mgr, H(1)); /* H1: 2, still tier 0 but released last */
+	/* Tier 0 in release order: H2, H3, H1; then tier 1: H0. */
+	const kvbm_hash want[4] = {H(2), H(3), H(1), H(0)};
+	expect_evicted(mgr, 4, want, 4);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
+/* Lineage: a parent is never evicted while a child is cached, even when
+ * the parent is the least recently released; among leaves, LRU. */
+static void policies__lineage_evicts_leaves_first(void **state)
+{
+	(void)state;
+	kvbm_manager *mgr = open_policy(KVBM_EVICT_LINEAGE, 4);
+	const kvbm_hash p = H(0), c = H(1), x = H(2), y = H(3);
+
+	kvbm_immutable rp = make(mgr, p, 0, 0), rc = make(mgr, c, p, 1);
+	assert_int_equal(kvbm_immutable_release(mgr, rp), KVBM_OK); /* oldest, not a leaf */
+	cached(mgr, x);
+	assert_int_equal(kvbm_immutable_release(mgr, rc), KVBM_OK);
+	cached(mgr, y);
+	/* Leaves: x (older), c, y; p only once c is gone. LRU would take p. */
+	const kvbm_hash want[4] = {x, c, p, y};
+	expect_evicted(mgr, 4, want, 4);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
+/* Priority: lowest priority first, LRU among equal priorities (a tie),
+ * and a priority whose retention ran out counts as the default. */
+static void policies__priority_order_ties_and_retention(void **state)
+{
+	(void)state;
+	kvbm_manager *mgr = open_policy(KVBM_EVICT_PRIORITY, 6);
+	const uint32_t prio[6] = {80, 35, 10, 35, 90, 60};
+	const uint32_t retention[6] = {0, 0, 0, 0, 2, 0};
+
+	for (uint32_t i = 0; i < 6; i++) {
+		kvbm_immutable r = make(mgr, H(i), 0, KVBM_POSITION_UNKNOWN);
+		assert_int_equal(kvbm_immutable_set_priority(mgr, r, prio[i], retention[i]), KVBM_OK);
+		assert_int_equal(kvbm_immutable_release(mgr, r), KVBM_OK);
+	}
+	/* H4 (90, retention 2 ticks) entered at tick t; H5's release is t+1
+	 * and the hits below move the clock past t+2: H4 is default now. */
+	hit(mgr, H(5));
+	hit(mgr, H(5));
+	/* 10: H2; 35 in release order: H1, H3, H4 (expired); 60: H5; 80: H0. */
+	const kvbm_hash want[6] = {H(2), H(1), H(3), H(4), H(5), H(0)};
+	expect_evicted(mgr, 6, want, 6);
+	kvbm_immutable r = make(mgr, H(9), 0, KVBM_POSITION_UNKNOWN);
+	assert_int_equal(kvbm_immutable_set_priority(mgr, r, 101, 0), KVBM_E_INVAL);
+	assert_int_equal(kvbm_immutable_release(mgr, r), KVBM_OK);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
+/* S3-FIFO and 2Q: a hash evicted once and registered again is protected,
+ * so a burst of one-time blocks released after it goes first; LRU, for
+ * contrast, evicts it between them. */
+static void scan_resistance(kvbm_evict_policy policy, bool protects)
+{
+	kvbm_manager *mgr = open_policy(policy, 4);
+	const kvbm_hash a = H(0), b = H(1), c = H(2), d = H(3), e = H(4), f = H(5);
+
+	cached(mgr, a);
+	cached(mgr, b);
+	cached(mgr, c);
+	cached(mgr, d);
+	const kvbm_hash first[1] = {a};
+	expect_evicted(mgr, 1, first, 1); /* a was a one-timer so far */
+	cached(mgr, a);                   /* ... asked for again */
+	const kvbm_hash second[2] = {b, c};
+	expect_evicted(mgr, 2, second, 2);
+	cached(mgr, e);
+	cached(mgr, f);
+	if (protects) {
+		const kvbm_hash want[4] = {d, e, f, a};
+		expect_evicted(mgr, 4, want, 4);
+	} else {
+		const kvbm_hash want[4] = {d, a, e, f};
+		expect_evicted(mgr, 4, want, 4);
+	}
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
+static void policies__s3fifo_and_2q_resist_one_time_blocks(void **state)
+{
+	(void)state;
+	scan_resistance(KVBM_EVICT_LRU, false);
+	scan_resistance(KVBM_EVICT_S3FIFO, true);
+	scan_resistance(KVBM_EVICT_TWO_QUEUE, true);
+}
+
+/* 2Q: a block hit while cached is protected from then on. */
+static void policies__2q_protects_blocks_hit_in_cache(void **state)
+{
+	(void)state;
+	kvbm_manager *mgr = open_policy(KVBM_EVICT_TWO_QUEUE, 4);
+
+	for (uint32_t i = 0; i < 4; i++)
+		cached(mgr, H(i));
+	hit(mgr, H(0));
+	hit(mgr, H(3));
+	/* Probation: H1, H2; protected in release order: H0, H3. */
+	const kvbm_hash want[4] = {H(1), H(2), H(0), H(3)};
+	expect_evicted(mgr, 4, want, 4);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
+/* Random operations on every policy: never a held block evicted, exact
+ * accounting, every evicted hash really gone. */
+static void policies__property_no_held_block_is_evicted(void **state)
+{
+	(void)state;
+	uint64_t rng = kvbm_test_seed("policies");
+
+	ALL_POLICIES
+	{
+		kvbm_manager *mgr = open_policy((kvbm_evict_policy)p_, 24);
+		kvbm_immutable held[24];
+		uint32_t n_held = 0;
+
+		for (int op = 0; op < 20000; op++) {
+			const uint32_t r = (uint32_t)(kvbm_test_rand(&rng) % 100);
+			const kvbm_hash h = H((uint32_t)(kvbm_test_rand(&rng) % 60));
+			if (r < 40 && n_held < 24) {
+				kvbm_immutable got;
+				uint32_t n = 0;
+				assert_int_equal(kvbm_match(mgr, &h, 1, &got, &n), KVBM_OK);
+				if (n == 1) {
+					held[n_held++] = got;
+					continue;
+				}
+				kvbm_mutable m;
+				kvbm_complete c;
+				kvbm_hash evicted[1];
+				uint32_t n_ev = 0;
+				const kvbm_status st = kvbm_allocate_ex(mgr, 1, &m, evicted, &n_ev);
+				if (st == KVBM_E_EXHAUSTED)
+					continue;
+				assert_int_equal(st, KVBM_OK);
+				for (uint32_t i = 0; i < n_ev; i++) {
+					for (uint32_t k = 0; k < n_held; k++) {
+						kvbm_hash hh = 0;
+						assert_int_equal(kvbm_immutable_hash(mgr, held[k], &hh), KVBM_OK);
+						assert_int_not_equal(hh, evicted[i]);
+					}
+					bool in = true;
+					assert_int_equal(kvbm_contains(mgr, &evicted[i], 1, &in, NULL, NULL),
+							 KVBM_OK);
+					assert_false(in);
+				}
+				assert_int_equal(kvbm_stage(mgr, m, h, 4, &c), KVBM_OK);
+				assert_int_equal(kvbm_register(mgr, c, &held[n_held++]), KVBM_OK);
+			} else if (r < 85 && n_held > 0) {
+				const uint32_t k = (uint32_t)(kvbm_test_rand(&rng) % n_held);
+				if (r < 45)
+					assert_int_equal(kvbm_immutable_set_priority(
+								 mgr, held[k], (uint32_t)(kvbm_test_rand(&rng) % 101),
+								 (uint32_t)(kvbm_test_rand(&rng) % 4)),
+							 KVBM_OK);
+				assert_int_equal(kvbm_immutable_release(mgr, held[k]), KVBM_OK);
+				held[k] = held[--n_held];
+			} else if (r == 99) {
+				assert_int_equal(kvbm_reset_inactive(mgr, NULL), KVBM_OK);
+			}
+			if (op % 16 == 0)
+				assert_invariants(mgr);
+		}
+		for (uint32_t k = 0; k < n_held; k++)
+			assert_int_equal(kvbm_immutable_release(mgr, held[k]), KVBM_OK);
+		assert_invariants(mgr);
+		assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	}
+}
+
+/* Build a state with hits, then evict everything and return the order. */
+static void scripted_order(kvbm_manager *mgr, bool restart, const kvbm_config *cfg,
+			   kvbm_hash *order, uint32_t *n)
+{
+	for (uint32_t i = 0; i < 8; i++)
+		cached(mgr, H(i));
+	hit(mgr, H(2));
+	hit(mgr, H(2));
+	hit(mgr, H(5));
+	hit(mgr, H(0));
+	hit(mgr, H(2));
+	if (restart) {
+		assert_int_equal(kvbm_close(mgr), KVBM_OK);
+		mgr = kvbm_test_open_cfg(cfg);
+	}
+	/* 9 blocks, 8 cached: the free one covers the writer's reserve, so
+	 * it never reclaims ahead at a moment the test does not control. */
+	kvbm_mutable m[8];
+	assert_int_equal(kvbm_allocate_ex(mgr, 8, m, order, n), KVBM_OK);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
+static void policies__order_survives_a_catalog_restart(void **state)
+{
+	(void)state;
+	ALL_POLICIES
+	{
+		char *dir = kvbm_test_tmpdir("policies");
+		char path[512];
+		kvbm_config cfg;
+		kvbm_hash live[8], restored[8];
+		uint32_t n_live = 0, n_restored = 0;
+
+		snprintf(path, sizeof(path), "%s/catalog.db", dir);
+		kvbm_config_init(&cfg);
+		cfg.block_count = 9;
+		cfg.block_size = 4;
+		cfg.evict_policy = (kvbm_evict_policy)p_;
+		cfg.catalog_path = path;
+		cfg.catalog_sync = KVBM_SYNC_OFF;
+		scripted_order(kvbm_test_open_cfg(&cfg), false, &cfg, live, &n_live);
+		kvbm_test_rmdir(dir);
+		free(dir);
+		dir = kvbm_test_tmpdir("policies");
+		snprintf(path, sizeof(path), "%s/catalog.db", dir);
+		scripted_order(kvbm_test_open_cfg(&cfg), true, &cfg, restored, &n_restored);
+		assert_int_equal(n_live, 7);
+		assert_int_equal(n_restored, 7);
+		for (uint32_t i = 0; i < 7; i++)
+			if (live[i] != restored[i])
+				fail_msg("%s: eviction %u differs after restart",
+					 kvbm_evict_policy_name(cfg.evict_policy), i);
+		kvbm_test_rmdir(dir);
+		free(dir);
+	}
+}
+
+/* ---- Belady against brute force on tiny traces ---- */
+
+/* The most hits any eviction schedule achieves from request r on, with
+ * cache contents `cache` (uids), under the replay model. */
+static uint64_t best_hits(const struct kvbm_trace *t, const uint32_t *uid, uint32_t r,
+			  uint32_t cache, uint32_t capacity)
+{
+	if (r == t->n_requests)
+		return 0;
+	uint32_t req = 0, k = 0, hits;
+	const uint32_t lo = t->offsets[r], hi = t->offsets[r + 1];
+
+	for (uint32_t i = lo; i < hi; i++)
+		req |= 1u << uid[i];
+	while (lo + k < hi && (cache >> uid[lo + k] & 1))
+		k++;
+	hits = k;
+	const uint32_t all = cache | req;
+	const int over = __builtin_popcount(all) - (int)capacity;
+	if (over <= 0)
+		return hits + best_hits(t, uid, r + 1, all, capacity);
+	/* Try every set of `over` blocks outside the request to evict. */
+	uint64_t best = 0;
+	const uint32_t evictable = cache & ~req;
+	for (uint32_t sub = evictable;; sub = (sub - 1) & evictable) {
+		if (__builtin_popcount(sub) == over) {
+			const uint64_t h = best_hits(t, uid, r + 1, all & ~sub, capacity);
+			if (h > best)
+				best = h;
+		}
+		if (sub == 0)
+			break;
+	}
+	return hits + best;
+}
+
+static void policies__belady_is_optimal_on_tiny_traces(void **state)
+{
+	(void)state;
+	uint64_t rng = kvbm_test_seed("belady");
+	char *dir = kvbm_test_tmpdir("belady");
+	char path[512], err[256];
+	int checked = 0;
+
+	snprintf(path, sizeof(path), "%s/tiny.jsonl", dir);
+	for (int trial = 0; trial < 300; trial++) {
+		const uint32_t capacity = 2 + (uint32_t)(kvbm_test_rand(&rng) % 3);
+		FILE *f = fopen(path, "w");
+		assert_non_null(f);
+		const uint32_t n_req = 3 + (uint32_t)(kvbm_test_rand(&rng) % 5);
+		for (uint32_t r = 0; r < n_req; r++) {
+			/* Requests draw from 3 "conversations" so prefixes recur. */
+			const uint32_t conv = (uint32_t)(kvbm_test_rand(&rng) % 3);
+			const uint32_t len = 1 + (uint32_t)(kvbm_test_rand(&rng) % capacity);
+			fprintf(f, "{\"hash_ids\": [");
+			for (uint32_t i = 0; i < len; i++)
+				fprintf(f, "%s%u", i ? ", " : "",
+					conv * 10 + (i < 1 ? 0 : (uint32_t)(kvbm_test_rand(&rng) % 2) + i));
+			fprintf(f, "]}\n");
+		}
+		fclose(f);
+		struct kvbm_trace t;
+		assert_int_equal(kvbm_trace_load(path, &t, err, sizeof(err)), 0);
+		if (t.n_unique > 20) {
+			kvbm_trace_free(&t);
+			continue;
+		}
+		/* Dense ids for the bitmask search. */
+		uint32_t *uid = calloc(t.n_refs, sizeof(*uid));
+		kvbm_hash seen[32];
+		uint32_t n_seen = 0;
+		for (uint64_t i = 0; i < t.n_refs; i++) {
+			uint32_t j = 0;
+			while (j < n_seen && seen[j] != t.hashes[i])
+				j++;
+			if (j == n_seen)
+				seen[n_seen++] = t.hashes[i];
+			uid[i] = j;
+		}
+		const uint64_t optimum = best_hits(&t, uid, 0, 0, capacity);
+		const uint64_t belady = kvbm_replay_belady(&t, capacity);
+		if (belady != optimum)
+			fail_msg("trial %d (capacity %u): Belady %llu hits, optimum %llu", trial,
+				 capacity, (unsigned long long)belady, (unsigned long long)optimum);
+		checked++;
+		free(uid);
+		kvbm_trace_free(&t);
+	}
+	assert_true(checked > 200);
+	kvbm_test_rmdir(dir);
+	free(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(policies__tail_first_release_evicts_the_tail_first),
+		cmocka_unit_test(policies__multi_lru_protects_frequent_blocks),
+		cmocka_unit_test(policies__lineage_evicts_leaves_first),
+		cmocka_unit_test(policies__priority_order_ties_and_retention),
+		cmocka_unit_test(policies__s3fifo_and_2q_resist_one_time_blocks),
+		cmocka_unit_test(policies__2q_protects_blocks_hit_in_cache),
+		cmocka_unit_test(policies__property_no_held_block_is_evicted),
+		cmocka_unit_test(policies__order_survives_a_catalog_restart),
+		cmocka_unit_test(policies__belady_is_optimal_on_tiny_traces),
+	};
+	return cmocka_run_group_tests_name("policies", tests, NULL, NULL);
+}
