@@ -208,11 +208,12 @@ typedef enum kvbm_evict_policy {
 	KVBM_EVICT_LINEAGE = 3,   /**< leaves first (never a block with a cached child), LRU among leaves */
 	KVBM_EVICT_PRIORITY = 4,  /**< lowest caller priority first, LRU within a priority */
 	KVBM_EVICT_S3FIFO = 5,    /**< S3-FIFO: small probation queue, main queue, ghost hashes (scan-resistant) */
-	KVBM_EVICT_TWO_QUEUE = 6, /**< 2Q: probation and protected LRU, ghost of evicted hashes (scan-resistant; best on the Mooncake trace) */
+	KVBM_EVICT_TWO_QUEUE = 6, /**< 2Q: probation and protected LRU, ghost of evicted hashes (scan-resistant) */
+	KVBM_EVICT_ARC = 7,       /**< ARC: recency and frequency lists with ghosts and an adaptive split (scan-resistant, adapts) */
 } kvbm_evict_policy;
 
 /** Number of kvbm_evict_policy values (valid values are 0..KVBM_EVICT_COUNT-1). */
-#define KVBM_EVICT_COUNT 7
+#define KVBM_EVICT_COUNT 8
 
 /**
  * The canonical lower-case name of a policy ("lru", "fifo", ...).

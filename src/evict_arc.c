@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ARC (Megiddo and Modha, FAST 2003), adapted to an inactive pool: T1
+ * holds blocks used once, T2 blocks used at least twice, both least
+ * recently released first; B1 and B2 remember the hashes last evicted from
+ * each. A target size p for T1 moves with the traffic: a block asked for
+ * again soon after T1 dropped it (a B1 hit) means recency matters, so p
+ * grows; a B2 hit means frequency matters, so p shrinks. The victim comes
+ * from T1 while T1 is above p, else from T2.
+ *
+ * Where 2Q always sacrifices blocks used once, ARC only does so while that
+ * pays: on the Mooncake trace (long reuse distances, many one-off prompt
+ * tails) it behaves like 2Q, on multi-turn chat (the newest blocks are the
+ * next turn's prefix) like LRU. Parameters: c = block_count as in the
+ * paper; each ghost remembers 4 x block_count hashes (reuse distances on
+ * real traces run to several capacities; a ghost entry costs 24 bytes),
+ * fixed for every capacity. The catalog persists T1/T2 membership as the
+ * frequency (1 = T2) and the release tick as the order key; p and the
+ * ghosts start empty after a restart.
+ */
+#include <stdlib.h>
+
+#include "evict.h"
+#include "evict_hmap.h"
+
+#define NIL UINT32_MAX
+#define GHOST_PER_BLOCK 4
+enum { T1, T2 };
+
+struct ghost {
+	kvbm_hash *ring;
+	uint32_t head, count, live; /* live: entries still in the index */
+};
+
+struct arc {
+	uint32_t *prev, *next;
+	uint64_t *key;
+	uint8_t *list;
+	kvbm_hash *hash;
+	uint32_t head[2], tail[2], size[2];
+	uint32_t c, p, ghost_cap;
+	struct ghost ghost[2];
+	struct kvbm__hmap ghost_index; /* hash -> a: ring slot, b: 1 + which ghost */
+	kvbm_hash stash_hash;          /* restore_frequency() just before insert() */
+	uint32_t stash_list;
+	bool stashed;
+};
+
+static void arc_destroy(void *st)
+{
+	struct arc *a = st;
+
+	if (!a)
+		return;
+	free(a->prev);
+	free(a->next);
+	free(a->key);
+	free(a->list);
+	free(a->hash);
+	free(a->ghost[0].ring);
+	free(a->ghost[1].ring);
+	free(a->ghost_index.e);
+	free(a);
+}
+
+static kvbm_status arc_create(const struct kvbm__evict_params *p, void **out)
+{
+	struct arc *a = calloc(1, sizeof(*a));
+
+	if (!a)
+		return KVBM_E_NOMEM;
+	a->c = p->block_count;
+	a->ghost_cap = p->block_count > UINT32_MAX / (2 * GHOST_PER_BLOCK)
+			       ? UINT32_MAX / 2
+			       : p->block_count * GHOST_PER_BLOCK;
+	const bool ok = (a->prev = malloc(p->block_count * sizeof(*a->prev))) &&
+			(a->next = malloc(p->block_count * sizeof(*a->next))) &&
+			(a->key = malloc(p->block_count * sizeof(*a->key))) &&
+			(a->list = calloc(p->block_count, 1)) &&
+			(a->hash = calloc(p->block_count, sizeof(*a->hash))) &&
+			(a->ghost[0].ring = malloc((size_t)a->ghost_cap * sizeof(kvbm_hash))) &&
+			(a->ghost[1].ring = malloc((size_t)a->ghost_cap * sizeof(kvbm_hash))) &&
+			kvbm__hmap_init(&a->ghost_index, 2 * a->ghost_cap) == KVBM_OK;
+	if (!ok) {
+		arc_destroy(a);
+		return KVBM_E_NOMEM;
+	}
+	a->head[0] = a->head[1] = a->tail[0] = a->tail[1] = NIL;
+	*out = a;
+	return KVBM_OK;
+}
+
+static void ghost_add(struct arc *a, int which, kvbm_hash h)
+{
+	struct ghost *g = &a->ghost[which];
+
+	if (g->count == a->ghost_cap) {
+		struct kvbm__hmap_entry *e = kvbm__hmap_find(&a->ghost_index, g->ring[g->head]);
+		if (e && e->a == g->head && e->b == 1u + (uint32_t)which) {
+			kvbm__hmap_erase(&a->ghost_index, e);
+			g->live--;
+		}
+		g->head = (g->head + 1) % a->ghost_cap;
+		g->count--;
+	}
+	const uint32_t slot = (g->head + g->count) % a->ghost_cap;
+	g->ring[slot] = h;
+	g->count++;
+	struct kvbm__hmap_entry *e = kvbm__hmap_find(&a->ghost_index, h);
+	if (e) /* remembered by the other ghost too: the newer memory wins */
+		a->ghost[e->b - 1].live--;
+	e = kvbm__hmap_get(&a->ghost_index, h, slot, 1u + (uint32_t)which);
+	e->a = slot;
+	e->b = 1u + (uint32_t)which;
+	g->live++;
+}
+
+/* Which ghost remembered h (-1: none); h is forgotten either way. */
+static int ghost_take(struct arc *a, kvbm_hash h)
+{
+	struct kvbm__hmap_entry *e = kvbm__hmap_find(&a->ghost_index, h);
+
+	if (!e)
+		return -1;
+	const int which = (int)e->b - 1;
+	a->ghost[which].live--;
+	kvbm__hmap_erase(&a->ghost_index, e);
+	return which;
+}
+
+static void append(struct arc *a, uint32_t b, int l, uint64_t key)
+{
+	a->list[b] = (uint8_t)l;
+	a->key[b] = key;
+	a->prev[b] = a->tail[l];
+	a->next[b] = NIL;
+	if (a->tail[l] != NIL)
+		a->next[a->tail[l]] = b;
+	else
+		a->head[l] = b;
+	a->tail[l] = b;
+	a->size[l]++;
+}
+
+static void arc_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
+{
+	struct arc *a = st;
+	int l = T1;
+
+	if (a->stashed && a->stash_hash == e->hash) {
+		a->stashed = false; /* restore: the list the catalog recorded */
+		l = a->stash_list ? T2 : T1;
+	} else if (e->first_tick != e->tick && a->hash[b] == e->hash) {
+		l = T2; /* back from a hit: used twice */
+	} else {
+		const uint32_t b1 = a->ghost[T1].live, b2 = a->ghost[T2].live;
+		switch (ghost_take(a, e->hash)) {
+		case T1: { /* T1 was too small */
+			const uint32_t d = b2 > b1 && b1 ? b2 / b1 : 1;
+			a->p = a->c - a->p > d ? a->p + d : a->c;
+			l = T2;
+			break;
+		}
+		case T2: { /* T2 was too small */
+			const uint32_t d = b1 > b2 && b2 ? b1 / b2 : 1;
+			a->p = a->p > d ? a->p - d : 0;
+			l = T2;
+			break;
+		}
+		default:
+			break;
+		}
+	}
+	a->hash[b] = e->hash;
+	append(a, b, l, e->tick);
+}
+
+static void arc_remove(void *st, uint32_t b)
+{
+	struct arc *a = st;
+	const int l = a->list[b];
+
+	if (a->prev[b] != NIL)
+		a->next[a->prev[b]] = a->next[b];
+	else
+		a->head[l] = a->next[b];
+	if (a->next[b] != NIL)
+		a->prev[a->next[b]] = a->prev[b];
+	else
+		a->tail[l] = a->prev[b];
+	a->size[l]--;
+}
+
+static bool arc_victim(void *st, uint32_t *out)
+{
+	struct arc *a = st;
+	const int l = a->size[T1] > 0 && (a->size[T1] > a->p || a->size[T2] == 0) ? T1 : T2;
+	const uint32_t b = a->head[l];
+
+	if (b == NIL)
+		return false;
+	arc_remove(a, b);
+	ghost_add(a, l, a->hash[b]);
+	*out = b;
+	return true;
+}
+
+static uint64_t arc_order_key(void *st, uint32_t b)
+{
+	return ((const struct arc *)st)->key[b];
+}
+
+static uint32_t arc_frequency(void *st, uint32_t b, kvbm_hash hash)
+{
+	const struct arc *a = st;
+
+	return a->hash[b] == hash && a->list[b] == T2 ? 1 : 0;
+}
+
+static void arc_restore_frequency(void *st, kvbm_hash hash, uint32_t freq)
+{
+	struct arc *a = st;
+
+	a->stash_hash = hash;
+	a->stash_list = freq != 0;
+	a->stashed = true;
+}
+
+const struct kvbm__evict_ops kvbm__evict_arc = {
+	.name = "arc",
+	.create = arc_create,
+	.destroy = arc_destroy,
+	.insert = arc_insert,
+	.remove = arc_remove,
+	.victim = arc_victim,
+	.order_key = arc_order_key,
+	.frequency = arc_frequency,
+	.restore_frequency = arc_restore_frequency,
+};
