@@ -12,25 +12,20 @@
  * pays: on the Mooncake trace (long reuse distances, many one-off prompt
  * tails) it behaves like 2Q, on multi-turn chat (the newest blocks are the
  * next turn's prefix) like LRU. Parameters: c = block_count as in the
- * paper; each ghost remembers 4 x block_count hashes (reuse distances on
- * real traces run to several capacities; a ghost entry costs 24 bytes),
- * fixed for every capacity. The catalog persists T1/T2 membership as the
+ * paper; each ghost spans the last 4 x block_count hashes evicted from its
+ * list (reuse distances on real traces run to several capacities; an entry
+ * costs 8 bytes in a direct-mapped table), fixed for every capacity. The catalog persists T1/T2 membership as the
  * frequency (1 = T2) and the release tick as the order key; p and the
  * ghosts start empty after a restart.
  */
 #include <stdlib.h>
 
 #include "evict.h"
-#include "evict_hmap.h"
+#include "evict_ghost.h"
 
 #define NIL UINT32_MAX
 #define GHOST_PER_BLOCK 4
 enum { T1, T2 };
-
-struct ghost {
-	kvbm_hash *ring;
-	uint32_t head, count, live; /* live: entries still in the index */
-};
 
 struct arc {
 	uint32_t *prev, *next;
@@ -38,9 +33,8 @@ struct arc {
 	uint8_t *list;
 	kvbm_hash *hash;
 	uint32_t head[2], tail[2], size[2];
-	uint32_t c, p, ghost_cap;
-	struct ghost ghost[2];
-	struct kvbm__hmap ghost_index; /* hash -> a: ring slot, b: 1 + which ghost */
+	uint32_t c, p;
+	struct kvbm__ghost ghost[2]; /* B1, B2 */
 	kvbm_hash stash_hash;          /* restore_frequency() just before insert() */
 	uint32_t stash_list;
 	bool stashed;
@@ -57,9 +51,8 @@ static void arc_destroy(void *st)
 	free(a->key);
 	free(a->list);
 	free(a->hash);
-	free(a->ghost[0].ring);
-	free(a->ghost[1].ring);
-	free(a->ghost_index.e);
+	kvbm__ghost_free(&a->ghost[0]);
+	kvbm__ghost_free(&a->ghost[1]);
 	free(a);
 }
 
@@ -70,17 +63,16 @@ static kvbm_status arc_create(const struct kvbm__evict_params *p, void **out)
 	if (!a)
 		return KVBM_E_NOMEM;
 	a->c = p->block_count;
-	a->ghost_cap = p->block_count > UINT32_MAX / (2 * GHOST_PER_BLOCK)
-			       ? UINT32_MAX / 2
-			       : p->block_count * GHOST_PER_BLOCK;
+	const uint32_t span = p->block_count > UINT32_MAX / GHOST_PER_BLOCK
+				      ? UINT32_MAX
+				      : p->block_count * GHOST_PER_BLOCK;
 	const bool ok = (a->prev = malloc(p->block_count * sizeof(*a->prev))) &&
 			(a->next = malloc(p->block_count * sizeof(*a->next))) &&
 			(a->key = malloc(p->block_count * sizeof(*a->key))) &&
 			(a->list = calloc(p->block_count, 1)) &&
 			(a->hash = calloc(p->block_count, sizeof(*a->hash))) &&
-			(a->ghost[0].ring = malloc((size_t)a->ghost_cap * sizeof(kvbm_hash))) &&
-			(a->ghost[1].ring = malloc((size_t)a->ghost_cap * sizeof(kvbm_hash))) &&
-			kvbm__hmap_init(&a->ghost_index, 2 * a->ghost_cap) == KVBM_OK;
+			kvbm__ghost_init(&a->ghost[T1], span) == KVBM_OK &&
+			kvbm__ghost_init(&a->ghost[T2], span) == KVBM_OK;
 	if (!ok) {
 		arc_destroy(a);
 		return KVBM_E_NOMEM;
@@ -90,42 +82,14 @@ static kvbm_status arc_create(const struct kvbm__evict_params *p, void **out)
 	return KVBM_OK;
 }
 
-static void ghost_add(struct arc *a, int which, kvbm_hash h)
-{
-	struct ghost *g = &a->ghost[which];
-
-	if (g->count == a->ghost_cap) {
-		struct kvbm__hmap_entry *e = kvbm__hmap_find(&a->ghost_index, g->ring[g->head]);
-		if (e && e->a == g->head && e->b == 1u + (uint32_t)which) {
-			kvbm__hmap_erase(&a->ghost_index, e);
-			g->live--;
-		}
-		g->head = (g->head + 1) % a->ghost_cap;
-		g->count--;
-	}
-	const uint32_t slot = (g->head + g->count) % a->ghost_cap;
-	g->ring[slot] = h;
-	g->count++;
-	struct kvbm__hmap_entry *e = kvbm__hmap_find(&a->ghost_index, h);
-	if (e) /* remembered by the other ghost too: the newer memory wins */
-		a->ghost[e->b - 1].live--;
-	e = kvbm__hmap_get(&a->ghost_index, h, slot, 1u + (uint32_t)which);
-	e->a = slot;
-	e->b = 1u + (uint32_t)which;
-	g->live++;
-}
-
-/* Which ghost remembered h (-1: none); h is forgotten either way. */
+/* Which ghost remembered h (-1: none); h is forgotten there. */
 static int ghost_take(struct arc *a, kvbm_hash h)
 {
-	struct kvbm__hmap_entry *e = kvbm__hmap_find(&a->ghost_index, h);
-
-	if (!e)
-		return -1;
-	const int which = (int)e->b - 1;
-	a->ghost[which].live--;
-	kvbm__hmap_erase(&a->ghost_index, e);
-	return which;
+	if (kvbm__ghost_take(&a->ghost[T1], h))
+		return T1;
+	if (kvbm__ghost_take(&a->ghost[T2], h))
+		return T2;
+	return -1;
 }
 
 static void append(struct arc *a, uint32_t b, int l, uint64_t key)
@@ -153,7 +117,8 @@ static void arc_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 	} else if (e->first_tick != e->tick && a->hash[b] == e->hash) {
 		l = T2; /* back from a hit: used twice */
 	} else {
-		const uint32_t b1 = a->ghost[T1].live, b2 = a->ghost[T2].live;
+		const uint32_t b1 = kvbm__ghost_size(&a->ghost[T1]);
+		const uint32_t b2 = kvbm__ghost_size(&a->ghost[T2]);
 		switch (ghost_take(a, e->hash)) {
 		case T1: { /* T1 was too small */
 			const uint32_t d = b2 > b1 && b1 ? b2 / b1 : 1;
@@ -200,7 +165,7 @@ static bool arc_victim(void *st, uint32_t *out)
 	if (b == NIL)
 		return false;
 	arc_remove(a, b);
-	ghost_add(a, l, a->hash[b]);
+	kvbm__ghost_add(&a->ghost[l], a->hash[b]);
 	*out = b;
 	return true;
 }

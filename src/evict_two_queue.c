@@ -15,16 +15,17 @@
  *    when probation is empty protected's; every victim's hash enters the
  *    ghost.
  *
- * The one parameter is the ghost's length: 4 x block_count hashes (24 bytes
- * each, far below one KV block's size), because reuse distances on real
- * traces run to several cache capacities. Kept for every capacity. The
+ * The one parameter is the ghost's span: the last 4 x block_count evicted
+ * hashes (8 bytes each in a direct-mapped table, far below one KV block's
+ * size), because reuse distances on real traces run to several cache
+ * capacities. Kept for every capacity. The
  * catalog persists a block's queue as its frequency (1 protected) and its
  * release tick as the order key; a restore rebuilds both.
  */
 #include <stdlib.h>
 
 #include "evict.h"
-#include "evict_hmap.h"
+#include "evict_ghost.h"
 
 #define NIL UINT32_MAX
 #define GHOST_PER_BLOCK 4
@@ -36,9 +37,7 @@ struct tq {
 	uint8_t *queue;
 	kvbm_hash *hash;
 	uint32_t head[2], tail[2];
-	kvbm_hash *ghost; /* ring of evicted hashes */
-	uint32_t ghost_cap, ghost_head, ghost_count;
-	struct kvbm__hmap ghost_index; /* hash -> ring slot (a), 1 (b) */
+	struct kvbm__ghost ghost;
 	kvbm_hash stash_hash;          /* restore_frequency() just before insert() */
 	uint32_t stash_queue;
 	bool stashed;
@@ -55,8 +54,7 @@ static void tq_destroy(void *st)
 	free(t->key);
 	free(t->queue);
 	free(t->hash);
-	free(t->ghost);
-	free(t->ghost_index.e);
+	kvbm__ghost_free(&t->ghost);
 	free(t);
 }
 
@@ -66,15 +64,15 @@ static kvbm_status tq_create(const struct kvbm__evict_params *p, void **out)
 
 	if (!t)
 		return KVBM_E_NOMEM;
-	t->ghost_cap = p->block_count > UINT32_MAX / GHOST_PER_BLOCK ? UINT32_MAX
-								     : p->block_count * GHOST_PER_BLOCK;
+	const uint32_t span = p->block_count > UINT32_MAX / GHOST_PER_BLOCK
+				      ? UINT32_MAX
+				      : p->block_count * GHOST_PER_BLOCK;
 	const bool ok = (t->prev = malloc(p->block_count * sizeof(*t->prev))) &&
 			(t->next = malloc(p->block_count * sizeof(*t->next))) &&
 			(t->key = malloc(p->block_count * sizeof(*t->key))) &&
 			(t->queue = calloc(p->block_count, 1)) &&
 			(t->hash = calloc(p->block_count, sizeof(*t->hash))) &&
-			(t->ghost = malloc((size_t)t->ghost_cap * sizeof(*t->ghost))) &&
-			kvbm__hmap_init(&t->ghost_index, t->ghost_cap) == KVBM_OK;
+			kvbm__ghost_init(&t->ghost, span) == KVBM_OK;
 	if (!ok) {
 		tq_destroy(t);
 		return KVBM_E_NOMEM;
@@ -82,33 +80,6 @@ static kvbm_status tq_create(const struct kvbm__evict_params *p, void **out)
 	t->head[0] = t->head[1] = t->tail[0] = t->tail[1] = NIL;
 	*out = t;
 	return KVBM_OK;
-}
-
-static void ghost_add(struct tq *t, kvbm_hash h)
-{
-	if (t->ghost_count == t->ghost_cap) {
-		const uint32_t old = t->ghost_head;
-		struct kvbm__hmap_entry *e = kvbm__hmap_find(&t->ghost_index, t->ghost[old]);
-		if (e && e->a == old)
-			kvbm__hmap_erase(&t->ghost_index, e);
-		t->ghost_head = (t->ghost_head + 1) % t->ghost_cap;
-		t->ghost_count--;
-	}
-	const uint32_t slot = (t->ghost_head + t->ghost_count) % t->ghost_cap;
-	t->ghost[slot] = h;
-	t->ghost_count++;
-	kvbm__hmap_get(&t->ghost_index, h, slot, 1)->a = slot;
-}
-
-/* True if h was in the ghost; it leaves the ghost either way. */
-static bool ghost_take(struct tq *t, kvbm_hash h)
-{
-	struct kvbm__hmap_entry *e = kvbm__hmap_find(&t->ghost_index, h);
-
-	if (!e)
-		return false;
-	kvbm__hmap_erase(&t->ghost_index, e);
-	return true;
 }
 
 static void append(struct tq *t, uint32_t b, int q, uint64_t key)
@@ -135,7 +106,7 @@ static void tq_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 	} else if (e->first_tick != e->tick && t->hash[b] == e->hash) {
 		q = PROTECTED; /* back from a hit */
 	} else {
-		q = ghost_take(t, e->hash) ? PROTECTED : PROBATION;
+		q = kvbm__ghost_take(&t->ghost, e->hash) ? PROTECTED : PROBATION;
 	}
 	t->hash[b] = e->hash;
 	append(t, b, q, e->tick);
@@ -165,7 +136,7 @@ static bool tq_victim(void *st, uint32_t *out)
 	if (b == NIL)
 		return false;
 	tq_remove(t, b);
-	ghost_add(t, t->hash[b]);
+	kvbm__ghost_add(&t->ghost, t->hash[b]);
 	*out = b;
 	return true;
 }

@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * A ghost list: "was this hash evicted among the last `span` evictions?",
+ * for 2Q and ARC. Exactness does not matter (a ghost only decides which
+ * queue a returning block joins), speed does: it is touched on every
+ * eviction and every new registration. So it is a table of 8-way buckets
+ * of (32-bit fingerprint, eviction stamp) pairs, one 64-byte line each: one
+ * cache miss per add or lookup, no deletion: an entry older than `span`
+ * evictions is expired by its stamp, and a full bucket replaces its oldest
+ * entry. Direct mapping was tried first and lost the hit rate: a shared
+ * prefix block forgotten through a collision drags all its continuations
+ * out with it. Table size: the power of two >= 2 x span entries.
+ */
+#ifndef KVBM_EVICT_GHOST_H
+#define KVBM_EVICT_GHOST_H
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "kvbm.h"
+
+struct kvbm__ghost_slot {
+	uint32_t fingerprint; /* never 0 for a live entry */
+	uint32_t stamp;       /* low 32 bits of the eviction count when added */
+};
+
+#define KVBM__GHOST_WAYS 8
+
+struct kvbm__ghost {
+	struct kvbm__ghost_slot *slot; /* buckets of KVBM__GHOST_WAYS */
+	uint64_t mask;
+	unsigned shift;
+	uint32_t span;
+	uint64_t adds; /* evictions remembered so far */
+};
+
+static inline kvbm_status kvbm__ghost_init(struct kvbm__ghost *g, uint32_t span)
+{
+	uint64_t buckets = 2;
+	unsigned bits = 1;
+
+	while (buckets * KVBM__GHOST_WAYS < 2ull * span) {
+		buckets <<= 1;
+		bits++;
+	}
+	g->slot = aligned_alloc(64, buckets * KVBM__GHOST_WAYS * sizeof(*g->slot));
+	if (g->slot)
+		memset(g->slot, 0, buckets * KVBM__GHOST_WAYS * sizeof(*g->slot));
+	const uint64_t cap = buckets;
+	g->mask = cap - 1;
+	g->shift = 64 - bits;
+	g->span = span ? span : 1;
+	g->adds = 0;
+	return g->slot ? KVBM_OK : KVBM_E_NOMEM;
+}
+
+static inline void kvbm__ghost_free(struct kvbm__ghost *g)
+{
+	free(g->slot);
+}
+
+/* The bucket of h: KVBM__GHOST_WAYS slots in one cache line. */
+static inline struct kvbm__ghost_slot *kvbm__ghost_at(const struct kvbm__ghost *g, kvbm_hash h)
+{
+	return &g->slot[((h * 0x9E3779B97F4A7C15ull) >> g->shift) * KVBM__GHOST_WAYS];
+}
+
+static inline uint32_t kvbm__ghost_fingerprint(kvbm_hash h)
+{
+	const uint32_t f = (uint32_t)(h ^ (h >> 32));
+	return f ? f : 1;
+}
+
+static inline void kvbm__ghost_add(struct kvbm__ghost *g, kvbm_hash h)
+{
+	struct kvbm__ghost_slot *b = kvbm__ghost_at(g, h), *victim = b;
+	const uint32_t fp = kvbm__ghost_fingerprint(h), now = (uint32_t)g->adds++;
+
+	/* The same hash again, else a free slot, else the oldest entry. */
+	for (int i = 0; i < KVBM__GHOST_WAYS; i++) {
+		if (b[i].fingerprint == fp || b[i].fingerprint == 0) {
+			victim = &b[i];
+			break;
+		}
+		if (now - b[i].stamp > now - victim->stamp)
+			victim = &b[i];
+	}
+	victim->fingerprint = fp;
+	victim->stamp = now;
+}
+
+/* True if h was added within the last span adds; it is forgotten then. */
+static inline bool kvbm__ghost_take(struct kvbm__ghost *g, kvbm_hash h)
+{
+	struct kvbm__ghost_slot *b = kvbm__ghost_at(g, h);
+	const uint32_t fp = kvbm__ghost_fingerprint(h);
+
+	for (int i = 0; i < KVBM__GHOST_WAYS; i++) {
+		if (b[i].fingerprint == fp) {
+			b[i].fingerprint = 0;
+			return (uint32_t)g->adds - b[i].stamp <= g->span;
+		}
+	}
+	return false;
+}
+
+/* Entries a list of span would hold now (for ARC's ratios). */
+static inline uint32_t kvbm__ghost_size(const struct kvbm__ghost *g)
+{
+	return g->adds < g->span ? (uint32_t)g->adds : g->span;
+}
+
+#endif /* KVBM_EVICT_GHOST_H */
