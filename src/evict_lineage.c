@@ -12,6 +12,12 @@
  * released tail first), and a heap of the leaves keyed by release tick
  * gives the victim. The order key is the tick; the leaf structure follows
  * from the parent links, so a restore in key order rebuilds it.
+ *
+ * Parent hashes come from callers, so they can form a cycle (A's parent B,
+ * B's parent A: found by fuzzing). Then no block of the cycle is a leaf,
+ * and the pool would have blocks but no victim. A plain release-order list
+ * of every pooled block gives the fallback: the least recently released
+ * block goes, which breaks the cycle.
  */
 #include <stdlib.h>
 
@@ -24,6 +30,8 @@
 struct lineage {
 	struct kvbm__heap leaves;
 	struct kvbm__hmap nodes; /* hash -> a: block in pool or NIL, b: children in pool */
+	uint32_t *prev, *next;   /* every pooled block in release order */
+	uint32_t head, tail;
 	kvbm_hash *hash, *parent;
 	uint64_t *tick;
 };
@@ -39,6 +47,8 @@ static void lineage_destroy(void *st)
 	free(l->hash);
 	free(l->parent);
 	free(l->tick);
+	free(l->prev);
+	free(l->next);
 	free(l);
 }
 
@@ -53,11 +63,14 @@ static kvbm_status lineage_create(const struct kvbm__evict_params *p, void **out
 			kvbm__hmap_init(&l->nodes, 2 * p->block_count) == KVBM_OK &&
 			(l->hash = malloc(p->block_count * sizeof(*l->hash))) &&
 			(l->parent = malloc(p->block_count * sizeof(*l->parent))) &&
-			(l->tick = malloc(p->block_count * sizeof(*l->tick)));
+			(l->tick = malloc(p->block_count * sizeof(*l->tick))) &&
+			(l->prev = malloc(p->block_count * sizeof(*l->prev))) &&
+			(l->next = malloc(p->block_count * sizeof(*l->next)));
 	if (!ok) {
 		lineage_destroy(l);
 		return KVBM_E_NOMEM;
 	}
+	l->head = l->tail = NIL;
 	*out = l;
 	return KVBM_OK;
 }
@@ -72,6 +85,13 @@ static void lineage_insert(void *st, uint32_t b, const struct kvbm__evict_entry 
 	l->hash[b] = e->hash;
 	l->parent[b] = e->parent;
 	l->tick[b] = e->tick;
+	l->prev[b] = l->tail;
+	l->next[b] = NIL;
+	if (l->tail != NIL)
+		l->next[l->tail] = b;
+	else
+		l->head = b;
+	l->tail = b;
 	if (e->parent && e->parent != e->hash) {
 		struct kvbm__hmap_entry *p = kvbm__hmap_get(&l->nodes, e->parent, NIL, 0);
 		if (++p->b == 1 && p->a != NIL)
@@ -86,6 +106,14 @@ static void lineage_remove(void *st, uint32_t b)
 	struct lineage *l = st;
 	struct kvbm__hmap_entry *self = kvbm__hmap_find(&l->nodes, l->hash[b]);
 
+	if (l->prev[b] != NIL)
+		l->next[l->prev[b]] = l->next[b];
+	else
+		l->head = l->next[b];
+	if (l->next[b] != NIL)
+		l->prev[l->next[b]] = l->prev[b];
+	else
+		l->tail = l->prev[b];
 	if (self->b == 0)
 		kvbm__heap_remove(&l->leaves, b);
 	self->a = NIL;
@@ -106,8 +134,10 @@ static void lineage_remove(void *st, uint32_t b)
 static bool lineage_victim(void *st, uint32_t *out)
 {
 	struct lineage *l = st;
-	const uint32_t b = kvbm__heap_min(&l->leaves);
+	uint32_t b = kvbm__heap_min(&l->leaves);
 
+	if (b == NIL)
+		b = l->head; /* only a parent cycle is left: break it */
 	if (b == NIL)
 		return false;
 	lineage_remove(l, b);

@@ -134,6 +134,22 @@ static void policies__lineage_evicts_leaves_first(void **state)
 	assert_int_equal(kvbm_close(mgr), KVBM_OK);
 }
 
+/* Lineage: parent hashes that form a cycle (caller input, found by
+ * fuzzing) leave no leaf; the least recently released block breaks it. */
+static void policies__lineage_survives_a_parent_cycle(void **state)
+{
+	(void)state;
+	kvbm_manager *mgr = open_policy(KVBM_EVICT_LINEAGE, 2);
+	const kvbm_hash a = H(0), b = H(1);
+
+	kvbm_immutable ra = make(mgr, a, b, 1), rb = make(mgr, b, a, 1);
+	assert_int_equal(kvbm_immutable_release(mgr, ra), KVBM_OK);
+	assert_int_equal(kvbm_immutable_release(mgr, rb), KVBM_OK);
+	const kvbm_hash want[2] = {a, b};
+	expect_evicted(mgr, 2, want, 2);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
 /* Priority: lowest priority first, LRU among equal priorities (a tie),
  * and a priority whose retention ran out counts as the default. */
 static void policies__priority_order_ties_and_retention(void **state)
@@ -443,6 +459,7 @@ int main(void)
 		cmocka_unit_test(policies__tail_first_release_evicts_the_tail_first),
 		cmocka_unit_test(policies__multi_lru_protects_frequent_blocks),
 		cmocka_unit_test(policies__lineage_evicts_leaves_first),
+		cmocka_unit_test(policies__lineage_survives_a_parent_cycle),
 		cmocka_unit_test(policies__priority_order_ties_and_retention),
 		cmocka_unit_test(policies__s3fifo_2q_arc_resist_one_time_blocks),
 		cmocka_unit_test(policies__2q_protects_blocks_hit_in_cache),
