@@ -62,8 +62,9 @@ sqlite3 *cli_open_db(const struct cli *cli, bool writable);
  * JSON array of objects (or one object when single is set). Returns an
  * exit code. */
 int cli_render(const struct cli *cli, sqlite3_stmt *st, bool single);
-/* Prepare sql with optional text binds (NULL-terminated) and render it. */
-int cli_query(const struct cli *cli, sqlite3 *db, const char *sql, bool single, ...);
+/* Prepare sql with optional text binds (NULL-terminated) and render it.
+ * single is an int, not a bool: va_start after a promoted type is undefined. */
+int cli_query(const struct cli *cli, sqlite3 *db, const char *sql, int single, ...);
 /* Write s as a JSON string literal. */
 void cli_json_string(FILE *f, const char *s);
 

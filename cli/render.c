@@ -269,7 +269,7 @@ int cli_render(const struct cli *cli, sqlite3_stmt *st, bool single)
 	return EXIT_OK;
 }
 
-int cli_query(const struct cli *cli, sqlite3 *db, const char *sql, bool single, ...)
+int cli_query(const struct cli *cli, sqlite3 *db, const char *sql, int single, ...)
 {
 	sqlite3_stmt *st = NULL;
 	va_list ap;
