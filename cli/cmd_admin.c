@@ -6,23 +6,13 @@
  * place only when every line went in, so a bad line never leaves a partial
  * catalog behind.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cmd.h"
-
-static const char *const tables[] = {"meta", "blocks", "stats"};
-static const char *const table_types[] = {"meta", "block", "stat"};
-static const char *const table_order[] = {"tier", "tier, block_id", "tier, name"};
-
-static bool is_hash_column(const char *name)
-{
-	return strcmp(name, "seq_hash") == 0 || strcmp(name, "parent_hash") == 0 ||
-	       strcmp(name, "hash_salt") == 0;
-}
+#include "jsonl.h"
 
 /* EXIT_OK when the catalog at --db has no tier of that name. */
 static int tier_absent(const struct cli *cli, const char *tier)
@@ -98,19 +88,21 @@ static int export_table(const struct cli *cli, sqlite3 *db, size_t t, FILE *out)
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	snprintf(sql, sizeof(sql), "SELECT * FROM %s ORDER BY %s", tables[t], table_order[t]);
+	const struct kvbm_jsonl_table *tab = &kvbm_jsonl_tables[t];
+
+	snprintf(sql, sizeof(sql), "SELECT * FROM %s ORDER BY %s", tab->name, tab->order);
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		return cli_error(cli, "cannot read %s: %s", tables[t], sqlite3_errmsg(db));
+		return cli_error(cli, "cannot read %s: %s", tab->name, sqlite3_errmsg(db));
 	const int cols = sqlite3_column_count(st);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		fprintf(out, "{\"type\": \"%s\"", table_types[t]);
+		fprintf(out, "{\"type\": \"%s\"", tab->type);
 		for (int c = 0; c < cols; c++) {
 			const char *name = sqlite3_column_name(st, c);
 			fprintf(out, ", \"%s\": ", name);
 			const int type = sqlite3_column_type(st, c);
 			if (type == SQLITE_NULL)
 				fputs("null", out);
-			else if (type == SQLITE_INTEGER && is_hash_column(name))
+			else if (type == SQLITE_INTEGER && kvbm_jsonl_is_hash_column(name))
 				fprintf(out, "\"%016llx\"",
 					(unsigned long long)sqlite3_column_int64(st, c));
 			else if (type == SQLITE_INTEGER)
@@ -122,7 +114,7 @@ static int export_table(const struct cli *cli, sqlite3 *db, size_t t, FILE *out)
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
-		return cli_error(cli, "cannot read %s: %s", tables[t], sqlite3_errmsg(db));
+		return cli_error(cli, "cannot read %s: %s", tab->name, sqlite3_errmsg(db));
 	return EXIT_OK;
 }
 
@@ -144,7 +136,7 @@ int cmd_export(struct cli *cli, int argc, char **argv)
 	/* One read transaction: a consistent snapshot of a live catalog. */
 	sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
 	rc = EXIT_OK;
-	for (size_t t = 0; rc == EXIT_OK && t < 3; t++)
+	for (size_t t = 0; rc == EXIT_OK && t < KVBM_JSONL_TABLES; t++)
 		rc = export_table(cli, db, t, out);
 	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	if (out != stdout && fclose(out) != 0 && rc == EXIT_OK)
@@ -153,122 +145,14 @@ int cmd_export(struct cli *cli, int argc, char **argv)
 	return rc;
 }
 
-/* A flat JSON object: string keys, values that are strings, integers or null. */
-struct field {
-	char key[64];
-	int type; /* SQLITE_TEXT, SQLITE_INTEGER, SQLITE_NULL */
-	char *text;
-	long long num;
-};
-
-static const char *parse_string(const char *p, char *out, size_t cap, size_t *len)
-{
-	size_t n = 0;
-
-	if (*p++ != '"')
-		return NULL;
-	while (*p && *p != '"') {
-		char c = *p++;
-		if (c == '\\') {
-			c = *p++;
-			if (c == 'n')
-				c = '\n';
-			else if (c == 't')
-				c = '\t';
-			else if (c == 'u') {
-				unsigned v;
-				if (sscanf(p, "%4x", &v) != 1 || v > 0x7f)
-					return NULL;
-				c = (char)v;
-				p += 4;
-			} else if (c != '"' && c != '\\' && c != '/')
-				return NULL;
-		}
-		if (n + 1 >= cap)
-			return NULL;
-		out[n++] = c;
-	}
-	if (*p != '"')
-		return NULL;
-	out[n] = '\0';
-	if (len)
-		*len = n;
-	return p + 1;
-}
-
-static int parse_object(const char *p, struct field *f, int max, char *buf, size_t buflen)
-{
-	int n = 0;
-	size_t used = 0;
-
-	while (isspace((unsigned char)*p))
-		p++;
-	if (*p++ != '{')
-		return -1;
-	do {
-		while (isspace((unsigned char)*p))
-			p++;
-		if (n >= max || !(p = parse_string(p, f[n].key, sizeof(f[n].key), NULL)))
-			return -1;
-		while (isspace((unsigned char)*p))
-			p++;
-		if (*p++ != ':')
-			return -1;
-		while (isspace((unsigned char)*p))
-			p++;
-		if (*p == '"') {
-			size_t len;
-			f[n].type = SQLITE_TEXT;
-			f[n].text = buf + used;
-			if (!(p = parse_string(p, buf + used, buflen - used, &len)))
-				return -1;
-			used += len + 1;
-		} else if (strncmp(p, "null", 4) == 0) {
-			f[n].type = SQLITE_NULL;
-			p += 4;
-		} else {
-			char *end;
-			errno = 0;
-			f[n].num = strtoll(p, &end, 10);
-			if (end == p || errno)
-				return -1;
-			f[n].type = SQLITE_INTEGER;
-			p = end;
-		}
-		n++;
-		while (isspace((unsigned char)*p))
-			p++;
-	} while (*p == ',' && p++);
-	if (*p++ != '}')
-		return -1;
-	while (isspace((unsigned char)*p))
-		p++;
-	return *p ? -1 : n;
-}
-
 /* Insert one parsed line into its table. Returns NULL or a problem. */
-static const char *import_line(sqlite3 *db, struct field *f, int n)
+static const char *import_line(sqlite3 *db, const struct kvbm_jsonl_field *f, int n)
 {
-	char sql[2048], *w = sql;
-	int t;
+	char sql[KVBM_JSONL_SQL_MAX];
+	const char *problem = kvbm_jsonl_insert_sql(f, n, sql, sizeof(sql));
 
-	if (n < 1 || strcmp(f[0].key, "type") != 0 || f[0].type != SQLITE_TEXT)
-		return "the first field must be \"type\"";
-	for (t = 0; t < 3 && strcmp(f[0].text, table_types[t]) != 0; t++)
-		;
-	if (t == 3)
-		return "type must be meta, block or stat";
-	w += sprintf(w, "INSERT INTO %s (", tables[t]);
-	for (int i = 1; i < n; i++) {
-		for (const char *k = f[i].key; *k; k++)
-			if (!isalnum((unsigned char)*k) && *k != '_')
-				return "field names must be column names";
-		w += sprintf(w, "%s%s", i > 1 ? ", " : "", f[i].key);
-	}
-	w += sprintf(w, ") VALUES (");
-	for (int i = 1; i < n; i++)
-		w += sprintf(w, "%s?", i > 1 ? ", " : "");
-	sprintf(w, ")");
+	if (problem)
+		return problem;
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
 		return sqlite3_errmsg(db);
@@ -278,7 +162,7 @@ static const char *import_line(sqlite3 *db, struct field *f, int n)
 			sqlite3_bind_null(st, i);
 		else if (f[i].type == SQLITE_INTEGER)
 			sqlite3_bind_int64(st, i, f[i].num);
-		else if (is_hash_column(f[i].key)) {
+		else if (kvbm_jsonl_is_hash_column(f[i].key)) {
 			if (!cli_parse_hash(f[i].text, &h)) {
 				sqlite3_finalize(st);
 				return "a hash field is not 16 hex digits";
@@ -296,7 +180,7 @@ int cmd_import(struct cli *cli, int argc, char **argv)
 {
 	char *pos[1], tmp[4096], err[512], *line = NULL, *buf = NULL;
 	size_t cap = 0, line_no = 0;
-	struct field fields[32];
+	struct kvbm_jsonl_field fields[32];
 	int n, rc;
 	sqlite3 *db = NULL;
 	FILE *in = NULL;
@@ -325,7 +209,7 @@ int cmd_import(struct cli *cli, int argc, char **argv)
 		line_no++;
 		free(buf);
 		buf = malloc((size_t)len + 1);
-		const int nf = buf ? parse_object(line, fields, 32, buf, (size_t)len + 1) : -1;
+		const int nf = buf ? kvbm_jsonl_parse_object(line, fields, 32, buf, (size_t)len + 1) : -1;
 		const char *problem = nf < 0 ? "not a flat JSON object" : import_line(db, fields, nf);
 		if (problem) {
 			cli_error(cli, "%s: line %zu: %s", pos[0], line_no, problem);

@@ -33,6 +33,10 @@ struct kvbm_trace {
  * the line ("line 12: hash_ids is not an array of integers"). Returns 0 or
  * -1 with err filled. */
 int kvbm_trace_load(const char *path, struct kvbm_trace *out, char *err, size_t errlen);
+/* The same for a trace held in memory: len bytes, no terminator needed;
+ * name stands for the path in messages (NULL: "<memory>"). */
+int kvbm_trace_load_mem(const char *buf, size_t len, const char *name, struct kvbm_trace *out,
+			char *err, size_t errlen);
 void kvbm_trace_free(struct kvbm_trace *t);
 
 struct kvbm_replay_opts {

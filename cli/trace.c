@@ -44,7 +44,9 @@ static bool skip_string(struct scan *s)
 	if (!eat(s, '"'))
 		return false;
 	while (s->p < s->end && *s->p != '"') {
-		if (*s->p == '\\')
+		/* An escape takes the next character too, if there is one: a
+		 * backslash at the very end must not step past it. */
+		if (*s->p == '\\' && s->end - s->p > 1)
 			s->p++;
 		s->p++;
 	}
@@ -76,7 +78,8 @@ static bool skip_value(struct scan *s, int depth)
 		return eat(s, close);
 	}
 	const char *start = s->p;
-	while (s->p < s->end && (isalnum((unsigned char)*s->p) || strchr("+-.", *s->p)))
+	/* strchr finds the terminator too: a NUL byte is not part of a literal. */
+	while (s->p < s->end && (isalnum((unsigned char)*s->p) || (*s->p && strchr("+-.", *s->p))))
 		s->p++;
 	return s->p > start;
 }
@@ -97,6 +100,29 @@ static bool push_id(struct ids *ids, uint64_t id)
 		ids->cap = cap;
 	}
 	ids->v[ids->n++] = id;
+	return true;
+}
+
+/* A decimal integer that fits 64 bits and is not the start of a fraction or
+ * an exponent. Bounded by s->end: the line need not be NUL-terminated, which
+ * is why this is not strtoull. */
+static bool parse_u64(struct scan *s, uint64_t *out)
+{
+	uint64_t v = 0;
+	const char *p = s->p;
+
+	if (p >= s->end || !isdigit((unsigned char)*p))
+		return false;
+	for (; p < s->end && isdigit((unsigned char)*p); p++) {
+		const unsigned d = (unsigned)(*p - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	if (p < s->end && (*p == '.' || *p == 'e' || *p == 'E'))
+		return false;
+	s->p = p;
+	*out = v;
 	return true;
 }
 
@@ -133,19 +159,12 @@ static long parse_line(struct scan *s, struct ids *ids)
 			count = 0;
 			if (!eat(s, ']')) {
 				do {
+					uint64_t v;
 					ws(s);
-					char *stop;
-					errno = 0;
-					if (s->p >= s->end || !isdigit((unsigned char)*s->p)) {
+					if (!parse_u64(s, &v)) {
 						s->err = "hash_ids is not an array of integers";
 						return -1;
 					}
-					const unsigned long long v = strtoull(s->p, &stop, 10);
-					if (errno || (stop < s->end && strchr(".eE", *stop))) {
-						s->err = "hash_ids is not an array of integers";
-						return -1;
-					}
-					s->p = stop;
 					if (!push_id(ids, v)) {
 						s->err = "out of memory";
 						return -1;
@@ -175,6 +194,9 @@ static long parse_line(struct scan *s, struct ids *ids)
 		s->err = "hash_ids is missing";
 	return count;
 }
+
+static void set_err(char *err, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 static void set_err(char *err, size_t len, const char *fmt, ...)
 {
@@ -211,76 +233,81 @@ static uint64_t count_unique(const kvbm_hash *h, uint64_t n)
 	return unique;
 }
 
-int kvbm_trace_load(const char *path, struct kvbm_trace *out, char *err, size_t errlen)
-{
-	FILE *f = fopen(path, "r");
-	struct ids ids = {0};
-	uint32_t *offsets = NULL;
-	size_t n_req = 0, cap_req = 0, line_no = 0, cap_line = 0;
-	char *line = NULL;
-	ssize_t len;
-	int rc = -1;
+/* A trace being read line by line, from a file or from memory. */
+struct loader {
+	const char *name; /* path, for messages */
+	struct ids ids;
+	uint32_t *offsets;
+	size_t n_req, cap_req, line_no;
+};
 
-	memset(out, 0, sizeof(*out));
-	if (!f) {
-		set_err(err, errlen, "cannot open trace %s: %s", path, strerror(errno));
+/* Add one line (its newline included or not). Returns 0 or -1 with err. */
+static int loader_line(struct loader *l, const char *line, size_t len, char *err, size_t errlen)
+{
+	struct scan s = {line, line + len, NULL};
+
+	l->line_no++;
+	ws(&s);
+	if (s.p == s.end)
+		return 0; /* blank line */
+	if (l->n_req + 2 > l->cap_req) {
+		const size_t cap = l->cap_req ? l->cap_req * 2 : 4096;
+		uint32_t *o = realloc(l->offsets, cap * sizeof(*o));
+		if (!o) {
+			set_err(err, errlen, "out of memory reading %s", l->name);
+			return -1;
+		}
+		l->offsets = o;
+		l->cap_req = cap;
+	}
+	l->offsets[l->n_req] = (uint32_t)l->ids.n;
+	if (parse_line(&s, &l->ids) < 0) {
+		set_err(err, errlen, "%s: line %zu: %s", l->name, l->line_no, s.err);
 		return -1;
 	}
-	while ((len = getline(&line, &cap_line, f)) >= 0) {
-		line_no++;
-		struct scan s = {line, line + len, NULL};
-		ws(&s);
-		if (s.p == s.end)
-			continue; /* blank line */
-		if (n_req + 2 > cap_req) {
-			cap_req = cap_req ? cap_req * 2 : 4096;
-			uint32_t *o = realloc(offsets, cap_req * sizeof(*o));
-			if (!o) {
-				set_err(err, errlen, "out of memory reading %s", path);
-				goto out;
-			}
-			offsets = o;
-		}
-		offsets[n_req] = (uint32_t)ids.n;
-		if (parse_line(&s, &ids) < 0) {
-			set_err(err, errlen, "%s: line %zu: %s", path, line_no, s.err);
-			goto out;
-		}
-		if (ids.n > UINT32_MAX) {
-			set_err(err, errlen, "%s: more than 2^32 block references", path);
-			goto out;
-		}
-		n_req++;
+	if (l->ids.n > UINT32_MAX) {
+		set_err(err, errlen, "%s: more than 2^32 block references", l->name);
+		return -1;
 	}
-	if (ferror(f)) {
-		set_err(err, errlen, "cannot read trace %s: %s", path, strerror(errno));
+	l->n_req++;
+	return 0;
+}
+
+/* Chain the ids into the trace. Returns 0 or -1 with err; frees the loader
+ * either way. */
+static int loader_finish(struct loader *l, int rc, struct kvbm_trace *out, char *err,
+			 size_t errlen)
+{
+	const size_t n_ids = l->ids.n;
+
+	if (rc == 0 && l->n_req == 0) {
+		set_err(err, errlen, "%s: no requests in trace", l->name);
+		rc = -1;
+	}
+	if (rc != 0)
 		goto out;
-	}
-	if (n_req == 0) {
-		set_err(err, errlen, "%s: no requests in trace", path);
-		goto out;
-	}
-	offsets[n_req] = (uint32_t)ids.n;
-	out->hashes = malloc((ids.n ? ids.n : 1) * sizeof(*out->hashes));
-	out->parents = malloc((ids.n ? ids.n : 1) * sizeof(*out->parents));
+	rc = -1;
+	l->offsets[l->n_req] = (uint32_t)n_ids;
+	out->hashes = malloc((n_ids ? n_ids : 1) * sizeof(*out->hashes));
+	out->parents = malloc((n_ids ? n_ids : 1) * sizeof(*out->parents));
 	if (!out->hashes || !out->parents) {
-		set_err(err, errlen, "out of memory for %zu block references", ids.n);
+		set_err(err, errlen, "out of memory for %zu block references", n_ids);
 		goto out;
 	}
-	for (size_t r = 0; r < n_req; r++) {
+	for (size_t r = 0; r < l->n_req; r++) {
 		kvbm_hash parent = 0;
-		for (uint32_t i = offsets[r]; i < offsets[r + 1]; i++) {
-			const bool root = i == offsets[r];
+		for (uint32_t i = l->offsets[r]; i < l->offsets[r + 1]; i++) {
+			const bool root = i == l->offsets[r];
 			out->parents[i] = root ? 0 : parent;
-			parent = kvbm_hash_chain(parent, (kvbm_hash)ids.v[i], root);
+			parent = kvbm_hash_chain(parent, (kvbm_hash)l->ids.v[i], root);
 			out->hashes[i] = parent;
 		}
 	}
-	out->n_requests = (uint32_t)n_req;
-	out->offsets = offsets;
-	out->n_refs = ids.n;
-	out->n_unique = count_unique(out->hashes, ids.n);
-	offsets = NULL;
+	out->n_requests = (uint32_t)l->n_req;
+	out->offsets = l->offsets;
+	out->n_refs = n_ids;
+	out->n_unique = count_unique(out->hashes, n_ids);
+	l->offsets = NULL;
 	rc = 0;
 out:
 	if (rc != 0) {
@@ -288,11 +315,53 @@ out:
 		free(out->parents);
 		memset(out, 0, sizeof(*out));
 	}
-	free(offsets);
-	free(ids.v);
+	free(l->offsets);
+	free(l->ids.v);
+	return rc;
+}
+
+int kvbm_trace_load(const char *path, struct kvbm_trace *out, char *err, size_t errlen)
+{
+	struct loader l = {.name = path};
+	size_t cap_line = 0;
+	char *line = NULL;
+	ssize_t len;
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		set_err(err, errlen, "cannot open trace %s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (rc == 0 && (len = getline(&line, &cap_line, f)) >= 0)
+		rc = loader_line(&l, line, (size_t)len, err, errlen);
+	if (rc == 0 && ferror(f)) {
+		set_err(err, errlen, "cannot read trace %s: %s", path, strerror(errno));
+		rc = -1;
+	}
 	free(line);
 	fclose(f);
-	return rc;
+	return loader_finish(&l, rc, out, err, errlen);
+}
+
+int kvbm_trace_load_mem(const char *buf, size_t len, const char *name, struct kvbm_trace *out,
+			char *err, size_t errlen)
+{
+	struct loader l = {.name = name ? name : "<memory>"};
+	const char *p = buf, *const end = buf ? buf + len : buf;
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	/* Lines as getline() cuts them: up to and including each newline,
+	 * and whatever follows the last one. */
+	while (rc == 0 && p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *next = nl ? nl + 1 : end;
+		rc = loader_line(&l, p, (size_t)(next - p), err, errlen);
+		p = next;
+	}
+	return loader_finish(&l, rc, out, err, errlen);
 }
 
 void kvbm_trace_free(struct kvbm_trace *t)
