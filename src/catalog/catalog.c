@@ -163,11 +163,13 @@ static kvbm_status check_identity(struct kvbm__catalog *cat)
 	sqlite3_finalize(st);
 	if (rc != SQLITE_OK)
 		return kvbm__sql_fail(mgr, cat->db, rc, "read catalog identity");
-	if (!matches) {
-		if (!mgr->cfg.catalog_discard_mismatch)
-			return kvbm__fail(mgr, KVBM_E_MISMATCH, "catalog %s tier %s: %s",
-					  mgr->catalog_path, mgr->tier, diff);
-		/* Start cold: this tier's rows describe other blocks. */
+	if (!matches && !mgr->cfg.catalog_discard_mismatch)
+		return kvbm__fail(mgr, KVBM_E_MISMATCH, "catalog %s tier %s: %s", mgr->catalog_path,
+				  mgr->tier, diff);
+	/* Start cold when this tier's rows describe other blocks, and when
+	 * there is no identity row to say what they describe (a damaged or
+	 * hand-edited file): restoring those would trust unknown geometry. */
+	if (!matches || !exists) {
 		if ((rc = sqlite3_prepare_v2(cat->db, "DELETE FROM blocks WHERE tier = ?1", -1,
 					     &st, NULL)) == SQLITE_OK) {
 			sqlite3_bind_text(st, 1, mgr->tier, -1, SQLITE_STATIC);
@@ -175,7 +177,7 @@ static kvbm_status check_identity(struct kvbm__catalog *cat)
 		}
 		sqlite3_finalize(st);
 		if (rc != SQLITE_OK)
-			return kvbm__sql_fail(mgr, cat->db, rc, "discard mismatching catalog rows");
+			return kvbm__sql_fail(mgr, cat->db, rc, "discard catalog rows");
 	}
 	return write_identity(cat, exists);
 }
