@@ -339,6 +339,30 @@ static void catalog__migrates_an_older_schema(void **state)
 	sqlite3_close(db);
 }
 
+/* Block rows with no identity row for their tier (a damaged or hand-edited
+ * file) say nothing about the geometry they were written for: start cold. */
+static void catalog__rows_without_identity_are_not_restored(void **state)
+{
+	struct fixture *f = *state;
+	kvbm_manager *mgr = open_ok(&f->cfg);
+	sqlite3 *db = NULL;
+
+	add_chain(mgr, 0, 3);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "DELETE FROM meta", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	mgr = open_ok(&f->cfg);
+	kvbm_pool_counts c;
+	assert_int_equal(kvbm_pool_counts_read(mgr, &c), KVBM_OK);
+	assert_int_equal(c.inactive, 0);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	db = reader(f->path);
+	assert_int_equal(query_int(db, "SELECT count(*) FROM blocks WHERE state = 1"), 0);
+	assert_int_equal(query_int(db, "SELECT count(*) FROM meta"), 1);
+	sqlite3_close(db);
+}
+
 static void write_file(const char *path, const void *data, size_t len)
 {
 	const int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -509,6 +533,7 @@ int main(void)
 		T(catalog__refuses_other_configurations),
 		T(catalog__refuses_newer_schema),
 		T(catalog__migrates_an_older_schema),
+		T(catalog__rows_without_identity_are_not_restored),
 		T(catalog__rejects_files_that_are_not_catalogs),
 		T(catalog__reports_read_only_directory),
 		T(catalog__pre_commit_hook_runs_and_can_refuse),
