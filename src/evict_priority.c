@@ -13,6 +13,16 @@
  * retention ran out, lazily, when a victim is asked for. The policy's
  * clock is the largest release tick it has seen. The order key is the
  * release tick; priorities and retentions are restored from the rows.
+ *
+ * A restore re-inserts a block with its last release tick as its first
+ * one, so the expiry cannot be recomputed from the row's key: a block
+ * whose retention ran out before a restart would get its priority back
+ * for another `retention` ticks. The frequency column carries the expiry
+ * instead, relative to the release tick (the row's key): EXPIRY_TAG | k,
+ * the priority decays k ticks after that release (k = 0: it already had).
+ * The tag tells these rows from those of a run under another policy
+ * (sketch counts, queue flags, access counts: all far below 2^31); such a
+ * row, or 0 (nothing decays), leaves the expiry to the first-entry rule.
  */
 #include <stdlib.h>
 
@@ -22,13 +32,19 @@
 #define NIL UINT32_MAX
 #define TICK_BITS 56
 #define TICK_MASK ((1ull << TICK_BITS) - 1)
+#define EXPIRY_TAG (1u << 31)
 
 struct prio {
 	struct kvbm__heap order;  /* key: priority << 56 | tick */
 	struct kvbm__heap expiry; /* blocks whose priority will decay */
 	uint8_t *expiring;        /* block is in the expiry heap */
 	uint64_t *tick;
+	uint64_t *expires;        /* tick the priority decays at; 0 = never */
+	kvbm_hash *hash;          /* hash of the block's last stay in the pool */
 	uint64_t now;
+	kvbm_hash stash_hash;     /* restore_frequency() just before insert() */
+	uint32_t stash_freq;
+	bool stashed;
 };
 
 static void prio_destroy(void *st)
@@ -41,6 +57,8 @@ static void prio_destroy(void *st)
 	kvbm__heap_free(&p->expiry);
 	free(p->expiring);
 	free(p->tick);
+	free(p->expires);
+	free(p->hash);
 	free(p);
 }
 
@@ -53,7 +71,9 @@ static kvbm_status prio_create(const struct kvbm__evict_params *params, void **o
 	const bool ok = kvbm__heap_init(&p->order, params->block_count) == KVBM_OK &&
 			kvbm__heap_init(&p->expiry, params->block_count) == KVBM_OK &&
 			(p->expiring = calloc(params->block_count, 1)) &&
-			(p->tick = malloc(params->block_count * sizeof(*p->tick)));
+			(p->tick = malloc(params->block_count * sizeof(*p->tick))) &&
+			(p->expires = calloc(params->block_count, sizeof(*p->expires))) &&
+			(p->hash = calloc(params->block_count, sizeof(*p->hash)));
 	if (!ok) {
 		prio_destroy(p);
 		return KVBM_E_NOMEM;
@@ -67,6 +87,23 @@ static uint64_t order_of(uint32_t priority, uint64_t tick)
 	return (uint64_t)priority << TICK_BITS | (tick & TICK_MASK);
 }
 
+/* The tick e's priority decays at, 0 for never: from the restored row if
+ * restore_frequency() just named this hash, else from the first entry. */
+static uint64_t expiry_of(struct prio *p, const struct kvbm__evict_entry *e, uint32_t priority)
+{
+	const bool restored = p->stashed && p->stash_hash == e->hash;
+
+	p->stashed = false;
+	if (!e->retention || priority == KVBM_PRIORITY_DEFAULT)
+		return 0;
+	if (restored && (p->stash_freq & EXPIRY_TAG)) {
+		/* Clamped: it can never be later than a fresh retention. */
+		const uint64_t after = p->stash_freq & ~EXPIRY_TAG;
+		return e->tick + (after < e->retention ? after : e->retention);
+	}
+	return e->first_tick + e->retention;
+}
+
 static void prio_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 {
 	struct prio *p = st;
@@ -75,12 +112,13 @@ static void prio_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 	if (e->tick > p->now)
 		p->now = e->tick;
 	p->tick[b] = e->tick;
-	if (e->retention && priority != KVBM_PRIORITY_DEFAULT) {
-		const uint64_t expires = e->first_tick + e->retention;
-		if (expires <= p->now) {
+	p->hash[b] = e->hash;
+	p->expires[b] = expiry_of(p, e, priority);
+	if (p->expires[b] != 0) {
+		if (p->expires[b] <= p->now) {
 			priority = KVBM_PRIORITY_DEFAULT;
 		} else {
-			kvbm__heap_push(&p->expiry, b, expires);
+			kvbm__heap_push(&p->expiry, b, p->expires[b]);
 			p->expiring[b] = 1;
 		}
 	}
@@ -120,6 +158,32 @@ static uint64_t prio_order_key(void *st, uint32_t b)
 	return ((const struct prio *)st)->tick[b];
 }
 
+/* The expiry relative to the release tick, encoded as the file comment
+ * says. An active block reports its last stay in the pool; its row is
+ * keyed by its last use instead, so a restore moves its expiry later by
+ * the ticks between that release and that use. A block never in the pool
+ * under this hash reports 0. */
+static uint32_t prio_frequency(void *st, uint32_t b, kvbm_hash hash)
+{
+	const struct prio *p = st;
+
+	if (p->hash[b] != hash || p->expires[b] == 0)
+		return 0;
+	if (p->expires[b] <= p->tick[b])
+		return EXPIRY_TAG;
+	const uint64_t after = p->expires[b] - p->tick[b];
+	return EXPIRY_TAG | (uint32_t)(after < EXPIRY_TAG - 1 ? after : EXPIRY_TAG - 1);
+}
+
+static void prio_restore_frequency(void *st, kvbm_hash hash, uint32_t freq)
+{
+	struct prio *p = st;
+
+	p->stash_hash = hash;
+	p->stash_freq = freq;
+	p->stashed = true;
+}
+
 const struct kvbm__evict_ops kvbm__evict_priority = {
 	.name = "priority",
 	.create = prio_create,
@@ -128,4 +192,6 @@ const struct kvbm__evict_ops kvbm__evict_priority = {
 	.remove = prio_remove,
 	.victim = prio_victim,
 	.order_key = prio_order_key,
+	.frequency = prio_frequency,
+	.restore_frequency = prio_restore_frequency,
 };

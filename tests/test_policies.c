@@ -4,7 +4,8 @@
  * hand-made sequences (tail-first release, ties, frequency tiers, leaves,
  * priorities and their expiry, probation and ghosts), a randomised
  * property test over every policy (a held block is never evicted, the
- * accounting stays exact), the order surviving a catalog restart, and
+ * accounting stays exact), the order surviving a catalog restart (with a
+ * priority retention that ran out before it), and
  * Belady's optimum checked against a brute-force search on tiny traces.
  */
 #include <stdio.h>
@@ -360,6 +361,67 @@ static void policies__order_survives_a_catalog_restart(void **state)
 	}
 }
 
+/* Priority: a retention that ran out before a restart stays run out. The
+ * catalog keys a block by its last release, so a restore that measured
+ * the retention from there would give H(0) its priority 90 back. */
+static void retention_order(bool restart, kvbm_hash *order, uint32_t *n)
+{
+	char *dir = kvbm_test_tmpdir("policies");
+	char path[512];
+	kvbm_config cfg;
+
+	snprintf(path, sizeof(path), "%s/catalog.db", dir);
+	kvbm_config_init(&cfg);
+	cfg.block_count = 5;
+	cfg.block_size = 4;
+	cfg.evict_policy = KVBM_EVICT_PRIORITY;
+	cfg.catalog_path = path;
+	cfg.catalog_sync = KVBM_SYNC_OFF;
+	kvbm_manager *mgr = kvbm_test_open_cfg(&cfg);
+	for (uint32_t i = 0; i < 4; i++) {
+		kvbm_immutable r = make(mgr, H(i), 0, KVBM_POSITION_UNKNOWN);
+		if (i == 0)
+			assert_int_equal(kvbm_immutable_set_priority(mgr, r, 90, 20), KVBM_OK);
+		assert_int_equal(kvbm_immutable_release(mgr, r), KVBM_OK);
+	}
+	/* At least 30 ticks: H(0)'s 20 run out before its next release... */
+	for (uint32_t i = 0; i < 30; i++)
+		hit(mgr, H(1 + i % 3));
+	hit(mgr, H(0));
+	/* ...but not 20 ticks after it, when the pool is keyed. */
+	for (uint32_t i = 1; i < 4; i++)
+		hit(mgr, H(i));
+	if (restart) {
+		assert_int_equal(kvbm_close(mgr), KVBM_OK);
+		mgr = kvbm_test_open_cfg(&cfg);
+	}
+	kvbm_mutable m[4];
+	assert_int_equal(kvbm_allocate_ex(mgr, 4, m, order, n), KVBM_OK);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	kvbm_test_rmdir(dir);
+	free(dir);
+}
+
+static void policies__priority_retention_expiry_survives_a_restart(void **state)
+{
+	(void)state;
+	kvbm_hash live[4], restored[4];
+	uint32_t n_live = 0, n_restored = 0;
+
+	retention_order(false, live, &n_live);
+	retention_order(true, restored, &n_restored);
+	/* One block stays free for the writer's reserve: three evictions. */
+	assert_int_equal(n_live, 3);
+	assert_int_equal(n_restored, 3);
+	const kvbm_hash want[3] = {H(0), H(1), H(2)};
+	for (uint32_t i = 0; i < 3; i++) {
+		if (live[i] != want[i])
+			fail_msg("live eviction %u is not the expected one", i);
+		if (restored[i] != want[i])
+			fail_msg("eviction %u differs after restart", i);
+	}
+}
+
 /* ---- Belady against brute force on tiny traces ---- */
 
 /* The most hits any eviction schedule achieves from request r on, with
@@ -465,6 +527,7 @@ int main(void)
 		cmocka_unit_test(policies__2q_protects_blocks_hit_in_cache),
 		cmocka_unit_test(policies__property_no_held_block_is_evicted),
 		cmocka_unit_test(policies__order_survives_a_catalog_restart),
+		cmocka_unit_test(policies__priority_retention_expiry_survives_a_restart),
 		cmocka_unit_test(policies__belady_is_optimal_on_tiny_traces),
 	};
 	return cmocka_run_group_tests_name("policies", tests, NULL, NULL);
