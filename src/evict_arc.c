@@ -22,8 +22,8 @@
 
 #include "evict.h"
 #include "evict_ghost.h"
+#include "evict_list.h"
 
-#define NIL UINT32_MAX
 #define GHOST_PER_BLOCK 4
 enum { T1, T2 };
 
@@ -32,7 +32,7 @@ struct arc {
 	uint64_t *key;
 	uint8_t *list;
 	kvbm_hash *hash;
-	uint32_t head[2], tail[2], size[2];
+	struct kvbm__dlist lists[2];
 	uint32_t c, p;
 	struct kvbm__ghost ghost[2]; /* B1, B2 */
 	kvbm_hash stash_hash;          /* restore_frequency() just before insert() */
@@ -77,7 +77,8 @@ static kvbm_status arc_create(const struct kvbm__evict_params *p, void **out)
 		arc_destroy(a);
 		return KVBM_E_NOMEM;
 	}
-	a->head[0] = a->head[1] = a->tail[0] = a->tail[1] = NIL;
+	kvbm__dlist_init(&a->lists[T1]);
+	kvbm__dlist_init(&a->lists[T2]);
 	*out = a;
 	return KVBM_OK;
 }
@@ -96,14 +97,7 @@ static void append(struct arc *a, uint32_t b, int l, uint64_t key)
 {
 	a->list[b] = (uint8_t)l;
 	a->key[b] = key;
-	a->prev[b] = a->tail[l];
-	a->next[b] = NIL;
-	if (a->tail[l] != NIL)
-		a->next[a->tail[l]] = b;
-	else
-		a->head[l] = b;
-	a->tail[l] = b;
-	a->size[l]++;
+	kvbm__dlist_append(a->prev, a->next, &a->lists[l], b);
 }
 
 static void arc_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
@@ -143,26 +137,18 @@ static void arc_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 static void arc_remove(void *st, uint32_t b)
 {
 	struct arc *a = st;
-	const int l = a->list[b];
 
-	if (a->prev[b] != NIL)
-		a->next[a->prev[b]] = a->next[b];
-	else
-		a->head[l] = a->next[b];
-	if (a->next[b] != NIL)
-		a->prev[a->next[b]] = a->prev[b];
-	else
-		a->tail[l] = a->prev[b];
-	a->size[l]--;
+	kvbm__dlist_unlink(a->prev, a->next, &a->lists[a->list[b]], b);
 }
 
 static bool arc_victim(void *st, uint32_t *out)
 {
 	struct arc *a = st;
-	const int l = a->size[T1] > 0 && (a->size[T1] > a->p || a->size[T2] == 0) ? T1 : T2;
-	const uint32_t b = a->head[l];
+	const uint32_t t1 = a->lists[T1].size, t2 = a->lists[T2].size;
+	const int l = t1 > 0 && (t1 > a->p || t2 == 0) ? T1 : T2;
+	const uint32_t b = a->lists[l].head;
 
-	if (b == NIL)
+	if (b == KVBM__LIST_NIL)
 		return false;
 	arc_remove(a, b);
 	kvbm__ghost_add(&a->ghost[l], a->hash[b]);

@@ -24,6 +24,7 @@
 #include "evict.h"
 #include "evict_heap.h"
 #include "evict_hmap.h"
+#include "evict_list.h"
 
 #define NIL UINT32_MAX
 
@@ -31,7 +32,7 @@ struct lineage {
 	struct kvbm__heap leaves;
 	struct kvbm__hmap nodes; /* hash -> a: block in pool or NIL, b: children in pool */
 	uint32_t *prev, *next;   /* every pooled block in release order */
-	uint32_t head, tail;
+	struct kvbm__dlist all;
 	kvbm_hash *hash, *parent;
 	uint64_t *tick;
 };
@@ -70,7 +71,7 @@ static kvbm_status lineage_create(const struct kvbm__evict_params *p, void **out
 		lineage_destroy(l);
 		return KVBM_E_NOMEM;
 	}
-	l->head = l->tail = NIL;
+	kvbm__dlist_init(&l->all);
 	*out = l;
 	return KVBM_OK;
 }
@@ -85,13 +86,7 @@ static void lineage_insert(void *st, uint32_t b, const struct kvbm__evict_entry 
 	l->hash[b] = e->hash;
 	l->parent[b] = e->parent;
 	l->tick[b] = e->tick;
-	l->prev[b] = l->tail;
-	l->next[b] = NIL;
-	if (l->tail != NIL)
-		l->next[l->tail] = b;
-	else
-		l->head = b;
-	l->tail = b;
+	kvbm__dlist_append(l->prev, l->next, &l->all, b);
 	if (e->parent && e->parent != e->hash) {
 		struct kvbm__hmap_entry *p = kvbm__hmap_get(&l->nodes, e->parent, NIL, 0);
 		if (++p->b == 1 && p->a != NIL)
@@ -106,14 +101,7 @@ static void lineage_remove(void *st, uint32_t b)
 	struct lineage *l = st;
 	struct kvbm__hmap_entry *self = kvbm__hmap_find(&l->nodes, l->hash[b]);
 
-	if (l->prev[b] != NIL)
-		l->next[l->prev[b]] = l->next[b];
-	else
-		l->head = l->next[b];
-	if (l->next[b] != NIL)
-		l->prev[l->next[b]] = l->prev[b];
-	else
-		l->tail = l->prev[b];
+	kvbm__dlist_unlink(l->prev, l->next, &l->all, b);
 	if (self->b == 0)
 		kvbm__heap_remove(&l->leaves, b);
 	self->a = NIL;
@@ -137,7 +125,7 @@ static bool lineage_victim(void *st, uint32_t *out)
 	uint32_t b = kvbm__heap_min(&l->leaves);
 
 	if (b == NIL)
-		b = l->head; /* only a parent cycle is left: break it */
+		b = l->all.head; /* only a parent cycle is left: break it */
 	if (b == NIL)
 		return false;
 	lineage_remove(l, b);

@@ -10,13 +10,12 @@
 #include <stdlib.h>
 
 #include "evict.h"
-
-#define NIL UINT32_MAX
+#include "evict_list.h"
 
 struct lru {
 	uint32_t *prev, *next;
 	uint64_t *key;
-	uint32_t head, tail; /* head = least recently released */
+	struct kvbm__dlist order; /* head = least recently released */
 };
 
 static void lru_destroy(void *st)
@@ -44,7 +43,7 @@ static kvbm_status lru_create(const struct kvbm__evict_params *p, void **out)
 		lru_destroy(l);
 		return KVBM_E_NOMEM;
 	}
-	l->head = l->tail = NIL;
+	kvbm__dlist_init(&l->order);
 	*out = l;
 	return KVBM_OK;
 }
@@ -54,37 +53,24 @@ static void lru_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 	struct lru *l = st;
 
 	l->key[b] = e->tick;
-	l->prev[b] = l->tail;
-	l->next[b] = NIL;
-	if (l->tail != NIL)
-		l->next[l->tail] = b;
-	else
-		l->head = b;
-	l->tail = b;
+	kvbm__dlist_append(l->prev, l->next, &l->order, b);
 }
 
 static void lru_remove(void *st, uint32_t b)
 {
 	struct lru *l = st;
 
-	if (l->prev[b] != NIL)
-		l->next[l->prev[b]] = l->next[b];
-	else
-		l->head = l->next[b];
-	if (l->next[b] != NIL)
-		l->prev[l->next[b]] = l->prev[b];
-	else
-		l->tail = l->prev[b];
+	kvbm__dlist_unlink(l->prev, l->next, &l->order, b);
 }
 
 static bool lru_victim(void *st, uint32_t *b)
 {
 	struct lru *l = st;
 
-	if (l->head == NIL)
+	if (l->order.head == KVBM__LIST_NIL)
 		return false;
-	*b = l->head;
-	lru_remove(l, l->head);
+	*b = l->order.head;
+	lru_remove(l, *b);
 	return true;
 }
 

@@ -16,8 +16,8 @@
 #include <string.h>
 
 #include "evict.h"
+#include "evict_list.h"
 
-#define NIL UINT32_MAX
 #define TIERS 4
 #define ROWS 4
 
@@ -25,7 +25,7 @@ struct mlru {
 	uint32_t *prev, *next;
 	uint8_t *tier;
 	uint64_t *key;
-	uint32_t head[TIERS], tail[TIERS];
+	struct kvbm__dlist tier_list[TIERS];
 	uint8_t threshold[3];
 	uint8_t *sketch; /* ROWS x width counters, one per byte, 0..15 */
 	uint64_t width_mask;
@@ -68,7 +68,7 @@ static kvbm_status mlru_create(const struct kvbm__evict_params *p, void **out)
 		return KVBM_E_NOMEM;
 	}
 	for (int t = 0; t < TIERS; t++)
-		m->head[t] = m->tail[t] = NIL;
+		kvbm__dlist_init(&m->tier_list[t]);
 	*out = m;
 	return KVBM_OK;
 }
@@ -146,28 +146,14 @@ static void mlru_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 
 	m->tier[b] = (uint8_t)t;
 	m->key[b] = e->tick;
-	m->prev[b] = m->tail[t];
-	m->next[b] = NIL;
-	if (m->tail[t] != NIL)
-		m->next[m->tail[t]] = b;
-	else
-		m->head[t] = b;
-	m->tail[t] = b;
+	kvbm__dlist_append(m->prev, m->next, &m->tier_list[t], b);
 }
 
 static void mlru_remove(void *st, uint32_t b)
 {
 	struct mlru *m = st;
-	const int t = m->tier[b];
 
-	if (m->prev[b] != NIL)
-		m->next[m->prev[b]] = m->next[b];
-	else
-		m->head[t] = m->next[b];
-	if (m->next[b] != NIL)
-		m->prev[m->next[b]] = m->prev[b];
-	else
-		m->tail[t] = m->prev[b];
+	kvbm__dlist_unlink(m->prev, m->next, &m->tier_list[m->tier[b]], b);
 }
 
 static bool mlru_victim(void *st, uint32_t *b)
@@ -175,8 +161,8 @@ static bool mlru_victim(void *st, uint32_t *b)
 	struct mlru *m = st;
 
 	for (int t = 0; t < TIERS; t++) {
-		if (m->head[t] != NIL) {
-			*b = m->head[t];
+		if (m->tier_list[t].head != KVBM__LIST_NIL) {
+			*b = m->tier_list[t].head;
 			mlru_remove(m, *b);
 			return true;
 		}

@@ -26,8 +26,8 @@
 
 #include "evict.h"
 #include "evict_ghost.h"
+#include "evict_list.h"
 
-#define NIL UINT32_MAX
 #define GHOST_PER_BLOCK 4
 enum { PROBATION, PROTECTED };
 
@@ -36,7 +36,7 @@ struct tq {
 	uint64_t *key;
 	uint8_t *queue;
 	kvbm_hash *hash;
-	uint32_t head[2], tail[2];
+	struct kvbm__dlist queues[2];
 	struct kvbm__ghost ghost;
 	kvbm_hash stash_hash;          /* restore_frequency() just before insert() */
 	uint32_t stash_queue;
@@ -77,7 +77,8 @@ static kvbm_status tq_create(const struct kvbm__evict_params *p, void **out)
 		tq_destroy(t);
 		return KVBM_E_NOMEM;
 	}
-	t->head[0] = t->head[1] = t->tail[0] = t->tail[1] = NIL;
+	kvbm__dlist_init(&t->queues[PROBATION]);
+	kvbm__dlist_init(&t->queues[PROTECTED]);
 	*out = t;
 	return KVBM_OK;
 }
@@ -86,13 +87,7 @@ static void append(struct tq *t, uint32_t b, int q, uint64_t key)
 {
 	t->queue[b] = (uint8_t)q;
 	t->key[b] = key;
-	t->prev[b] = t->tail[q];
-	t->next[b] = NIL;
-	if (t->tail[q] != NIL)
-		t->next[t->tail[q]] = b;
-	else
-		t->head[q] = b;
-	t->tail[q] = b;
+	kvbm__dlist_append(t->prev, t->next, &t->queues[q], b);
 }
 
 static void tq_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
@@ -115,25 +110,17 @@ static void tq_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 static void tq_remove(void *st, uint32_t b)
 {
 	struct tq *t = st;
-	const int q = t->queue[b];
 
-	if (t->prev[b] != NIL)
-		t->next[t->prev[b]] = t->next[b];
-	else
-		t->head[q] = t->next[b];
-	if (t->next[b] != NIL)
-		t->prev[t->next[b]] = t->prev[b];
-	else
-		t->tail[q] = t->prev[b];
+	kvbm__dlist_unlink(t->prev, t->next, &t->queues[t->queue[b]], b);
 }
 
 static bool tq_victim(void *st, uint32_t *out)
 {
 	struct tq *t = st;
-	const int q = t->head[PROBATION] != NIL ? PROBATION : PROTECTED;
-	const uint32_t b = t->head[q];
+	const int q = t->queues[PROBATION].size ? PROBATION : PROTECTED;
+	const uint32_t b = t->queues[q].head;
 
-	if (b == NIL)
+	if (b == KVBM__LIST_NIL)
 		return false;
 	tq_remove(t, b);
 	kvbm__ghost_add(&t->ghost, t->hash[b]);
