@@ -56,17 +56,8 @@ static int teardown(void **state)
 	return 0;
 }
 
-static kvbm_manager *open_ok(const kvbm_config *cfg)
-{
-	kvbm_manager *mgr = NULL;
-	char err[512];
-	const kvbm_status st = kvbm_open_ex(cfg, &mgr, err, sizeof(err));
-
-	if (st != KVBM_OK)
-		fprintf(stderr, "open failed: %s\n", err);
-	assert_int_equal(st, KVBM_OK);
-	return mgr;
-}
+/* Open with a full config, asserting success (the message on failure). */
+#define open_ok(cfg) kvbm_test_open_cfg(cfg)
 
 static kvbm_hash h_of(uint32_t i)
 {
