@@ -221,6 +221,27 @@ static void events__a_hash_is_stored_once(void **state)
 	}
 }
 
+/* A block that skips the cache (reset on release) leaves the registry at
+ * its release, and routers hear it. */
+static void events__reset_on_release_removes_at_release(void **state)
+{
+	(void)state;
+	struct log *l = log_new();
+	kvbm_config cfg = config(l, 4);
+	cfg.reset_on_release = true;
+	kvbm_manager *mgr = kvbm_test_open_cfg(&cfg);
+
+	chain(mgr, 0, 2, NULL); /* stored, then released tail first */
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	assert_int_equal(l->n, 6);
+	expect(&l->ev[1], KVBM_EVENT_STORED, h_of(0));
+	expect(&l->ev[2], KVBM_EVENT_STORED, h_of(1));
+	expect(&l->ev[3], KVBM_EVENT_REMOVED, h_of(1));
+	expect(&l->ev[4], KVBM_EVENT_REMOVED, h_of(0));
+	assert_int_equal(l->ev[5].kind, KVBM_EVENT_CLEARED);
+	log_free(l);
+}
+
 /* Full batches go out at once; the rest waits for its window or close. */
 static void events__batches_respect_the_size_limit(void **state)
 {
@@ -348,6 +369,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(events__order_and_content_of_every_transition),
 		cmocka_unit_test(events__a_hash_is_stored_once),
+		cmocka_unit_test(events__reset_on_release_removes_at_release),
 		cmocka_unit_test(events__batches_respect_the_size_limit),
 		cmocka_unit_test(events__window_sends_a_partial_batch),
 		cmocka_unit_test(events__sink_may_call_back_into_the_manager),
