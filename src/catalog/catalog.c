@@ -49,6 +49,10 @@ static kvbm_status migrate(kvbm_manager *mgr, sqlite3 *db)
 		return kvbm__fail(mgr, KVBM_E_MISMATCH,
 				  "catalog schema version %d is newer than this library's %d", version,
 				  KVBM__SCHEMA_LATEST);
+	/* user_version is any 32-bit value a file says (found by fuzzing). */
+	if (version < 0)
+		return kvbm__fail(mgr, KVBM_E_CORRUPT, "catalog schema version %d is not valid",
+				  version);
 	for (int v = version + 1; v <= KVBM__SCHEMA_LATEST; v++) {
 		rc = kvbm__sql_exec(db, kvbm__schema[v - 1].sql);
 		if (rc != SQLITE_OK)
@@ -542,6 +546,10 @@ kvbm_status kvbm_catalog_migrate(const char *path, unsigned flags, int *from, in
 	if (version > KVBM__SCHEMA_LATEST) {
 		FAIL(KVBM_E_MISMATCH, "catalog schema version %d is newer than this library's %d",
 		     version, KVBM__SCHEMA_LATEST);
+		goto out;
+	}
+	if (version < 0) {
+		FAIL(KVBM_E_CORRUPT, "%s is not a kvbm catalog: schema version %d", path, version);
 		goto out;
 	}
 	if (dry || version == KVBM__SCHEMA_LATEST)

@@ -213,6 +213,13 @@ class Errors(CliCase):
         self.fails(1, "99", "--db", p, "info")
         self.fails(1, "99", "--db", p, "migrate")
 
+    def test_invalid_schema_version(self):
+        p = self.copy_fixture("negative.db")
+        with sqlite3.connect(p) as c:
+            c.execute("PRAGMA user_version = -5")
+        self.fails(1, "not a kvbm catalog", "--db", p, "info")
+        self.fails(1, "-5", "--db", p, "migrate")
+
     def test_malformed_trace_line(self):
         t = self.path("bad.jsonl")
         with open(self.trace) as src, open(t, "w") as dst:
