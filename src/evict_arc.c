@@ -156,6 +156,14 @@ static bool arc_victim(void *st, uint32_t *out)
 	return true;
 }
 
+static void arc_touch(void *st, kvbm_hash hash)
+{
+	const struct arc *a = st;
+
+	kvbm__ghost_prefetch(&a->ghost[T1], hash);
+	kvbm__ghost_prefetch(&a->ghost[T2], hash);
+}
+
 static uint64_t arc_order_key(void *st, uint32_t b)
 {
 	return ((const struct arc *)st)->key[b];
@@ -185,6 +193,7 @@ const struct kvbm__evict_ops kvbm__evict_arc = {
 	.remove = arc_remove,
 	.victim = arc_victim,
 	.order_key = arc_order_key,
+	.touch = arc_touch,
 	.frequency = arc_frequency,
 	.restore_frequency = arc_restore_frequency,
 };

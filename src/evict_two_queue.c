@@ -128,6 +128,11 @@ static bool tq_victim(void *st, uint32_t *out)
 	return true;
 }
 
+static void tq_touch(void *st, kvbm_hash hash)
+{
+	kvbm__ghost_prefetch(&((struct tq *)st)->ghost, hash);
+}
+
 static uint64_t tq_order_key(void *st, uint32_t b)
 {
 	return ((const struct tq *)st)->key[b];
@@ -158,6 +163,7 @@ const struct kvbm__evict_ops kvbm__evict_two_queue = {
 	.remove = tq_remove,
 	.victim = tq_victim,
 	.order_key = tq_order_key,
+	.touch = tq_touch,
 	.frequency = tq_frequency,
 	.restore_frequency = tq_restore_frequency,
 };
