@@ -661,6 +661,8 @@ KVBM_API kvbm_status kvbm_immutable_ref_count(kvbm_manager *mgr,
 
 /**
  * Move every inactive block back to the reset pool (drops the cache).
+ * Each dropped hash is announced as a REMOVED event; there is no CLEARED,
+ * because referenced blocks stay registered.
  *
  * @param[out] n_dropped blocks moved (may be NULL)
  *
@@ -842,23 +844,29 @@ KVBM_API kvbm_status kvbm_flush(kvbm_manager *mgr);
  * queues an event for every hash that enters the registry (STORED: a new
  * primary, not a duplicate or a deduplicated registration) and every hash
  * that leaves it (REMOVED: evicted by kvbm_allocate, dropped by
- * kvbm_reset_inactive), in the order they happened. A dispatcher thread
+ * kvbm_reset_inactive, or released with reset-on-release set), in the
+ * order they happened. A dispatcher thread
  * hands them to the sink in batches of at most cfg.event_batch_max, at most
  * cfg.event_window_ms after the first event of a batch.
  *
  * Announcements: every manager's first batch starts with CLEARED, followed
  * by one STORED for each block a catalog restore brought back (exactly the
- * committed rows that were restored), all under the catalog's new
- * incarnation number, which every batch carries (0 without a catalog). A
- * router that keys its index by worker and incarnation thus replaces what
- * it held for a crashed or restarted worker. A memory-only manager ends
- * with CLEARED at kvbm_close(); one with a catalog does not (its blocks
- * survive). kvbm_close() delivers everything queued before it returns.
+ * committed rows that were restored and not vetoed by restore_validate,
+ * each parent before its children, an unbranched chain back to back), all
+ * under the catalog's new incarnation number, which every batch carries
+ * (0 without a catalog). A router that keys its index by worker and
+ * incarnation thus replaces what it held for a crashed or restarted
+ * worker. A memory-only manager ends with CLEARED at kvbm_close(); one
+ * with a catalog does not (its blocks survive). kvbm_close() delivers
+ * everything queued before it returns.
  *
  * The sink runs on the dispatcher thread with no kvbm lock held: it may
  * call any kvbm function on the manager except kvbm_close(). If a sink
- * falls more than 4M events behind, further events are dropped (counted in
- * events_dropped) and the next batch starts with CLEARED.
+ * falls more than 4M events (or block_count events, if larger) behind, the
+ * undelivered events are discarded (counted in events_dropped) and the
+ * next batch starts with CLEARED followed by the events that came after:
+ * a router then misses blocks cached before the loss but never keeps one
+ * that was removed.
  * @{ */
 
 /** Kinds of block events. */

@@ -8,10 +8,14 @@
  * after the first event of a batch, and calls the sink with no kvbm lock
  * held, so a sink may call back into the manager.
  *
- * The queue grows by doubling up to QUEUE_MAX events; past that (a sink
- * stuck for a long time) new events are dropped and counted in
- * events_dropped rather than blocking the fast path, and the next batch
- * starts with a CLEARED event so a router knows its index is incomplete.
+ * The queue grows by doubling up to QUEUE_MAX events. Past that (a sink
+ * stuck for a long time) the fast path does not block: everything still
+ * queued is discarded (counted in events_dropped) and the next batch starts
+ * with CLEARED, followed by the events that came after the overflow.
+ * Discarding the whole queue, not just the newest event, is what keeps a
+ * router's index a subset of the registry: had only later events been
+ * dropped, a STORED already queued could reach the router while the
+ * REMOVED that followed it was lost.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -31,6 +35,7 @@ struct kvbm__events {
 	pthread_cond_t cv;  /* waited on with mgr->lock, which guards the queue */
 	kvbm_event *queue;  /* ring: head .. head+count, cap a power of two */
 	uint32_t cap, head, count;
+	uint32_t cap_max;   /* QUEUE_MAX, or more so a restore announcement fits */
 	uint64_t first_ns;  /* when the oldest undelivered event arrived */
 	bool lost;          /* events were dropped: announce CLEARED */
 	bool stopping;
@@ -47,26 +52,27 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* Append (manager lock held); false when the event had to be dropped. */
-static bool append(struct kvbm__events *ev, const kvbm_event *e)
+/* Make room for one more event (manager lock held). When the queue cannot
+ * grow, discard it and mark the loss; returns how many events that was. */
+static uint32_t make_room(struct kvbm__events *ev)
 {
-	if (ev->count == ev->cap) {
-		const uint32_t cap = ev->cap * 2;
-		kvbm_event *q = cap <= QUEUE_MAX ? malloc((size_t)cap * sizeof(*q)) : NULL;
-		if (!q)
-			return false;
-		for (uint32_t i = 0; i < ev->count; i++)
-			q[i] = ev->queue[(ev->head + i) & (ev->cap - 1)];
-		free(ev->queue);
-		ev->queue = q;
-		ev->cap = cap;
-		ev->head = 0;
+	if (ev->count < ev->cap)
+		return 0;
+	const size_t cap = (size_t)ev->cap * 2; /* cap_max may be 2^31: no u32 wrap */
+	kvbm_event *q = ev->cap < ev->cap_max ? malloc(cap * sizeof(*q)) : NULL;
+	if (!q) {
+		const uint32_t discarded = ev->count;
+		ev->head = ev->count = 0;
+		ev->lost = true;
+		return discarded;
 	}
-	if (ev->count == 0)
-		ev->first_ns = mono_ns();
-	ev->queue[(ev->head + ev->count) & (ev->cap - 1)] = *e;
-	ev->count++;
-	return true;
+	for (uint32_t i = 0; i < ev->count; i++)
+		q[i] = ev->queue[(ev->head + i) & (ev->cap - 1)];
+	free(ev->queue);
+	ev->queue = q;
+	ev->cap = (uint32_t)cap;
+	ev->head = 0;
+	return 0;
 }
 
 void kvbm__events_push(kvbm_manager *mgr, kvbm_event_kind kind, uint32_t b)
@@ -83,13 +89,13 @@ void kvbm__events_push(kvbm_manager *mgr, kvbm_event_kind kind, uint32_t b)
 			e.num_tokens = mgr->block_size;
 		}
 	}
+	mgr->m.events_dropped += make_room(ev);
 	const bool was_empty = ev->count == 0;
-	if (append(ev, &e)) {
-		mgr->m.events_emitted++;
-	} else {
-		mgr->m.events_dropped++;
-		ev->lost = true;
-	}
+	if (was_empty)
+		ev->first_ns = mono_ns();
+	ev->queue[(ev->head + ev->count) & (ev->cap - 1)] = e;
+	ev->count++;
+	mgr->m.events_emitted++;
 	/* Wake the dispatcher on the first event (it starts the window) and
 	 * when a full batch is ready; in between it sleeps on its timer. */
 	if (was_empty || ev->count == mgr->cfg.event_batch_max)
@@ -133,7 +139,7 @@ static void *dispatcher_main(void *arg)
 			continue;
 		}
 		uint32_t n = 0;
-		if (ev->lost) {
+		if (ev->lost) { /* counts toward the batch limit like any event */
 			ev->batch[n++] = (kvbm_event){.kind = KVBM_EVENT_CLEARED};
 			ev->lost = false;
 		}
@@ -152,6 +158,71 @@ static void *dispatcher_main(void *arg)
 	}
 	pthread_mutex_unlock(&mgr->lock);
 	return NULL;
+}
+
+/* A restored block: still registered, whether in the policy or already
+ * taken into the reclaim lists by the catalog writer (which starts before
+ * the announcement, and whose reclaimed blocks stay matchable until an
+ * allocation evicts them, with a REMOVED event). */
+static bool restored(const kvbm_manager *mgr, uint32_t b)
+{
+	const uint8_t st = mgr->slots[b].state;
+
+	return st == KVBM__SLOT_INACTIVE || st == KVBM__SLOT_RECLAIM;
+}
+
+/* The registered block holding a restored block's parent, or KVBM__NIL. */
+static uint32_t restored_parent(const kvbm_manager *mgr, uint32_t b)
+{
+	const struct kvbm__slot *s = &mgr->slots[b];
+
+	if (s->position == 0 || s->parent == 0)
+		return KVBM__NIL;
+	const uint32_t p = kvbm__registry_find(&mgr->registry, s->parent);
+	return p != KVBM__NIL && restored(mgr, p) ? p : KVBM__NIL;
+}
+
+/*
+ * STORED for every restored block, each parent before its children: KV
+ * routers (Dynamo's radix tree, llm-d's index) attach a stored block under
+ * its parent and may ignore one whose parent they have not seen. For each
+ * block not yet announced, walk up to its highest unannounced ancestor,
+ * then announce that path top-down, so a chain also comes out contiguous
+ * (one vLLM BlockStored entry per chain). Every block is walked over once
+ * before it is announced, so this is linear. A parent cycle (possible only
+ * in a damaged catalog) ends the walk where it closes. Without memory for
+ * the bookkeeping the blocks go out in id order: still exactly the
+ * restored set.
+ */
+static void announce_restored(kvbm_manager *mgr)
+{
+	const uint32_t n = mgr->block_count;
+	uint8_t *mark = calloc(n, 1); /* 1 = on the current path, 2 = announced */
+	uint32_t *path = malloc((size_t)n * sizeof(*path));
+
+	if (!mark || !path) {
+		for (uint32_t b = 0; b < n; b++)
+			if (restored(mgr, b))
+				kvbm__events_push(mgr, KVBM_EVENT_STORED, b);
+		goto out;
+	}
+	for (uint32_t b = 0; b < n; b++) {
+		if (!restored(mgr, b) || mark[b])
+			continue;
+		uint32_t len = 0;
+		for (uint32_t a = b; a != KVBM__NIL && !mark[a]; a = restored_parent(mgr, a)) {
+			mark[a] = 1;
+			path[len++] = a;
+		}
+		while (len > 0) {
+			const uint32_t a = path[--len];
+			mark[a] = 2;
+			kvbm__events_push(mgr, KVBM_EVENT_STORED, a);
+		}
+	}
+out:
+	free(path);
+	free(mark);
 }
 
 static void free_events(struct kvbm__events *ev)
@@ -173,8 +244,13 @@ kvbm_status kvbm__events_open(kvbm_manager *mgr)
 	ev->cap = QUEUE_MIN;
 	while (ev->cap < mgr->cfg.event_batch_max && ev->cap < QUEUE_MAX)
 		ev->cap *= 2;
+	/* The announcement queues CLEARED plus one STORED per restored block
+	 * before the dispatcher runs: the queue must be able to hold them. */
+	ev->cap_max = QUEUE_MAX;
+	while (ev->cap_max <= mgr->block_count)
+		ev->cap_max *= 2;
 	ev->queue = malloc((size_t)ev->cap * sizeof(*ev->queue));
-	ev->batch = malloc(((size_t)mgr->cfg.event_batch_max + 1) * sizeof(*ev->batch));
+	ev->batch = malloc((size_t)mgr->cfg.event_batch_max * sizeof(*ev->batch));
 	ev->incarnation = kvbm__catalog_incarnation(mgr->catalog);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -188,14 +264,12 @@ kvbm_status kvbm__events_open(kvbm_manager *mgr)
 
 	/* Every manager starts by saying CLEARED, so a router drops whatever
 	 * it held for this worker (a previous incarnation's blocks), then
-	 * learns exactly the blocks a catalog restore brought back. No other thread can see the
-	 * manager yet, but the lock keeps the rule "push under the lock". */
+	 * learns exactly the blocks a catalog restore brought back. The
+	 * catalog writer already runs and takes the lock too. */
 	pthread_mutex_lock(&mgr->lock);
 	mgr->events = ev;
 	kvbm__events_push(mgr, KVBM_EVENT_CLEARED, 0);
-	for (uint32_t b = 0; b < mgr->block_count; b++)
-		if (mgr->slots[b].state == KVBM__SLOT_INACTIVE)
-			kvbm__events_push(mgr, KVBM_EVENT_STORED, b);
+	announce_restored(mgr);
 	pthread_mutex_unlock(&mgr->lock);
 	if (pthread_create(&ev->thread, NULL, dispatcher_main, ev) != 0) {
 		mgr->events = NULL;

@@ -12,8 +12,9 @@
 struct kvbm_manager;
 
 /* Start the dispatcher if cfg.event_sink is set (mgr->events stays NULL
- * otherwise). Called by kvbm_open after any catalog restore; announces a
- * restore with CLEARED then STORED for every restored block. */
+ * otherwise). Called by kvbm_open after any catalog restore; queues CLEARED
+ * then STORED for every restored block, parents first. Takes the manager
+ * lock (the catalog writer already runs). */
 kvbm_status kvbm__events_open(kvbm_manager *mgr);
 /* Deliver what is queued, stop the dispatcher, free. NULL-safe. */
 void kvbm__events_close(kvbm_manager *mgr);

@@ -50,8 +50,20 @@ static void sink(const kvbm_event_batch *b, void *user)
 				continue;
 			bool in = false;
 			kvbm_metrics m;
+			kvbm_immutable ref;
+			uint32_t matched = 0;
+			char text[64];
+			size_t needed = 0;
+			/* (No cmocka asserts here: they must not fire off the
+			 * main thread. The test checks the count.) */
+			if (kvbm_match(mgr, &b->events[i].hash, 1, &ref, &matched) == KVBM_OK &&
+			    matched == 1 && kvbm_immutable_release(mgr, ref) != KVBM_OK)
+				matched = 0;
+			if (kvbm_metrics_format(mgr, text, sizeof(text), &needed) != KVBM_E_SIZE ||
+			    needed < sizeof(text))
+				matched = 0;
 			if (kvbm_contains(mgr, &b->events[i].hash, 1, &in, NULL, NULL) == KVBM_OK &&
-			    kvbm_metrics_read(mgr, &m) == KVBM_OK && in) {
+			    kvbm_metrics_read(mgr, &m) == KVBM_OK && in && matched == 1) {
 				pthread_mutex_lock(&l->mu);
 				l->present_on_store++;
 				pthread_mutex_unlock(&l->mu);
@@ -142,6 +154,58 @@ static void chain(kvbm_manager *mgr, uint32_t first, uint32_t n, kvbm_immutable 
 	}
 	for (uint32_t i = n; i-- > 0;)
 		assert_int_equal(kvbm_immutable_release(mgr, r[i]), KVBM_OK);
+}
+
+/* As chain(), released, but hash first+i goes to the i-th block from the
+ * end of the allocation, so children get lower block ids than parents. */
+static void chain_reversed(kvbm_manager *mgr, uint32_t first, uint32_t n)
+{
+	kvbm_mutable m[8];
+	kvbm_complete c[8];
+	kvbm_immutable r[8];
+
+	assert_int_equal(kvbm_allocate(mgr, n, m), KVBM_OK);
+	for (uint32_t i = 0; i < n; i++)
+		assert_int_equal(kvbm_stage_lineage(mgr, m[n - 1 - i], h_of(first + i),
+						    i ? h_of(first + i - 1) : 0, i, 4, &c[i]),
+				 KVBM_OK);
+	assert_int_equal(kvbm_register_batch(mgr, c, n, r), KVBM_OK);
+	assert_int_equal(kvbm_immutable_release_batch(mgr, r, n), KVBM_OK);
+}
+
+/* The index a KV router builds from one worker's stream. STORED of a hash
+ * it already holds, or REMOVED of one it does not, means an event was
+ * missed or invented. */
+struct router {
+	kvbm_hash h[256];
+	size_t n;
+};
+
+static size_t router_find(const struct router *r, kvbm_hash h)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (r->h[i] == h)
+			return i;
+	return SIZE_MAX;
+}
+
+static void router_apply(struct router *r, const kvbm_event *e, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (e[i].kind == KVBM_EVENT_CLEARED) {
+			r->n = 0;
+		} else if (e[i].kind == KVBM_EVENT_STORED) {
+			assert_int_equal(router_find(r, e[i].hash), SIZE_MAX);
+			if (e[i].parent_hash) /* routers attach a block under its parent */
+				assert_int_not_equal(router_find(r, e[i].parent_hash), SIZE_MAX);
+			assert_true(r->n < 256);
+			r->h[r->n++] = e[i].hash;
+		} else {
+			const size_t at = router_find(r, e[i].hash);
+			assert_int_not_equal(at, SIZE_MAX);
+			r->h[at] = r->h[--r->n];
+		}
+	}
 }
 
 static void expect(const kvbm_event *e, kvbm_event_kind kind, kvbm_hash hash)
@@ -364,6 +428,106 @@ static void events__restart_announces_exactly_the_restored_blocks(void **state)
 	free(dir);
 }
 
+/* Restored children may sit in lower block ids than their parents; the
+ * announcement still names every parent before its children, and one
+ * chain's blocks back to back. */
+static void events__restart_announces_parents_first(void **state)
+{
+	(void)state;
+	char *dir = kvbm_test_tmpdir("events");
+	char path[512];
+	struct log *l = log_new();
+	kvbm_config cfg = config(l, 16);
+
+	snprintf(path, sizeof(path), "%s/catalog.db", dir);
+	cfg.catalog_path = path;
+	cfg.catalog_sync = KVBM_SYNC_OFF;
+	kvbm_manager *mgr = kvbm_test_open_cfg(&cfg);
+	chain_reversed(mgr, 0, 5);
+	chain_reversed(mgr, 10, 3);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	log_free(l);
+
+	l = log_new();
+	cfg.event_user = l;
+	mgr = kvbm_test_open_cfg(&cfg);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	assert_int_equal(l->n, 9);
+	struct router r = {.n = 0};
+	router_apply(&r, l->ev, l->n); /* asserts parent before child */
+	assert_int_equal(r.n, 8);
+	for (size_t i = 1; i < l->n; i++) {
+		const kvbm_event *e = &l->ev[i];
+		if (e->position > 0) /* a chain's blocks come back to back */
+			assert_int_equal(e->parent_hash, l->ev[i - 1].hash);
+	}
+	log_free(l);
+	kvbm_test_rmdir(dir);
+	free(dir);
+}
+
+/* A router fed the stream of a restarted worker ends with exactly the
+ * hashes the manager holds: the restored ones (some already taken into
+ * the catalog writer's reclaim-ahead reserve, which keeps them matchable),
+ * then evictions, reset_inactive and new registrations. */
+static void events__router_index_matches_the_registry_after_restart(void **state)
+{
+	(void)state;
+	char *dir = kvbm_test_tmpdir("events");
+	char path[512];
+	struct log *l = log_new();
+	kvbm_config cfg = config(l, 16);
+
+	snprintf(path, sizeof(path), "%s/catalog.db", dir);
+	cfg.catalog_path = path;
+	cfg.catalog_sync = KVBM_SYNC_OFF;
+	cfg.catalog_reserve = 16; /* the writer reclaims restored blocks at once */
+	cfg.catalog_interval_ms = 1;
+	kvbm_manager *mgr = kvbm_test_open_cfg(&cfg);
+	chain_reversed(mgr, 0, 5);
+	chain(mgr, 10, 4, NULL);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	struct router r = {.n = 0};
+	router_apply(&r, l->ev, l->n);
+	assert_int_equal(r.n, 9);
+	log_free(l);
+
+	l = log_new();
+	cfg.event_user = l;
+	mgr = kvbm_test_open_cfg(&cfg);
+	kvbm_mutable m[12];
+	assert_int_equal(kvbm_allocate(mgr, 10, m), KVBM_OK); /* 7 free + 3 evicted */
+	for (uint32_t i = 0; i < 10; i++)
+		assert_int_equal(kvbm_mutable_release(mgr, m[i]), KVBM_OK);
+	chain(mgr, 20, 3, NULL);
+	uint32_t dropped = 0;
+	assert_int_equal(kvbm_reset_inactive(mgr, &dropped), KVBM_OK);
+	assert_true(dropped >= 3);
+	kvbm_immutable held[4];
+	chain(mgr, 30, 4, held);
+	chain(mgr, 40, 2, NULL);
+
+	kvbm_hash all[64];
+	bool present[64];
+	uint32_t n_all = 0, n_present = 0;
+	const uint32_t firsts[] = {0, 10, 20, 30, 40};
+	for (uint32_t k = 0; k < 5; k++)
+		for (uint32_t i = 0; i < 5; i++)
+			all[n_all++] = h_of(firsts[k] + i);
+	assert_int_equal(kvbm_contains(mgr, all, n_all, present, &n_present, NULL), KVBM_OK);
+	assert_int_equal(n_present, 6);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK); /* held blocks stay cached */
+
+	router_apply(&r, l->ev, l->n);
+	assert_int_equal(r.n, n_present);
+	for (uint32_t i = 0; i < n_all; i++)
+		assert_int_equal(router_find(&r, all[i]) != SIZE_MAX, present[i]);
+	check_batches(l, 2, cfg.event_batch_max);
+	log_free(l);
+	kvbm_test_rmdir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -374,6 +538,8 @@ int main(void)
 		cmocka_unit_test(events__window_sends_a_partial_batch),
 		cmocka_unit_test(events__sink_may_call_back_into_the_manager),
 		cmocka_unit_test(events__restart_announces_exactly_the_restored_blocks),
+		cmocka_unit_test(events__restart_announces_parents_first),
+		cmocka_unit_test(events__router_index_matches_the_registry_after_restart),
 	};
 	return cmocka_run_group_tests_name("events", tests, NULL, NULL);
 }
