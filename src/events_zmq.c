@@ -5,7 +5,8 @@
  * past batches served on a ROUTER socket for subscribers that missed some.
  * The PUB socket is used only under pub_mu (managers sharing a publisher
  * deliver from their own dispatcher threads); the ROUTER socket only by
- * the replay thread; the ring under ring_mu. Built only with libzmq.
+ * the replay thread; the ring under ring_mu, which is taken inside pub_mu
+ * (never the other way round). Built only with libzmq.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,9 +148,13 @@ static void mp_str(struct mp *m, const char *s)
 		mp_raw(m, &(unsigned char){(unsigned char)(0xa0 | n)}, 1);
 	else if (n <= UINT8_MAX)
 		mp_be(m, 0xd9, n, 1);
+	else if (n <= UINT16_MAX)
+		mp_be(m, 0xda, n, 2);
+	else if (n <= UINT32_MAX)
+		mp_be(m, 0xdb, n, 4);
 	else
-		mp_be(m, 0xda, n > UINT16_MAX ? UINT16_MAX : n, 2);
-	mp_raw(m, s, n > UINT16_MAX ? UINT16_MAX : n);
+		m->failed = true; /* not encodable: drop the batch */
+	mp_raw(m, s, n);
 }
 
 static void mp_array(struct mp *m, uint32_t n)
@@ -305,11 +310,14 @@ void kvbm_zmq_sink(const kvbm_event_batch *batch, void *publisher)
 	zmq_send(p->pub, seq, sizeof(seq), ZMQ_SNDMORE);
 	zmq_send(p->pub, m.buf, m.len, 0);
 	atomic_fetch_add(&p->published, 1);
-	pthread_mutex_unlock(&p->pub_mu);
+	/* Still under pub_mu: managers sharing the publisher must enter the
+	 * ring in seq order, or a replay would send seq n+1 before n and the
+	 * ring would drop a newer batch before an older one. */
 	if (p->ring)
 		keep_for_replay(p, s, m.buf, m.len);
 	else
 		free(m.buf);
+	pthread_mutex_unlock(&p->pub_mu);
 }
 
 /* Answer one request [identity, empty, start seq] from the ring. */

@@ -100,8 +100,31 @@ def main():
         check(len(seq) == 8 and int.from_bytes(seq, "big") >= batches, "live seq continues")
         check([e["type"] for e in decode(payload)] == ["AllBlocksCleared", "AllBlocksCleared"],
               "a reopened memory-only manager says cleared at open and close")
+
+        # Two managers publish through the one publisher at once: the
+        # replay ring must still hold their batches in seq order.
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        start = int(proc.stdout.readline().split()[1])
+        proc.stdin.write("race\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline().split()
+        check(line[:1] == ["published"], f"publisher answered race: {line}")
+        end = int(line[1])
+        # per manager: CLEARED, 100 STORED, 96 REMOVED (4 blocks), CLEARED
+        check(end - start == 396, f"one batch per event: {end - start} batches")
+        replay.send_multipart([b"", start.to_bytes(8, "big")])
+        seqs = []
+        while True:
+            check(replay.poll(20000), "replay answers")
+            _, seq_b, payload = replay.recv_multipart()
+            if seq_b == END:
+                break
+            seqs.append(int.from_bytes(seq_b, "big"))
+            check(len(decode(payload)) == 1, "one event per batch")
+        check(seqs == list(range(start, end)), f"replayed race seqs in order: {seqs[:20]}...")
         print(f"vLLM KV-events format ok: {batches} replayed batches, live seq "
-              f"{int.from_bytes(seq, 'big')}")
+              f"{int.from_bytes(seq, 'big')}, {end - start} concurrent batches in order")
     finally:
         if proc.poll() is None:
             proc.stdin.write("quit\n")

@@ -5,10 +5,13 @@
  * REPLAY_ENDPOINT. Runs a scripted workload on a manager whose sink is a
  * kvbm_zmq_publisher, prints "published N h0 h1 h2" (batches, then the
  * chain's hashes in decimal), then for every "go" line on stdin publishes
- * one more batch (a manager opened and closed: two AllBlocksCleared), and
- * exits on "quit" or end of input. Synchronised through its pipes only.
+ * one more batch (a manager opened and closed: two AllBlocksCleared), for
+ * "race" has two managers publish one-event batches through the publisher
+ * at the same time, and exits on "quit" or end of input. Synchronised
+ * through its pipes only.
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -32,6 +35,56 @@ static kvbm_config manager_config(kvbm_zmq_publisher *pub)
 	cfg.event_user = pub;
 	cfg.event_window_ms = 60000; /* one batch, delivered by close */
 	return cfg;
+}
+
+struct racer {
+	kvbm_config cfg;
+	kvbm_hash base;
+	int failed;
+};
+
+/* Register and evict 100 blocks on a manager of its own: one event per
+ * batch, so the two dispatchers hand the shared publisher batches
+ * concurrently. */
+static void *race(void *arg)
+{
+	struct racer *r = arg;
+	kvbm_manager *mgr = NULL;
+
+	if (kvbm_open(&r->cfg, &mgr) != KVBM_OK) {
+		r->failed = 1;
+		return NULL;
+	}
+	for (uint32_t i = 0; i < 100 && !r->failed; i++) {
+		kvbm_mutable m;
+		kvbm_complete c;
+		kvbm_immutable ref;
+		r->failed = kvbm_allocate(mgr, 1, &m) != KVBM_OK ||
+			    kvbm_stage(mgr, m, r->base + i, 4, &c) != KVBM_OK ||
+			    kvbm_register(mgr, c, &ref) != KVBM_OK ||
+			    kvbm_immutable_release(mgr, ref) != KVBM_OK;
+	}
+	if (kvbm_close(mgr) != KVBM_OK)
+		r->failed = 1;
+	return NULL;
+}
+
+static int race_two(kvbm_zmq_publisher *pub)
+{
+	struct racer r[2];
+	pthread_t t[2];
+
+	for (int i = 0; i < 2; i++) {
+		r[i] = (struct racer){.cfg = manager_config(pub), .base = 1000000u * (kvbm_hash)(i + 1)};
+		r[i].cfg.block_count = 4;
+		r[i].cfg.event_batch_max = 1;
+		r[i].cfg.event_window_ms = 1;
+		if (pthread_create(&t[i], NULL, race, &r[i]) != 0)
+			return fail("race", "cannot start a thread");
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	return r[0].failed || r[1].failed ? fail("race", "workload failed") : 0;
 }
 
 int main(int argc, char **argv)
@@ -78,9 +131,14 @@ int main(int argc, char **argv)
 	       h[0], h[1], h[2]);
 	fflush(stdout);
 
-	while (fgets(line, sizeof(line), stdin) && strncmp(line, "go", 2) == 0) {
-		if (kvbm_open(&cfg, &mgr) != KVBM_OK || kvbm_close(mgr) != KVBM_OK)
+	while (fgets(line, sizeof(line), stdin) &&
+	       (strncmp(line, "go", 2) == 0 || strncmp(line, "race", 4) == 0)) {
+		if (line[0] == 'r') {
+			if (race_two(pub) != 0)
+				return 1;
+		} else if (kvbm_open(&cfg, &mgr) != KVBM_OK || kvbm_close(mgr) != KVBM_OK) {
 			return fail("reopen", "");
+		}
 		printf("published %" PRIu64 "\n", kvbm_zmq_published(pub));
 		fflush(stdout);
 	}
