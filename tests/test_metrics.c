@@ -146,12 +146,12 @@ static void metrics__prometheus_text(void **state)
 	free(text);
 	assert_int_equal(kvbm_close(mgr), KVBM_OK);
 
-	/* Label values are escaped: backslash, quote. */
-	mgr = scripted("a\"b\\c");
+	/* Label values are escaped: backslash, quote, newline. */
+	mgr = scripted("a\"b\\c\nd");
 	assert_int_equal(kvbm_metrics_format(mgr, NULL, 0, &needed), KVBM_E_SIZE);
 	text = malloc(needed + 1);
 	assert_int_equal(kvbm_metrics_format(mgr, text, needed + 1, NULL), KVBM_OK);
-	assert_non_null(strstr(text, "kvbm_evictions_total{tier=\"a\\\"b\\\\c\"} 4\n"));
+	assert_non_null(strstr(text, "kvbm_evictions_total{tier=\"a\\\"b\\\\c\\nd\"} 4\n"));
 	free(text);
 	assert_int_equal(kvbm_close(mgr), KVBM_OK);
 }

@@ -19,6 +19,9 @@ import sys
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 LABEL = r"[a-zA-Z_][a-zA-Z0-9_]*"
 TYPES = {"counter", "gauge", "histogram", "summary", "untyped"}
+# Values as Prometheus writes them: a conservative subset of what Go's
+# strconv.ParseFloat reads (Python's float() would also take "1_0").
+VALUE = r"[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|Inf|NaN)"
 
 
 def parse_labels(s, lineno):
@@ -29,6 +32,8 @@ def parse_labels(s, lineno):
         if not m:
             fail(lineno, f"bad label name at {s[i:]!r}")
         name = m.group(0)
+        if name.startswith("__"):
+            fail(lineno, f"label name {name} is reserved")
         i += len(name)
         if s[i:i + 2] != '="':
             fail(lineno, "label needs =\"")
@@ -95,6 +100,8 @@ def main():
             else:
                 if name in helps:
                     fail(lineno, f"second HELP for {name}")
+                if re.search(r"\\(?![\\n])", rest):
+                    fail(lineno, "HELP text escapes only backslash and newline")
                 helps.add(name)
             continue
         m = re.fullmatch(rf"({NAME})(?:\{{(.*)\}})? (\S+)(?: (-?\d+))?", line)
@@ -102,10 +109,9 @@ def main():
             fail(lineno, f"malformed sample {line!r}")
         name, labels, value, _ts = m.groups()
         labels = parse_labels(labels or "", lineno)
-        try:
-            v = float(value)  # accepts NaN, +Inf, -Inf as Go's ParseFloat
-        except ValueError:
+        if not re.fullmatch(VALUE, value):
             fail(lineno, f"bad value {value!r}")
+        v = float(value)
         family = name
         if name not in types:
             fail(lineno, f"sample of {name} before (or without) its TYPE")
