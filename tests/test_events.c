@@ -379,17 +379,24 @@ static void events__sink_may_call_back_into_the_manager(void **state)
 	log_free(l);
 }
 
+/* config(l, 16) with a catalog at dir/catalog.db; path holds its name. */
+static kvbm_config catalog_config(struct log *l, const char *dir, char *path, size_t len)
+{
+	kvbm_config cfg = config(l, 16);
+
+	snprintf(path, len, "%s/catalog.db", dir);
+	cfg.catalog_path = path;
+	cfg.catalog_sync = KVBM_SYNC_OFF;
+	return cfg;
+}
+
 static void events__restart_announces_exactly_the_restored_blocks(void **state)
 {
 	(void)state;
 	char *dir = kvbm_test_tmpdir("events");
 	char path[512];
 	struct log *l = log_new();
-	kvbm_config cfg = config(l, 16);
-
-	snprintf(path, sizeof(path), "%s/catalog.db", dir);
-	cfg.catalog_path = path;
-	cfg.catalog_sync = KVBM_SYNC_OFF;
+	kvbm_config cfg = catalog_config(l, dir, path, sizeof(path));
 	kvbm_manager *mgr = kvbm_test_open_cfg(&cfg);
 	chain(mgr, 0, 4, NULL);
 	chain(mgr, 20, 2, NULL);
@@ -437,11 +444,7 @@ static void events__restart_announces_parents_first(void **state)
 	char *dir = kvbm_test_tmpdir("events");
 	char path[512];
 	struct log *l = log_new();
-	kvbm_config cfg = config(l, 16);
-
-	snprintf(path, sizeof(path), "%s/catalog.db", dir);
-	cfg.catalog_path = path;
-	cfg.catalog_sync = KVBM_SYNC_OFF;
+	kvbm_config cfg = catalog_config(l, dir, path, sizeof(path));
 	kvbm_manager *mgr = kvbm_test_open_cfg(&cfg);
 	chain_reversed(mgr, 0, 5);
 	chain_reversed(mgr, 10, 3);
@@ -476,11 +479,7 @@ static void events__router_index_matches_the_registry_after_restart(void **state
 	char *dir = kvbm_test_tmpdir("events");
 	char path[512];
 	struct log *l = log_new();
-	kvbm_config cfg = config(l, 16);
-
-	snprintf(path, sizeof(path), "%s/catalog.db", dir);
-	cfg.catalog_path = path;
-	cfg.catalog_sync = KVBM_SYNC_OFF;
+	kvbm_config cfg = catalog_config(l, dir, path, sizeof(path));
 	cfg.catalog_reserve = 16; /* the writer reclaims restored blocks at once */
 	cfg.catalog_interval_ms = 1;
 	kvbm_manager *mgr = kvbm_test_open_cfg(&cfg);
