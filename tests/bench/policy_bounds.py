@@ -172,11 +172,14 @@ class TwoQ:
     def victim_queue(self):
         return self.probation if self.probation else self.protected
 
+    def ghost_tag(self, h):
+        return True
+
     def evict(self):
         q = self.victim_queue()
         h = q.popitem(last=False)[0]
         del self.where[h]
-        self.ghost.add(h)
+        self.ghost.add(h, self.ghost_tag(h))
         return h
 
 
@@ -215,12 +218,8 @@ class TwoQLength(TwoQ):
         live = [(self.rate(c), c) for c, q in self.classes.items() if q]
         return self.classes[min(live)[1]] if live else self.protected
 
-    def evict(self):
-        q = self.victim_queue()
-        h = q.popitem(last=False)[0]
-        del self.where[h]
-        self.ghost.add(h, self.cls.pop(h, True))
-        return h
+    def ghost_tag(self, h):
+        return self.cls.pop(h, True)  # its class, credited if it returns
 
 
 class Hazard:
