@@ -139,14 +139,13 @@ int cmd_replay(struct cli *cli, int argc, char **argv)
 	return EXIT_OK;
 }
 
-/* Find the shared trace from the build tree, the source tree or the cwd. */
+/* Find the trace shipped in tests/data from the source tree or a build tree. */
 static const char *default_trace(void)
 {
 	static const char *const candidates[] = {
-		"../shared/traces/mooncake_synthetic_trace.jsonl",
-		"../../shared/traces/mooncake_synthetic_trace.jsonl",
-		"../../../shared/traces/mooncake_synthetic_trace.jsonl",
-		"shared/traces/mooncake_synthetic_trace.jsonl",
+		"tests/data/traces/mooncake_synthetic_trace.jsonl",
+		"../tests/data/traces/mooncake_synthetic_trace.jsonl",
+		"../../tests/data/traces/mooncake_synthetic_trace.jsonl",
 	};
 	const char *env = getenv("KVBM_TRACE");
 
@@ -178,7 +177,7 @@ int cmd_demo(struct cli *cli, int argc, char **argv)
 		return cli_usage(cli, "--split needs a percentage in 1..99");
 	const char *trace = n == 1 ? pos[0] : default_trace();
 	if (!trace)
-		return cli_error(cli, "no trace given and ../shared/traces/"
+		return cli_error(cli, "no trace given and tests/data/traces/"
 				      "mooncake_synthetic_trace.jsonl not found");
 	if (kvbm_trace_load(trace, &t, err, sizeof(err)) != 0)
 		return cli_error(cli, "%s", err);

@@ -14,8 +14,8 @@
  * Zipf(1.0) over the 256 most recent sessions) or opens a new one, and
  * appends 2..12 new blocks to the session's context (capped at 160). Seeded.
  *
- * Usage: bench_policies [TRACE]  (default: $KVBM_TRACE, else the shared
- * trace beside the source tree).
+ * Usage: bench_policies [TRACE]  (default: $KVBM_TRACE, else the Mooncake
+ * trace in tests/data/traces, relative to the source tree).
  */
 #include <math.h>
 #include <stdio.h>
@@ -212,7 +212,7 @@ int main(int argc, char **argv)
 	struct kvbm_trace t;
 
 	if (!path)
-		path = "../shared/traces/mooncake_synthetic_trace.jsonl";
+		path = "tests/data/traces/mooncake_synthetic_trace.jsonl";
 	if (kvbm_trace_load(path, &t, err, sizeof(err)) != 0) {
 		fprintf(stderr, "bench_policies: %s\n", err);
 		return 1;

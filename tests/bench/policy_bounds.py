@@ -303,7 +303,7 @@ def hazard_oracle(trace, capacity):
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-        here, "..", "..", "..", "shared", "traces", "mooncake_synthetic_trace.jsonl")
+        here, "..", "data", "traces", "mooncake_synthetic_trace.jsonl")
     trace = load(path)
     runs = {
         "lru": lambda c: replay(trace, c, LRU(c)),
