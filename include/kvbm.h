@@ -804,7 +804,7 @@ KVBM_API kvbm_status kvbm_hash_sequence(const uint32_t *tokens, size_t n_tokens,
  * @{ */
 
 /** Schema version this library writes (schema/NNN_*.sql). */
-#define KVBM_SCHEMA_VERSION 2
+#define KVBM_SCHEMA_VERSION 3
 
 /** Flags of kvbm_catalog_migrate(). */
 #define KVBM_MIGRATE_DRY_RUN 1u /**< report what would be applied, change nothing */
@@ -919,13 +919,17 @@ typedef struct kvbm_metrics {
 	/* catalog */
 	uint64_t catalog_rows_queued;     /**< block changes marked for the writer */
 	uint64_t catalog_rows_committed;  /**< block rows written in committed transactions */
+	uint64_t catalog_reclaim_rows;    /**< reclaim rows written (at most one per commit, plus compactions) */
+	uint64_t catalog_blocks_reclaimed;/**< evicted or freed blocks those reclaim rows recorded free */
 	uint64_t catalog_rows_coalesced;  /**< changes folded into a row already queued */
 	uint64_t catalog_commits;         /**< committed transactions */
 	uint64_t catalog_failures;        /**< failed transactions */
 	uint64_t catalog_alloc_waits;     /**< allocations that had to wait for the writer */
 	uint64_t catalog_flush_ns_last;   /**< duration of the last commit */
 	uint64_t catalog_flush_ns_max;    /**< longest commit */
-	uint64_t catalog_pending;         /**< dirty blocks not yet committed (gauge) */
+	uint64_t catalog_pending;         /**< dirty rows and free records not yet committed (gauge) */
+	uint64_t catalog_reserve;         /**< blocks reclaimed durably, ready to hand out (gauge) */
+	uint64_t catalog_reserve_target;  /**< the size the writer keeps the reserve at (gauge) */
 	uint64_t catalog_detached;        /**< 1 once the catalog was given up (gauge) */
 	int64_t catalog_last_error;       /**< kvbm_status of the last failure, 0 if none */
 	/* events */

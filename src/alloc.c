@@ -48,14 +48,15 @@ static uint32_t ready(const kvbm_manager *mgr)
 {
 	if (!mgr->journal_on)
 		return mgr->reset.count + mgr->reserve.count + mgr->reclaim_pending.count +
-		       mgr->inactive_count;
+		       mgr->freeing.count + mgr->inactive_count;
 	return mgr->reset.count + mgr->reserve.count;
 }
 
 static uint32_t available(const kvbm_manager *mgr)
 {
-	return mgr->reset.count + mgr->reset_unsafe.count + mgr->reserve.count +
-	       mgr->reclaim_pending.count + mgr->inactive_count;
+	return mgr->reset.count + mgr->reset_unsafe.count + mgr->reset_freeing.count +
+	       mgr->reserve.count + mgr->reclaim_pending.count + mgr->freeing.count +
+	       mgr->inactive_count;
 }
 
 static void take(kvbm_manager *mgr, uint32_t n, kvbm_mutable *out, kvbm_hash *evicted,
@@ -69,7 +70,8 @@ static void take(kvbm_manager *mgr, uint32_t n, kvbm_mutable *out, kvbm_hash *ev
 			from_reset++;
 		} else if ((b = kvbm__list_pop_head(mgr, KVBM__IN_RESERVE)) != KVBM__NIL ||
 			   (!mgr->journal_on &&
-			    (b = kvbm__list_pop_head(mgr, KVBM__IN_RECLAIM_PENDING)) != KVBM__NIL)) {
+			    ((b = kvbm__list_pop_head(mgr, KVBM__IN_RECLAIM_PENDING)) != KVBM__NIL ||
+			     (b = kvbm__list_pop_head(mgr, KVBM__IN_FREEING)) != KVBM__NIL))) {
 			evict(mgr, b, evicted, &ev);
 		} else {
 			const bool got = mgr->evict->victim(mgr->evict_state, &b);
@@ -86,7 +88,8 @@ static void take(kvbm_manager *mgr, uint32_t n, kvbm_mutable *out, kvbm_hash *ev
 	*n_evicted = ev;
 	/* Refill the reserve before it runs dry, so allocations rarely wait. */
 	if (mgr->journal_on && from_reset < n &&
-	    mgr->reserve.count + mgr->reclaim_pending.count < mgr->cfg.catalog_reserve / 2)
+	    mgr->reserve.count + mgr->reclaim_pending.count + mgr->freeing.count <
+		    mgr->reserve_target / 2)
 		kvbm__catalog_wake(mgr->catalog);
 }
 
@@ -94,7 +97,8 @@ static void take(kvbm_manager *mgr, uint32_t n, kvbm_mutable *out, kvbm_hash *ev
  * once it commits. */
 static void reclaim_for(kvbm_manager *mgr, uint32_t need)
 {
-	const uint32_t coming = mgr->reset_unsafe.count + mgr->reclaim_pending.count;
+	const uint32_t coming = mgr->reset_unsafe.count + mgr->reset_freeing.count +
+				mgr->reclaim_pending.count + mgr->freeing.count;
 
 	if (coming < need)
 		kvbm__journal_reclaim_locked(mgr, mgr->reserve.count + mgr->reclaim_pending.count +
@@ -122,6 +126,8 @@ kvbm_status kvbm_allocate_ex(kvbm_manager *mgr, uint32_t n, kvbm_mutable *out,
 	struct timespec deadline;
 
 	pthread_mutex_lock(&mgr->lock);
+	if (n > mgr->peak_request)
+		mgr->peak_request = n;
 	for (;;) {
 		if (available(mgr) < n) {
 			st = kvbm__fail(mgr, KVBM_E_EXHAUSTED,
@@ -184,6 +190,7 @@ kvbm_status kvbm_reset_inactive(kvbm_manager *mgr, uint32_t *n_dropped)
 		dropped++;
 	}
 	while ((b = kvbm__list_pop_head(mgr, KVBM__IN_RESERVE)) != KVBM__NIL ||
+	       (b = kvbm__list_pop_head(mgr, KVBM__IN_FREEING)) != KVBM__NIL ||
 	       (b = kvbm__list_pop_head(mgr, KVBM__IN_RECLAIM_PENDING)) != KVBM__NIL) {
 		kvbm__pool_drop_hash(mgr, b);
 		kvbm__pool_free_block(mgr, b);

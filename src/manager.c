@@ -103,18 +103,13 @@ static kvbm_status build(kvbm_manager *mgr, const kvbm_config *cfg)
 	mgr->cfg.tier = mgr->tier;
 	mgr->cfg.catalog_path = mgr->catalog_path;
 	mgr->cfg.model_fingerprint = mgr->model_fingerprint;
-	if (mgr->cfg.catalog_reserve == 0) {
-		/* Enough that a typical allocation never waits, small enough
-		 * that few cached blocks lose their catalog row early. */
-		const uint32_t r = n / 64;
-		mgr->cfg.catalog_reserve = r < 1 ? 1 : (r > 1024 ? 1024 : r);
-	}
 	mgr->block_count = n;
 	mgr->block_size = cfg->block_size;
 	mgr->reset_on_release = cfg->reset_on_release;
 	mgr->refs_free = KVBM__NIL;
 	mgr->reset.head = mgr->reset.tail = KVBM__NIL;
 	mgr->reset_unsafe = mgr->reclaim_pending = mgr->reserve = mgr->reset;
+	mgr->freeing = mgr->reset_freeing = mgr->reset;
 	mgr->slots = calloc(n, sizeof(*mgr->slots));
 	if (failed || !mgr->slots)
 		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot allocate %u blocks", n);
@@ -274,8 +269,9 @@ uint32_t kvbm_block_size(const kvbm_manager *mgr)
 static void counts_locked(const kvbm_manager *mgr, kvbm_pool_counts *c)
 {
 	c->total = mgr->block_count;
-	c->reset = mgr->reset.count + mgr->reset_unsafe.count;
-	c->inactive = mgr->inactive_count + mgr->reclaim_pending.count + mgr->reserve.count;
+	c->reset = mgr->reset.count + mgr->reset_unsafe.count + mgr->reset_freeing.count;
+	c->inactive = mgr->inactive_count + mgr->reclaim_pending.count + mgr->reserve.count +
+		      mgr->freeing.count;
 	c->mutable_ = mgr->n_mutable;
 	c->staged = mgr->n_staged;
 	c->registered = mgr->n_primary;

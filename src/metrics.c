@@ -17,10 +17,14 @@ kvbm_status kvbm_metrics_read(kvbm_manager *mgr, kvbm_metrics *out)
 	KVBM_CHECK_ARG(mgr, mgr && out);
 	pthread_mutex_lock(&mgr->lock);
 	*out = mgr->m;
-	out->reset_pool = mgr->reset.count + mgr->reset_unsafe.count;
+	out->reset_pool = mgr->reset.count + mgr->reset_unsafe.count + mgr->reset_freeing.count;
 	out->inactive_pool = mgr->inactive_count + mgr->reclaim_pending.count +
-			     mgr->reserve.count;
-	out->catalog_pending = mgr->dirty_count;
+			     mgr->reserve.count + mgr->freeing.count;
+	out->catalog_pending = mgr->dirty_count + mgr->reclaim_pending.count +
+			       mgr->reset_unsafe.count + mgr->freeing.count +
+			       mgr->reset_freeing.count;
+	out->catalog_reserve = mgr->reserve.count;
+	out->catalog_reserve_target = mgr->reserve_target;
 	pthread_mutex_unlock(&mgr->lock);
 	return KVBM_OK;
 }
@@ -58,6 +62,8 @@ static const struct series table[] = {
 	G(inactive_pool, "Registered blocks nobody references (cached, evictable)."),
 	C(catalog_rows_queued, "Block changes queued for the catalog writer."),
 	C(catalog_rows_committed, "Block rows written by committed catalog transactions."),
+	C(catalog_reclaim_rows, "Reclaim rows written by committed catalog transactions."),
+	C(catalog_blocks_reclaimed, "Blocks recorded free by committed reclaim rows."),
 	C(catalog_rows_coalesced, "Block changes folded into a row already queued."),
 	C(catalog_commits, "Committed catalog transactions."),
 	C(catalog_failures, "Failed catalog transactions."),
@@ -66,7 +72,9 @@ static const struct series table[] = {
 	 "Duration of the last catalog commit."},
 	{"catalog_flush_seconds_max", GAUGE, offsetof(kvbm_metrics, catalog_flush_ns_max), 1e-9,
 	 "Longest catalog commit."},
-	G(catalog_pending, "Dirty blocks not yet committed to the catalog."),
+	G(catalog_pending, "Dirty rows and free records not yet committed to the catalog."),
+	G(catalog_reserve, "Blocks durably reclaimed, ready to allocate without a wait."),
+	G(catalog_reserve_target, "Reserve size the catalog writer aims for."),
 	G(catalog_detached, "1 once the catalog was given up after repeated failures."),
 	G(catalog_last_error, "kvbm_status of the last catalog failure, 0 if none."),
 	C(events_emitted, "Block events queued for the event sink."),

@@ -299,37 +299,6 @@ static void catalog__refuses_newer_schema(void **state)
 	expect_mismatch(f, "schema version 99 is newer");
 }
 
-static void catalog__migrates_an_older_schema(void **state)
-{
-	struct fixture *f = *state;
-	kvbm_manager *mgr = open_ok(&f->cfg);
-	sqlite3 *db = NULL;
-
-	add_chain(mgr, 0, 2);
-	assert_int_equal(kvbm_close(mgr), KVBM_OK);
-	/* Turn the file back into a version-1 catalog: no views. */
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db,
-				      "DROP VIEW catalog_health; DROP VIEW chain_depth_histogram;"
-				      "DROP VIEW hot_prefixes; DROP VIEW block_roots;"
-				      "DROP VIEW prefix_edges; DROP VIEW hot_blocks;"
-				      "DROP VIEW eviction_order; DROP VIEW pool_summary;"
-				      "UPDATE meta SET schema_version = 1; PRAGMA user_version = 1;",
-				      NULL, NULL, NULL),
-			 SQLITE_OK);
-	sqlite3_close(db);
-	mgr = open_ok(&f->cfg);
-	kvbm_pool_counts c;
-	assert_int_equal(kvbm_pool_counts_read(mgr, &c), KVBM_OK);
-	assert_int_equal(c.inactive, 2); /* rows survive the migration */
-	assert_int_equal(kvbm_close(mgr), KVBM_OK);
-	db = reader(f->path);
-	assert_int_equal(query_int(db, "PRAGMA user_version"), KVBM_SCHEMA_VERSION);
-	assert_int_equal(query_int(db, "SELECT schema_version FROM meta"), KVBM_SCHEMA_VERSION);
-	assert_int_equal(query_int(db, "SELECT registered FROM pool_summary"), 2);
-	sqlite3_close(db);
-}
-
 /* Block rows with no identity row for their tier (a damaged or hand-edited
  * file) say nothing about the geometry they were written for: start cold. */
 static void catalog__rows_without_identity_are_not_restored(void **state)
@@ -341,7 +310,7 @@ static void catalog__rows_without_identity_are_not_restored(void **state)
 	add_chain(mgr, 0, 3);
 	assert_int_equal(kvbm_close(mgr), KVBM_OK);
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "DELETE FROM meta", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "DELETE FROM tiers", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	mgr = open_ok(&f->cfg);
 	kvbm_pool_counts c;
@@ -474,11 +443,13 @@ static void catalog__damaged_rows_are_freed_not_restored(void **state)
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	/* One id out of range, one hash claimed twice. */
 	assert_int_equal(sqlite3_exec(db,
-				      "INSERT INTO blocks (tier, block_id, state, seq_hash, evict_key)"
-				      " VALUES ('G1', 999, 1, 42, 1);"
-				      "INSERT INTO blocks (tier, block_id, state, seq_hash, evict_key)"
-				      " SELECT 'G1', 15, 1, seq_hash, 0 FROM blocks"
-				      " WHERE tier = 'G1' AND state = 1 LIMIT 1;",
+				      "INSERT INTO block_rows (id, wseq, seq_hash, evict_key, access_tick,"
+				      " access_count, frequency, priority, retention)"
+				      " VALUES ((1 << 32) | 999, 0, 42, 1, 0, 1, 1, 35, 0);"
+				      "INSERT INTO block_rows (id, wseq, seq_hash, evict_key, access_tick,"
+				      " access_count, frequency, priority, retention)"
+				      " SELECT (1 << 32) | 15, 0, seq_hash, 0, 0, 1, 1, 35, 0 FROM blocks"
+				      " WHERE tier = 'G1' LIMIT 1;",
 				      NULL, NULL, NULL),
 			 SQLITE_OK);
 	sqlite3_close(db);
@@ -488,6 +459,11 @@ static void catalog__damaged_rows_are_freed_not_restored(void **state)
 	assert_int_equal(c.inactive, 3);
 	assert_invariants(mgr);
 	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	/* The refused rows are gone, counted as vetoed. */
+	db = reader(f->path);
+	assert_int_equal(query_int(db, "SELECT count(*) FROM block_rows"), 3);
+	assert_int_equal(query_int(db, "SELECT vetoed_blocks FROM tiers"), 2);
+	sqlite3_close(db);
 }
 
 static void catalog__discarded_close_keeps_only_committed_state(void **state)
@@ -523,7 +499,6 @@ int main(void)
 		T(catalog__coalesces_repeated_changes),
 		T(catalog__refuses_other_configurations),
 		T(catalog__refuses_newer_schema),
-		T(catalog__migrates_an_older_schema),
 		T(catalog__rows_without_identity_are_not_restored),
 		T(catalog__rejects_files_that_are_not_catalogs),
 		T(catalog__reports_read_only_directory),

@@ -2,8 +2,8 @@
 /*
  * Opening a catalog: create or migrate the schema, check that the file was
  * written for this configuration, bump the incarnation and restore the
- * registry into the manager, all in one transaction, then hand the
- * connection to the writer thread. Also the catalog's side of kvbm_close
+ * registry into the manager (rows a reclaim row masks are dropped), all in
+ * one transaction, then hand the connection to the writer thread. Also the catalog's side of kvbm_close
  * and kvbm_flush.
  */
 #include <errno.h>
@@ -21,7 +21,6 @@ _Static_assert(KVBM__SCHEMA_LATEST == KVBM_SCHEMA_VERSION,
 
 #define HASH_ALGORITHM "xxh3-64/dynamo-universal"
 
-extern const char kvbm__upsert_sql[];
 
 static int user_version(sqlite3 *db, int *out)
 {
@@ -63,7 +62,7 @@ static kvbm_status migrate(kvbm_manager *mgr, sqlite3 *db)
 		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", KVBM__SCHEMA_LATEST);
 		if ((rc = kvbm__sql_exec(db, sql)) != SQLITE_OK)
 			return kvbm__sql_fail(mgr, db, rc, "set schema version");
-		if ((rc = kvbm__sql_exec(db, "UPDATE meta SET schema_version = (SELECT "
+		if ((rc = kvbm__sql_exec(db, "UPDATE tiers SET schema_version = (SELECT "
 					     "user_version FROM pragma_user_version)")) != SQLITE_OK)
 			return kvbm__sql_fail(mgr, db, rc, "record schema version");
 	}
@@ -102,6 +101,29 @@ static bool identity_matches(kvbm_manager *mgr, sqlite3_stmt *row, char *msg, si
 	return used == 0;
 }
 
+/* Delete every block row and reclaim row of the tier. */
+static int discard_rows(struct kvbm__catalog *cat)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(cat->db, "DELETE FROM block_rows WHERE id BETWEEN ?1 AND ?2",
+				    -1, &st, NULL);
+
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, cat->tier_id << 32);
+		sqlite3_bind_int64(st, 2, cat->tier_id << 32 | 0xffffffffll);
+		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(cat->db);
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_OK &&
+	    (rc = sqlite3_prepare_v2(cat->db, "DELETE FROM reclaims WHERE tier_id = ?1", -1, &st,
+				     NULL)) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, cat->tier_id);
+		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(cat->db);
+		sqlite3_finalize(st);
+	}
+	return rc;
+}
+
 static kvbm_status write_identity(struct kvbm__catalog *cat, bool exists)
 {
 	kvbm_manager *mgr = cat->mgr;
@@ -109,11 +131,11 @@ static kvbm_status write_identity(struct kvbm__catalog *cat, bool exists)
 	const int64_t now = kvbm__now_ms();
 	int rc = sqlite3_prepare_v2(
 		cat->db,
-		exists ? "UPDATE meta SET schema_version = ?2, block_size = ?3, block_count = ?4,"
+		exists ? "UPDATE tiers SET schema_version = ?2, block_size = ?3, block_count = ?4,"
 			 " hash_algorithm = ?5, hash_encoding = ?6, hash_seed = ?7, hash_salt = ?8,"
 			 " model_fingerprint = ?9, eviction_policy = ?10, opened_at = ?11,"
-			 " incarnation = incarnation + 1, clean_shutdown = 0 WHERE tier = ?1"
-		       : "INSERT INTO meta (tier, schema_version, block_size, block_count,"
+			 " incarnation = incarnation + 1, clean_shutdown = 0 WHERE name = ?1"
+		       : "INSERT INTO tiers (name, schema_version, block_size, block_count,"
 			 " hash_algorithm, hash_encoding, hash_seed, hash_salt, model_fingerprint,"
 			 " eviction_policy, created_at, opened_at, incarnation, clean_shutdown)"
 			 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, 1, 0)",
@@ -138,6 +160,26 @@ static kvbm_status write_identity(struct kvbm__catalog *cat, bool exists)
 	sqlite3_finalize(st);
 	if (rc != SQLITE_OK)
 		return kvbm__sql_fail(mgr, cat->db, rc, "write catalog identity");
+	if ((rc = sqlite3_prepare_v2(cat->db,
+				     "SELECT tier_id, write_seq, incarnation FROM tiers WHERE name = ?1",
+				     -1, &st, NULL)) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, mgr->tier, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			cat->tier_id = sqlite3_column_int64(st, 0);
+			cat->write_seq = (uint64_t)sqlite3_column_int64(st, 1);
+			cat->incarnation = (uint64_t)sqlite3_column_int64(st, 2);
+			rc = SQLITE_OK;
+		}
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_OK)
+		return kvbm__sql_fail(mgr, cat->db, rc == SQLITE_DONE ? SQLITE_CORRUPT : rc,
+				      "read catalog identity");
+	/* Rows are keyed (tier_id << 32) | block_id in a signed 64-bit rowid. */
+	if (cat->tier_id < 1 || cat->tier_id > INT32_MAX)
+		return kvbm__fail(mgr, KVBM_E_CORRUPT, "catalog %s: tier %s has id %lld",
+				  mgr->catalog_path, mgr->tier, (long long)cat->tier_id);
 	return KVBM_OK;
 }
 
@@ -150,7 +192,7 @@ static kvbm_status check_identity(struct kvbm__catalog *cat)
 	bool exists = false, matches = true;
 	int rc = sqlite3_prepare_v2(cat->db,
 				    "SELECT block_size, block_count, hash_encoding, hash_seed,"
-				    " hash_salt, model_fingerprint FROM meta WHERE tier = ?1",
+				    " hash_salt, model_fingerprint, tier_id FROM tiers WHERE name = ?1",
 				    -1, &st, NULL);
 
 	if (rc == SQLITE_OK) {
@@ -159,6 +201,7 @@ static kvbm_status check_identity(struct kvbm__catalog *cat)
 		if (rc == SQLITE_ROW) {
 			exists = true;
 			matches = identity_matches(mgr, st, diff, sizeof(diff));
+			cat->tier_id = sqlite3_column_int64(st, 6);
 			rc = SQLITE_OK;
 		} else if (rc == SQLITE_DONE) {
 			rc = SQLITE_OK;
@@ -170,20 +213,17 @@ static kvbm_status check_identity(struct kvbm__catalog *cat)
 	if (!matches && !mgr->cfg.catalog_discard_mismatch)
 		return kvbm__fail(mgr, KVBM_E_MISMATCH, "catalog %s tier %s: %s", mgr->catalog_path,
 				  mgr->tier, diff);
-	/* Start cold when this tier's rows describe other blocks, and when
-	 * there is no identity row to say what they describe (a damaged or
-	 * hand-edited file): restoring those would trust unknown geometry. */
+	/* Start cold when this tier's rows describe other blocks. A new
+	 * tier's id may have been used by a tier deleted by hand: its rows
+	 * must not be mistaken for this tier's either. */
+	const kvbm_status st_id = write_identity(cat, exists);
+	if (st_id != KVBM_OK)
+		return st_id;
 	if (!matches || !exists) {
-		if ((rc = sqlite3_prepare_v2(cat->db, "DELETE FROM blocks WHERE tier = ?1", -1,
-					     &st, NULL)) == SQLITE_OK) {
-			sqlite3_bind_text(st, 1, mgr->tier, -1, SQLITE_STATIC);
-			rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(cat->db);
-		}
-		sqlite3_finalize(st);
-		if (rc != SQLITE_OK)
+		if ((rc = discard_rows(cat)) != SQLITE_OK)
 			return kvbm__sql_fail(mgr, cat->db, rc, "discard catalog rows");
 	}
-	return write_identity(cat, exists);
+	return KVBM_OK;
 }
 
 static int by_evict_key(const void *a, const void *b)
@@ -195,45 +235,144 @@ static int by_evict_key(const void *a, const void *b)
 	return x->block < y->block ? -1 : x->block > y->block;
 }
 
-/* Rows that must not be restored become free in the same transaction. */
-static int free_row(struct kvbm__catalog *cat, uint32_t block)
+/* Parse a reclaim row's JSON array of block ids into mask[] (the newest
+ * seq listing each block). Returns false for text that is not such an
+ * array: the caller then trusts no row older than the reclaim. */
+static bool parse_reclaim(const unsigned char *p, uint64_t seq, uint64_t *mask, uint32_t count)
 {
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(cat->db,
-				    "UPDATE blocks SET state = 0, seq_hash = NULL, parent_hash = NULL,"
-				    " position = NULL WHERE tier = ?1 AND block_id = ?2",
-				    -1, &st, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, cat->mgr->tier, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, block);
-		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(cat->db);
+	if (!p)
+		return false;
+	while (*p == ' ')
+		p++;
+	if (*p++ != '[')
+		return false;
+	while (*p == ' ')
+		p++;
+	if (*p == ']')
+		return true;
+	for (;;) {
+		uint64_t v = 0;
+		int digits = 0;
+		while (*p == ' ')
+			p++;
+		while (*p >= '0' && *p <= '9' && digits < 11) {
+			v = v * 10 + (uint64_t)(*p++ - '0');
+			digits++;
+		}
+		if (digits == 0 || (*p >= '0' && *p <= '9'))
+			return false;
+		if (v < count && mask[v] < seq)
+			mask[v] = seq;
+		while (*p == ' ')
+			p++;
+		if (*p == ']')
+			return true;
+		if (*p++ != ',')
+			return false;
 	}
-	sqlite3_finalize(st);
-	return rc;
 }
 
-/* Read the registered rows (in key order of the table, which is fast),
- * sort them by eviction key in memory, and hand them to the core. */
+/* Reclaim rows of the tier into a per-block mask; *all receives the seq of
+ * the newest unreadable one (rows older than it are not trusted). */
+static kvbm_status read_reclaims(struct kvbm__catalog *cat, uint64_t **mask, uint64_t *all)
+{
+	kvbm_manager *mgr = cat->mgr;
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(cat->db, "SELECT seq, blocks FROM reclaims WHERE tier_id = ?1",
+				    -1, &st, NULL);
+
+	*mask = NULL;
+	*all = 0;
+	if (rc != SQLITE_OK)
+		return kvbm__sql_fail(mgr, cat->db, rc, "read reclaim rows");
+	sqlite3_bind_int64(st, 1, cat->tier_id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const sqlite3_int64 seq = sqlite3_column_int64(st, 0);
+		if (!*mask && !(*mask = calloc(mgr->block_count, sizeof(**mask)))) {
+			sqlite3_finalize(st);
+			return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot hold the reclaim mask");
+		}
+		if (seq <= 0)
+			continue; /* masks nothing: every row has wseq >= 0 */
+		if (sqlite3_column_type(st, 1) != SQLITE_TEXT ||
+		    !parse_reclaim(sqlite3_column_text(st, 1), (uint64_t)seq, *mask,
+				   mgr->block_count)) {
+			if ((uint64_t)seq > *all)
+				*all = (uint64_t)seq;
+		}
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return kvbm__sql_fail(mgr, cat->db, rc, "read reclaim rows");
+	return KVBM_OK;
+}
+
+/* Rows that must not be restored are deleted in the same transaction. */
+static int delete_row(struct kvbm__catalog *cat, sqlite3_stmt **st, uint32_t block)
+{
+	int rc = SQLITE_OK;
+
+	if (!*st)
+		rc = sqlite3_prepare_v2(cat->db, "DELETE FROM block_rows WHERE id = ?1", -1, st,
+					NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	sqlite3_bind_int64(*st, 1, cat->tier_id << 32 | block);
+	rc = sqlite3_step(*st);
+	sqlite3_reset(*st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Read the tier's rows (one rowid range scan), drop those a reclaim row
+ * masks, sort the rest by eviction key in memory and hand them to the
+ * core. Masked and refused rows and all reclaim rows are deleted, so a
+ * restored tier starts with no reclaim bookkeeping. */
 static kvbm_status restore(struct kvbm__catalog *cat)
 {
 	kvbm_manager *mgr = cat->mgr;
 	struct kvbm__image *rows = NULL;
-	size_t n = 0, cap = 0;
+	uint32_t *dropped = NULL;
+	uint64_t *mask = NULL, all = 0;
+	size_t n = 0, cap = 0, n_dropped = 0, cap_dropped = 0;
 	uint32_t restored = 0, vetoed = 0;
-	sqlite3_stmt *st = NULL;
-	kvbm_status status = KVBM_OK;
-	int rc = sqlite3_prepare_v2(cat->db,
-				    "SELECT block_id, seq_hash, parent_hash, position, access_tick,"
-				    " access_count, frequency, priority, retention, evict_key"
-				    " FROM blocks WHERE tier = ?1 AND state = 1",
-				    -1, &st, NULL);
+	sqlite3_stmt *st = NULL, *del = NULL;
+	kvbm_status status = read_reclaims(cat, &mask, &all);
+	int rc;
 
+	if (status != KVBM_OK)
+		goto out;
+	rc = sqlite3_prepare_v2(cat->db,
+				"SELECT id, wseq, seq_hash, parent_hash, position, access_tick,"
+				" access_count, frequency, priority, retention, evict_key"
+				" FROM block_rows WHERE id BETWEEN ?1 AND ?2",
+				-1, &st, NULL);
 	if (rc != SQLITE_OK) {
 		status = kvbm__sql_fail(mgr, cat->db, rc, "read catalog rows");
 		goto out;
 	}
-	sqlite3_bind_text(st, 1, mgr->tier, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 1, cat->tier_id << 32);
+	sqlite3_bind_int64(st, 2, cat->tier_id << 32 | 0xffffffffll);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const uint32_t block = (uint32_t)(sqlite3_column_int64(st, 0) & 0xffffffff);
+		const sqlite3_int64 wseq = sqlite3_column_int64(st, 1);
+		const bool masked = wseq < 0 || (uint64_t)wseq < all ||
+				    (mask && block < mgr->block_count && (uint64_t)wseq < mask[block]);
+		/* A NULL hash is damage: never restore it as hash 0. */
+		if (masked || sqlite3_column_type(st, 2) != SQLITE_INTEGER) {
+			if (!masked)
+				vetoed++;
+			if (n_dropped == cap_dropped) {
+				cap_dropped = cap_dropped ? 2 * cap_dropped : 1024;
+				uint32_t *grown = realloc(dropped, cap_dropped * sizeof(*dropped));
+				if (!grown) {
+					status = kvbm__fail(mgr, KVBM_E_NOMEM, "cannot list masked rows");
+					goto out;
+				}
+				dropped = grown;
+			}
+			dropped[n_dropped++] = block;
+			continue;
+		}
 		if (n == cap) {
 			/* A sound catalog has at most block_count rows per tier:
 			 * size for that at once instead of copying while doubling. */
@@ -246,21 +385,19 @@ static kvbm_status restore(struct kvbm__catalog *cat)
 			rows = grown;
 		}
 		struct kvbm__image *img = &rows[n++];
-		const sqlite3_int64 id = sqlite3_column_int64(st, 0);
-		img->block = id < 0 || id > UINT32_MAX ? UINT32_MAX : (uint32_t)id;
-		img->state = KVBM__ROW_REGISTERED;
-		img->hash = (kvbm_hash)sqlite3_column_int64(st, 1);
-		img->parent = (kvbm_hash)sqlite3_column_int64(st, 2);
-		img->position = sqlite3_column_type(st, 3) == SQLITE_NULL
+		img->block = block;
+		img->hash = (kvbm_hash)sqlite3_column_int64(st, 2);
+		img->parent = (kvbm_hash)sqlite3_column_int64(st, 3);
+		img->position = sqlite3_column_type(st, 4) == SQLITE_NULL
 					? KVBM_POSITION_UNKNOWN
-					: (uint32_t)sqlite3_column_int64(st, 3);
-		img->access_tick = (uint64_t)sqlite3_column_int64(st, 4);
-		img->access_count = (uint32_t)sqlite3_column_int64(st, 5);
-		img->frequency = (uint32_t)sqlite3_column_int64(st, 6);
-		const sqlite3_int64 prio = sqlite3_column_int64(st, 7);
+					: (uint32_t)sqlite3_column_int64(st, 4);
+		img->access_tick = (uint64_t)sqlite3_column_int64(st, 5);
+		img->access_count = (uint32_t)sqlite3_column_int64(st, 6);
+		img->frequency = (uint32_t)sqlite3_column_int64(st, 7);
+		const sqlite3_int64 prio = sqlite3_column_int64(st, 8);
 		img->priority = prio < 0 || prio > 100 ? KVBM_PRIORITY_DEFAULT : (uint32_t)prio;
-		img->retention = (uint32_t)sqlite3_column_int64(st, 8);
-		img->evict_key = (uint64_t)sqlite3_column_int64(st, 9);
+		img->retention = (uint32_t)sqlite3_column_int64(st, 9);
+		img->evict_key = (uint64_t)sqlite3_column_int64(st, 10);
 	}
 	sqlite3_finalize(st);
 	st = NULL;
@@ -268,6 +405,8 @@ static kvbm_status restore(struct kvbm__catalog *cat)
 		status = kvbm__sql_fail(mgr, cat->db, rc, "read catalog rows");
 		goto out;
 	}
+	free(mask);
+	mask = NULL;
 	if (n > 1)
 		qsort(rows, n, sizeof(*rows), by_evict_key);
 	for (size_t i = 0; i < n; i++) {
@@ -282,7 +421,7 @@ static kvbm_status restore(struct kvbm__catalog *cat)
 			    mgr->cfg.restore_validate(img->block, img->hash, img->parent,
 						      img->position, mgr->cfg.restore_user);
 		/* Damaged rows (id out of range, a hash or block given twice)
-		 * are refused by the core and freed like vetoed ones. */
+		 * are refused by the core and deleted like vetoed ones. */
 		if (keep && kvbm__restore_block(mgr, img) != KVBM_OK)
 			keep = false;
 		if (keep) {
@@ -290,16 +429,33 @@ static kvbm_status restore(struct kvbm__catalog *cat)
 			continue;
 		}
 		vetoed++;
-		if ((rc = free_row(cat, img->block)) != SQLITE_OK) {
-			status = kvbm__sql_fail(mgr, cat->db, rc, "free a refused row");
+		if ((rc = delete_row(cat, &del, img->block)) != SQLITE_OK) {
+			status = kvbm__sql_fail(mgr, cat->db, rc, "delete a refused row");
 			goto out;
 		}
 	}
+	for (size_t i = 0; i < n_dropped; i++) {
+		if ((rc = delete_row(cat, &del, dropped[i])) != SQLITE_OK) {
+			status = kvbm__sql_fail(mgr, cat->db, rc, "delete a reclaimed row");
+			goto out;
+		}
+	}
+	if ((rc = sqlite3_prepare_v2(cat->db, "DELETE FROM reclaims WHERE tier_id = ?1", -1, &st,
+				     NULL)) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, cat->tier_id);
+		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(cat->db);
+		sqlite3_finalize(st);
+		st = NULL;
+	}
+	if (rc != SQLITE_OK) {
+		status = kvbm__sql_fail(mgr, cat->db, rc, "delete reclaim rows");
+		goto out;
+	}
 	if ((rc = sqlite3_prepare_v2(cat->db,
-				     "UPDATE meta SET restored_blocks = ?2, vetoed_blocks = ?3"
-				     " WHERE tier = ?1",
+				     "UPDATE tiers SET restored_blocks = ?2, vetoed_blocks = ?3"
+				     " WHERE tier_id = ?1",
 				     -1, &st, NULL)) == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, mgr->tier, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 1, cat->tier_id);
 		sqlite3_bind_int64(st, 2, restored);
 		sqlite3_bind_int64(st, 3, vetoed);
 		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(cat->db);
@@ -308,23 +464,11 @@ static kvbm_status restore(struct kvbm__catalog *cat)
 		status = kvbm__sql_fail(mgr, cat->db, rc, "record restore counts");
 out:
 	sqlite3_finalize(st);
+	sqlite3_finalize(del);
+	free(mask);
+	free(dropped);
 	free(rows);
 	return status;
-}
-
-static uint64_t read_incarnation(struct kvbm__catalog *cat)
-{
-	sqlite3_stmt *st = NULL;
-	uint64_t inc = 0;
-
-	if (sqlite3_prepare_v2(cat->db, "SELECT incarnation FROM meta WHERE tier = ?1", -1, &st,
-			       NULL) == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, cat->mgr->tier, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) == SQLITE_ROW)
-			inc = (uint64_t)sqlite3_column_int64(st, 0);
-	}
-	sqlite3_finalize(st);
-	return inc;
 }
 
 /* A failed open of a path we may not write is a read-only problem. */
@@ -367,9 +511,48 @@ static kvbm_status open_db(struct kvbm__catalog *cat)
 			       ? kvbm__fail(mgr, KVBM_E_CORRUPT, "%s is not a kvbm catalog: %s", path,
 					    sqlite3_errmsg(cat->db))
 			       : open_failure(mgr, cat->db, rc, path);
+	char limit[64];
+	snprintf(limit, sizeof(limit), "PRAGMA journal_size_limit = %d", KVBM__WAL_LIMIT_BYTES);
 	if ((rc = kvbm__sql_exec(cat->db, sync_pragma[mgr->cfg.catalog_sync])) != SQLITE_OK ||
-	    (rc = kvbm__sql_exec(cat->db, "PRAGMA wal_autocheckpoint = 0")) != SQLITE_OK)
+	    (rc = kvbm__sql_exec(cat->db, "PRAGMA wal_autocheckpoint = 0")) != SQLITE_OK ||
+	    (rc = kvbm__sql_exec(cat->db, limit)) != SQLITE_OK)
 		return kvbm__sql_fail(mgr, cat->db, rc, "configure catalog");
+	return KVBM_OK;
+}
+
+void kvbm__catalog_finalize(struct kvbm__catalog *cat)
+{
+	sqlite3_stmt **const all[] = {&cat->upsert, &cat->add_reclaim, &cat->drop_reclaim,
+				      &cat->stamp, &cat->stamp_clean};
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		sqlite3_finalize(*all[i]);
+		*all[i] = NULL;
+	}
+}
+
+/* The writer's statements, prepared once for the connection's life. */
+static kvbm_status prepare_writer(struct kvbm__catalog *cat)
+{
+	extern const char kvbm__upsert_sql[];
+	const struct {
+		sqlite3_stmt **st;
+		const char *sql;
+	} all[] = {
+		{&cat->upsert, kvbm__upsert_sql},
+		{&cat->add_reclaim, "INSERT INTO reclaims (tier_id, seq, blocks) VALUES (?1, ?2, ?3)"},
+		{&cat->drop_reclaim, "DELETE FROM reclaims WHERE rec_id = ?1"},
+		{&cat->stamp, "UPDATE tiers SET last_commit_at = ?2, write_seq = ?3 WHERE tier_id = ?1"},
+		{&cat->stamp_clean, "UPDATE tiers SET last_commit_at = ?2, write_seq = ?3,"
+				    " clean_shutdown = 1, last_clean_shutdown_at = ?2 WHERE tier_id = ?1"},
+	};
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		const int rc = sqlite3_prepare_v3(cat->db, all[i].sql, -1, SQLITE_PREPARE_PERSISTENT,
+						  all[i].st, NULL);
+		if (rc != SQLITE_OK)
+			return kvbm__sql_fail(cat->mgr, cat->db, rc, "prepare the writer's statements");
+	}
 	return KVBM_OK;
 }
 
@@ -377,12 +560,16 @@ static void free_catalog(struct kvbm__catalog *cat)
 {
 	if (!cat)
 		return;
-	sqlite3_finalize(cat->upsert);
+	kvbm__catalog_finalize(cat);
 	sqlite3_close_v2(cat->db);
 	pthread_cond_destroy(&cat->wake_cv);
 	pthread_cond_destroy(&cat->flush_cv);
 	pthread_mutex_destroy(&cat->mu);
-	free(cat->batch);
+	kvbm__reclaims_free(&cat->reclaims);
+	free(cat->take.imgs);
+	free(cat->take.freed);
+	free(cat->listed);
+	free(cat->text);
 	free(cat);
 }
 
@@ -402,10 +589,17 @@ kvbm_status kvbm__catalog_open(kvbm_manager *mgr)
 	pthread_cond_init(&cat->wake_cv, &ca);
 	pthread_cond_init(&cat->flush_cv, &ca);
 	pthread_condattr_destroy(&ca);
-	cat->batch = malloc(mgr->cfg.catalog_batch * sizeof(*cat->batch));
-	if (!cat->batch) {
-		st = kvbm__fail(mgr, KVBM_E_NOMEM, "cannot allocate a batch of %u rows",
-				mgr->cfg.catalog_batch);
+	cat->take.cap = mgr->cfg.catalog_batch;
+	cat->take.imgs = malloc(cat->take.cap * sizeof(*cat->take.imgs));
+	/* Every block can wait for a free record at once (kvbm_reset_inactive
+	 * of a full cache); a compaction lists those and the outstanding. */
+	cat->take.freed_cap = mgr->block_count;
+	cat->take.freed = malloc((size_t)mgr->block_count * sizeof(*cat->take.freed));
+	cat->listed = malloc(2 * (size_t)mgr->block_count * sizeof(*cat->listed));
+	if (!cat->take.imgs || !cat->take.freed || !cat->listed ||
+	    !kvbm__reclaims_init(&cat->reclaims, mgr->block_count)) {
+		st = kvbm__fail(mgr, KVBM_E_NOMEM, "cannot allocate the writer's buffers for %u blocks",
+				mgr->block_count);
 		goto fail;
 	}
 	if ((st = open_db(cat)) != KVBM_OK)
@@ -424,24 +618,29 @@ kvbm_status kvbm__catalog_open(kvbm_manager *mgr)
 		st = kvbm__sql_fail(mgr, cat->db, rc, "commit catalog open");
 		goto rollback;
 	}
-	cat->incarnation = read_incarnation(cat);
-	/* Upserts land at random places of the seq_hash index: with SQLite's
-	 * default 2 MiB page cache a large catalog re-reads pages from the OS
-	 * on every batch. ~128 bytes of cache per block covers rows and index,
-	 * capped at 64 MiB per manager. Set after the restore, which reads
-	 * sequentially and would only fill the cache for nothing. */
+	/* Rows of blocks evicted in policy order land anywhere in the table:
+	 * with SQLite's default 2 MiB page cache a large catalog re-reads
+	 * pages from the OS on every batch. ~96 bytes of cache per block holds
+	 * the whole table (a row is ~60 bytes), capped at 64 MiB per manager.
+	 * Set after the restore, which reads sequentially and would only fill
+	 * the cache for nothing. */
 	char cache[64];
-	const uint64_t cache_kib = (uint64_t)mgr->block_count * 128 / 1024;
+	const uint64_t cache_kib = (uint64_t)mgr->block_count * 96 / 1024;
 	snprintf(cache, sizeof(cache), "PRAGMA cache_size = -%llu",
 		 (unsigned long long)(cache_kib < 2048 ? 2048 : cache_kib > 65536 ? 65536 : cache_kib));
 	if ((rc = kvbm__sql_exec(cat->db, cache)) != SQLITE_OK) {
 		st = kvbm__sql_fail(mgr, cat->db, rc, "size the page cache");
 		goto fail;
 	}
-	if ((rc = sqlite3_prepare_v3(cat->db, kvbm__upsert_sql, -1, SQLITE_PREPARE_PERSISTENT,
-				     &cat->upsert, NULL)) != SQLITE_OK) {
-		st = kvbm__sql_fail(mgr, cat->db, rc, "prepare block upsert");
+	if ((st = prepare_writer(cat)) != KVBM_OK)
 		goto fail;
+	{
+		sqlite3_stmt *ps = NULL;
+		cat->page_size = 4096;
+		if (sqlite3_prepare_v2(cat->db, "PRAGMA page_size", -1, &ps, NULL) == SQLITE_OK &&
+		    sqlite3_step(ps) == SQLITE_ROW)
+			cat->page_size = sqlite3_column_int(ps, 0);
+		sqlite3_finalize(ps);
 	}
 	mgr->catalog = cat;
 	if ((st = kvbm__writer_start(cat)) != KVBM_OK) {

@@ -12,14 +12,22 @@
 #include <sqlite3.h>
 
 #include "manager.h"
+#include "reclaims.h"
 
 struct kvbm__catalog {
 	kvbm_manager *mgr;
 	sqlite3 *db;             /* the only write connection; owned by the writer
 				    thread once it runs */
 	sqlite3_stmt *upsert;    /* one block row */
+	sqlite3_stmt *add_reclaim, *drop_reclaim, *stamp, *stamp_clean;
+	int64_t tier_id;         /* tiers.tier_id: block_rows.id >> 32 */
+	uint64_t write_seq;      /* tiers.write_seq of the last commit */
 	uint64_t incarnation;
-	struct kvbm__image *batch; /* cfg.catalog_batch images */
+	struct kvbm__take take;  /* the transaction being written */
+	struct kvbm__reclaims reclaims;
+	uint32_t *listed;        /* a reclaim row's ids (block_count) */
+	char *text;              /* its JSON text */
+	size_t text_cap;
 
 	pthread_t thread;
 	bool thread_started;
@@ -30,10 +38,21 @@ struct kvbm__catalog {
 	bool woken, stopping, detached;
 	uint64_t flush_requested, flush_done;
 	kvbm_status flush_status;   /* result of the cycle that satisfied flush_done */
+
+	/* writer thread only */
 	uint32_t consecutive_failures;
-	int wal_pages;              /* WAL size after the last commit */
+	int wal_pages;              /* WAL frames after the last commit */
+	int page_size;
+	int ckpt_behind;            /* frames the last checkpoint could not copy */
 	uint64_t last_stats_ms;
+	uint64_t rate_ns, rate_evictions; /* last sample of the eviction counter */
+	double evictions_per_s;     /* smoothed */
+	double commit_s;            /* smoothed commit duration */
 };
+
+/* The WAL file is cut back to this size whenever it is reset (SQLite's
+ * journal_size_limit) or fully checkpointed with no reader. */
+#define KVBM__WAL_LIMIT_BYTES (16 << 20)
 
 /* SQLite result code -> kvbm_status. */
 kvbm_status kvbm__sql_status(int rc);
@@ -44,10 +63,16 @@ int kvbm__sql_exec(sqlite3 *db, const char *sql);
 /* Wall clock in unix milliseconds. */
 int64_t kvbm__now_ms(void);
 
-/* Write images in one transaction (BEGIN IMMEDIATE ... COMMIT), with the
- * pre-commit hook. Returns KVBM_OK or the failure, which is recorded. */
-kvbm_status kvbm__catalog_write(struct kvbm__catalog *cat, const struct kvbm__image *imgs,
-				uint32_t n, bool clean_shutdown);
+/* Write cat->take in one transaction (BEGIN IMMEDIATE ... COMMIT): its
+ * reclaim row first, then its block rows, the deletions of reclaim rows no
+ * longer needed, the tier's stamp and stats, the pre-commit hook. Sets
+ * cat->take.reclaim_rows and, through *rowid and *compacted, what
+ * kvbm__reclaims_committed needs. Returns KVBM_OK or the failure, which
+ * is recorded. */
+kvbm_status kvbm__catalog_write(struct kvbm__catalog *cat, bool clean_shutdown, int64_t *rowid,
+				bool *compacted, uint32_t *n_listed);
+/* Finalize the prepared statements (catalog.c). */
+void kvbm__catalog_finalize(struct kvbm__catalog *cat);
 /* Start/stop the writer thread (writer.c). */
 kvbm_status kvbm__writer_start(struct kvbm__catalog *cat);
 void kvbm__writer_stop(struct kvbm__catalog *cat);
