@@ -37,7 +37,7 @@ static int user_version(sqlite3 *db, int *out)
 
 /* Apply every schema file newer than the file's version, inside the open
  * transaction. */
-static kvbm_status migrate(kvbm_manager *mgr, sqlite3 *db)
+static kvbm_status migrate(kvbm_manager *mgr, sqlite3 *db, bool *migrated)
 {
 	int version = 0;
 	int rc = user_version(db, &version);
@@ -52,6 +52,7 @@ static kvbm_status migrate(kvbm_manager *mgr, sqlite3 *db)
 	if (version < 0)
 		return kvbm__fail(mgr, KVBM_E_CORRUPT, "catalog schema version %d is not valid",
 				  version);
+	*migrated = version < KVBM__SCHEMA_LATEST;
 	for (int v = version + 1; v <= KVBM__SCHEMA_LATEST; v++) {
 		rc = kvbm__sql_exec(db, kvbm__schema[v - 1].sql);
 		if (rc != SQLITE_OK)
@@ -184,7 +185,7 @@ static kvbm_status write_identity(struct kvbm__catalog *cat, bool exists)
 }
 
 /* Check (or create) this tier's identity row. */
-static kvbm_status check_identity(struct kvbm__catalog *cat)
+static kvbm_status check_identity(struct kvbm__catalog *cat, bool *discarded)
 {
 	kvbm_manager *mgr = cat->mgr;
 	sqlite3_stmt *st = NULL;
@@ -219,256 +220,12 @@ static kvbm_status check_identity(struct kvbm__catalog *cat)
 	const kvbm_status st_id = write_identity(cat, exists);
 	if (st_id != KVBM_OK)
 		return st_id;
-	if (!matches || !exists) {
+	*discarded = !matches || !exists;
+	if (*discarded) {
 		if ((rc = discard_rows(cat)) != SQLITE_OK)
 			return kvbm__sql_fail(mgr, cat->db, rc, "discard catalog rows");
 	}
 	return KVBM_OK;
-}
-
-static int by_evict_key(const void *a, const void *b)
-{
-	const struct kvbm__image *x = a, *y = b;
-
-	if (x->evict_key != y->evict_key)
-		return x->evict_key < y->evict_key ? -1 : 1;
-	return x->block < y->block ? -1 : x->block > y->block;
-}
-
-/* Parse a reclaim row's JSON array of block ids into mask[] (the newest
- * seq listing each block). Returns false for text that is not such an
- * array: the caller then trusts no row older than the reclaim. */
-static bool parse_reclaim(const unsigned char *p, uint64_t seq, uint64_t *mask, uint32_t count)
-{
-	if (!p)
-		return false;
-	while (*p == ' ')
-		p++;
-	if (*p++ != '[')
-		return false;
-	while (*p == ' ')
-		p++;
-	if (*p == ']')
-		return true;
-	for (;;) {
-		uint64_t v = 0;
-		int digits = 0;
-		while (*p == ' ')
-			p++;
-		while (*p >= '0' && *p <= '9' && digits < 11) {
-			v = v * 10 + (uint64_t)(*p++ - '0');
-			digits++;
-		}
-		if (digits == 0 || (*p >= '0' && *p <= '9'))
-			return false;
-		if (v < count && mask[v] < seq)
-			mask[v] = seq;
-		while (*p == ' ')
-			p++;
-		if (*p == ']')
-			return true;
-		if (*p++ != ',')
-			return false;
-	}
-}
-
-/* Reclaim rows of the tier into a per-block mask; *all receives the seq of
- * the newest unreadable one (rows older than it are not trusted). */
-static kvbm_status read_reclaims(struct kvbm__catalog *cat, uint64_t **mask, uint64_t *all)
-{
-	kvbm_manager *mgr = cat->mgr;
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(cat->db, "SELECT seq, blocks FROM reclaims WHERE tier_id = ?1",
-				    -1, &st, NULL);
-
-	*mask = NULL;
-	*all = 0;
-	if (rc != SQLITE_OK)
-		return kvbm__sql_fail(mgr, cat->db, rc, "read reclaim rows");
-	sqlite3_bind_int64(st, 1, cat->tier_id);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const sqlite3_int64 seq = sqlite3_column_int64(st, 0);
-		if (!*mask && !(*mask = calloc(mgr->block_count, sizeof(**mask)))) {
-			sqlite3_finalize(st);
-			return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot hold the reclaim mask");
-		}
-		if (seq <= 0)
-			continue; /* masks nothing: every row has wseq >= 0 */
-		if (sqlite3_column_type(st, 1) != SQLITE_TEXT ||
-		    !parse_reclaim(sqlite3_column_text(st, 1), (uint64_t)seq, *mask,
-				   mgr->block_count)) {
-			if ((uint64_t)seq > *all)
-				*all = (uint64_t)seq;
-		}
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return kvbm__sql_fail(mgr, cat->db, rc, "read reclaim rows");
-	return KVBM_OK;
-}
-
-/* Rows that must not be restored are deleted in the same transaction. */
-static int delete_row(struct kvbm__catalog *cat, sqlite3_stmt **st, uint32_t block)
-{
-	int rc = SQLITE_OK;
-
-	if (!*st)
-		rc = sqlite3_prepare_v2(cat->db, "DELETE FROM block_rows WHERE id = ?1", -1, st,
-					NULL);
-	if (rc != SQLITE_OK)
-		return rc;
-	sqlite3_bind_int64(*st, 1, cat->tier_id << 32 | block);
-	rc = sqlite3_step(*st);
-	sqlite3_reset(*st);
-	return rc == SQLITE_DONE ? SQLITE_OK : rc;
-}
-
-/* Read the tier's rows (one rowid range scan), drop those a reclaim row
- * masks, sort the rest by eviction key in memory and hand them to the
- * core. Masked and refused rows and all reclaim rows are deleted, so a
- * restored tier starts with no reclaim bookkeeping. */
-static kvbm_status restore(struct kvbm__catalog *cat)
-{
-	kvbm_manager *mgr = cat->mgr;
-	struct kvbm__image *rows = NULL;
-	uint32_t *dropped = NULL;
-	uint64_t *mask = NULL, all = 0;
-	size_t n = 0, cap = 0, n_dropped = 0, cap_dropped = 0;
-	uint32_t restored = 0, vetoed = 0;
-	sqlite3_stmt *st = NULL, *del = NULL;
-	kvbm_status status = read_reclaims(cat, &mask, &all);
-	int rc;
-
-	if (status != KVBM_OK)
-		goto out;
-	rc = sqlite3_prepare_v2(cat->db,
-				"SELECT id, wseq, seq_hash, parent_hash, position, access_tick,"
-				" access_count, frequency, priority, retention, evict_key"
-				" FROM block_rows WHERE id BETWEEN ?1 AND ?2",
-				-1, &st, NULL);
-	if (rc != SQLITE_OK) {
-		status = kvbm__sql_fail(mgr, cat->db, rc, "read catalog rows");
-		goto out;
-	}
-	sqlite3_bind_int64(st, 1, cat->tier_id << 32);
-	sqlite3_bind_int64(st, 2, cat->tier_id << 32 | 0xffffffffll);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const uint32_t block = (uint32_t)(sqlite3_column_int64(st, 0) & 0xffffffff);
-		const sqlite3_int64 wseq = sqlite3_column_int64(st, 1);
-		const bool masked = wseq < 0 || (uint64_t)wseq < all ||
-				    (mask && block < mgr->block_count && (uint64_t)wseq < mask[block]);
-		/* A NULL hash is damage: never restore it as hash 0. */
-		if (masked || sqlite3_column_type(st, 2) != SQLITE_INTEGER) {
-			if (!masked)
-				vetoed++;
-			if (n_dropped == cap_dropped) {
-				cap_dropped = cap_dropped ? 2 * cap_dropped : 1024;
-				uint32_t *grown = realloc(dropped, cap_dropped * sizeof(*dropped));
-				if (!grown) {
-					status = kvbm__fail(mgr, KVBM_E_NOMEM, "cannot list masked rows");
-					goto out;
-				}
-				dropped = grown;
-			}
-			dropped[n_dropped++] = block;
-			continue;
-		}
-		if (n == cap) {
-			/* A sound catalog has at most block_count rows per tier:
-			 * size for that at once instead of copying while doubling. */
-			cap = cap ? cap * 2 : mgr->block_count;
-			struct kvbm__image *grown = realloc(rows, cap * sizeof(*rows));
-			if (!grown) {
-				status = kvbm__fail(mgr, KVBM_E_NOMEM, "cannot hold %zu restored rows", cap);
-				goto out;
-			}
-			rows = grown;
-		}
-		struct kvbm__image *img = &rows[n++];
-		img->block = block;
-		img->hash = (kvbm_hash)sqlite3_column_int64(st, 2);
-		img->parent = (kvbm_hash)sqlite3_column_int64(st, 3);
-		img->position = sqlite3_column_type(st, 4) == SQLITE_NULL
-					? KVBM_POSITION_UNKNOWN
-					: (uint32_t)sqlite3_column_int64(st, 4);
-		img->access_tick = (uint64_t)sqlite3_column_int64(st, 5);
-		img->access_count = (uint32_t)sqlite3_column_int64(st, 6);
-		img->frequency = (uint32_t)sqlite3_column_int64(st, 7);
-		const sqlite3_int64 prio = sqlite3_column_int64(st, 8);
-		img->priority = prio < 0 || prio > 100 ? KVBM_PRIORITY_DEFAULT : (uint32_t)prio;
-		img->retention = (uint32_t)sqlite3_column_int64(st, 9);
-		img->evict_key = (uint64_t)sqlite3_column_int64(st, 10);
-	}
-	sqlite3_finalize(st);
-	st = NULL;
-	if (rc != SQLITE_DONE) {
-		status = kvbm__sql_fail(mgr, cat->db, rc, "read catalog rows");
-		goto out;
-	}
-	free(mask);
-	mask = NULL;
-	if (n > 1)
-		qsort(rows, n, sizeof(*rows), by_evict_key);
-	for (size_t i = 0; i < n; i++) {
-		const struct kvbm__image *img = &rows[i];
-		/* Rows come in eviction order, so their hashes and blocks land
-		 * at random: start the cache misses of a later row now. */
-		if (i + 16 < n && rows[i + 16].block < mgr->block_count) {
-			kvbm__registry_prefetch(&mgr->registry, rows[i + 16].hash);
-			__builtin_prefetch(&mgr->slots[rows[i + 16].block]);
-		}
-		bool keep = !mgr->cfg.restore_validate ||
-			    mgr->cfg.restore_validate(img->block, img->hash, img->parent,
-						      img->position, mgr->cfg.restore_user);
-		/* Damaged rows (id out of range, a hash or block given twice)
-		 * are refused by the core and deleted like vetoed ones. */
-		if (keep && kvbm__restore_block(mgr, img) != KVBM_OK)
-			keep = false;
-		if (keep) {
-			restored++;
-			continue;
-		}
-		vetoed++;
-		if ((rc = delete_row(cat, &del, img->block)) != SQLITE_OK) {
-			status = kvbm__sql_fail(mgr, cat->db, rc, "delete a refused row");
-			goto out;
-		}
-	}
-	for (size_t i = 0; i < n_dropped; i++) {
-		if ((rc = delete_row(cat, &del, dropped[i])) != SQLITE_OK) {
-			status = kvbm__sql_fail(mgr, cat->db, rc, "delete a reclaimed row");
-			goto out;
-		}
-	}
-	if ((rc = sqlite3_prepare_v2(cat->db, "DELETE FROM reclaims WHERE tier_id = ?1", -1, &st,
-				     NULL)) == SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, cat->tier_id);
-		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(cat->db);
-		sqlite3_finalize(st);
-		st = NULL;
-	}
-	if (rc != SQLITE_OK) {
-		status = kvbm__sql_fail(mgr, cat->db, rc, "delete reclaim rows");
-		goto out;
-	}
-	if ((rc = sqlite3_prepare_v2(cat->db,
-				     "UPDATE tiers SET restored_blocks = ?2, vetoed_blocks = ?3"
-				     " WHERE tier_id = ?1",
-				     -1, &st, NULL)) == SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, cat->tier_id);
-		sqlite3_bind_int64(st, 2, restored);
-		sqlite3_bind_int64(st, 3, vetoed);
-		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(cat->db);
-	}
-	if (rc != SQLITE_OK)
-		status = kvbm__sql_fail(mgr, cat->db, rc, "record restore counts");
-out:
-	sqlite3_finalize(st);
-	sqlite3_finalize(del);
-	free(mask);
-	free(dropped);
-	free(rows);
-	return status;
 }
 
 /* A failed open of a path we may not write is a read-only problem. */
@@ -576,6 +333,7 @@ static void free_catalog(struct kvbm__catalog *cat)
 kvbm_status kvbm__catalog_open(kvbm_manager *mgr)
 {
 	struct kvbm__catalog *cat = calloc(1, sizeof(*cat));
+	bool migrated = false, discarded = false;
 	kvbm_status st;
 	int rc;
 
@@ -611,8 +369,9 @@ kvbm_status kvbm__catalog_open(kvbm_manager *mgr)
 			     : kvbm__sql_fail(mgr, cat->db, rc, "lock catalog");
 		goto fail;
 	}
-	if ((st = migrate(mgr, cat->db)) != KVBM_OK || (st = check_identity(cat)) != KVBM_OK ||
-	    (st = restore(cat)) != KVBM_OK)
+	if ((st = migrate(mgr, cat->db, &migrated)) != KVBM_OK ||
+	    (st = check_identity(cat, &discarded)) != KVBM_OK ||
+	    (st = kvbm__catalog_restore(cat, !migrated && !discarded)) != KVBM_OK)
 		goto rollback;
 	if ((rc = kvbm__sql_exec(cat->db, "COMMIT")) != SQLITE_OK) {
 		st = kvbm__sql_fail(mgr, cat->db, rc, "commit catalog open");
@@ -753,7 +512,8 @@ kvbm_status kvbm_catalog_migrate(const char *path, unsigned flags, int *from, in
 	}
 	if (dry || version == KVBM__SCHEMA_LATEST)
 		goto out;
-	if ((st = migrate(NULL, db)) != KVBM_OK) {
+	bool migrated;
+	if ((st = migrate(NULL, db, &migrated)) != KVBM_OK) {
 		FAIL(st, "cannot apply schema to %s: %s", path, sqlite3_errmsg(db));
 		goto out;
 	}

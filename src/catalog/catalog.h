@@ -71,6 +71,11 @@ int64_t kvbm__now_ms(void);
  * is recorded. */
 kvbm_status kvbm__catalog_write(struct kvbm__catalog *cat, bool clean_shutdown, int64_t *rowid,
 				bool *compacted, uint32_t *n_listed);
+/* Restore the tier's registry into the manager inside the open's
+ * transaction (restore.c). may_split: the transaction changed no block
+ * rows yet, so a second connection sees the same rows and can read half
+ * of them on another thread. */
+kvbm_status kvbm__catalog_restore(struct kvbm__catalog *cat, bool may_split);
 /* Finalize the prepared statements (catalog.c). */
 void kvbm__catalog_finalize(struct kvbm__catalog *cat);
 /* Start/stop the writer thread (writer.c). */
