@@ -139,14 +139,19 @@ kvbm_status kvbm_allocate_ex(kvbm_manager *mgr, uint32_t n, kvbm_mutable *out,
 			take(mgr, n, out, evicted, &ev);
 			break;
 		}
-		/* Catalog attached and the safe supply is short: wait for the
-		 * writer to commit free rows for enough victims. */
+		/* Catalog attached and the safe supply is short. Victims whose
+		 * rows never reached the file are safe at once; for the others,
+		 * wait for the writer to commit their reclaim. */
+		reclaim_for(mgr, n - ready(mgr));
+		if (ready(mgr) >= n) {
+			take(mgr, n, out, evicted, &ev);
+			break;
+		}
 		if (!waited) {
 			waited = true;
 			mgr->m.catalog_alloc_waits++;
 			deadline_after(&deadline, mgr->cfg.catalog_wait_ms);
 		}
-		reclaim_for(mgr, n - ready(mgr));
 		kvbm__catalog_wake(mgr->catalog);
 		const uint64_t gen = mgr->commit_gen;
 		int rc = 0;

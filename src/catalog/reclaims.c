@@ -108,11 +108,8 @@ bool kvbm__reclaims_committed(struct kvbm__reclaims *r, int64_t rowid, bool comp
 	/* The transaction deleted what was doomed before it. */
 	r->n_doomed = 0;
 	if (compacted) {
-		/* Every older row is now redundant: the new one lists all their
-		 * outstanding blocks. */
-		for (uint32_t i = 0; i < r->n_rows; i++)
-			if (r->rows[i].rowid != 0 && !doom(r, r->rows[i].rowid))
-				ok = false;
+		/* The transaction deleted every older row: the new one lists all
+		 * their outstanding blocks. */
 		memset(r->row_of, 0xff, (size_t)r->block_count * sizeof(*r->row_of));
 		r->n_rows = r->n_live = 0;
 		r->listed = r->outstanding = 0;

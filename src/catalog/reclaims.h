@@ -48,7 +48,8 @@ uint32_t kvbm__reclaims_outstanding(const struct kvbm__reclaims *r, uint32_t *ou
 
 /* A transaction committed. rowid is the reclaim row it wrote (0 if none),
  * listing exactly `freed` (duplicates allowed; a compaction lists every
- * block outstanding before it as well); imgs are the block rows it wrote. The rows doomed before it
+ * block outstanding before it as well, and deletes every live row); imgs
+ * are the block rows it wrote. The rows doomed before it
  * were deleted by it. Returns false when out of memory, which only costs
  * space: rows that cannot be tracked are kept until the next restore. */
 bool kvbm__reclaims_committed(struct kvbm__reclaims *r, int64_t rowid, bool compacted,
