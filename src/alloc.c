@@ -155,8 +155,10 @@ kvbm_status kvbm_allocate_ex(kvbm_manager *mgr, uint32_t n, kvbm_mutable *out,
 		kvbm__catalog_wake(mgr->catalog);
 		const uint64_t gen = mgr->commit_gen;
 		int rc = 0;
+		mgr->alloc_waiters++;
 		while (mgr->commit_gen == gen && mgr->journal_on && rc != ETIMEDOUT)
 			rc = pthread_cond_timedwait(&mgr->journal_cv, &mgr->lock, &deadline);
+		mgr->alloc_waiters--;
 		if (rc == ETIMEDOUT && ready(mgr) < n) {
 			st = kvbm__fail(mgr, KVBM_E_BUSY,
 					"catalog writer did not free %u blocks within %u ms",

@@ -62,9 +62,23 @@ void kvbm__journal_take(kvbm_manager *mgr, uint32_t reserve_target, struct kvbm_
 	take_frees(mgr, KVBM__IN_RECLAIM_PENDING, KVBM__IN_FREEING, t);
 	take_frees(mgr, KVBM__IN_RESET_UNSAFE, KVBM__IN_RESET_FREEING, t);
 	t->n = 0;
-	while (t->n < t->cap && mgr->dirty_count > 0) {
-		const uint32_t b = mgr->dirty[mgr->dirty_head];
-		mgr->dirty_head = (mgr->dirty_head + 1) % mgr->block_count;
+	/* An allocation is waiting for these reclaims: commit them alone, a
+	 * transaction of one row, rather than behind a batch of rows. While
+	 * the reserve runs low, keep transactions short, so the next reclaim
+	 * never waits long behind one in flight. */
+	uint32_t cap = t->cap;
+	if (mgr->alloc_waiters && t->n_freed)
+		cap = 0;
+	else if (mgr->reserve.count + mgr->freeing.count < reserve_target / 2 && cap > 512)
+		cap = 512;
+	while (t->n < cap && mgr->dirty_count > 0) {
+		uint32_t b;
+		if (t->oldest_first) {
+			b = mgr->dirty[mgr->dirty_head];
+			mgr->dirty_head = (mgr->dirty_head + 1) % mgr->block_count;
+		} else {
+			b = mgr->dirty[(mgr->dirty_head + mgr->dirty_count - 1) % mgr->block_count];
+		}
 		mgr->dirty_count--;
 		struct kvbm__slot *s = &mgr->slots[b];
 		s->dirty = 0;

@@ -39,6 +39,7 @@ struct kvbm__image {
 struct kvbm__take {
 	struct kvbm__image *imgs; /* rows of registered blocks to upsert */
 	uint32_t cap, n;
+	bool oldest_first;        /* set by the caller: take dirty rows FIFO (a flush) */
 	uint32_t *freed;          /* blocks whose committed rows must stop claiming */
 	uint32_t freed_cap, n_freed;
 	uint32_t pending;         /* work left behind: dirty rows + frees not taken */
@@ -55,7 +56,11 @@ struct kvbm__take {
  * block waiting for a durable free record (reclaimed victims, freed
  * blocks whose rows committed) goes into t->freed, ahead of the rows:
  * reclaims never queue behind registrations. Then up to t->cap dirty
- * registered blocks' images. At most one take is in flight: every take is
+ * registered blocks' images: the oldest first when t->oldest_first (a
+ * flush must cover what was dirty at its call), otherwise the newest
+ * first. Under a backlog that puts the writer's work where a restart
+ * gains most: the least recently changed rows are the likeliest to be
+ * evicted before they are written, and then need no row at all. At most one take is in flight: every take is
  * followed by kvbm__journal_committed or _failed for exactly it. */
 void kvbm__journal_take(kvbm_manager *mgr, uint32_t reserve_target, struct kvbm__take *t);
 /* The take committed: update durable claims, make freed blocks

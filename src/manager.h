@@ -117,6 +117,7 @@ struct kvbm_manager {
 	kvbm_status journal_error;         /* writer's failure, KVBM_OK while healthy */
 	uint32_t reserve_target;           /* reclaimed blocks the writer keeps ready */
 	uint32_t peak_request;             /* largest allocation since the writer looked */
+	uint32_t alloc_waiters;            /* allocations waiting for a reclaim to commit */
 	pthread_cond_t journal_cv;         /* allocators wait here for commits */
 	struct kvbm__catalog *catalog;
 

@@ -424,7 +424,7 @@ kvbm_status kvbm__catalog_close(kvbm_manager *mgr, bool discard)
 		return KVBM_OK;
 	kvbm__writer_stop(cat);
 	if (!discard && !cat->detached) {
-		st = kvbm__writer_drain(cat, true);
+		st = kvbm__writer_drain(cat, true, true);
 		if (st == KVBM_OK)
 			kvbm__sql_exec(cat->db, "PRAGMA wal_checkpoint(TRUNCATE)");
 	}

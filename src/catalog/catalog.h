@@ -81,7 +81,9 @@ void kvbm__catalog_finalize(struct kvbm__catalog *cat);
 /* Start/stop the writer thread (writer.c). */
 kvbm_status kvbm__writer_start(struct kvbm__catalog *cat);
 void kvbm__writer_stop(struct kvbm__catalog *cat);
-/* Drain every dirty block on the calling thread (close path). */
-kvbm_status kvbm__writer_drain(struct kvbm__catalog *cat, bool clean_shutdown);
+/* Write what is dirty at the call, on the calling thread: the oldest rows
+ * first for a flush or a clean shutdown (which also writes what arrives
+ * meanwhile), else the newest first. */
+kvbm_status kvbm__writer_drain(struct kvbm__catalog *cat, bool clean_shutdown, bool flush);
 
 #endif /* KVBM_CATALOG_H */

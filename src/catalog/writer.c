@@ -156,15 +156,17 @@ static kvbm_status commit_take(struct kvbm__catalog *cat, bool clean_shutdown)
 	return KVBM_OK;
 }
 
-/* Write what was dirty when called: blocks leave the queue in FIFO order,
- * so taking that many images covers all of them even while new ones keep
- * arriving (a flush under sustained load still completes). Returns the
- * first failure. */
-kvbm_status kvbm__writer_drain(struct kvbm__catalog *cat, bool clean_shutdown)
+/* Write what was dirty when called. For a flush blocks leave the queue
+ * oldest first, so taking that many images covers all of them even while
+ * new ones keep arriving (a flush under sustained load still completes);
+ * otherwise newest first, at most that many. Returns the first failure. */
+kvbm_status kvbm__writer_drain(struct kvbm__catalog *cat, bool clean_shutdown, bool flush)
 {
 	kvbm_manager *mgr = cat->mgr;
 	struct kvbm__take *t = &cat->take;
 	uint64_t budget = UINT64_MAX;
+
+	t->oldest_first = flush || clean_shutdown;
 
 	do {
 		/* A clean shutdown persists the reserve as registered blocks
@@ -191,9 +193,10 @@ static void cycle(struct kvbm__catalog *cat)
 
 	pthread_mutex_lock(&cat->mu);
 	const uint64_t ticket = cat->flush_requested;
+	const bool flushing = ticket > cat->flush_done;
 	pthread_mutex_unlock(&cat->mu);
 
-	const kvbm_status st = kvbm__writer_drain(cat, false);
+	const kvbm_status st = kvbm__writer_drain(cat, false, flushing);
 
 	if (st != KVBM_OK && mgr->cfg.catalog_max_failures &&
 	    cat->consecutive_failures >= mgr->cfg.catalog_max_failures) {
