@@ -281,7 +281,7 @@ typedef struct kvbm_config {
 	kvbm_sync catalog_sync;        /**< default KVBM_SYNC_NORMAL */
 	uint32_t catalog_batch;        /**< max block rows per transaction; default 4096 */
 	uint32_t catalog_interval_ms;  /**< commit at least this often when dirty; default 50 */
-	uint32_t catalog_reserve;      /**< blocks kept durably reclaimed ahead of allocation; 0 = auto */
+	uint32_t catalog_reserve;      /**< blocks kept durably reclaimed ahead of allocation; 0 (default) = sized from demand, see the catalog group */
 	uint32_t catalog_wait_ms;      /**< longest kvbm_allocate waits for the writer; default 5000 */
 	uint32_t catalog_max_failures; /**< consecutive failed commits before detaching; default 8, 0 = never */
 	uint32_t catalog_busy_ms;      /**< how long the writer waits for a competing writer's lock; default 5000 */
@@ -424,7 +424,9 @@ KVBM_API kvbm_status kvbm_pool_counts_read(kvbm_manager *mgr,
  * Ownership: on KVBM_OK the caller owns n mutable blocks; on error nothing
  *   is taken. With a catalog, evicted blocks are handed out only once the
  *   catalog durably records them as free (see the catalog group); this call
- *   may then wait for the writer, at most cfg.catalog_wait_ms.
+ *   waits for the writer only when the reserve runs dry, and then for about
+ *   one commit while the writer is healthy; a stalled writer (a lock held
+ *   elsewhere, a failing disk) makes it wait at most cfg.catalog_wait_ms.
  * Thread-safety: any thread; takes the manager lock.
  * Errors: KVBM_E_EXHAUSTED (fewer than n reset + inactive blocks),
  *   KVBM_E_INVAL (mgr/out NULL or n == 0), KVBM_E_BUSY or KVBM_E_IO (the
@@ -795,12 +797,38 @@ KVBM_API kvbm_status kvbm_hash_sequence(const uint32_t *tokens, size_t n_tokens,
  * registrations and accesses of the last unflushed window, but it never
  * claims a hash for a block whose contents were reused after that hash was
  * recorded: an evicted block is handed out by kvbm_allocate() only after
- * the catalog has durably recorded it as free. The writer reclaims ahead
- * (cfg.catalog_reserve blocks, taken in eviction order, stay matchable
- * until allocated), so allocation waits only when that reserve is empty.
+ * the catalog has durably recorded it as free. A block whose row never
+ * reached the file needs no such record and is handed out at once.
  * The guarantee covers block ownership, not KV bytes: use cfg.pre_commit
  * to make the data of newly registered blocks durable before their rows
  * commit, and cfg.restore_validate to veto blocks on restore.
+ *
+ * Cost. One commit writes one row per changed registered block (a block
+ * changed many times between commits is one row) and one reclaim row
+ * listing every block it records free, so an eviction costs about one row
+ * write: the new registration's. Reclaims go first in every transaction;
+ * when an allocation is waiting they are committed alone. Under a backlog
+ * the writer writes the most recently changed rows first (a flush and
+ * kvbm_close still write everything that was dirty at their call).
+ *
+ * Reserve. The writer keeps victims reclaimed ahead of demand: taken out
+ * of the eviction policy in its order, recorded free, still matchable
+ * until allocated (a hit takes one back), handed out in exactly the
+ * policy's order, so a catalog never changes what is evicted. With
+ * cfg.catalog_reserve = 0 its size follows demand: four times the
+ * eviction rate times the commit latency plus twice the largest
+ * allocation seen, at least min(16, block_count/8) and at most
+ * block_count/8 blocks; free blocks count towards it. Reserved blocks are
+ * not restored after a crash (their rows are marked free); kvbm_close
+ * puts them back and persists them.
+ *
+ * WAL. The writer checkpoints on its own schedule: PASSIVE once the WAL
+ * holds 1,000 frames (never waiting for readers), retried on idle cycles
+ * and after failed commits, and a non-blocking TRUNCATE once everything is
+ * copied. A reader holding a snapshot (a sqlite3 shell inside a
+ * transaction) pins the WAL and lets it grow; once it is gone, the WAL
+ * file returns to at most 16 MiB (journal_size_limit) within the writer's
+ * next commit or idle cycle.
  * @{ */
 
 /** Schema version this library writes (schema/NNN_*.sql). */
@@ -828,7 +856,8 @@ KVBM_API kvbm_status kvbm_catalog_migrate(const char *path, unsigned flags, int 
 					  char *errbuf, size_t errlen);
 
 /**
- * Block until every change queued before this call is committed.
+ * Block until every change queued before this call is committed (the
+ * oldest first, and what arrives meanwhile may ride along).
  *
  * Ownership: none.
  * Thread-safety: any thread except the pre_commit hook; may wait on disk.

@@ -66,14 +66,19 @@ void kvbm__journal_take(kvbm_manager *mgr, uint32_t reserve_target, struct kvbm_
 	 * transaction of one row, rather than behind a batch of rows. While
 	 * the reserve runs low, keep transactions short, so the next reclaim
 	 * never waits long behind one in flight. */
+	const uint32_t ready = mgr->reserve.count + mgr->freeing.count + free_blocks;
 	uint32_t cap = t->cap;
 	if (mgr->alloc_waiters && t->n_freed)
 		cap = 0;
-	else if (mgr->reserve.count + mgr->freeing.count < reserve_target / 2 && cap > 512)
+	else if (ready < reserve_target / 2 && cap > 512)
 		cap = 512;
+	/* Newest first only under eviction pressure: otherwise (a cache
+	 * filling up) the oldest rows are the next block ids, and SQLite
+	 * appends them to the table fastest in that order. */
+	const bool oldest_first = t->oldest_first || ready >= reserve_target;
 	while (t->n < cap && mgr->dirty_count > 0) {
 		uint32_t b;
-		if (t->oldest_first) {
+		if (oldest_first) {
 			b = mgr->dirty[mgr->dirty_head];
 			mgr->dirty_head = (mgr->dirty_head + 1) % mgr->block_count;
 		} else {

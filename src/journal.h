@@ -57,10 +57,11 @@ struct kvbm__take {
  * blocks whose rows committed) goes into t->freed, ahead of the rows:
  * reclaims never queue behind registrations. Then up to t->cap dirty
  * registered blocks' images: the oldest first when t->oldest_first (a
- * flush must cover what was dirty at its call), otherwise the newest
- * first. Under a backlog that puts the writer's work where a restart
- * gains most: the least recently changed rows are the likeliest to be
- * evicted before they are written, and then need no row at all. At most one take is in flight: every take is
+ * flush must cover what was dirty at its call) or while allocations need
+ * no evictions, otherwise the newest first. Under eviction pressure that
+ * puts the writer's work where a restart gains most: the least recently
+ * changed rows are the likeliest to be evicted before they are written,
+ * and then need no row at all. At most one take is in flight: every take is
  * followed by kvbm__journal_committed or _failed for exactly it. */
 void kvbm__journal_take(kvbm_manager *mgr, uint32_t reserve_target, struct kvbm__take *t);
 /* The take committed: update durable claims, make freed blocks
