@@ -91,6 +91,20 @@ CREATE TABLE reclaims (
 	blocks TEXT NOT NULL               -- JSON array of block ids
 );
 
+-- The file's identity: a random id fixed at creation. Every commit of
+-- every tier bumps commit_seq, so this page is in every commit; the
+-- library keeps the id beside the file too and refuses a WAL whose
+-- commits carry another catalog's id.
+CREATE TABLE catalog (
+	singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+	catalog_id INTEGER NOT NULL,
+	commit_seq INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO catalog (singleton, catalog_id) VALUES (1, random() & 9223372036854775807);
+-- 'kvbm' in the database header: what `file` and kvbm check before
+-- touching a file.
+PRAGMA application_id = 1803968109;
+
 DROP INDEX blocks_by_hash;
 DROP TABLE blocks;
 DROP TABLE meta;

@@ -280,7 +280,7 @@ static kvbm_status open_db(struct kvbm__catalog *cat)
 void kvbm__catalog_finalize(struct kvbm__catalog *cat)
 {
 	sqlite3_stmt **const all[] = {&cat->upsert, &cat->add_reclaim, &cat->drop_reclaim,
-				      &cat->stamp, &cat->stamp_clean};
+				      &cat->stamp, &cat->stamp_clean, &cat->bump};
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		sqlite3_finalize(*all[i]);
@@ -300,6 +300,7 @@ static kvbm_status prepare_writer(struct kvbm__catalog *cat)
 		{&cat->add_reclaim, "INSERT INTO reclaims (tier_id, seq, blocks) VALUES (?1, ?2, ?3)"},
 		{&cat->drop_reclaim, "DELETE FROM reclaims WHERE rec_id = ?1"},
 		{&cat->stamp, "UPDATE tiers SET last_commit_at = ?2, write_seq = ?3 WHERE tier_id = ?1"},
+		{&cat->bump, "UPDATE catalog SET commit_seq = commit_seq + 1"},
 		{&cat->stamp_clean, "UPDATE tiers SET last_commit_at = ?2, write_seq = ?3,"
 				    " clean_shutdown = 1, last_clean_shutdown_at = ?2 WHERE tier_id = ?1"},
 	};

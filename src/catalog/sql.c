@@ -250,6 +250,8 @@ kvbm_status kvbm__catalog_write(struct kvbm__catalog *cat, bool clean_shutdown, 
 		sqlite3_bind_int64(st, 2, now);
 		sqlite3_bind_int64(st, 3, (sqlite3_int64)seq);
 		rc = step_done(st);
+		if (rc == SQLITE_OK)
+			rc = step_done(cat->bump);
 	}
 	if (rc == SQLITE_OK) {
 		what = "stats";
