@@ -283,7 +283,7 @@ typedef struct kvbm_config {
 	uint32_t catalog_interval_ms;  /**< commit at least this often when dirty; default 50 */
 	uint32_t catalog_reserve;      /**< blocks kept durably reclaimed ahead of allocation; 0 (default) = sized from demand, see the catalog group */
 	uint32_t catalog_wait_ms;      /**< longest kvbm_allocate waits for the writer; default 5000 */
-	uint32_t catalog_max_failures; /**< consecutive failed commits before detaching; default 8, 0 = never */
+	uint32_t catalog_max_failures; /**< failed commits in a row after which the writer retries once a second; default 8, 0 = at the interval */
 	uint32_t catalog_busy_ms;      /**< how long the writer waits for a competing writer's lock; default 5000 */
 	bool catalog_discard_mismatch; /**< start cold over a mismatching catalog instead of KVBM_E_MISMATCH */
 	kvbm_pre_commit_fn pre_commit;         /**< optional, see kvbm_pre_commit_fn */
@@ -862,7 +862,7 @@ KVBM_API kvbm_status kvbm_catalog_migrate(const char *path, unsigned flags, int 
  * Ownership: none.
  * Thread-safety: any thread except the pre_commit hook; may wait on disk.
  * Errors: KVBM_OK without a catalog; KVBM_E_IO/KVBM_E_FULL/KVBM_E_BUSY (the
- *   writer failed; the message says why), KVBM_E_MISUSE (catalog detached).
+ *   writer's commit failed; the message says why; it keeps retrying).
  */
 KVBM_API kvbm_status kvbm_flush(kvbm_manager *mgr);
 /** @} */
@@ -959,7 +959,7 @@ typedef struct kvbm_metrics {
 	uint64_t catalog_pending;         /**< dirty rows and free records not yet committed (gauge) */
 	uint64_t catalog_reserve;         /**< blocks reclaimed durably, ready to hand out (gauge) */
 	uint64_t catalog_reserve_target;  /**< the size the writer keeps the reserve at (gauge) */
-	uint64_t catalog_detached;        /**< 1 once the catalog was given up (gauge) */
+	uint64_t catalog_failing;         /**< 1 while the last commit failed: rows are retried, the file stays as committed (gauge) */
 	int64_t catalog_last_error;       /**< kvbm_status of the last failure, 0 if none */
 	/* events */
 	uint64_t events_emitted;  /**< events queued for the sink */

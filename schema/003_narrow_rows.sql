@@ -103,7 +103,7 @@ CREATE TABLE catalog (
 INSERT INTO catalog (singleton, catalog_id) VALUES (1, random() & 9223372036854775807);
 -- 'kvbm' in the database header: what `file` and kvbm check before
 -- touching a file.
-PRAGMA application_id = 1803968109;
+PRAGMA application_id = 1802920557;
 
 DROP INDEX blocks_by_hash;
 DROP TABLE blocks;

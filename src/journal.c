@@ -126,6 +126,7 @@ void kvbm__journal_committed(kvbm_manager *mgr, const struct kvbm__take *t, uint
 	if (duration_ns > mgr->m.catalog_flush_ns_max)
 		mgr->m.catalog_flush_ns_max = duration_ns;
 	mgr->journal_error = KVBM_OK;
+	mgr->m.catalog_failing = 0;
 	mgr->commit_gen++;
 	pthread_cond_broadcast(&mgr->journal_cv);
 	pthread_mutex_unlock(&mgr->lock);
@@ -152,6 +153,7 @@ void kvbm__journal_failed(kvbm_manager *mgr, const struct kvbm__take *t, kvbm_st
 		}
 	}
 	mgr->m.catalog_failures++;
+	mgr->m.catalog_failing = 1;
 	mgr->m.catalog_last_error = code;
 	mgr->journal_error = code;
 	mgr->commit_gen++;
@@ -212,29 +214,6 @@ uint32_t kvbm__journal_peak_request(kvbm_manager *mgr)
 	mgr->peak_request = 0;
 	pthread_mutex_unlock(&mgr->lock);
 	return peak;
-}
-
-void kvbm__journal_detach(kvbm_manager *mgr)
-{
-	uint32_t b;
-
-	pthread_mutex_lock(&mgr->lock);
-	mgr->journal_on = false;
-	for (uint32_t i = 0; i < mgr->block_count; i++) {
-		mgr->slots[i].durable_claim = 0;
-		mgr->slots[i].dirty = 0;
-	}
-	mgr->dirty_count = 0;
-	while ((b = kvbm__list_pop_head(mgr, KVBM__IN_RESET_UNSAFE)) != KVBM__NIL)
-		kvbm__list_push_tail(mgr, KVBM__IN_RESET, b);
-	while ((b = kvbm__list_pop_head(mgr, KVBM__IN_RESET_FREEING)) != KVBM__NIL)
-		kvbm__list_push_tail(mgr, KVBM__IN_RESET, b);
-	while ((b = kvbm__list_pop_head(mgr, KVBM__IN_FREEING)) != KVBM__NIL)
-		kvbm__list_push_tail(mgr, KVBM__IN_RESERVE, b);
-	mgr->m.catalog_detached = 1;
-	mgr->commit_gen++;
-	pthread_cond_broadcast(&mgr->journal_cv);
-	pthread_mutex_unlock(&mgr->lock);
 }
 
 kvbm_status kvbm__restore_block(kvbm_manager *mgr, const struct kvbm__image *img)

@@ -71,9 +71,6 @@ void kvbm__journal_committed(kvbm_manager *mgr, const struct kvbm__take *t,
 /* The take's commit failed: its rows go back to dirty, its frees back to
  * waiting, and waiters are woken so they can report code. */
 void kvbm__journal_failed(kvbm_manager *mgr, const struct kvbm__take *t, kvbm_status code);
-/* The catalog is gone for good (detached): stop tracking durability, make
- * every block allocatable, wake waiters. */
-void kvbm__journal_detach(kvbm_manager *mgr);
 /* The largest allocation seen since the last call (then forgotten), for
  * sizing the reserve. */
 uint32_t kvbm__journal_peak_request(kvbm_manager *mgr);

@@ -56,6 +56,10 @@ static kvbm_status check_config(const kvbm_config *c, char *msg, size_t len)
 			   t[0], t[1], t[2]);
 	if ((unsigned)c->catalog_sync > KVBM_SYNC_OFF)
 		return BAD("catalog_sync %d is unknown", (int)c->catalog_sync);
+	/* SQLite would open "" as a private temporary database: a catalog
+	 * that silently persists nothing. */
+	if (c->catalog_path && c->catalog_path[0] == '\0')
+		return BAD("catalog_path is empty: give a file name, or NULL for no catalog");
 	if (c->catalog_path && (c->catalog_batch == 0 || c->catalog_interval_ms == 0))
 		return BAD("catalog_batch and catalog_interval_ms must be positive");
 	if (c->event_sink && (c->event_batch_max == 0 || c->event_window_ms == 0))
@@ -147,6 +151,8 @@ kvbm_status kvbm_open_ex(const kvbm_config *cfg, kvbm_manager **out, char *errbu
 
 	if (errbuf && errlen)
 		errbuf[0] = '\0';
+	if (out)
+		*out = NULL; /* on every error, as the header says */
 	if (!out || !cfg) {
 		if (errbuf && errlen)
 			snprintf(errbuf, errlen, "invalid argument: %s", cfg ? "out" : "cfg");

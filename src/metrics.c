@@ -75,7 +75,7 @@ static const struct series table[] = {
 	G(catalog_pending, "Dirty rows and free records not yet committed to the catalog."),
 	G(catalog_reserve, "Blocks durably reclaimed, ready to allocate without a wait."),
 	G(catalog_reserve_target, "Reserve size the catalog writer aims for."),
-	G(catalog_detached, "1 once the catalog was given up after repeated failures."),
+	G(catalog_failing, "1 while the catalog writer's last commit failed."),
 	G(catalog_last_error, "kvbm_status of the last catalog failure, 0 if none."),
 	C(events_emitted, "Block events queued for the event sink."),
 	C(event_batches, "Event batches delivered to the sink."),

@@ -252,17 +252,33 @@ static kvbm_status open_db(struct kvbm__catalog *cat)
 		[KVBM_SYNC_FULL] = "PRAGMA synchronous = FULL",
 		[KVBM_SYNC_OFF] = "PRAGMA synchronous = OFF",
 	};
+	char msg[512];
+	bool is_new;
+	kvbm_status st = kvbm__catalog_check_path(path, &is_new, msg, sizeof(msg));
+
+	if (st != KVBM_OK)
+		return kvbm__fail(mgr, st, "%s", msg);
 	int rc = sqlite3_open_v2(path, &cat->db,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 				 NULL);
-
 	if (rc != SQLITE_OK)
 		return open_failure(mgr, cat->db, rc, path);
 	sqlite3_extended_result_codes(cat->db, 1);
+	/* Closing must never checkpoint: a refused file's WAL (another
+	 * catalog's, say) would be written into it. kvbm_close checkpoints
+	 * explicitly once it knows the file is ours. */
+	sqlite3_db_config(cat->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
 	const uint32_t busy_ms = mgr->cfg.catalog_busy_ms;
 	sqlite3_busy_timeout(cat->db, busy_ms > INT32_MAX ? INT32_MAX : (int)busy_ms);
-	/* The first statement reads the header: a file that is not a
-	 * database fails here with SQLITE_NOTADB. */
+	/* Identify before the first write: nothing below runs on a file that
+	 * is not (or not yet) a kvbm catalog. */
+	if ((st = kvbm__catalog_identify(cat->db, path, is_new, msg, sizeof(msg))) != KVBM_OK)
+		return kvbm__fail(mgr, st, "%s", msg);
+	if (sqlite3_db_readonly(cat->db, "main") == 1)
+		return kvbm__fail(mgr, KVBM_E_READONLY,
+				  "catalog %s is read-only (file mode or a read-only mount): a manager "
+				  "writes its catalog; kvbm-catalog reads it without writing",
+				  path);
 	if ((rc = kvbm__sql_exec(cat->db, "PRAGMA journal_mode = WAL")) != SQLITE_OK)
 		return (rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT
 			       ? kvbm__fail(mgr, KVBM_E_CORRUPT, "%s is not a kvbm catalog: %s", path,
@@ -275,6 +291,45 @@ static kvbm_status open_db(struct kvbm__catalog *cat)
 	    (rc = kvbm__sql_exec(cat->db, limit)) != SQLITE_OK)
 		return kvbm__sql_fail(mgr, cat->db, rc, "configure catalog");
 	return KVBM_OK;
+}
+
+/* The file's catalog id (schema 3's catalog table). */
+static kvbm_status read_catalog_id(struct kvbm__catalog *cat, int64_t *id)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(cat->db, "SELECT catalog_id FROM catalog WHERE singleton = 1",
+				    -1, &st, NULL);
+
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			*id = sqlite3_column_int64(st, 0);
+			rc = SQLITE_OK;
+		} else if (rc == SQLITE_DONE) {
+			rc = SQLITE_CORRUPT;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_OK ? KVBM_OK
+			       : kvbm__fail(cat->mgr, KVBM_E_CORRUPT,
+					    "catalog %s has no catalog id: %s", cat->mgr->catalog_path,
+					    sqlite3_errmsg(cat->db));
+}
+
+/* After migration, inside the open's transaction: the schema is whole, the
+ * lock file belongs to this file, and no other writer owns the tier. */
+static kvbm_status check_ownership(struct kvbm__catalog *cat)
+{
+	kvbm_manager *mgr = cat->mgr;
+	char msg[512];
+	int64_t id = 0;
+	kvbm_status st = kvbm__catalog_check_schema(cat->db, mgr->catalog_path, msg, sizeof(msg));
+
+	if (st != KVBM_OK)
+		return kvbm__fail(mgr, st, "%s", msg);
+	if ((st = read_catalog_id(cat, &id)) != KVBM_OK)
+		return st;
+	return kvbm__owner_open(&cat->owner, mgr, mgr->catalog_path, id);
 }
 
 void kvbm__catalog_finalize(struct kvbm__catalog *cat)
@@ -320,6 +375,7 @@ static void free_catalog(struct kvbm__catalog *cat)
 		return;
 	kvbm__catalog_finalize(cat);
 	sqlite3_close_v2(cat->db);
+	kvbm__owner_close(&cat->owner);
 	pthread_cond_destroy(&cat->wake_cv);
 	pthread_cond_destroy(&cat->flush_cv);
 	pthread_mutex_destroy(&cat->mu);
@@ -341,6 +397,7 @@ kvbm_status kvbm__catalog_open(kvbm_manager *mgr)
 	if (!cat)
 		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot allocate the catalog");
 	cat->mgr = mgr;
+	cat->owner.fd = -1;
 	pthread_mutex_init(&cat->mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -371,7 +428,10 @@ kvbm_status kvbm__catalog_open(kvbm_manager *mgr)
 		goto fail;
 	}
 	if ((st = migrate(mgr, cat->db, &migrated)) != KVBM_OK ||
+	    (st = check_ownership(cat)) != KVBM_OK ||
 	    (st = check_identity(cat, &discarded)) != KVBM_OK ||
+	    (st = kvbm__owner_lock(&cat->owner, mgr, mgr->catalog_path, mgr->tier, cat->tier_id,
+				   cat->incarnation)) != KVBM_OK ||
 	    (st = kvbm__catalog_restore(cat, !migrated && !discarded)) != KVBM_OK)
 		goto rollback;
 	if ((rc = kvbm__sql_exec(cat->db, "COMMIT")) != SQLITE_OK) {
@@ -424,10 +484,14 @@ kvbm_status kvbm__catalog_close(kvbm_manager *mgr, bool discard)
 	if (!cat)
 		return KVBM_OK;
 	kvbm__writer_stop(cat);
-	if (!discard && !cat->detached) {
+	if (!discard) {
 		st = kvbm__writer_drain(cat, true, true);
-		if (st == KVBM_OK)
+		/* The file is known to be ours: let the last close checkpoint
+		 * and remove the WAL as SQLite does by default. */
+		if (st == KVBM_OK) {
 			kvbm__sql_exec(cat->db, "PRAGMA wal_checkpoint(TRUNCATE)");
+			sqlite3_db_config(cat->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, (int *)NULL);
+		}
 	}
 	mgr->catalog = NULL;
 	free_catalog(cat);
@@ -451,16 +515,12 @@ kvbm_status kvbm__catalog_flush(kvbm_manager *mgr)
 	if (!cat)
 		return kvbm__fail(mgr, KVBM_E_MISUSE, "catalog is not attached");
 	pthread_mutex_lock(&cat->mu);
-	if (cat->detached) {
-		pthread_mutex_unlock(&cat->mu);
-		return kvbm__fail(mgr, KVBM_E_MISUSE, "catalog was detached after write failures");
-	}
 	const uint64_t ticket = ++cat->flush_requested;
 	cat->woken = true;
 	pthread_cond_signal(&cat->wake_cv);
-	while (cat->flush_done < ticket && !cat->detached)
+	while (cat->flush_done < ticket)
 		pthread_cond_wait(&cat->flush_cv, &cat->mu);
-	const kvbm_status st = cat->detached ? KVBM_E_IO : cat->flush_status;
+	const kvbm_status st = cat->flush_status;
 	pthread_mutex_unlock(&cat->mu);
 	return st;
 }
@@ -484,6 +544,10 @@ kvbm_status kvbm_catalog_migrate(const char *path, unsigned flags, int *from, in
 		errbuf[0] = '\0';
 	if (!path)
 		return FAIL(KVBM_E_INVAL, "invalid argument: path");
+	char msg[512];
+	bool is_new = false;
+	if ((st = kvbm__catalog_check_path(path, &is_new, msg, sizeof(msg))) != KVBM_OK)
+		return FAIL(st, "%s", msg);
 	rc = sqlite3_open_v2(path, &db,
 			     SQLITE_OPEN_READWRITE | (flags & KVBM_MIGRATE_CREATE ? SQLITE_OPEN_CREATE : 0),
 			     NULL);
@@ -492,6 +556,11 @@ kvbm_status kvbm_catalog_migrate(const char *path, unsigned flags, int *from, in
 		goto out;
 	}
 	sqlite3_busy_timeout(db, 5000);
+	sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+	if ((st = kvbm__catalog_identify(db, path, is_new, msg, sizeof(msg))) != KVBM_OK) {
+		FAIL(st, "%s", msg);
+		goto out;
+	}
 	if ((rc = kvbm__sql_exec(db, "BEGIN IMMEDIATE")) != SQLITE_OK ||
 	    (rc = user_version(db, &version)) != SQLITE_OK) {
 		FAIL((rc & 0xff) == SQLITE_NOTADB ? KVBM_E_CORRUPT : kvbm__sql_status(rc),

@@ -12,6 +12,7 @@
 #include <sqlite3.h>
 
 #include "manager.h"
+#include "owner.h"
 #include "reclaims.h"
 
 struct kvbm__catalog {
@@ -35,7 +36,7 @@ struct kvbm__catalog {
 				    calling into the core */
 	pthread_cond_t wake_cv;  /* writer sleeps here */
 	pthread_cond_t flush_cv; /* kvbm_flush callers sleep here */
-	bool woken, stopping, detached;
+	bool woken, stopping;
 	uint64_t flush_requested, flush_done;
 	kvbm_status flush_status;   /* result of the cycle that satisfied flush_done */
 
@@ -43,6 +44,9 @@ struct kvbm__catalog {
 	uint32_t consecutive_failures;
 	int wal_pages;              /* WAL frames after the last commit */
 	int page_size;
+	bool shrink_wal;            /* the disk is full: empty the WAL when it can be */
+	uint32_t commits_since_ballast;
+	struct kvbm__owner owner;   /* lock file: ownership, identity, ballast */
 	int ckpt_behind;            /* frames the last checkpoint could not copy */
 	uint64_t last_stats_ms;
 	uint64_t rate_ns, rate_evictions; /* last sample of the eviction counter */
@@ -53,6 +57,18 @@ struct kvbm__catalog {
 /* The WAL file is cut back to this size whenever it is reset (SQLite's
  * journal_size_limit) or fully checkpointed with no reader. */
 #define KVBM__WAL_LIMIT_BYTES (16 << 20)
+
+/* PRAGMA application_id of a catalog: 'kvbm' (schema/003_narrow_rows.sql). */
+#define KVBM__APPLICATION_ID 0x6b76626d
+
+/* Before SQLite opens path (identify.c): refuse what is not a regular
+ * file; *is_new when it is missing or empty. The message goes to msg. */
+kvbm_status kvbm__catalog_check_path(const char *path, bool *is_new, char *msg, size_t len);
+/* Before anything writes: is the open file a kvbm catalog (or new)? */
+kvbm_status kvbm__catalog_identify(sqlite3 *db, const char *path, bool is_new, char *msg,
+				   size_t len);
+/* After migration: every table column and view the library uses exists. */
+kvbm_status kvbm__catalog_check_schema(sqlite3 *db, const char *path, char *msg, size_t len);
 
 /* SQLite result code -> kvbm_status. */
 kvbm_status kvbm__sql_status(int rc);

@@ -10,10 +10,13 @@
  * It drives checkpoints itself (auto-checkpoint is off): a PASSIVE one once
  * the WAL passes CHECKPOINT_PAGES, retried on idle cycles while a reader
  * keeps frames pinned, and a TRUNCATE (without waiting) once everything is
- * copied, so the WAL file shrinks back as soon as a long reader is gone. After cfg.catalog_max_failures failed commits in a
- * row it gives the catalog up: the files are renamed aside (rename needs no
- * disk space, and a renamed file is never restored) and the manager goes
- * on in memory.
+ * copied, so the WAL file shrinks back as soon as a long reader is gone.
+ *
+ * It never gives the catalog up. A failed commit leaves the file as it was
+ * at its last commit; the writer retries (once a second after
+ * cfg.catalog_max_failures failures in a row), and on a full disk first
+ * gives back the sidecar's ballast and checkpoints, so the small reclaim
+ * commits that allocation needs can still land.
  */
 #include <stdio.h>
 #include <time.h>
@@ -56,11 +59,14 @@ static void checkpoint(struct kvbm__catalog *cat, bool idle)
 		cat->ckpt_behind = cat->wal_pages > 0 ? cat->wal_pages : 1;
 		return;
 	}
-	if (log > 0 && done == log && (int64_t)log * cat->page_size > KVBM__WAL_LIMIT_BYTES) {
+	if (log > 0 && done == log &&
+	    ((int64_t)log * cat->page_size > KVBM__WAL_LIMIT_BYTES || cat->shrink_wal)) {
 		sqlite3_busy_timeout(cat->db, 0);
 		if (sqlite3_wal_checkpoint_v2(cat->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log,
-					      &done) == SQLITE_OK)
+					      &done) == SQLITE_OK) {
 			log = done = 0;
+			cat->shrink_wal = false;
+		}
 		const uint32_t busy_ms = cat->mgr->cfg.catalog_busy_ms;
 		sqlite3_busy_timeout(cat->db, busy_ms > INT32_MAX ? INT32_MAX : (int)busy_ms);
 	}
@@ -68,33 +74,6 @@ static void checkpoint(struct kvbm__catalog *cat, bool idle)
 	/* Frames a reader still pins count as the WAL's size until it lets
 	 * go: retry on idle cycles rather than waiting for the next commit. */
 	cat->wal_pages = cat->ckpt_behind;
-}
-
-/* Rename db, -wal and -shm aside so no later open restores stale claims. */
-static void detach(struct kvbm__catalog *cat)
-{
-	kvbm_manager *mgr = cat->mgr;
-	static const char *const suffix[] = {"", "-wal", "-shm"};
-	char from[4096], to[4096];
-
-	kvbm__catalog_finalize(cat);
-	sqlite3_close_v2(cat->db);
-	cat->db = NULL;
-	for (int i = 0; i < 3; i++) {
-		snprintf(from, sizeof(from), "%s%s", mgr->catalog_path, suffix[i]);
-		snprintf(to, sizeof(to), "%s.detached-%llu%s", mgr->catalog_path,
-			 (unsigned long long)cat->incarnation, suffix[i]);
-		rename(from, to);
-	}
-	kvbm__fail(mgr, KVBM_E_IO,
-		   "catalog %s detached after %u failed commits; renamed to %s.detached-%llu",
-		   mgr->catalog_path, cat->consecutive_failures, mgr->catalog_path,
-		   (unsigned long long)cat->incarnation);
-	kvbm__journal_detach(mgr);
-	pthread_mutex_lock(&cat->mu);
-	cat->detached = true;
-	pthread_cond_broadcast(&cat->flush_cv);
-	pthread_mutex_unlock(&cat->mu);
 }
 
 /* How many reclaimed blocks to keep ready. Allocations consume the reserve
@@ -143,6 +122,13 @@ static kvbm_status commit_take(struct kvbm__catalog *cat, bool clean_shutdown)
 	if (st != KVBM_OK) {
 		kvbm__journal_failed(cat->mgr, &cat->take, st);
 		cat->consecutive_failures++;
+		if (st == KVBM_E_FULL) {
+			/* Make room for the next attempt: the ballast, and the WAL if
+			 * no reader pins it (a checkpoint that cannot run is fine). */
+			kvbm__owner_release_ballast(&cat->owner);
+			cat->ckpt_behind = cat->wal_pages > 0 ? cat->wal_pages : 1;
+			cat->shrink_wal = true;
+		}
 		return st;
 	}
 	/* Out of memory here only keeps reclaim rows until the next restore. */
@@ -153,6 +139,11 @@ static kvbm_status commit_take(struct kvbm__catalog *cat, bool clean_shutdown)
 	kvbm__journal_committed(cat->mgr, &cat->take, dt);
 	cat->consecutive_failures = 0;
 	checkpoint(cat, false);
+	/* Space came back: set the ballast aside again (cheap to retry). */
+	if (!cat->owner.ballast && cat->commits_since_ballast++ >= 64) {
+		cat->commits_since_ballast = 0;
+		kvbm__owner_restore_ballast(&cat->owner);
+	}
 	return KVBM_OK;
 }
 
@@ -189,8 +180,6 @@ kvbm_status kvbm__writer_drain(struct kvbm__catalog *cat, bool clean_shutdown, b
 
 static void cycle(struct kvbm__catalog *cat)
 {
-	kvbm_manager *mgr = cat->mgr;
-
 	pthread_mutex_lock(&cat->mu);
 	const uint64_t ticket = cat->flush_requested;
 	const bool flushing = ticket > cat->flush_done;
@@ -198,11 +187,6 @@ static void cycle(struct kvbm__catalog *cat)
 
 	const kvbm_status st = kvbm__writer_drain(cat, false, flushing);
 
-	if (st != KVBM_OK && mgr->cfg.catalog_max_failures &&
-	    cat->consecutive_failures >= mgr->cfg.catalog_max_failures) {
-		detach(cat);
-		return;
-	}
 	/* Also after a failed commit, and when there was nothing to write:
 	 * a reader that pinned the WAL may have left since. */
 	checkpoint(cat, true);
@@ -218,10 +202,17 @@ static void cycle(struct kvbm__catalog *cat)
 static void *writer_main(void *arg)
 {
 	struct kvbm__catalog *cat = arg;
-	const uint32_t interval = cat->mgr->cfg.catalog_interval_ms;
+	const uint32_t every = cat->mgr->cfg.catalog_interval_ms;
+	const uint32_t max_failures = cat->mgr->cfg.catalog_max_failures;
 
 	pthread_mutex_lock(&cat->mu);
 	while (!cat->stopping) {
+		/* A catalog that keeps failing is retried once a second; a flush
+		 * or a waiting allocation still tries at once. */
+		const uint32_t interval =
+			max_failures && cat->consecutive_failures >= max_failures && every < 1000
+				? 1000
+				: every;
 		if (!cat->woken) {
 			struct timespec ts;
 			clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -234,7 +225,7 @@ static void *writer_main(void *arg)
 			pthread_cond_timedwait(&cat->wake_cv, &cat->mu, &ts);
 		}
 		cat->woken = false;
-		if (cat->stopping || cat->detached)
+		if (cat->stopping)
 			break;
 		/* Never hold mu while calling into the core: the core calls
 		 * kvbm__catalog_wake with its own lock held. */
