@@ -159,17 +159,19 @@ kvbm_status kvbm_allocate_ex(kvbm_manager *mgr, uint32_t n, kvbm_mutable *out,
 		while (mgr->commit_gen == gen && mgr->journal_on && rc != ETIMEDOUT)
 			rc = pthread_cond_timedwait(&mgr->journal_cv, &mgr->lock, &deadline);
 		mgr->alloc_waiters--;
+		/* A failing writer retries (and on a full disk makes room first),
+		 * so keep waiting for it until the deadline, then say why. */
 		if (rc == ETIMEDOUT && ready(mgr) < n) {
-			st = kvbm__fail(mgr, KVBM_E_BUSY,
-					"catalog writer did not free %u blocks within %u ms",
-					n - ready(mgr), mgr->cfg.catalog_wait_ms);
-			break;
-		}
-		if (mgr->journal_on && mgr->journal_error != KVBM_OK && ready(mgr) < n) {
-			st = kvbm__fail(mgr, mgr->journal_error,
-					"catalog writer is failing (%s): evicted blocks cannot be "
-					"freed durably",
-					kvbm_strerror(mgr->journal_error));
+			if (mgr->journal_on && mgr->journal_error != KVBM_OK)
+				st = kvbm__fail(mgr, mgr->journal_error,
+						"catalog writer is failing (%s): %u evicted blocks could "
+						"not be recorded free within %u ms",
+						kvbm_strerror(mgr->journal_error), n - ready(mgr),
+						mgr->cfg.catalog_wait_ms);
+			else
+				st = kvbm__fail(mgr, KVBM_E_BUSY,
+						"catalog writer did not free %u blocks within %u ms",
+						n - ready(mgr), mgr->cfg.catalog_wait_ms);
 			break;
 		}
 	}

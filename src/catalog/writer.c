@@ -13,10 +13,11 @@
  * copied, so the WAL file shrinks back as soon as a long reader is gone.
  *
  * It never gives the catalog up. A failed commit leaves the file as it was
- * at its last commit; the writer retries (once a second after
- * cfg.catalog_max_failures failures in a row), and on a full disk first
- * gives back the sidecar's ballast and checkpoints, so the small reclaim
- * commits that allocation needs can still land.
+ * at its last commit; the writer retries with a growing delay (10 ms,
+ * doubling, once a second after cfg.catalog_max_failures failures in a
+ * row), and on a full disk first gives back the sidecar's ballast and
+ * checkpoints, so the small reclaim commits that allocation needs can
+ * still land.
  */
 #include <stdio.h>
 #include <time.h>
@@ -199,29 +200,45 @@ static void cycle(struct kvbm__catalog *cat)
 	pthread_mutex_unlock(&cat->mu);
 }
 
+/* After k failed commits in a row, the next attempt waits 10 ms << k (at
+ * most a second; once a second from cfg.catalog_max_failures on), even
+ * when woken: waiting allocations and flushes would otherwise spin on a
+ * disk that fails at once. */
+static uint64_t retry_delay_ns(const struct kvbm__catalog *cat)
+{
+	const uint32_t k = cat->consecutive_failures, max = cat->mgr->cfg.catalog_max_failures;
+	if (k == 0)
+		return 0;
+	if ((max && k >= max) || k > 6)
+		return 1000000000ull;
+	return 10000000ull << (k - 1);
+}
+
+static void deadline_in(struct timespec *ts, uint64_t ns)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ns += (uint64_t)ts->tv_nsec;
+	ts->tv_sec += (time_t)(ns / 1000000000ull);
+	ts->tv_nsec = (long)(ns % 1000000000ull);
+}
+
 static void *writer_main(void *arg)
 {
 	struct kvbm__catalog *cat = arg;
-	const uint32_t every = cat->mgr->cfg.catalog_interval_ms;
-	const uint32_t max_failures = cat->mgr->cfg.catalog_max_failures;
+	const uint64_t every = (uint64_t)cat->mgr->cfg.catalog_interval_ms * 1000000ull;
 
 	pthread_mutex_lock(&cat->mu);
 	while (!cat->stopping) {
-		/* A catalog that keeps failing is retried once a second; a flush
-		 * or a waiting allocation still tries at once. */
-		const uint32_t interval =
-			max_failures && cat->consecutive_failures >= max_failures && every < 1000
-				? 1000
-				: every;
-		if (!cat->woken) {
-			struct timespec ts;
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			ts.tv_sec += interval / 1000;
-			ts.tv_nsec += (long)(interval % 1000) * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
+		struct timespec ts;
+		const uint64_t retry = retry_delay_ns(cat);
+		if (retry) {
+			/* Failing: retry after the delay, woken or not. */
+			deadline_in(&ts, retry);
+			while (!cat->stopping &&
+			       pthread_cond_timedwait(&cat->wake_cv, &cat->mu, &ts) == 0)
+				;
+		} else if (!cat->woken) {
+			deadline_in(&ts, every);
 			pthread_cond_timedwait(&cat->wake_cv, &cat->mu, &ts);
 		}
 		cat->woken = false;
