@@ -9,7 +9,8 @@
  * block's physical record equals the hash the catalog restored for it:
  * the catalog never claims a hash for a block whose contents were reused.
  * The same catalog carries on from kill to kill, so later rounds start
- * from restored state.
+ * from restored state. In a quarter of the rounds the parent also tries to
+ * open the catalog as a second writer mid-run, which must be refused.
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -122,6 +123,22 @@ static void child_workload(int phys, int progress, uint64_t seed)
 	}
 }
 
+/* Try to open the catalog while another process owns it. */
+static kvbm_status second_owner(void)
+{
+	kvbm_config cfg;
+	kvbm_manager *mgr = NULL;
+
+	kvbm_config_init(&cfg);
+	cfg.block_count = n_blocks;
+	cfg.block_size = 4;
+	cfg.catalog_path = db_path;
+	const kvbm_status st = kvbm_open_ex(&cfg, &mgr, NULL, 0);
+	if (st == KVBM_OK)
+		kvbm_close_ex(mgr, KVBM_CLOSE_DISCARD);
+	return st;
+}
+
 /* Every restored block's physical record names the restored hash. */
 static uint32_t check_restored(void)
 {
@@ -161,6 +178,7 @@ static void crash__restored_blocks_match_their_data(void **state)
 	assert_true(chain_len >= 1 && chain_len <= MAX_CHAIN_LEN && n_blocks >= chain_len);
 	uint64_t seed = kvbm_test_seed("crash");
 	uint64_t total_restored = 0;
+	uint32_t intrusions = 0;
 
 	dir = kvbm_test_tmpdir("crash");
 	assert_non_null(dir);
@@ -184,11 +202,19 @@ static void crash__restored_blocks_match_their_data(void **state)
 		close(fds[1]);
 		char buf[64];
 		uint32_t seen = 0;
+		bool intrude = kvbm_test_rand(&seed) % 4 == 0;
 		while (seen < steps) {
 			const ssize_t got = read(fds[0], buf, sizeof(buf));
 			if (got <= 0)
 				break; /* the child died: its exit status says why */
 			seen += (uint32_t)got;
+			if (intrude && seen >= steps / 2) {
+				/* A second writer while the child owns the tier: refused,
+				 * whatever the child is doing at that moment. */
+				intrude = false;
+				intrusions++;
+				assert_int_equal(second_owner(), KVBM_E_BUSY);
+			}
 		}
 		kill(pid, SIGKILL);
 		int status = 0;
@@ -201,8 +227,10 @@ static void crash__restored_blocks_match_their_data(void **state)
 		}
 		total_restored += check_restored();
 	}
-	fprintf(stderr, "crash: %u blocks, %d kill points, %llu blocks restored and verified\n",
-		n_blocks, kills, (unsigned long long)total_restored);
+	fprintf(stderr,
+		"crash: %u blocks, %d kill points, %llu blocks restored and verified, %u second "
+		"owners refused\n",
+		n_blocks, kills, (unsigned long long)total_restored, intrusions);
 	/* Not vacuous: most rounds restore something. */
 	assert_true(total_restored > (uint64_t)kills);
 	close(phys);
