@@ -322,11 +322,16 @@ KVBM_API void kvbm_config_init(kvbm_config *cfg);
  *
  * Ownership: the caller owns *out and frees it with kvbm_close().
  * Thread-safety: any thread.
- * Errors: KVBM_E_INVAL (bad config; the message names the field),
- *   KVBM_E_NOMEM, and with a catalog KVBM_E_MISMATCH, KVBM_E_CORRUPT,
- *   KVBM_E_IO, KVBM_E_READONLY, KVBM_E_BUSY, KVBM_E_FULL, KVBM_E_UNSUPPORTED.
- *   On error *out is NULL. There is no manager left to hold the message,
- *   so use kvbm_open_ex() to get it.
+ * Errors: KVBM_E_INVAL (bad config, the message names the field; an empty
+ *   catalog_path; a catalog path that is not a regular file), KVBM_E_NOMEM,
+ *   and with a catalog: KVBM_E_BUSY (another writer owns this tier of the
+ *   file; the message names its pid, host and incarnation), KVBM_E_CORRUPT
+ *   (not a kvbm catalog, left untouched; a damaged schema, named; a
+ *   database or WAL belonging to another catalog), KVBM_E_MISMATCH (written
+ *   for another configuration, or a newer schema), KVBM_E_READONLY,
+ *   KVBM_E_IO, KVBM_E_FULL, KVBM_E_UNSUPPORTED. On error *out is NULL.
+ *   There is no manager left to hold the message, so use kvbm_open_ex() to
+ *   get it.
  */
 KVBM_API kvbm_status kvbm_open(const kvbm_config *cfg, kvbm_manager **out);
 
@@ -821,6 +826,30 @@ KVBM_API kvbm_status kvbm_hash_sequence(const uint32_t *tokens, size_t n_tokens,
  * block_count/8 blocks; free blocks count towards it. Reserved blocks are
  * not restored after a crash (their rows are marked free); kvbm_close
  * puts them back and persists them.
+ *
+ * Ownership. One manager writes a tier of a file: a second one (in this
+ * process or another) is refused at open with KVBM_E_BUSY. The lock is an
+ * OS lock on the file <catalog_path>-kvbm, released by the kernel when its
+ * holder exits or is killed, so a crash never blocks the restart. Readers
+ * (the sqlite3 shell, kvbm-catalog's read commands) take no lock. That
+ * file also records which catalog it belongs to (a database or -wal file
+ * copied in from another catalog is refused, never restored) and holds
+ * 4 MiB set aside for a full disk. Only a missing or empty file is made a
+ * new catalog; any other file that is not a kvbm catalog is refused before
+ * anything is written to it.
+ *
+ * Failures. A commit that fails (disk full, I/O error, the write lock held
+ * elsewhere) leaves the file exactly as of its last commit; the writer
+ * retries with a growing delay (10 ms doubling, then once a second after
+ * cfg.catalog_max_failures failures in a row) and never gives the catalog
+ * up, so the next open restores everything committed. Meanwhile the
+ * manager serves from memory: free blocks and blocks whose rows never
+ * reached the file are handed out as usual; reusing a committed block needs
+ * its reclaim to commit, and on a full disk the writer first gives back the
+ * 4 MiB it set aside so those small commits can land. When that is not
+ * enough and only committed blocks are left, kvbm_allocate() waits
+ * cfg.catalog_wait_ms and returns the writer's error (KVBM_E_FULL,
+ * KVBM_E_IO or KVBM_E_BUSY). kvbm_flush() returns it at once.
  *
  * WAL. The writer checkpoints on its own schedule: PASSIVE once the WAL
  * holds 1,000 frames (never waiting for readers), retried on idle cycles
