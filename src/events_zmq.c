@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The ZeroMQ event publisher: kvbm event batches re-encoded as vLLM's
- * KVEventBatch (msgpack maps, see kvbm.h) on a PUB socket, with a ring of
+ * KVEventBatch (an array envelope around tagged events, see kvbm.h) on a
+ * PUB socket, with a ring of
  * past batches served on a ROUTER socket for subscribers that missed some.
  * The PUB socket is used only under pub_mu (managers sharing a publisher
  * deliver from their own dispatcher threads); the ROUTER socket only by
@@ -48,6 +49,13 @@ uint64_t kvbm_zmq_published(kvbm_zmq_publisher *p)
 {
 	(void)p;
 	return 0;
+}
+
+const char *kvbm_zmq_publisher_endpoint(const kvbm_zmq_publisher *p, bool replay)
+{
+	(void)p;
+	(void)replay;
+	return NULL;
 }
 
 kvbm_status kvbm_zmq_publisher_close(kvbm_zmq_publisher *p)
@@ -183,7 +191,10 @@ struct replay_entry {
 struct kvbm_zmq_publisher {
 	void *ctx, *pub, *router;
 	char *topic;
+	char *endpoint, *replay_endpoint; /* after the data-parallel-rank offset */
 	int32_t dp_rank;
+	kvbm_zmq_event_form form;
+	kvbm_zmq_replay_framing framing;
 	pthread_mutex_t pub_mu;  /* the PUB socket and seq */
 	uint64_t seq;
 	pthread_mutex_t ring_mu; /* the replay ring */
@@ -195,77 +206,127 @@ struct kvbm_zmq_publisher {
 	atomic_ullong published;
 };
 
-/* One kvbm batch -> one KVEventBatch payload. Runs of STORED events that
- * extend one chain, and runs of REMOVED events, become one entry each. */
-static void encode(struct mp *m, const kvbm_event_batch *b, int32_t dp_rank)
+/* Consecutive events that share one vLLM entry: REMOVED after REMOVED;
+ * STORED extending the previous STORED's chain, with the same block size,
+ * tokens present in both or neither, and the same LoRA name. */
+static bool joins(const kvbm_event *p, const kvbm_event *e)
 {
+	if (!p || p->kind != e->kind)
+		return false;
+	if (e->kind == KVBM_EVENT_REMOVED)
+		return true;
+	if (e->kind != KVBM_EVENT_STORED || e->parent_hash != p->hash ||
+	    e->num_tokens != p->num_tokens || !e->tokens != !p->tokens ||
+	    !e->lora_name != !p->lora_name)
+		return false;
+	return !e->lora_name || strcmp(e->lora_name, p->lora_name) == 0;
+}
+
+/* An event's start: a map with its "type" tag, or an array tagged first
+ * (msgspec tag=True with and without array_like). n counts the tag. */
+static void event_begin(struct mp *m, kvbm_zmq_event_form form, uint32_t n, const char *tag)
+{
+	if (form == KVBM_ZMQ_EVENTS_MAP) {
+		mp_map(m, n);
+		mp_str(m, "type");
+	} else {
+		mp_array(m, n);
+	}
+	mp_str(m, tag);
+}
+
+/* A field name, in map form only; arrays are positional. */
+static void event_key(struct mp *m, kvbm_zmq_event_form form, const char *name)
+{
+	if (form == KVBM_ZMQ_EVENTS_MAP)
+		mp_str(m, name);
+}
+
+/* vLLM's integer block hash: the value as an unsigned 64-bit integer,
+ * always in the 9-byte form. Decoders read it into u64 (Dynamo) or an
+ * untyped value they accept as uint64 or int64 (llm-d's getHashAsUint64,
+ * where vmihailenco/msgpack turns a shorter encoding into int8..uint32
+ * and the event is rejected). */
+static void mp_hash(struct mp *m, uint64_t h)
+{
+	mp_be(m, 0xcf, h, 8);
+}
+
+static void encode_stored(struct mp *m, kvbm_zmq_event_form form, const kvbm_event *run,
+			  size_t n, const char *medium)
+{
+	const kvbm_event *e = &run[0];
+
+	/* BlockStored's fields without a default in vLLM, in its order;
+	 * extra_keys and the HMA fields default to None and are omitted. */
+	event_begin(m, form, 8, "BlockStored");
+	event_key(m, form, "block_hashes");
+	mp_array(m, (uint32_t)n);
+	for (size_t k = 0; k < n; k++)
+		mp_hash(m, run[k].hash);
+	event_key(m, form, "parent_block_hash");
+	if (e->parent_hash)
+		mp_hash(m, e->parent_hash);
+	else
+		mp_nil(m);
+	event_key(m, form, "token_ids");
+	if (e->tokens && (uint64_t)n * e->num_tokens <= UINT32_MAX) {
+		mp_array(m, (uint32_t)(n * e->num_tokens));
+		for (size_t k = 0; k < n; k++)
+			for (uint32_t t = 0; t < e->num_tokens; t++)
+				mp_uint(m, run[k].tokens[t]);
+	} else {
+		mp_array(m, 0);
+	}
+	event_key(m, form, "block_size");
+	mp_uint(m, e->num_tokens);
+	event_key(m, form, "lora_id"); /* deprecated in vLLM; kvbm has no ids */
+	mp_nil(m);
+	event_key(m, form, "medium");
+	mp_str(m, medium);
+	event_key(m, form, "lora_name");
+	if (e->lora_name)
+		mp_str(m, e->lora_name);
+	else
+		mp_nil(m);
+}
+
+/* One kvbm batch -> one vLLM KVEventBatch payload: the array
+ * [ts, events, data_parallel_rank] (msgspec array_like, which every
+ * consumer decodes as a tuple). Runs of events that join() share an entry. */
+static void encode(struct mp *m, const kvbm_event_batch *b, int32_t dp_rank,
+		   kvbm_zmq_event_form form)
+{
+	const char *medium = b->medium ? b->medium : b->tier;
 	struct timespec ts;
 	uint32_t entries = 0;
 
-	for (size_t i = 0; i < b->count; i++) {
-		const kvbm_event *e = &b->events[i], *p = i ? &b->events[i - 1] : NULL;
-		const bool joins = p && p->kind == e->kind &&
-				   (e->kind == KVBM_EVENT_REMOVED ||
-				    (e->kind == KVBM_EVENT_STORED && e->parent_hash == p->hash &&
-				     e->num_tokens == p->num_tokens));
-		entries += !joins;
-	}
+	for (size_t i = 0; i < b->count; i++)
+		entries += !joins(i ? &b->events[i - 1] : NULL, &b->events[i]);
 	clock_gettime(CLOCK_REALTIME, &ts);
-	mp_map(m, 3);
-	mp_str(m, "ts");
+	mp_array(m, 3);
 	mp_f64(m, (double)ts.tv_sec + ts.tv_nsec / 1e9);
-	mp_str(m, "events");
 	mp_array(m, entries);
 	for (size_t i = 0; i < b->count;) {
 		const kvbm_event *e = &b->events[i];
 		size_t run = 1;
-		if (e->kind != KVBM_EVENT_CLEARED)
-			while (i + run < b->count && b->events[i + run].kind == e->kind &&
-			       (e->kind == KVBM_EVENT_REMOVED ||
-				(b->events[i + run].parent_hash == b->events[i + run - 1].hash &&
-				 b->events[i + run].num_tokens == e->num_tokens)))
-				run++;
+		while (i + run < b->count && joins(&b->events[i + run - 1], &b->events[i + run]))
+			run++;
 		if (e->kind == KVBM_EVENT_CLEARED) {
-			mp_map(m, 1);
-			mp_str(m, "type");
-			mp_str(m, "AllBlocksCleared");
+			event_begin(m, form, 1, "AllBlocksCleared");
 		} else if (e->kind == KVBM_EVENT_REMOVED) {
-			mp_map(m, 3);
-			mp_str(m, "type");
-			mp_str(m, "BlockRemoved");
-			mp_str(m, "block_hashes");
+			event_begin(m, form, 3, "BlockRemoved");
+			event_key(m, form, "block_hashes");
 			mp_array(m, (uint32_t)run);
 			for (size_t k = 0; k < run; k++)
-				mp_uint(m, b->events[i + k].hash);
-			mp_str(m, "medium");
-			mp_str(m, b->tier);
+				mp_hash(m, b->events[i + k].hash);
+			event_key(m, form, "medium");
+			mp_str(m, medium);
 		} else {
-			mp_map(m, 8);
-			mp_str(m, "type");
-			mp_str(m, "BlockStored");
-			mp_str(m, "block_hashes");
-			mp_array(m, (uint32_t)run);
-			for (size_t k = 0; k < run; k++)
-				mp_uint(m, b->events[i + k].hash);
-			mp_str(m, "parent_block_hash");
-			if (e->parent_hash)
-				mp_uint(m, e->parent_hash);
-			else
-				mp_nil(m);
-			mp_str(m, "token_ids");
-			mp_array(m, 0);
-			mp_str(m, "block_size");
-			mp_uint(m, e->num_tokens);
-			mp_str(m, "lora_id");
-			mp_nil(m);
-			mp_str(m, "medium");
-			mp_str(m, b->tier);
-			mp_str(m, "lora_name");
-			mp_nil(m);
+			encode_stored(m, form, e, run, medium);
 		}
 		i += run;
 	}
-	mp_str(m, "data_parallel_rank");
 	mp_int(m, dp_rank);
 }
 
@@ -298,7 +359,7 @@ void kvbm_zmq_sink(const kvbm_event_batch *batch, void *publisher)
 
 	if (!p || !batch)
 		return;
-	encode(&m, batch, p->dp_rank);
+	encode(&m, batch, p->dp_rank, p->form);
 	if (m.failed) {
 		free(m.buf);
 		return;
@@ -318,6 +379,21 @@ void kvbm_zmq_sink(const kvbm_event_batch *batch, void *publisher)
 	else
 		free(m.buf);
 	pthread_mutex_unlock(&p->pub_mu);
+}
+
+/* One replay reply to a DEALER: [identity, empty, (topic,) seq, payload].
+ * vLLM >= 0.26 sends the topic as on the PUB socket (llm-d-router parses
+ * replayed and live frames with one function and rejects two-frame
+ * replies); older vLLM sends [seq, payload]. */
+static void send_replay(kvbm_zmq_publisher *p, const void *id, size_t id_len,
+			const unsigned char seq[8], const void *payload, size_t len)
+{
+	zmq_send(p->router, id, id_len, ZMQ_SNDMORE);
+	zmq_send(p->router, "", 0, ZMQ_SNDMORE);
+	if (p->framing == KVBM_ZMQ_REPLAY_TOPIC)
+		zmq_send(p->router, p->topic, strlen(p->topic), ZMQ_SNDMORE);
+	zmq_send(p->router, seq, 8, ZMQ_SNDMORE);
+	zmq_send(p->router, payload, len, 0);
 }
 
 /* Answer one request [identity, empty, start seq] from the ring. */
@@ -353,17 +429,11 @@ static void serve_replay(kvbm_zmq_publisher *p)
 			if (e->seq < start)
 				continue;
 			seq_bytes(e->seq, seq);
-			zmq_send(p->router, id, id_len, ZMQ_SNDMORE);
-			zmq_send(p->router, "", 0, ZMQ_SNDMORE);
-			zmq_send(p->router, seq, 8, ZMQ_SNDMORE);
-			zmq_send(p->router, e->payload, e->len, 0);
+			send_replay(p, id, id_len, seq, e->payload, e->len);
 		}
 		pthread_mutex_unlock(&p->ring_mu);
 		memset(seq, 0xff, sizeof(seq)); /* -1: end of replay */
-		zmq_send(p->router, id, id_len, ZMQ_SNDMORE);
-		zmq_send(p->router, "", 0, ZMQ_SNDMORE);
-		zmq_send(p->router, seq, 8, ZMQ_SNDMORE);
-		zmq_send(p->router, "", 0, 0);
+		send_replay(p, id, id_len, seq, "", 0);
 	}
 	for (int i = 0; i < n; i++)
 		zmq_msg_close(&part[i]);
@@ -388,6 +458,40 @@ static bool binds(const char *endpoint)
 	       strncmp(endpoint, "ipc://", 6) == 0 || strncmp(endpoint, "inproc://", 9) == 0;
 }
 
+/* The endpoint a data-parallel rank uses, as vLLM's offset_endpoint_port:
+ * rank 0 keeps it; tcp moves the port up by the rank; inproc, and ipc
+ * (which vLLM refuses with a rank), get "_dp<rank>". NULL (errno-free)
+ * when the endpoint cannot be offset or memory runs out; *bad says which. */
+static char *offset_endpoint(const char *endpoint, int32_t rank, bool *bad)
+{
+	*bad = false;
+	if (rank == 0)
+		return strdup(endpoint);
+	if (rank < 0) {
+		*bad = true;
+		return NULL;
+	}
+	const size_t n = strlen(endpoint);
+	if (strncmp(endpoint, "inproc://", 9) == 0 || strncmp(endpoint, "ipc://", 6) == 0) {
+		char *out = malloc(n + 16);
+		if (out)
+			snprintf(out, n + 16, "%s_dp%d", endpoint, (int)rank);
+		return out;
+	}
+	const char *colon = strrchr(endpoint, ':');
+	char *end = NULL;
+	const long port = colon ? strtol(colon + 1, &end, 10) : -1;
+	if (strncmp(endpoint, "tcp://", 6) != 0 || !colon || colon[1] == '\0' || *end != '\0' ||
+	    port < 0 || port + rank > 65535) {
+		*bad = true;
+		return NULL;
+	}
+	char *out = malloc(n + 16);
+	if (out)
+		snprintf(out, n + 16, "%.*s:%ld", (int)(colon - endpoint), endpoint, port + rank);
+	return out;
+}
+
 static kvbm_status fail_open(kvbm_zmq_publisher *p, kvbm_status st, char *errbuf, size_t errlen,
 			     const char *what, const char *endpoint)
 {
@@ -406,6 +510,13 @@ kvbm_status kvbm_zmq_publisher_open(const kvbm_zmq_config *cfg, kvbm_zmq_publish
 			snprintf(errbuf, errlen, "config, endpoint and topic are required");
 		return KVBM_E_INVAL;
 	}
+	if ((unsigned)cfg->event_form > KVBM_ZMQ_EVENTS_ARRAY ||
+	    (unsigned)cfg->replay_framing > KVBM_ZMQ_REPLAY_LEGACY) {
+		if (errbuf && errlen)
+			snprintf(errbuf, errlen, "event_form %d or replay_framing %d is unknown",
+				 (int)cfg->event_form, (int)cfg->replay_framing);
+		return KVBM_E_INVAL;
+	}
 	*out = NULL;
 	kvbm_zmq_publisher *p = calloc(1, sizeof(*p));
 	if (!p)
@@ -413,27 +524,41 @@ kvbm_status kvbm_zmq_publisher_open(const kvbm_zmq_config *cfg, kvbm_zmq_publish
 	pthread_mutex_init(&p->pub_mu, NULL);
 	pthread_mutex_init(&p->ring_mu, NULL);
 	p->dp_rank = cfg->data_parallel_rank;
+	p->form = cfg->event_form;
+	p->framing = cfg->replay_framing;
+	bool bad = false, bad_replay = false;
+	p->endpoint = offset_endpoint(cfg->endpoint, p->dp_rank, &bad);
+	if (cfg->replay_endpoint)
+		p->replay_endpoint = offset_endpoint(cfg->replay_endpoint, p->dp_rank, &bad_replay);
+	if (bad || bad_replay) {
+		if (errbuf && errlen)
+			snprintf(errbuf, errlen, "cannot offset %s by data_parallel_rank %d",
+				 bad ? cfg->endpoint : cfg->replay_endpoint,
+				 (int)cfg->data_parallel_rank);
+		kvbm_zmq_publisher_close(p);
+		return KVBM_E_INVAL;
+	}
 	p->topic = strdup(cfg->topic);
 	p->ctx = zmq_ctx_new();
-	if (!p->topic || !p->ctx)
+	if (!p->topic || !p->ctx || !p->endpoint || (cfg->replay_endpoint && !p->replay_endpoint))
 		return fail_open(p, KVBM_E_NOMEM, errbuf, errlen, "publisher", NULL);
 	p->pub = zmq_socket(p->ctx, ZMQ_PUB);
 	const int hwm = (int)cfg->hwm, linger = 1000;
 	if (!p->pub || zmq_setsockopt(p->pub, ZMQ_SNDHWM, &hwm, sizeof(hwm)) != 0 ||
 	    zmq_setsockopt(p->pub, ZMQ_LINGER, &linger, sizeof(linger)) != 0 ||
-	    (binds(cfg->endpoint) ? zmq_bind(p->pub, cfg->endpoint)
-				  : zmq_connect(p->pub, cfg->endpoint)) != 0)
-		return fail_open(p, KVBM_E_IO, errbuf, errlen, "cannot open PUB", cfg->endpoint);
-	if (cfg->replay_endpoint) {
+	    (binds(p->endpoint) ? zmq_bind(p->pub, p->endpoint)
+				: zmq_connect(p->pub, p->endpoint)) != 0)
+		return fail_open(p, KVBM_E_IO, errbuf, errlen, "cannot open PUB", p->endpoint);
+	if (p->replay_endpoint) {
 		p->ring_cap = cfg->buffer_steps ? cfg->buffer_steps : 1;
 		p->ring = calloc(p->ring_cap, sizeof(*p->ring));
 		if (!p->ring)
 			return fail_open(p, KVBM_E_NOMEM, errbuf, errlen, "replay ring", NULL);
 		p->router = zmq_socket(p->ctx, ZMQ_ROUTER);
 		if (!p->router || zmq_setsockopt(p->router, ZMQ_LINGER, &linger, sizeof(linger)) != 0 ||
-		    zmq_bind(p->router, cfg->replay_endpoint) != 0)
+		    zmq_bind(p->router, p->replay_endpoint) != 0)
 			return fail_open(p, KVBM_E_IO, errbuf, errlen, "cannot bind ROUTER",
-					 cfg->replay_endpoint);
+					 p->replay_endpoint);
 		if (pthread_create(&p->replay_thread, NULL, replay_main, p) != 0)
 			return fail_open(p, KVBM_E_NOMEM, errbuf, errlen, "replay thread", NULL);
 		p->replay_started = true;
@@ -445,6 +570,11 @@ kvbm_status kvbm_zmq_publisher_open(const kvbm_zmq_config *cfg, kvbm_zmq_publish
 uint64_t kvbm_zmq_published(kvbm_zmq_publisher *p)
 {
 	return p ? atomic_load(&p->published) : 0;
+}
+
+const char *kvbm_zmq_publisher_endpoint(const kvbm_zmq_publisher *p, bool replay)
+{
+	return p ? (replay ? p->replay_endpoint : p->endpoint) : NULL;
 }
 
 kvbm_status kvbm_zmq_publisher_close(kvbm_zmq_publisher *p)
@@ -464,6 +594,8 @@ kvbm_status kvbm_zmq_publisher_close(kvbm_zmq_publisher *p)
 		free(p->ring[(p->ring_head + i) % p->ring_cap].payload);
 	free(p->ring);
 	free(p->topic);
+	free(p->endpoint);
+	free(p->replay_endpoint);
 	pthread_mutex_destroy(&p->ring_mu);
 	pthread_mutex_destroy(&p->pub_mu);
 	free(p);
