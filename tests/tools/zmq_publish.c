@@ -2,7 +2,8 @@
 /*
  * Publisher half of the vLLM wire-format test (tests/tools/zmq_check.py
  * is the independent decoder). Usage: zmq_publish PUB_ENDPOINT
- * REPLAY_ENDPOINT. Runs a scripted workload on a manager whose sink is a
+ * REPLAY_ENDPOINT map|array topic|legacy (event form, replay framing;
+ * data_parallel_rank 3, so the endpoints get "_dp3"). Runs a scripted workload on a manager whose sink is a
  * kvbm_zmq_publisher, prints "published N h0 h1 h2" (batches, then the
  * chain's hashes in decimal), then for every "go" line on stdin publishes
  * one more batch (a manager opened and closed: two AllBlocksCleared), for
@@ -94,11 +95,14 @@ int main(int argc, char **argv)
 	kvbm_manager *mgr = NULL;
 	char err[256], line[64];
 
-	if (argc != 3)
-		return fail("usage", "zmq_publish PUB_ENDPOINT REPLAY_ENDPOINT");
+	if (argc != 5)
+		return fail("usage", "zmq_publish PUB_ENDPOINT REPLAY_ENDPOINT map|array topic|legacy");
 	kvbm_zmq_config_init(&zc);
 	zc.endpoint = argv[1];
 	zc.replay_endpoint = argv[2];
+	zc.event_form = strcmp(argv[3], "array") == 0 ? KVBM_ZMQ_EVENTS_ARRAY : KVBM_ZMQ_EVENTS_MAP;
+	zc.replay_framing = strcmp(argv[4], "legacy") == 0 ? KVBM_ZMQ_REPLAY_LEGACY
+							   : KVBM_ZMQ_REPLAY_TOPIC;
 	zc.topic = "kv@G1";
 	zc.data_parallel_rank = 3;
 	if (kvbm_zmq_publisher_open(&zc, &pub, err, sizeof(err)) != KVBM_OK)
