@@ -1036,8 +1036,15 @@ typedef struct kvbm_metrics {
  *    a tcp port is increased by r, an inproc (and, a kvbm extension: ipc)
  *    address gets the suffix "_dp<r>" (kvbm_zmq_publisher_endpoint() says
  *    where a publisher is).
+ *  - routers apply AllBlocksCleared to the whole worker (every tier), and
+ *    one publisher is one worker: it sends AllBlocksCleared only in its
+ *    first batch (the stream of a new process). A later manager's CLEARED
+ *    (another tier opening, a memory-only manager closing, an overflow)
+ *    becomes a BlockRemoved of exactly the hashes that manager's tier
+ *    announced through this publisher, or nothing. For that the publisher
+ *    keeps the announced hashes: about 16 bytes per announced block.
  * The catalog incarnation is not in vLLM's format; a restart shows as the
- * AllBlocksCleared that opens every manager's stream.
+ * new publisher's AllBlocksCleared, followed by the restored blocks.
  */
 typedef struct kvbm_zmq_publisher kvbm_zmq_publisher;
 

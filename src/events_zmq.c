@@ -180,6 +180,97 @@ static void mp_map(struct mp *m, uint32_t n)
 	mp_raw(m, &(unsigned char){(unsigned char)(0x80 | n)}, 1); /* n < 16 here */
 }
 
+/* ---- what each tier has announced through a publisher ----
+ *
+ * Routers apply AllBlocksCleared to the whole worker (llm-d: "pod-wide
+ * ... across all tiers"; Dynamo clears the worker), while a kvbm CLEARED
+ * is about one manager. So a publisher sends AllBlocksCleared only in its
+ * first batch (a new worker process: whatever a router holds for it is
+ * gone) and turns every later CLEARED (another manager opening, a
+ * memory-only manager closing, an event overflow) into a BlockRemoved of
+ * exactly the hashes that manager's tier announced through it. That needs
+ * the announced set: an open-addressing set of hashes per tier, 8 bytes a
+ * slot, at most half full. */
+
+struct tier_set {
+	char *tier;
+	uint64_t *slots; /* 0 = empty; hash 0 is kept in has_zero */
+	uint32_t cap, count;
+	bool has_zero;
+};
+
+static uint32_t slot_of(const struct tier_set *t, uint64_t h)
+{
+	return (uint32_t)((h * 0x9e3779b97f4a7c15ull) >> 32) & (t->cap - 1);
+}
+
+static bool set_grow(struct tier_set *t)
+{
+	const uint32_t cap = t->cap ? t->cap * 2 : 64;
+	uint64_t *slots = calloc(cap, sizeof(*slots));
+
+	if (!slots)
+		return false;
+	uint64_t *old = t->slots;
+	const uint32_t old_cap = t->cap;
+	t->slots = slots;
+	t->cap = cap;
+	for (uint32_t i = 0; i < old_cap; i++)
+		if (old[i]) {
+			uint32_t j = slot_of(t, old[i]);
+			while (t->slots[j])
+				j = (j + 1) & (cap - 1);
+			t->slots[j] = old[i];
+		}
+	free(old);
+	return true;
+}
+
+static bool set_add(struct tier_set *t, uint64_t h)
+{
+	if (h == 0) {
+		t->has_zero = true;
+		return true;
+	}
+	if ((t->count + 1) * 2 > t->cap && !set_grow(t))
+		return false;
+	uint32_t j = slot_of(t, h);
+	while (t->slots[j] && t->slots[j] != h)
+		j = (j + 1) & (t->cap - 1);
+	if (!t->slots[j]) {
+		t->slots[j] = h;
+		t->count++;
+	}
+	return true;
+}
+
+/* Linear-probing delete with backward shift (no tombstones). */
+static void set_del(struct tier_set *t, uint64_t h)
+{
+	if (h == 0) {
+		t->has_zero = false;
+		return;
+	}
+	if (!t->cap)
+		return;
+	uint32_t j = slot_of(t, h);
+	while (t->slots[j] && t->slots[j] != h)
+		j = (j + 1) & (t->cap - 1);
+	if (!t->slots[j])
+		return;
+	t->slots[j] = 0;
+	t->count--;
+	for (uint32_t k = (j + 1) & (t->cap - 1); t->slots[k]; k = (k + 1) & (t->cap - 1)) {
+		const uint32_t home = slot_of(t, t->slots[k]);
+		/* move k to the hole j unless its home lies in (j, k] */
+		if (((k - home) & (t->cap - 1)) >= ((k - j) & (t->cap - 1))) {
+			t->slots[j] = t->slots[k];
+			t->slots[k] = 0;
+			j = k;
+		}
+	}
+}
+
 /* ---- the publisher ---- */
 
 struct replay_entry {
@@ -195,6 +286,9 @@ struct kvbm_zmq_publisher {
 	int32_t dp_rank;
 	kvbm_zmq_event_form form;
 	kvbm_zmq_replay_framing framing;
+	struct tier_set *tiers;  /* under pub_mu, with seq */
+	uint32_t n_tiers;
+	bool cleared_once;       /* the worker-wide AllBlocksCleared went out */
 	pthread_mutex_t pub_mu;  /* the PUB socket and seq */
 	uint64_t seq;
 	pthread_mutex_t ring_mu; /* the replay ring */
@@ -291,43 +385,108 @@ static void encode_stored(struct mp *m, kvbm_zmq_event_form form, const kvbm_eve
 		mp_nil(m);
 }
 
+/* The announced set of a tier, created on first use; NULL without memory. */
+static struct tier_set *tier_for(kvbm_zmq_publisher *p, const char *tier)
+{
+	for (uint32_t i = 0; i < p->n_tiers; i++)
+		if (strcmp(p->tiers[i].tier, tier) == 0)
+			return &p->tiers[i];
+	struct tier_set *t = realloc(p->tiers, (p->n_tiers + 1) * sizeof(*t));
+	if (!t)
+		return NULL;
+	p->tiers = t;
+	t = &p->tiers[p->n_tiers];
+	*t = (struct tier_set){.tier = strdup(tier)};
+	if (!t->tier)
+		return NULL;
+	p->n_tiers++;
+	return t;
+}
+
+/* A later CLEARED: BlockRemoved of everything the tier announced. */
+static uint32_t encode_tier_removed(struct mp *m, kvbm_zmq_event_form form, struct tier_set *t,
+				    const char *medium)
+{
+	const uint32_t n = t->count + t->has_zero;
+
+	if (n == 0)
+		return 0;
+	event_begin(m, form, 3, "BlockRemoved");
+	event_key(m, form, "block_hashes");
+	mp_array(m, n);
+	if (t->has_zero)
+		mp_hash(m, 0);
+	for (uint32_t i = 0; i < t->cap; i++)
+		if (t->slots[i])
+			mp_hash(m, t->slots[i]);
+	event_key(m, form, "medium");
+	mp_str(m, medium);
+	if (t->slots)
+		memset(t->slots, 0, (size_t)t->cap * sizeof(*t->slots));
+	t->count = 0;
+	t->has_zero = false;
+	return 1;
+}
+
 /* One kvbm batch -> one vLLM KVEventBatch payload: the array
  * [ts, events, data_parallel_rank] (msgspec array_like, which every
- * consumer decodes as a tuple). Runs of events that join() share an entry. */
-static void encode(struct mp *m, const kvbm_event_batch *b, int32_t dp_rank,
-		   kvbm_zmq_event_form form)
+ * consumer decodes as a tuple). Runs of events that join() share an entry;
+ * CLEARED is scoped to the tier as the tier_set comment explains. pub_mu
+ * held: the announced sets change in seq order. */
+static void encode(struct mp *m, kvbm_zmq_publisher *p, const kvbm_event_batch *b)
 {
 	const char *medium = b->medium ? b->medium : b->tier;
+	const kvbm_zmq_event_form form = p->form;
+	struct tier_set *t = tier_for(p, b->tier);
+	struct mp body = {0};
 	struct timespec ts;
 	uint32_t entries = 0;
 
-	for (size_t i = 0; i < b->count; i++)
-		entries += !joins(i ? &b->events[i - 1] : NULL, &b->events[i]);
-	clock_gettime(CLOCK_REALTIME, &ts);
-	mp_array(m, 3);
-	mp_f64(m, (double)ts.tv_sec + ts.tv_nsec / 1e9);
-	mp_array(m, entries);
+	if (!t) {
+		m->failed = true;
+		return;
+	}
 	for (size_t i = 0; i < b->count;) {
 		const kvbm_event *e = &b->events[i];
 		size_t run = 1;
 		while (i + run < b->count && joins(&b->events[i + run - 1], &b->events[i + run]))
 			run++;
 		if (e->kind == KVBM_EVENT_CLEARED) {
-			event_begin(m, form, 1, "AllBlocksCleared");
+			if (!p->cleared_once) {
+				event_begin(&body, form, 1, "AllBlocksCleared");
+				entries++;
+				p->cleared_once = true;
+			}
+			entries += encode_tier_removed(&body, form, t, medium);
 		} else if (e->kind == KVBM_EVENT_REMOVED) {
-			event_begin(m, form, 3, "BlockRemoved");
-			event_key(m, form, "block_hashes");
-			mp_array(m, (uint32_t)run);
-			for (size_t k = 0; k < run; k++)
-				mp_hash(m, b->events[i + k].hash);
-			event_key(m, form, "medium");
-			mp_str(m, medium);
+			event_begin(&body, form, 3, "BlockRemoved");
+			event_key(&body, form, "block_hashes");
+			mp_array(&body, (uint32_t)run);
+			for (size_t k = 0; k < run; k++) {
+				mp_hash(&body, b->events[i + k].hash);
+				set_del(t, b->events[i + k].hash);
+			}
+			event_key(&body, form, "medium");
+			mp_str(&body, medium);
+			entries++;
 		} else {
-			encode_stored(m, form, e, run, medium);
+			encode_stored(&body, form, e, run, medium);
+			for (size_t k = 0; k < run; k++)
+				if (!set_add(t, b->events[i + k].hash))
+					body.failed = true;
+			entries++;
 		}
 		i += run;
 	}
-	mp_int(m, dp_rank);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	mp_array(m, 3);
+	mp_f64(m, (double)ts.tv_sec + ts.tv_nsec / 1e9);
+	mp_array(m, entries);
+	m->failed |= body.failed;
+	if (body.len)
+		mp_raw(m, body.buf, body.len);
+	free(body.buf);
+	mp_int(m, p->dp_rank);
 }
 
 static void seq_bytes(uint64_t seq, unsigned char out[8])
@@ -359,12 +518,13 @@ void kvbm_zmq_sink(const kvbm_event_batch *batch, void *publisher)
 
 	if (!p || !batch)
 		return;
-	encode(&m, batch, p->dp_rank, p->form);
+	pthread_mutex_lock(&p->pub_mu);
+	encode(&m, p, batch);
 	if (m.failed) {
+		pthread_mutex_unlock(&p->pub_mu);
 		free(m.buf);
 		return;
 	}
-	pthread_mutex_lock(&p->pub_mu);
 	const uint64_t s = p->seq++;
 	seq_bytes(s, seq);
 	zmq_send(p->pub, p->topic, strlen(p->topic), ZMQ_SNDMORE);
@@ -596,6 +756,11 @@ kvbm_status kvbm_zmq_publisher_close(kvbm_zmq_publisher *p)
 	free(p->topic);
 	free(p->endpoint);
 	free(p->replay_endpoint);
+	for (uint32_t i = 0; i < p->n_tiers; i++) {
+		free(p->tiers[i].tier);
+		free(p->tiers[i].slots);
+	}
+	free(p->tiers);
 	pthread_mutex_destroy(&p->ring_mu);
 	pthread_mutex_destroy(&p->pub_mu);
 	free(p);

@@ -91,8 +91,9 @@ def main():
 
         events = [e for _, p in got for e in decode(p)]
         kinds = [e["type"] for e in events]
-        check(kinds == ["AllBlocksCleared", "BlockStored", "BlockRemoved", "AllBlocksCleared"],
-              f"event types {kinds}")
+        # The memory-only manager's CLEARED at close finds nothing of its
+        # tier left announced: nothing is sent (never a worker-wide clear).
+        check(kinds == ["AllBlocksCleared", "BlockStored", "BlockRemoved"], f"event types {kinds}")
         check(events[0] == {"type": "AllBlocksCleared"}, "cleared has only its tag")
         stored = events[1]
         check(list(stored) == ["type", "block_hashes", "parent_block_hash", "token_ids",
@@ -123,8 +124,11 @@ def main():
         topic, seq, payload = live
         check(topic == b"kv@G1", f"topic {topic!r}")
         check(len(seq) == 8 and int.from_bytes(seq, "big") >= batches, "live seq continues")
-        check([e["type"] for e in decode(payload)] == ["AllBlocksCleared", "AllBlocksCleared"],
-              "a reopened memory-only manager says cleared at open and close")
+        live_events = decode(payload)
+        check([e["type"] for e in live_events] == ["BlockStored", "BlockRemoved"] and
+              live_events[0]["block_hashes"] == [777] and live_events[1]["block_hashes"] == [777],
+              f"a later manager's CLEARED at open is dropped and at close removes only its "
+              f"own blocks, never clears the worker: {live_events}")
 
         # Two managers publish through the one publisher at once: the
         # replay ring must still hold their batches in seq order.
@@ -137,11 +141,12 @@ def main():
         check(line[:1] == ["published"], f"publisher answered race: {line}")
         end = int(line[1])
         # per manager: CLEARED, 100 STORED, 96 REMOVED (4 blocks), CLEARED
+        # (sent as nothing at open, as BlockRemoved of the last 4 at close)
         check(end - start == 396, f"one batch per event: {end - start} batches")
         seqs = []
         for s_, payload in replay_frames(replay, start):
             seqs.append(s_)
-            check(len(decode(payload)) == 1, "one event per batch")
+            check(len(decode(payload)) <= 1, "at most one event per batch")
         check(seqs == list(range(start, end)), f"replayed race seqs in order: {seqs[:20]}...")
         print(f"vLLM KV-events format ok ({FORM} events, {FRAMING} replay): {batches} replayed batches, live seq "
               f"{int.from_bytes(seq, 'big')}, {end - start} concurrent batches in order")

@@ -6,7 +6,7 @@
  * data_parallel_rank 3, so the endpoints get "_dp3"). Runs a scripted workload on a manager whose sink is a
  * kvbm_zmq_publisher, prints "published N h0 h1 h2" (batches, then the
  * chain's hashes in decimal), then for every "go" line on stdin publishes
- * one more batch (a manager opened and closed: two AllBlocksCleared), for
+ * one more batch (a manager that stores hash 777 and closes), for
  * "race" has two managers publish one-event batches through the publisher
  * at the same time, and exits on "quit" or end of input. Synchronised
  * through its pipes only.
@@ -88,6 +88,24 @@ static int race_two(kvbm_zmq_publisher *pub)
 	return r[0].failed || r[1].failed ? fail("race", "workload failed") : 0;
 }
 
+/* A second manager on the publisher: opens, registers hash 777, closes.
+ * Its CLEARED at open and close must not clear the worker. */
+static int reopen(const kvbm_config *cfg)
+{
+	kvbm_manager *mgr = NULL;
+	kvbm_mutable m;
+	kvbm_complete c;
+	kvbm_immutable r;
+
+	if (kvbm_open(cfg, &mgr) != KVBM_OK)
+		return 1;
+	const int failed = kvbm_allocate(mgr, 1, &m) != KVBM_OK ||
+			   kvbm_stage(mgr, m, 777, 4, &c) != KVBM_OK ||
+			   kvbm_register(mgr, c, &r) != KVBM_OK ||
+			   kvbm_immutable_release(mgr, r) != KVBM_OK;
+	return kvbm_close(mgr) != KVBM_OK || failed;
+}
+
 int main(int argc, char **argv)
 {
 	kvbm_zmq_config zc;
@@ -140,7 +158,7 @@ int main(int argc, char **argv)
 		if (line[0] == 'r') {
 			if (race_two(pub) != 0)
 				return 1;
-		} else if (kvbm_open(&cfg, &mgr) != KVBM_OK || kvbm_close(mgr) != KVBM_OK) {
+		} else if (reopen(&cfg) != 0) {
 			return fail("reopen", "");
 		}
 		printf("published %" PRIu64 "\n", kvbm_zmq_published(pub));
