@@ -961,6 +961,9 @@ typedef struct kvbm_token_block {
 KVBM_API kvbm_status kvbm_stage_tokens(kvbm_manager *mgr, kvbm_mutable block,
 				       const kvbm_token_block *tb, kvbm_complete *out);
 
+/** Finite buckets of the catalog flush-latency histogram. */
+#define KVBM_FLUSH_BUCKETS 12
+
 /** Counters (monotonic) and gauges of one manager. */
 typedef struct kvbm_metrics {
 	/* counters */
@@ -998,7 +1001,23 @@ typedef struct kvbm_metrics {
 	uint64_t events_emitted;  /**< events queued for the sink */
 	uint64_t event_batches;   /**< batches delivered */
 	uint64_t events_dropped;  /**< events lost because the sink fell far behind (a CLEARED follows) */
+	/* for serving dashboards */
+	uint64_t block_count;          /**< cfg.block_count */
+	uint64_t prefix_cache_queries; /**< tokens asked of kvbm_match: hashes x block size (vLLM's prefix_cache_queries) */
+	uint64_t prefix_cache_hits;    /**< tokens kvbm_match found: blocks returned x block size (vLLM's prefix_cache_hits) */
+	uint64_t catalog_flush_count;  /**< commits in the flush-latency histogram */
+	uint64_t catalog_flush_ns_sum; /**< their total duration */
+	uint64_t catalog_flush_buckets[KVBM_FLUSH_BUCKETS]; /**< commits per bucket, up to kvbm_flush_bucket_bounds[i] (not cumulative) */
 } kvbm_metrics;
+
+/**
+ * Upper bounds, in seconds, of the flush-latency histogram buckets
+ * (KVBM_FLUSH_BUCKETS of them, increasing; longer commits count only in
+ * catalog_flush_count, the +Inf bucket).
+ *
+ * Ownership: a static array. Thread-safety: any thread. Errors: none.
+ */
+KVBM_API const double *kvbm_flush_bucket_bounds(void);
 
 /**
  * A ZeroMQ publisher of block events in vLLM's KV-events wire format
@@ -1132,7 +1151,8 @@ KVBM_API kvbm_status kvbm_metrics_read(kvbm_manager *mgr, kvbm_metrics *out);
 
 /**
  * Render the metrics in Prometheus text exposition format (version 0.0.4),
- * every sample labelled with tier="<tier>".
+ * every sample labelled with tier="<tier>". Same as
+ * kvbm_metrics_format_many() with one manager.
  *
  * @param[out] buf     output, NUL-terminated when len > 0 (may be NULL with len 0)
  * @param[out] needed  bytes the full text needs, without the NUL (may be NULL)
@@ -1143,6 +1163,29 @@ KVBM_API kvbm_status kvbm_metrics_read(kvbm_manager *mgr, kvbm_metrics *out);
  */
 KVBM_API kvbm_status kvbm_metrics_format(kvbm_manager *mgr, char *buf,
 					 size_t len, size_t *needed);
+
+/**
+ * Render several managers (the tiers of one server) as one exposition
+ * page: each family's HELP and TYPE once, then one sample per manager,
+ * told apart by its tier label. Beside the counters and gauges of
+ * kvbm_metrics, the page has kvbm_kv_cache_usage_ratio (blocks held by
+ * callers / block_count, 0..1, what vLLM's kv_cache_usage_perc measures:
+ * cached blocks nobody references count as free), the token-based
+ * kvbm_prefix_cache_queries_total / kvbm_prefix_cache_hits_total (vLLM's
+ * prefix_cache_queries / prefix_cache_hits; hits / queries is the prefix
+ * cache hit rate) and the histogram kvbm_catalog_flush_seconds. Gauges
+ * counting blocks end in _blocks.
+ *
+ * @param mgrs  n managers with distinct tier names
+ *
+ * Ownership: buf is the caller's; mgrs is borrowed for the call.
+ * Thread-safety: any thread; takes each manager's lock in turn.
+ * Errors: KVBM_E_INVAL (NULL or empty list, a NULL manager, two managers
+ *   with one tier name), KVBM_E_SIZE (buf too small: *needed says how
+ *   much). The message is recorded on mgrs[0].
+ */
+KVBM_API kvbm_status kvbm_metrics_format_many(kvbm_manager *const *mgrs, size_t n,
+					      char *buf, size_t len, size_t *needed);
 /** @} */
 
 #ifdef __cplusplus
