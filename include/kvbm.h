@@ -1061,7 +1061,7 @@ KVBM_API const double *kvbm_flush_bucket_bounds(void);
  *    (another tier opening, a memory-only manager closing, an overflow)
  *    becomes a BlockRemoved of exactly the hashes that manager's tier
  *    announced through this publisher, or nothing. For that the publisher
- *    keeps the announced hashes: about 16 bytes per announced block.
+ *    keeps the announced hashes: 16 to 32 bytes per announced block.
  * The catalog incarnation is not in vLLM's format; a restart shows as the
  * new publisher's AllBlocksCleared, followed by the restored blocks.
  */
