@@ -1060,7 +1060,8 @@ KVBM_API const double *kvbm_flush_bucket_bounds(void);
  *    first batch (the stream of a new process). A later manager's CLEARED
  *    (another tier opening, a memory-only manager closing, an overflow)
  *    becomes a BlockRemoved of exactly the hashes that manager's tier
- *    announced through this publisher, or nothing. For that the publisher
+ *    announced through this publisher, or nothing (so managers sharing a
+ *    publisher need distinct tier names). For that the publisher
  *    keeps the announced hashes: 16 to 32 bytes per announced block.
  * The catalog incarnation is not in vLLM's format; a restart shows as the
  * new publisher's AllBlocksCleared, followed by the restored blocks.

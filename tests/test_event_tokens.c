@@ -277,6 +277,83 @@ static void zmq__rank_moves_endpoints_as_vllm(void **state)
 	assert_non_null(strstr(err, "event_form 7"));
 }
 
+struct racer {
+	kvbm_manager *mgr;
+	uint32_t base, stored;
+	int failed;
+};
+
+/* Stage by tokens, register, release: distinct sequences per thread, half
+ * of them twice (dedups), on a manager small enough to evict. */
+static void *race(void *arg)
+{
+	struct racer *r = arg;
+
+	for (uint32_t i = 0; i < 200 && !r->failed; i++) {
+		uint32_t tok[BS];
+		for (uint32_t t = 0; t < BS; t++)
+			tok[t] = r->base + (i / 2) * BS + t;
+		const kvbm_token_block tb = {.tokens = tok, .num_tokens = BS, .position = 0};
+		kvbm_mutable m;
+		kvbm_complete c;
+		kvbm_immutable ref;
+		r->failed = kvbm_allocate(r->mgr, 1, &m) != KVBM_OK ||
+			    kvbm_stage_tokens(r->mgr, m, &tb, &c) != KVBM_OK ||
+			    kvbm_register(r->mgr, c, &ref) != KVBM_OK ||
+			    kvbm_immutable_release(r->mgr, ref) != KVBM_OK;
+	}
+	return NULL;
+}
+
+/* Threads staging by tokens at once (with dedups whenever the pair's first
+ * block is still cached): every STORED carries its own block's tokens,
+ * the ones that hash to the STORED hash. */
+static void tokens__concurrent_staging_keeps_tokens_with_their_block(void **state)
+{
+	(void)state;
+	struct seen *s = calloc(1, sizeof(*s));
+	kvbm_config cfg;
+	struct racer r[4];
+	pthread_t t[4];
+
+	assert_non_null(s);
+	pthread_mutex_init(&s->mu, NULL);
+	kvbm_config_init(&cfg);
+	cfg.block_count = 8;
+	cfg.block_size = BS;
+	cfg.dup_policy = KVBM_DUP_REJECT;
+	cfg.event_sink = sink;
+	cfg.event_user = s;
+	cfg.event_batch_max = 4;
+	kvbm_manager *mgr = kvbm_test_open_cfg(&cfg);
+	for (int i = 0; i < 4; i++) {
+		r[i] = (struct racer){.mgr = mgr, .base = 100000u * (uint32_t)(i + 1)};
+		assert_int_equal(pthread_create(&t[i], NULL, race, &r[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		assert_false(r[i].failed);
+	}
+	kvbm_metrics m;
+	assert_int_equal(kvbm_metrics_read(mgr, &m), KVBM_OK);
+	assert_invariants(mgr);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	/* The log keeps the first MAX events: check those. */
+	size_t stored = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->kind[i] != KVBM_EVENT_STORED)
+			continue;
+		stored++;
+		assert_true(s->has_tokens[i]);
+		assert_int_equal(kvbm_hash_chain(0, kvbm_hash_block(s->tokens[i], BS), true),
+				 s->hash[i]);
+	}
+	assert_true(stored > 0);
+	assert_int_equal(m.registrations, 800);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -286,6 +363,7 @@ int main(void)
 		cmocka_unit_test(tokens__bad_arguments_change_nothing),
 		cmocka_unit_test(medium__per_tier_and_checked_at_open),
 		cmocka_unit_test(zmq__rank_moves_endpoints_as_vllm),
+		cmocka_unit_test(tokens__concurrent_staging_keeps_tokens_with_their_block),
 	};
 	return cmocka_run_group_tests_name("event_tokens", tests, NULL, NULL);
 }
