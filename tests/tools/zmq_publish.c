@@ -78,6 +78,7 @@ static int race_two(kvbm_zmq_publisher *pub)
 	for (int i = 0; i < 2; i++) {
 		r[i] = (struct racer){.cfg = manager_config(pub), .base = 1000000u * (kvbm_hash)(i + 1)};
 		r[i].cfg.block_count = 4;
+		r[i].cfg.tier = i ? "G2" : "G1"; /* distinct tiers on one publisher */
 		r[i].cfg.event_batch_max = 1;
 		r[i].cfg.event_window_ms = 1;
 		if (pthread_create(&t[i], NULL, race, &r[i]) != 0)
