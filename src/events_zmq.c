@@ -71,205 +71,8 @@ kvbm_status kvbm_zmq_publisher_close(kvbm_zmq_publisher *p)
 #include <time.h>
 #include <zmq.h>
 
-/* ---- a minimal msgpack writer: just the types the format needs ---- */
-
-struct mp {
-	unsigned char *buf;
-	size_t len, cap;
-	bool failed; /* an allocation failed: the batch is dropped */
-};
-
-static void mp_raw(struct mp *m, const void *p, size_t n)
-{
-	if (m->failed)
-		return;
-	if (m->len + n > m->cap) {
-		size_t cap = m->cap ? m->cap : 256;
-		while (cap < m->len + n)
-			cap *= 2;
-		unsigned char *b = realloc(m->buf, cap);
-		if (!b) {
-			m->failed = true;
-			return;
-		}
-		m->buf = b;
-		m->cap = cap;
-	}
-	memcpy(m->buf + m->len, p, n);
-	m->len += n;
-}
-
-static void mp_be(struct mp *m, unsigned char tag, uint64_t v, int bytes)
-{
-	unsigned char b[9];
-
-	b[0] = tag;
-	for (int i = 0; i < bytes; i++)
-		b[1 + i] = (unsigned char)(v >> (8 * (bytes - 1 - i)));
-	mp_raw(m, b, (size_t)bytes + 1);
-}
-
-static void mp_uint(struct mp *m, uint64_t v)
-{
-	if (v < 128) {
-		const unsigned char b = (unsigned char)v;
-		mp_raw(m, &b, 1);
-	} else if (v <= UINT8_MAX) {
-		mp_be(m, 0xcc, v, 1);
-	} else if (v <= UINT16_MAX) {
-		mp_be(m, 0xcd, v, 2);
-	} else if (v <= UINT32_MAX) {
-		mp_be(m, 0xce, v, 4);
-	} else {
-		mp_be(m, 0xcf, v, 8);
-	}
-}
-
-static void mp_int(struct mp *m, int64_t v)
-{
-	if (v >= 0)
-		mp_uint(m, (uint64_t)v);
-	else if (v >= -32)
-		mp_raw(m, &(unsigned char){(unsigned char)(0xe0 | (v + 32))}, 1);
-	else
-		mp_be(m, 0xd3, (uint64_t)v, 8);
-}
-
-static void mp_nil(struct mp *m)
-{
-	mp_raw(m, &(unsigned char){0xc0}, 1);
-}
-
-static void mp_f64(struct mp *m, double d)
-{
-	uint64_t bits;
-
-	memcpy(&bits, &d, sizeof(bits));
-	mp_be(m, 0xcb, bits, 8);
-}
-
-static void mp_str(struct mp *m, const char *s)
-{
-	const size_t n = strlen(s);
-
-	if (n < 32)
-		mp_raw(m, &(unsigned char){(unsigned char)(0xa0 | n)}, 1);
-	else if (n <= UINT8_MAX)
-		mp_be(m, 0xd9, n, 1);
-	else if (n <= UINT16_MAX)
-		mp_be(m, 0xda, n, 2);
-	else if (n <= UINT32_MAX)
-		mp_be(m, 0xdb, n, 4);
-	else
-		m->failed = true; /* not encodable: drop the batch */
-	mp_raw(m, s, n);
-}
-
-static void mp_array(struct mp *m, uint32_t n)
-{
-	if (n < 16)
-		mp_raw(m, &(unsigned char){(unsigned char)(0x90 | n)}, 1);
-	else if (n <= UINT16_MAX)
-		mp_be(m, 0xdc, n, 2);
-	else
-		mp_be(m, 0xdd, n, 4);
-}
-
-static void mp_map(struct mp *m, uint32_t n)
-{
-	mp_raw(m, &(unsigned char){(unsigned char)(0x80 | n)}, 1); /* n < 16 here */
-}
-
-/* ---- what each tier has announced through a publisher ----
- *
- * Routers apply AllBlocksCleared to the whole worker (llm-d: "pod-wide
- * ... across all tiers"; Dynamo clears the worker), while a kvbm CLEARED
- * is about one manager. So a publisher sends AllBlocksCleared only in its
- * first batch (a new worker process: whatever a router holds for it is
- * gone) and turns every later CLEARED (another manager opening, a
- * memory-only manager closing, an event overflow) into a BlockRemoved of
- * exactly the hashes that manager's tier announced through it. That needs
- * the announced set: an open-addressing set of hashes per tier, 8 bytes a
- * slot, at most half full. */
-
-struct tier_set {
-	char *tier;
-	uint64_t *slots; /* 0 = empty; hash 0 is kept in has_zero */
-	uint32_t cap, count;
-	bool has_zero;
-};
-
-static uint32_t slot_of(const struct tier_set *t, uint64_t h)
-{
-	return (uint32_t)((h * 0x9e3779b97f4a7c15ull) >> 32) & (t->cap - 1);
-}
-
-static bool set_grow(struct tier_set *t)
-{
-	const uint32_t cap = t->cap ? t->cap * 2 : 64;
-	uint64_t *slots = calloc(cap, sizeof(*slots));
-
-	if (!slots)
-		return false;
-	uint64_t *old = t->slots;
-	const uint32_t old_cap = t->cap;
-	t->slots = slots;
-	t->cap = cap;
-	for (uint32_t i = 0; i < old_cap; i++)
-		if (old[i]) {
-			uint32_t j = slot_of(t, old[i]);
-			while (t->slots[j])
-				j = (j + 1) & (cap - 1);
-			t->slots[j] = old[i];
-		}
-	free(old);
-	return true;
-}
-
-static bool set_add(struct tier_set *t, uint64_t h)
-{
-	if (h == 0) {
-		t->has_zero = true;
-		return true;
-	}
-	if ((t->count + 1) * 2 > t->cap && !set_grow(t))
-		return false;
-	uint32_t j = slot_of(t, h);
-	while (t->slots[j] && t->slots[j] != h)
-		j = (j + 1) & (t->cap - 1);
-	if (!t->slots[j]) {
-		t->slots[j] = h;
-		t->count++;
-	}
-	return true;
-}
-
-/* Linear-probing delete with backward shift (no tombstones). */
-static void set_del(struct tier_set *t, uint64_t h)
-{
-	if (h == 0) {
-		t->has_zero = false;
-		return;
-	}
-	if (!t->cap)
-		return;
-	uint32_t j = slot_of(t, h);
-	while (t->slots[j] && t->slots[j] != h)
-		j = (j + 1) & (t->cap - 1);
-	if (!t->slots[j])
-		return;
-	t->slots[j] = 0;
-	t->count--;
-	for (uint32_t k = (j + 1) & (t->cap - 1); t->slots[k]; k = (k + 1) & (t->cap - 1)) {
-		const uint32_t home = slot_of(t, t->slots[k]);
-		/* move k to the hole j unless its home lies in (j, k] */
-		if (((k - home) & (t->cap - 1)) >= ((k - j) & (t->cap - 1))) {
-			t->slots[j] = t->slots[k];
-			t->slots[k] = 0;
-			j = k;
-		}
-	}
-}
+#include "events_announced.h"
+#include "events_msgpack.h"
 
 /* ---- the publisher ---- */
 
@@ -286,7 +89,7 @@ struct kvbm_zmq_publisher {
 	int32_t dp_rank;
 	kvbm_zmq_event_form form;
 	kvbm_zmq_replay_framing framing;
-	struct tier_set *tiers;  /* under pub_mu, with seq */
+	struct kvbm__announced *tiers;  /* under pub_mu, with seq */
 	uint32_t n_tiers;
 	bool cleared_once;       /* the worker-wide AllBlocksCleared went out */
 	pthread_mutex_t pub_mu;  /* the PUB socket and seq */
@@ -318,22 +121,22 @@ static bool joins(const kvbm_event *p, const kvbm_event *e)
 
 /* An event's start: a map with its "type" tag, or an array tagged first
  * (msgspec tag=True with and without array_like). n counts the tag. */
-static void event_begin(struct mp *m, kvbm_zmq_event_form form, uint32_t n, const char *tag)
+static void event_begin(struct kvbm__mp *m, kvbm_zmq_event_form form, uint32_t n, const char *tag)
 {
 	if (form == KVBM_ZMQ_EVENTS_MAP) {
-		mp_map(m, n);
-		mp_str(m, "type");
+		kvbm__mp_map(m, n);
+		kvbm__mp_str(m, "type");
 	} else {
-		mp_array(m, n);
+		kvbm__mp_array(m, n);
 	}
-	mp_str(m, tag);
+	kvbm__mp_str(m, tag);
 }
 
 /* A field name, in map form only; arrays are positional. */
-static void event_key(struct mp *m, kvbm_zmq_event_form form, const char *name)
+static void event_key(struct kvbm__mp *m, kvbm_zmq_event_form form, const char *name)
 {
 	if (form == KVBM_ZMQ_EVENTS_MAP)
-		mp_str(m, name);
+		kvbm__mp_str(m, name);
 }
 
 /* vLLM's integer block hash: the value as an unsigned 64-bit integer,
@@ -341,12 +144,12 @@ static void event_key(struct mp *m, kvbm_zmq_event_form form, const char *name)
  * untyped value they accept as uint64 or int64 (llm-d's getHashAsUint64,
  * where vmihailenco/msgpack turns a shorter encoding into int8..uint32
  * and the event is rejected). */
-static void mp_hash(struct mp *m, uint64_t h)
+static void mp_hash(struct kvbm__mp *m, uint64_t h)
 {
-	mp_be(m, 0xcf, h, 8);
+	kvbm__mp_be(m, 0xcf, h, 8);
 }
 
-static void encode_stored(struct mp *m, kvbm_zmq_event_form form, const kvbm_event *run,
+static void encode_stored(struct kvbm__mp *m, kvbm_zmq_event_form form, const kvbm_event *run,
 			  size_t n, const char *medium)
 {
 	const kvbm_event *e = &run[0];
@@ -355,48 +158,48 @@ static void encode_stored(struct mp *m, kvbm_zmq_event_form form, const kvbm_eve
 	 * extra_keys and the HMA fields default to None and are omitted. */
 	event_begin(m, form, 8, "BlockStored");
 	event_key(m, form, "block_hashes");
-	mp_array(m, (uint32_t)n);
+	kvbm__mp_array(m, (uint32_t)n);
 	for (size_t k = 0; k < n; k++)
 		mp_hash(m, run[k].hash);
 	event_key(m, form, "parent_block_hash");
 	if (e->parent_hash)
 		mp_hash(m, e->parent_hash);
 	else
-		mp_nil(m);
+		kvbm__mp_nil(m);
 	event_key(m, form, "token_ids");
 	if (e->tokens && (uint64_t)n * e->num_tokens <= UINT32_MAX) {
-		mp_array(m, (uint32_t)(n * e->num_tokens));
+		kvbm__mp_array(m, (uint32_t)(n * e->num_tokens));
 		for (size_t k = 0; k < n; k++)
 			for (uint32_t t = 0; t < e->num_tokens; t++)
-				mp_uint(m, run[k].tokens[t]);
+				kvbm__mp_uint(m, run[k].tokens[t]);
 	} else {
-		mp_array(m, 0);
+		kvbm__mp_array(m, 0);
 	}
 	event_key(m, form, "block_size");
-	mp_uint(m, e->num_tokens);
+	kvbm__mp_uint(m, e->num_tokens);
 	event_key(m, form, "lora_id"); /* deprecated in vLLM; kvbm has no ids */
-	mp_nil(m);
+	kvbm__mp_nil(m);
 	event_key(m, form, "medium");
-	mp_str(m, medium);
+	kvbm__mp_str(m, medium);
 	event_key(m, form, "lora_name");
 	if (e->lora_name)
-		mp_str(m, e->lora_name);
+		kvbm__mp_str(m, e->lora_name);
 	else
-		mp_nil(m);
+		kvbm__mp_nil(m);
 }
 
 /* The announced set of a tier, created on first use; NULL without memory. */
-static struct tier_set *tier_for(kvbm_zmq_publisher *p, const char *tier)
+static struct kvbm__announced *tier_for(kvbm_zmq_publisher *p, const char *tier)
 {
 	for (uint32_t i = 0; i < p->n_tiers; i++)
 		if (strcmp(p->tiers[i].tier, tier) == 0)
 			return &p->tiers[i];
-	struct tier_set *t = realloc(p->tiers, (p->n_tiers + 1) * sizeof(*t));
+	struct kvbm__announced *t = realloc(p->tiers, (p->n_tiers + 1) * sizeof(*t));
 	if (!t)
 		return NULL;
 	p->tiers = t;
 	t = &p->tiers[p->n_tiers];
-	*t = (struct tier_set){.tier = strdup(tier)};
+	*t = (struct kvbm__announced){.tier = strdup(tier)};
 	if (!t->tier)
 		return NULL;
 	p->n_tiers++;
@@ -404,8 +207,8 @@ static struct tier_set *tier_for(kvbm_zmq_publisher *p, const char *tier)
 }
 
 /* A later CLEARED: BlockRemoved of everything the tier announced. */
-static uint32_t encode_tier_removed(struct mp *m, kvbm_zmq_event_form form, struct tier_set *t,
-				    const char *medium)
+static uint32_t encode_tier_removed(struct kvbm__mp *m, kvbm_zmq_event_form form,
+				    struct kvbm__announced *t, const char *medium)
 {
 	const uint32_t n = t->count + t->has_zero;
 
@@ -413,14 +216,14 @@ static uint32_t encode_tier_removed(struct mp *m, kvbm_zmq_event_form form, stru
 		return 0;
 	event_begin(m, form, 3, "BlockRemoved");
 	event_key(m, form, "block_hashes");
-	mp_array(m, n);
+	kvbm__mp_array(m, n);
 	if (t->has_zero)
 		mp_hash(m, 0);
 	for (uint32_t i = 0; i < t->cap; i++)
 		if (t->slots[i])
 			mp_hash(m, t->slots[i]);
 	event_key(m, form, "medium");
-	mp_str(m, medium);
+	kvbm__mp_str(m, medium);
 	if (t->slots)
 		memset(t->slots, 0, (size_t)t->cap * sizeof(*t->slots));
 	t->count = 0;
@@ -431,14 +234,14 @@ static uint32_t encode_tier_removed(struct mp *m, kvbm_zmq_event_form form, stru
 /* One kvbm batch -> one vLLM KVEventBatch payload: the array
  * [ts, events, data_parallel_rank] (msgspec array_like, which every
  * consumer decodes as a tuple). Runs of events that join() share an entry;
- * CLEARED is scoped to the tier as the tier_set comment explains. pub_mu
+ * CLEARED is scoped to the tier as events_announced.h explains. pub_mu
  * held: the announced sets change in seq order. */
-static void encode(struct mp *m, kvbm_zmq_publisher *p, const kvbm_event_batch *b)
+static void encode(struct kvbm__mp *m, kvbm_zmq_publisher *p, const kvbm_event_batch *b)
 {
 	const char *medium = b->medium ? b->medium : b->tier;
 	const kvbm_zmq_event_form form = p->form;
-	struct tier_set *t = tier_for(p, b->tier);
-	struct mp body = {0};
+	struct kvbm__announced *t = tier_for(p, b->tier);
+	struct kvbm__mp body = {0};
 	struct timespec ts;
 	uint32_t entries = 0;
 
@@ -461,32 +264,32 @@ static void encode(struct mp *m, kvbm_zmq_publisher *p, const kvbm_event_batch *
 		} else if (e->kind == KVBM_EVENT_REMOVED) {
 			event_begin(&body, form, 3, "BlockRemoved");
 			event_key(&body, form, "block_hashes");
-			mp_array(&body, (uint32_t)run);
+			kvbm__mp_array(&body, (uint32_t)run);
 			for (size_t k = 0; k < run; k++) {
 				mp_hash(&body, b->events[i + k].hash);
-				set_del(t, b->events[i + k].hash);
+				kvbm__announced_del(t, b->events[i + k].hash);
 			}
 			event_key(&body, form, "medium");
-			mp_str(&body, medium);
+			kvbm__mp_str(&body, medium);
 			entries++;
 		} else {
 			encode_stored(&body, form, e, run, medium);
 			for (size_t k = 0; k < run; k++)
-				if (!set_add(t, b->events[i + k].hash))
+				if (!kvbm__announced_add(t, b->events[i + k].hash))
 					body.failed = true;
 			entries++;
 		}
 		i += run;
 	}
 	clock_gettime(CLOCK_REALTIME, &ts);
-	mp_array(m, 3);
-	mp_f64(m, (double)ts.tv_sec + ts.tv_nsec / 1e9);
-	mp_array(m, entries);
+	kvbm__mp_array(m, 3);
+	kvbm__mp_f64(m, (double)ts.tv_sec + ts.tv_nsec / 1e9);
+	kvbm__mp_array(m, entries);
 	m->failed |= body.failed;
 	if (body.len)
-		mp_raw(m, body.buf, body.len);
+		kvbm__mp_raw(m, body.buf, body.len);
 	free(body.buf);
-	mp_int(m, p->dp_rank);
+	kvbm__mp_int(m, p->dp_rank);
 }
 
 static void seq_bytes(uint64_t seq, unsigned char out[8])
@@ -513,7 +316,7 @@ static void keep_for_replay(kvbm_zmq_publisher *p, uint64_t seq, unsigned char *
 void kvbm_zmq_sink(const kvbm_event_batch *batch, void *publisher)
 {
 	kvbm_zmq_publisher *p = publisher;
-	struct mp m = {0};
+	struct kvbm__mp m = {0};
 	unsigned char seq[8];
 
 	if (!p || !batch)
