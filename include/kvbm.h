@@ -888,6 +888,8 @@ typedef struct kvbm_event {
 	uint32_t num_tokens;   /**< block size (STORED) */
 	const uint32_t *tokens; /**< STORED through kvbm_stage_tokens: the num_tokens token ids; else NULL */
 	const char *lora_name;  /**< STORED through kvbm_stage_tokens: its LoRA name, or NULL */
+	uint32_t n_extra_keys;  /**< STORED through kvbm_stage_tokens: number of extra keys */
+	const char *extra_keys; /**< those n_extra_keys strings, each NUL-terminated, back to back */
 } kvbm_event;
 
 /** A batch handed to the sink; valid only during the sink call. */
@@ -922,6 +924,9 @@ typedef struct kvbm_token_block {
 	kvbm_hash parent_hash;  /**< the parent block's sequence hash (position > 0) */
 	kvbm_hash salt_hash;    /**< kvbm_hash_salt() of the request salt (position 0), 0 for none */
 	const char *lora_name;  /**< LoRA adapter the KV was computed with, NULL for none; <= 256 bytes */
+	const char *const *extra_keys; /**< vLLM's extra_keys of this block: identifiers (mm hashes) of
+					    the multimodal items in it; NULL for none; each <= 256 bytes */
+	uint32_t n_extra_keys;  /**< entries of extra_keys, at most 16 */
 } kvbm_token_block;
 
 /**
@@ -946,16 +951,19 @@ typedef struct kvbm_token_block {
  * REMOVED. Route on tokens when a router should find the block from a
  * request's tokens.
  *
- * The LoRA name is carried, not hashed: kvbm_hash_sequence has no LoRA
- * input, so give LoRA requests their own salt (kvbm_hash_salt of the
- * adapter name) if their blocks must not match the base model's. Caller
- * extra keys (vLLM's extra_keys) are not carried yet.
+ * The LoRA name and the extra keys are carried, not hashed:
+ * kvbm_hash_sequence has no input for them, so give such requests their
+ * own salt if their blocks must not match plain ones. Extra keys go out as
+ * vLLM's per-block extra_keys (a list of strings for this block), which
+ * llm-d and Dynamo read as multimodal item hashes and mix into their
+ * request keys.
  *
  * Ownership: as kvbm_stage(); tb and its strings are copied (when events
  *   are on), the caller keeps them.
  * Thread-safety: any thread; takes the manager lock once.
  * Errors: as kvbm_stage_lineage(); KVBM_E_INVAL also for a NULL tb or
- *   tokens, or a lora_name over 256 bytes; KVBM_E_NOMEM when the token copy
+ *   tokens, a lora_name or extra key over 256 bytes, more than 16 extra
+ *   keys or a NULL one; KVBM_E_NOMEM when the token copy
  *   cannot be allocated (nothing staged).
  */
 KVBM_API kvbm_status kvbm_stage_tokens(kvbm_manager *mgr, kvbm_mutable block,
@@ -1032,18 +1040,20 @@ KVBM_API const double *kvbm_flush_bucket_bounds(void);
  *  - events, KVBM_ZMQ_EVENTS_MAP (default, vLLM since #42892): maps tagged
  *    by "type": {"type": "BlockStored", "block_hashes": [u64...],
  *    "parent_block_hash": u64 or nil, "token_ids": [u32...], "block_size": n,
- *    "lora_id": nil, "medium": medium, "lora_name": str or nil},
+ *    "lora_id": nil, "medium": medium, "lora_name": str or nil, and
+ *    "extra_keys": [[str...] or nil per block] when a block has some},
  *    {"type": "BlockRemoved", "block_hashes": [...], "medium": medium},
  *    {"type": "AllBlocksCleared"}; KVBM_ZMQ_EVENTS_ARRAY: the same fields
  *    in the same order as arrays whose first element is the tag
  *    (["BlockStored", hashes, parent, tokens, ...]), for consumers that
  *    predate map events (llm-d-kv-cache). Fields with a default in vLLM
- *    (extra_keys, group_idx, ...) are omitted, as vLLM's omit_defaults does;
+ *    (extra_keys when no block has any, group_idx, ...) are omitted, as
+ *    vLLM's omit_defaults does;
  *  - hashes are kvbm's 64-bit sequence hashes as vLLM's integer block
  *    hashes, always encoded as msgpack uint64 (0xcf): every consumer reads
  *    that, where some read a smaller encoding as a type they reject;
- *  - consecutive STORED events that extend one chain (and carry tokens
- *    alike), and consecutive REMOVED events, share one entry; token_ids
+ *  - consecutive STORED events that extend one chain (and carry tokens and
+ *    LoRA name alike), and consecutive REMOVED events, share one entry; token_ids
  *    holds the chain's tokens back to back (block_size per block), or is
  *    empty for blocks registered by hash only (see kvbm_stage_tokens);
  *  - optional ROUTER replay socket: a request [empty, 8-byte start seq] is

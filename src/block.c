@@ -179,6 +179,9 @@ kvbm_status kvbm_stage_tokens(kvbm_manager *mgr, kvbm_mutable block, const kvbm_
 {
 	KVBM_CHECK_ARG(mgr, mgr && tb && tb->tokens && tb->position != KVBM_POSITION_UNKNOWN);
 	KVBM_CHECK_ARG(mgr, !tb->lora_name || strlen(tb->lora_name) <= 256);
+	KVBM_CHECK_ARG(mgr, tb->n_extra_keys <= 16 && (tb->extra_keys || !tb->n_extra_keys));
+	for (uint32_t i = 0; i < tb->n_extra_keys; i++)
+		KVBM_CHECK_ARG(mgr, tb->extra_keys[i] && strlen(tb->extra_keys[i]) <= 256);
 	if (tb->num_tokens != mgr->block_size)
 		return kvbm__fail(mgr, KVBM_E_SIZE, "num_tokens %u != block size %u",
 				  tb->num_tokens, mgr->block_size);

@@ -105,10 +105,12 @@ void kvbm__events_push(kvbm_manager *mgr, kvbm_event_kind kind, uint32_t b)
 			e.position = s->position;
 			e.num_tokens = mgr->block_size;
 			if (ev->pending && ev->pending[b]) {
-				e.tokens = ev->pending[b];
-				e.lora_name = *(const char *)(e.tokens + e.num_tokens)
-						      ? (const char *)(e.tokens + e.num_tokens)
-						      : NULL;
+				const uint32_t *copy = ev->pending[b];
+				const char *lora = (const char *)(copy + e.num_tokens + 1);
+				e.tokens = copy;
+				e.lora_name = *lora ? lora : NULL;
+				e.n_extra_keys = copy[e.num_tokens];
+				e.extra_keys = lora + strlen(lora) + 1;
 				ev->pending[b] = NULL;
 			}
 		}
@@ -126,18 +128,28 @@ void kvbm__events_push(kvbm_manager *mgr, kvbm_event_kind kind, uint32_t b)
 		pthread_cond_signal(&ev->cv);
 }
 
+/* Layout of a copy: num_tokens tokens, the extra-key count (u32), the
+ * LoRA name and each extra key, NUL-terminated strings back to back. */
 uint32_t *kvbm__events_token_copy(const kvbm_token_block *tb)
 {
-	const size_t lora = tb->lora_name ? strlen(tb->lora_name) : 0;
-	uint32_t *copy = malloc((size_t)tb->num_tokens * sizeof(*copy) + lora + 1);
+	const size_t lora = tb->lora_name ? strlen(tb->lora_name) + 1 : 1;
+	size_t strings = lora;
 
+	for (uint32_t i = 0; i < tb->n_extra_keys; i++)
+		strings += strlen(tb->extra_keys[i]) + 1;
+	uint32_t *copy = malloc(((size_t)tb->num_tokens + 1) * sizeof(*copy) + strings);
 	if (!copy)
 		return NULL;
 	memcpy(copy, tb->tokens, (size_t)tb->num_tokens * sizeof(*copy));
-	char *name = (char *)(copy + tb->num_tokens);
-	if (lora)
-		memcpy(name, tb->lora_name, lora);
-	name[lora] = '\0';
+	copy[tb->num_tokens] = tb->n_extra_keys;
+	char *p = (char *)(copy + tb->num_tokens + 1);
+	memcpy(p, tb->lora_name ? tb->lora_name : "", lora);
+	p += lora;
+	for (uint32_t i = 0; i < tb->n_extra_keys; i++) {
+		const size_t n = strlen(tb->extra_keys[i]) + 1;
+		memcpy(p, tb->extra_keys[i], n);
+		p += n;
+	}
 	return copy;
 }
 

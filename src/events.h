@@ -24,7 +24,8 @@ void kvbm__events_close(kvbm_manager *mgr);
 void kvbm__events_push(kvbm_manager *mgr, kvbm_event_kind kind, uint32_t b);
 
 /* A heap copy of a token block for its STORED event: the tokens, then the
- * LoRA name; free() releases both. NULL when out of memory. No lock. */
+ * LoRA name and extra keys; one free() releases it. NULL when out of
+ * memory. No lock. */
 uint32_t *kvbm__events_token_copy(const kvbm_token_block *tb);
 /* Keep copy for staged block b until its STORED (or kvbm__events_forget).
  * Takes ownership of copy (frees it when events are off). False when out

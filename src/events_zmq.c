@@ -153,10 +153,14 @@ static void encode_stored(struct kvbm__mp *m, kvbm_zmq_event_form form, const kv
 			  size_t n, const char *medium)
 {
 	const kvbm_event *e = &run[0];
+	bool extra = false;
 
-	/* BlockStored's fields without a default in vLLM, in its order;
-	 * extra_keys and the HMA fields default to None and are omitted. */
-	event_begin(m, form, 8, "BlockStored");
+	for (size_t k = 0; k < n; k++)
+		extra |= run[k].n_extra_keys > 0;
+	/* BlockStored's fields without a default in vLLM, in its order, then
+	 * extra_keys if a block has some; it and the HMA fields default to
+	 * None and are omitted otherwise. */
+	event_begin(m, form, extra ? 9 : 8, "BlockStored");
 	event_key(m, form, "block_hashes");
 	kvbm__mp_array(m, (uint32_t)n);
 	for (size_t k = 0; k < n; k++)
@@ -186,6 +190,21 @@ static void encode_stored(struct kvbm__mp *m, kvbm_zmq_event_form form, const kv
 		kvbm__mp_str(m, e->lora_name);
 	else
 		kvbm__mp_nil(m);
+	if (!extra)
+		return;
+	/* One entry per block: its keys as a list of strings, or nil. */
+	event_key(m, form, "extra_keys");
+	kvbm__mp_array(m, (uint32_t)n);
+	for (size_t k = 0; k < n; k++) {
+		if (!run[k].n_extra_keys) {
+			kvbm__mp_nil(m);
+			continue;
+		}
+		kvbm__mp_array(m, run[k].n_extra_keys);
+		const char *key = run[k].extra_keys;
+		for (uint32_t i = 0; i < run[k].n_extra_keys; i++, key += strlen(key) + 1)
+			kvbm__mp_str(m, key);
+	}
 }
 
 /* The announced set of a tier, created on first use; NULL without memory. */

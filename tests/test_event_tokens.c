@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * What a STORED event carries for a router: tokens and LoRA name through
+ * What a STORED event carries for a router: tokens, LoRA name and extra keys through
  * kvbm_stage_tokens (hashed as kvbm_hash_sequence), nothing for blocks
  * staged by hash, nothing left behind by dedups, unstaging or releases;
  * the medium of each tier; and where a data-parallel rank moves the
@@ -27,6 +27,8 @@ struct seen {
 	uint32_t tokens[MAX][BS];
 	char lora[MAX][32];
 	char medium[MAX][16];
+	uint32_t n_extra[MAX];
+	char extra[MAX][64]; /* the keys joined by '|' */
 };
 
 static void sink(const kvbm_event_batch *b, void *user)
@@ -43,6 +45,14 @@ static void sink(const kvbm_event_batch *b, void *user)
 			memcpy(s->tokens[s->n], e->tokens, sizeof(s->tokens[0]));
 		snprintf(s->lora[s->n], sizeof(s->lora[0]), "%s", e->lora_name ? e->lora_name : "");
 		snprintf(s->medium[s->n], sizeof(s->medium[0]), "%s", b->medium);
+		s->n_extra[s->n] = e->n_extra_keys;
+		s->extra[s->n][0] = '\0';
+		const char *key = e->extra_keys;
+		for (uint32_t k = 0; k < e->n_extra_keys; k++, key += strlen(key) + 1) {
+			const size_t used = strlen(s->extra[s->n]);
+			snprintf(s->extra[s->n] + used, sizeof(s->extra[0]) - used, "%s%s",
+				 k ? "|" : "", key);
+		}
 	}
 	pthread_mutex_unlock(&s->mu);
 }
@@ -70,11 +80,14 @@ static const uint32_t toks[2 * BS] = {11, 12, 13, 14, 21, 22, 23, 24};
 static kvbm_immutable stage_register(kvbm_manager *mgr, uint32_t i, kvbm_hash parent,
 				     kvbm_hash salt, const char *lora)
 {
+	static const char *const mm[] = {"mm-a", "mm-b"};
 	kvbm_mutable m;
 	kvbm_complete c;
 	kvbm_immutable r;
+	/* A LoRA block also carries two extra keys. */
 	const kvbm_token_block tb = {.tokens = toks + i * BS, .num_tokens = BS, .position = i,
-				     .parent_hash = parent, .salt_hash = salt, .lora_name = lora};
+				     .parent_hash = parent, .salt_hash = salt, .lora_name = lora,
+				     .extra_keys = lora ? mm : NULL, .n_extra_keys = lora ? 2 : 0};
 
 	assert_int_equal(kvbm_allocate(mgr, 1, &m), KVBM_OK);
 	assert_int_equal(kvbm_stage_tokens(mgr, m, &tb, &c), KVBM_OK);
@@ -128,6 +141,9 @@ static void tokens__stored_carries_tokens_and_lora_name(void **state)
 	assert_memory_equal(s.tokens[2], toks + BS, sizeof(s.tokens[0]));
 	assert_string_equal(s.lora[1], "adapter-x");
 	assert_string_equal(s.lora[2], "");
+	assert_int_equal(s.n_extra[1], 2);
+	assert_string_equal(s.extra[1], "mm-a|mm-b");
+	assert_int_equal(s.n_extra[2], 0);
 	assert_string_equal(s.medium[1], "CPU"); /* G2 */
 	pthread_mutex_destroy(&s.mu);
 }
@@ -195,6 +211,18 @@ static void tokens__bad_arguments_change_nothing(void **state)
 	kvbm_test_assert_error(mgr, KVBM_E_INVAL, "lora_name");
 	assert_int_equal(kvbm_stage_tokens(mgr, m, NULL, &c), KVBM_E_INVAL);
 	tb.lora_name = NULL;
+	const char *keys[17] = {"k", NULL};
+	tb.extra_keys = keys;
+	tb.n_extra_keys = 2; /* a NULL key */
+	assert_int_equal(kvbm_stage_tokens(mgr, m, &tb, &c), KVBM_E_INVAL);
+	tb.n_extra_keys = 17;
+	assert_int_equal(kvbm_stage_tokens(mgr, m, &tb, &c), KVBM_E_INVAL);
+	kvbm_test_assert_error(mgr, KVBM_E_INVAL, "n_extra_keys");
+	keys[1] = lora; /* over 256 bytes */
+	tb.n_extra_keys = 2;
+	assert_int_equal(kvbm_stage_tokens(mgr, m, &tb, &c), KVBM_E_INVAL);
+	tb.extra_keys = NULL;
+	tb.n_extra_keys = 0;
 	tb.tokens = NULL;
 	assert_int_equal(kvbm_stage_tokens(mgr, m, &tb, &c), KVBM_E_INVAL);
 	kvbm_test_assert_counts(mgr, 7, 0, 1, 0, 0, 0); /* the mutable block is untouched */

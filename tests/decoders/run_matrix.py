@@ -93,9 +93,13 @@ def vllm_decode(path, form):
                 bs, toks = e["block_size"], e["token_ids"]
                 if toks and len(toks) != bs * len(e["block_hashes"]):
                     fail(f"token_ids of {len(toks)} for {len(e['block_hashes'])} blocks")
+                extra = e.get("extra_keys") or [None] * len(e["block_hashes"])
+                if len(extra) != len(e["block_hashes"]):
+                    fail(f"extra_keys for {len(extra)} of {len(e['block_hashes'])} blocks")
                 for i, h in enumerate(e["block_hashes"]):
-                    index[(e["medium"], h)] = toks[i * bs:(i + 1) * bs] if toks else None
-    entries = [{"tier": t, "hash": h, "tokens": v} for (t, h), v in index.items()]
+                    index[(e["medium"], h)] = (toks[i * bs:(i + 1) * bs] if toks else None,
+                                               extra[i])
+    entries = [{"tier": t, "hash": h, "tokens": v[0], "extra": v[1]} for (t, h), v in index.items()]
     return {"batches": batches, "errors": 0, "first_error": "", "entries": entries}
 
 
@@ -115,9 +119,10 @@ def build_go(build_dir, name):
 def build_rust(build_dir):
     cargo = "/usr/bin/cargo" if os.path.exists("/usr/bin/cargo") else shutil.which("cargo")
     registry = "/usr/share/cargo/registry"
-    if not cargo or not os.path.isdir(registry) or not any(
-            d.startswith("rmp-serde-") for d in os.listdir(registry)):
-        skip("cargo or librust-rmp-serde-dev is not installed")
+    crates = os.listdir(registry) if os.path.isdir(registry) else []
+    if not cargo or not all(any(d.startswith(c + "-") for d in crates)
+                            for c in ("rmp-serde", "serde", "serde_derive")):
+        skip("cargo, librust-rmp-serde-dev or librust-serde-derive-dev is not installed")
     # A copy in the build dir: Cargo.lock and target/ stay out of the tree,
     # and the Debian registry replaces crates.io for this crate only.
     crate = os.path.join(build_dir, "dynamo_decode")
@@ -225,6 +230,15 @@ def main():
                     if res.get("orphans"):
                         fail(f"{cell}: {res['orphans']} stored events before their parent")
                     got = got_set(res)
+                    want_extra = {(m, b["hash"]): b.get("extra") for m, bl in expect["tiers"].items()
+                                  for b in bl if b.get("extra")}
+                    if consumer == "vllm":
+                        got_extra = {(e["tier"], e["hash"]): e["extra"] for e in res["entries"]
+                                     if e["extra"]}
+                        if got_extra != want_extra:
+                            fail(f"{cell}: extra_keys {got_extra}, kvbm staged {want_extra}")
+                    if consumer == "dynamo" and want_extra and not res["extra_key_blocks"]:
+                        fail(f"{cell}: Dynamo parsed no extra_keys")
                     if got != want:
                         fail(f"{cell}: index differs from kvbm\n  missing {sorted(want - got)}"
                              f"\n  extra {sorted(got - want)}")

@@ -28,7 +28,7 @@ FIELDS = {
         ("lora_id", _OPT(_INT), False),
         ("medium", _OPT(_STR), False),
         ("lora_name", _OPT(_STR), False),
-        ("extra_keys", _OPT(lambda v: isinstance(v, list)), True),
+        ("extra_keys", _OPT(_LIST(lambda k: k is None or isinstance(k, list))), True),
         ("group_idx", _OPT(_INT), True),
         ("kv_cache_spec_kind", _OPT(_STR), True),
         ("kv_cache_spec_sliding_window", _OPT(_INT), True),

@@ -138,24 +138,28 @@ struct tier {
 	/* what this program registered with tokens: hash -> tokens */
 	kvbm_hash hashes[64];
 	uint32_t tokens[64][BS];
+	const char *extra[64]; /* its one extra key, or NULL */
 	uint32_t n;
 };
 
-static void remember(struct tier *t, kvbm_hash h, const uint32_t *tokens)
+static void remember(struct tier *t, kvbm_hash h, const uint32_t *tokens, const char *extra)
 {
 	if (t->n < 64) {
 		t->hashes[t->n] = h;
 		memcpy(t->tokens[t->n], tokens, sizeof(t->tokens[0]));
+		t->extra[t->n] = extra;
 		t->n++;
 	}
 }
 
 /* Store a sequence of nblocks starting with token `first`: with tokens
- * (kvbm_stage_tokens) or by hash only (kvbm_stage_lineage with the hashes
+ * (kvbm_stage_tokens; a LoRA block also gets an extra key, as a multimodal
+ * hash would be) or by hash only (kvbm_stage_lineage with the hashes
  * kvbm_hash_sequence gives). Released at once: the blocks stay cached. */
 static void store(struct tier *t, uint32_t first, uint32_t nblocks, bool with_tokens,
 		  const char *lora)
 {
+	static const char *const mm[] = {"mm-hash-0001"};
 	uint32_t tok[16 * BS];
 	kvbm_hash h[16];
 	size_t nh;
@@ -176,14 +180,16 @@ static void store(struct tier *t, uint32_t first, uint32_t nblocks, bool with_to
 			const kvbm_token_block tb = {.tokens = tok + i * BS, .num_tokens = BS,
 						     .position = i,
 						     .parent_hash = i ? h[i - 1] : 0,
-						     .salt_hash = salt, .lora_name = lora};
+						     .salt_hash = salt, .lora_name = lora,
+						     .extra_keys = lora ? mm : NULL,
+						     .n_extra_keys = lora ? 1 : 0};
 			st = kvbm_stage_tokens(t->mgr, m[i], &tb, &c[i]);
 			kvbm_block_info info;
 			if (st == KVBM_OK &&
 			    (kvbm_block_info_read(t->mgr, c[i].block, &info) != KVBM_OK ||
 			     info.hash != h[i]))
 				fail("stage_tokens", "hash differs from kvbm_hash_sequence");
-			remember(t, h[i], tok + i * BS);
+			remember(t, h[i], tok + i * BS, lora ? mm[0] : NULL);
 		} else {
 			st = kvbm_stage_lineage(t->mgr, m[i], h[i], i ? h[i - 1] : 0, i, BS, &c[i]);
 		}
@@ -195,11 +201,13 @@ static void store(struct tier *t, uint32_t first, uint32_t nblocks, bool with_to
 		fail("register", t->name);
 }
 
-static const uint32_t *tokens_of(const struct tier *t, kvbm_hash h)
+static const uint32_t *tokens_of(const struct tier *t, kvbm_hash h, const char **extra)
 {
 	for (uint32_t i = 0; i < t->n; i++)
-		if (t->hashes[i] == h)
+		if (t->hashes[i] == h) {
+			*extra = t->extra[i];
 			return t->tokens[i];
+		}
 	return NULL;
 }
 
@@ -221,13 +229,17 @@ static void write_expect(struct tier *tiers, const char *dir, const char *phase,
 				fail("info", t->name);
 			if (info.state != KVBM_BLOCK_REGISTERED && info.state != KVBM_BLOCK_INACTIVE)
 				continue;
-			const uint32_t *tok = tokens_of(t, info.hash);
+			const char *extra = NULL;
+			const uint32_t *tok = tokens_of(t, info.hash, &extra);
 			fprintf(f, "%s{\"hash\": %" PRIu64 ", \"parent\": %" PRIu64 ", \"tokens\": ",
 				first ? "" : ", ", info.hash, info.parent_hash);
 			if (tok)
-				fprintf(f, "[%u, %u, %u, %u]}", tok[0], tok[1], tok[2], tok[3]);
+				fprintf(f, "[%u, %u, %u, %u]", tok[0], tok[1], tok[2], tok[3]);
 			else
-				fprintf(f, "null}");
+				fprintf(f, "null");
+			if (extra)
+				fprintf(f, ", \"extra\": [\"%s\"]", extra);
+			fprintf(f, "}");
 			first = false;
 		}
 		fprintf(f, "]");

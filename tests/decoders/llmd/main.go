@@ -17,8 +17,9 @@
 //   - kvcache: llm-d/llm-d-kv-cache, the same files before map events:
 //     events decode only as tagged arrays; no replay client.
 //
-// The request-key hash is a stand-in (SHA-256 of parent key, tokens and
-// model name): llm-d's ChunkedTokenDatabase is not packaged for Debian.
+// The request-key hash is a stand-in (SHA-256 of parent key, tokens, model
+// name and multimodal hashes): llm-d's ChunkedTokenDatabase is not packaged
+// for Debian.
 // What is checked is what the index holds: which engine keys get request
 // keys, from which tokens, on which device tier.
 //
@@ -59,6 +60,7 @@ type stored struct {
 	blockSize int
 	tier      string
 	loraName  string
+	extraKeys [][]any // per block: nil, or its keys (convertExtraKeys)
 }
 
 type removed struct {
@@ -211,6 +213,21 @@ func decodeEvent(raw []byte, mapEvents bool) (any, error) {
 				return nil, fmt.Errorf("BlockStored: lora_name is not a string: %T", l)
 			}
 		}
+		if x := at(fields, 8); x != nil {
+			raw, ok := x.([]any)
+			if !ok {
+				return nil, fmt.Errorf("BlockStored: extra_keys is not an array: %T", x)
+			}
+			for i, k := range raw {
+				if k == nil {
+					s.extraKeys = append(s.extraKeys, nil)
+				} else if ks, ok := k.([]any); ok {
+					s.extraKeys = append(s.extraKeys, ks)
+				} else {
+					return nil, fmt.Errorf("extra_keys[%d] has invalid type %T, expected []any or nil", i, k)
+				}
+			}
+		}
 		return s, nil
 	case "BlockRemoved":
 		if len(fields) < 2 {
@@ -254,11 +271,26 @@ func tierOf(medium string) string { // normalizeDeviceTier
 	return strings.ToLower(medium)
 }
 
-func requestKey(parent uint64, tokens []uint32, model string) uint64 {
+// The stand-in for TokensToKVBlockKeys: parent key, tokens, model name and
+// the block's multimodal hashes (ParseRawExtraKeys: bare strings, or the
+// first element of a [hash, offset] pair).
+func requestKey(parent uint64, tokens []uint32, model string, extra []any) uint64 {
 	h := sha256.New()
 	_ = binary.Write(h, binary.LittleEndian, parent)
 	_ = binary.Write(h, binary.LittleEndian, tokens)
 	h.Write([]byte(model))
+	for _, e := range extra {
+		switch v := e.(type) {
+		case string:
+			h.Write([]byte(v))
+		case []any:
+			if len(v) >= 1 {
+				if s, ok := v[0].(string); ok {
+					h.Write([]byte(s))
+				}
+			}
+		}
+	}
 	return binary.BigEndian.Uint64(h.Sum(nil)[:8])
 }
 
@@ -283,7 +315,11 @@ func (ix *index) apply(ev any, model string, blockSize int) {
 		var chunks [][]uint32
 		for i := 0; i+blockSize <= len(e.tokens); i += blockSize {
 			chunk := e.tokens[i : i+blockSize]
-			parentKey = requestKey(parentKey, chunk, effective)
+			var extra []any
+			if b := i / blockSize; b < len(e.extraKeys) {
+				extra = e.extraKeys[b]
+			}
+			parentKey = requestKey(parentKey, chunk, effective, extra)
 			keys = append(keys, parentKey)
 			chunks = append(chunks, chunk)
 		}

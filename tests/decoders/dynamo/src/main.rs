@@ -16,16 +16,35 @@
 //!     create_stored_blocks (a block is published only with block_size ==
 //!     the router's kv_block_size and enough token_ids: "token_ids too
 //!     short");
+//!   - types.rs ExtraKeyItem: extra_keys as Option<Vec<Option<Vec<ExtraKeyItem>>>>;
 //!   - the radix tree drops a stored block whose parent it does not hold.
 //! AllBlocksCleared is applied to the whole worker, as vLLM means it.
 //!
 //! Prints one JSON object: {"batches", "errors", "first_error",
-//! "too_short", "orphans", "entries": [{"tier", "hash", "tokens"}...]}.
+//! "too_short", "orphans", "extra_key_blocks", "entries": [{"tier",
+//! "hash", "tokens"}...]}.
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+// types.rs: #[derive(Deserialize)] #[serde(untagged)] enum ExtraKeyItem.
+#[allow(dead_code)]
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+enum ExtraKeyItem {
+    Hash(String),
+    HashWithSignedOffset((String, i64)),
+    HashWithUnsignedOffset((String, u64)),
+    Bytes(Vec<u8>),
+    Signed(i64),
+    Unsigned(u64),
+    Float(f64),
+    Bool(bool),
+}
+
+type ExtraKeys = Option<Vec<Option<Vec<ExtraKeyItem>>>>;
 
 #[derive(Debug, Clone, Copy)]
 enum BlockHashValue {
@@ -72,6 +91,7 @@ enum RawKvEvent {
         medium: Option<String>,
         #[allow(dead_code)]
         lora_name: Option<String>,
+        extra_keys: ExtraKeys,
     },
     BlockRemoved {
         block_hashes: Vec<BlockHashValue>,
@@ -107,6 +127,7 @@ impl<'de> Visitor<'de> for EventVisitor {
         let mut block_size: Option<usize> = None;
         let mut medium: Option<Option<String>> = None;
         let mut lora_name: Option<Option<String>> = None;
+        let mut extra_keys: Option<ExtraKeys> = None;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "type" => tag = Some(map.next_value()?),
@@ -116,6 +137,7 @@ impl<'de> Visitor<'de> for EventVisitor {
                 "block_size" => block_size = Some(map.next_value()?),
                 "medium" => medium = Some(map.next_value()?),
                 "lora_name" => lora_name = Some(map.next_value()?),
+                "extra_keys" => extra_keys = Some(map.next_value()?),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -129,6 +151,7 @@ impl<'de> Visitor<'de> for EventVisitor {
                 block_size: block_size.ok_or_else(|| de::Error::missing_field("block_size"))?,
                 medium: normalize_medium(medium.unwrap_or(None)),
                 lora_name: lora_name.unwrap_or(None),
+                extra_keys: extra_keys.unwrap_or(None),
             }),
             Some("BlockRemoved") => Ok(RawKvEvent::BlockRemoved {
                 block_hashes: block_hashes.ok_or_else(|| de::Error::missing_field("block_hashes"))?,
@@ -162,6 +185,7 @@ impl<'de> Visitor<'de> for EventVisitor {
                 let _lora_id: Option<u64> = seq.next_element()?.unwrap_or(None);
                 let medium = normalize_medium(seq.next_element()?.unwrap_or(None));
                 let lora_name = seq.next_element()?.unwrap_or(None);
+                let extra_keys: ExtraKeys = seq.next_element()?.unwrap_or(None);
                 RawKvEvent::BlockStored {
                     block_hashes,
                     parent_block_hash,
@@ -169,6 +193,7 @@ impl<'de> Visitor<'de> for EventVisitor {
                     block_size,
                     medium,
                     lora_name,
+                    extra_keys,
                 }
             }
             "BlockRemoved" => {
@@ -255,6 +280,7 @@ fn main() {
     // (tier, hash) -> tokens of the published block
     let mut index: BTreeMap<(&'static str, u64), Vec<u32>> = BTreeMap::new();
     let (mut batches, mut errors, mut too_short, mut orphans) = (0u64, 0u64, 0u64, 0u64);
+    let mut extra_key_blocks = 0u64;
     let mut first_error = String::new();
     for frames in read_capture(&args[2]) {
         // The payload is the last frame, the seq the one before it; the
@@ -281,8 +307,12 @@ fn main() {
                     token_ids,
                     block_size,
                     medium,
+                    extra_keys,
                     ..
                 } => {
+                    if let Some(keys) = &extra_keys {
+                        extra_key_blocks += keys.iter().filter(|k| k.is_some()).count() as u64;
+                    }
                     let tier = storage_tier(medium.as_deref());
                     if let Some(p) = parent_block_hash {
                         if !index.contains_key(&(tier, p.into_u64())) {
@@ -328,12 +358,13 @@ fn main() {
         })
         .collect();
     println!(
-        "{{\"batches\": {}, \"errors\": {}, \"first_error\": {}, \"too_short\": {}, \"orphans\": {}, \"entries\": [{}]}}",
+        "{{\"batches\": {}, \"errors\": {}, \"first_error\": {}, \"too_short\": {}, \"orphans\": {}, \"extra_key_blocks\": {}, \"entries\": [{}]}}",
         batches,
         errors,
         json_str(&first_error),
         too_short,
         orphans,
+        extra_key_blocks,
         entries.join(", ")
     );
 }
