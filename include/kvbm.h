@@ -860,7 +860,8 @@ KVBM_API kvbm_status kvbm_flush(kvbm_manager *mgr);
  * incarnation thus replaces what it held for a crashed or restarted
  * worker. A memory-only manager ends with CLEARED at kvbm_close(); one
  * with a catalog does not (its blocks survive). kvbm_close() delivers
- * everything queued before it returns.
+ * everything queued before it returns. (CLEARED is about one manager; the
+ * ZeroMQ publisher below scopes it to the manager's tier on the wire.)
  *
  * The sink runs on the dispatcher thread with no kvbm lock held: it may
  * call any kvbm function on the manager except kvbm_close(). If a sink
@@ -936,8 +937,9 @@ typedef struct kvbm_token_block {
  * position 0, with kvbm_hash_block of the tokens), so it equals the hash a
  * Dynamo router computes for the same tokens. When the block's
  * registration is STORED (a new hash, not a duplicate or a dedup), the
- * event carries a copy of the tokens and the LoRA name, so the ZeroMQ
- * publisher sends them in token_ids / lora_name. The copy lives only from
+ * event carries a copy of the tokens, the LoRA name and the extra keys, so
+ * the ZeroMQ publisher sends them in token_ids, lora_name and extra_keys.
+ * The copy lives only from
  * this call to the event's delivery (or until the block is unstaged,
  * released or registered without a STORED event); kvbm keeps no tokens
  * per registered block, so blocks a catalog restore brings back are
@@ -1064,7 +1066,7 @@ KVBM_API const double *kvbm_flush_bucket_bounds(void);
  *  - with data_parallel_rank r > 0 the endpoints move as vLLM moves them:
  *    a tcp port is increased by r, an inproc (and, a kvbm extension: ipc)
  *    address gets the suffix "_dp<r>" (kvbm_zmq_publisher_endpoint() says
- *    where a publisher is).
+ *    where a publisher is);
  *  - routers apply AllBlocksCleared to the whole worker (every tier), and
  *    one publisher is one worker: it sends AllBlocksCleared only in its
  *    first batch (the stream of a new process). A later manager's CLEARED
