@@ -12,6 +12,7 @@
 #include <assert.h>
 
 #include "manager.h"
+#include "metrics.h"
 
 static void image_of(kvbm_manager *mgr, uint32_t b, struct kvbm__image *img)
 {
@@ -123,6 +124,7 @@ void kvbm__journal_committed(kvbm_manager *mgr, const struct kvbm__take *t, uint
 	mgr->m.catalog_blocks_reclaimed += t->n_freed;
 	mgr->m.catalog_commits++;
 	mgr->m.catalog_flush_ns_last = duration_ns;
+	kvbm__metrics_observe_flush(mgr, duration_ns);
 	if (duration_ns > mgr->m.catalog_flush_ns_max)
 		mgr->m.catalog_flush_ns_max = duration_ns;
 	mgr->journal_error = KVBM_OK;
