@@ -286,6 +286,7 @@ typedef struct kvbm_config {
 	uint32_t catalog_max_failures; /**< failed commits in a row after which the writer retries once a second; default 8, 0 = at the interval */
 	uint32_t catalog_busy_ms;      /**< how long the writer waits for a competing writer's lock; default 5000 */
 	bool catalog_discard_mismatch; /**< start cold over a mismatching catalog instead of KVBM_E_MISMATCH */
+	bool catalog_tokens;           /**< keep kvbm_stage_tokens' tokens, LoRA name and extra keys in the catalog, so a restart announces restored blocks with them (routers that key by tokens need them); costs 4 x block_size bytes plus the strings per block in the file, and in memory until the block's row is written; default false */
 	kvbm_pre_commit_fn pre_commit;         /**< optional, see kvbm_pre_commit_fn */
 	void *pre_commit_user;
 	kvbm_restore_validate_fn restore_validate; /**< optional, see kvbm_restore_validate_fn */
@@ -1001,7 +1002,10 @@ typedef struct kvbm_token_block {
  * this call to the event's delivery (or until the block is unstaged,
  * released or registered without a STORED event); kvbm keeps no tokens
  * per registered block, so blocks a catalog restore brings back are
- * announced by hash only.
+ * announced by hash only, unless cfg.catalog_tokens is set: then the
+ * block's row keeps a second copy (held in memory from this call until the
+ * writer takes the row), and the restart announcement of a restored block
+ * carries its tokens, LoRA name and extra keys as the first one did.
  *
  * What a router does with a block registered by hash only (kvbm_stage,
  * kvbm_stage_lineage, or restored): its STORED has empty token_ids. Dynamo
@@ -1019,7 +1023,7 @@ typedef struct kvbm_token_block {
  * request keys.
  *
  * Ownership: as kvbm_stage(); tb and its strings are copied (when events
- *   are on), the caller keeps them.
+ *   are on, and again with cfg.catalog_tokens), the caller keeps them.
  * Thread-safety: any thread; takes the manager lock once.
  * Errors: as kvbm_stage_lineage(); KVBM_E_INVAL also for a NULL tb or
  *   tokens, a lora_name or extra key over 256 bytes, more than 16 extra

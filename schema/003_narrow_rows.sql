@@ -71,13 +71,16 @@ CREATE TABLE block_rows (
 	priority INTEGER NOT NULL,
 	retention INTEGER NOT NULL,
 	registered_at INTEGER,             -- unix ms, stamped by the writer
-	last_access_at INTEGER             -- unix ms, stamped by the writer
+	last_access_at INTEGER,            -- unix ms, stamped by the writer
+	tokens BLOB                        -- cfg.catalog_tokens: u32le token ids (block_size of
+	                                   -- them), u32le extra-key count, then the LoRA name and
+	                                   -- each extra key NUL-terminated; NULL otherwise
 );
 
 INSERT INTO block_rows
 SELECT (t.tier_id << 32) | b.block_id, 0, b.seq_hash, b.parent_hash, b.position, b.evict_key,
        b.access_tick, b.access_count, b.frequency, b.priority, b.retention, b.registered_at,
-       b.last_access_at
+       b.last_access_at, NULL
 FROM blocks b JOIN tiers t ON t.name = b.tier
 WHERE b.state = 1 AND b.seq_hash IS NOT NULL AND b.block_id BETWEEN 0 AND 4294967295;
 

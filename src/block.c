@@ -124,13 +124,16 @@ kvbm_status kvbm_mutable_release(kvbm_manager *mgr, kvbm_mutable block)
  * for the block's STORED event; stage owns it from here on. */
 static kvbm_status stage(kvbm_manager *mgr, kvbm_mutable block, kvbm_hash seq_hash,
 			 kvbm_hash parent, uint32_t position, uint32_t num_tokens,
-			 uint32_t *tokens, kvbm_complete *out)
+			 uint32_t *tokens, uint32_t *row_copy, kvbm_complete *out)
 {
-	if (!mgr || !out)
+	if (!mgr || !out) {
 		free(tokens);
+		free(row_copy);
+	}
 	KVBM_CHECK_ARG(mgr, mgr && out);
 	if (num_tokens != mgr->block_size) {
 		free(tokens);
+		free(row_copy);
 		return kvbm__fail(mgr, KVBM_E_SIZE, "num_tokens %u != block size %u", num_tokens,
 				  mgr->block_size);
 	}
@@ -139,9 +142,17 @@ static kvbm_status stage(kvbm_manager *mgr, kvbm_mutable block, kvbm_hash seq_ha
 		const kvbm_status st = stale(mgr, "mutable", block.block);
 		KVBM_UNLOCK(mgr);
 		free(tokens);
+		free(row_copy);
 		return st;
 	}
 	if (tokens && !kvbm__events_attach(mgr, block.block, tokens)) {
+		KVBM_UNLOCK(mgr);
+		free(row_copy);
+		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot keep the tokens of block %u",
+				  block.block);
+	}
+	if (row_copy && !kvbm__row_tokens_set(mgr, block.block, row_copy)) {
+		kvbm__events_forget(mgr, block.block);
 		KVBM_UNLOCK(mgr);
 		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot keep the tokens of block %u",
 				  block.block);
@@ -163,7 +174,7 @@ static kvbm_status stage(kvbm_manager *mgr, kvbm_mutable block, kvbm_hash seq_ha
 kvbm_status kvbm_stage(kvbm_manager *mgr, kvbm_mutable block, kvbm_hash seq_hash,
 		       uint32_t num_tokens, kvbm_complete *out)
 {
-	return stage(mgr, block, seq_hash, 0, KVBM_POSITION_UNKNOWN, num_tokens, NULL, out);
+	return stage(mgr, block, seq_hash, 0, KVBM_POSITION_UNKNOWN, num_tokens, NULL, NULL, out);
 }
 
 kvbm_status kvbm_stage_lineage(kvbm_manager *mgr, kvbm_mutable block, kvbm_hash seq_hash,
@@ -171,7 +182,7 @@ kvbm_status kvbm_stage_lineage(kvbm_manager *mgr, kvbm_mutable block, kvbm_hash 
 			       kvbm_complete *out)
 {
 	KVBM_CHECK_ARG(mgr, mgr && position != KVBM_POSITION_UNKNOWN);
-	return stage(mgr, block, seq_hash, parent_hash, position, num_tokens, NULL, out);
+	return stage(mgr, block, seq_hash, parent_hash, position, num_tokens, NULL, NULL, out);
 }
 
 kvbm_status kvbm_stage_tokens(kvbm_manager *mgr, kvbm_mutable block, const kvbm_token_block *tb,
@@ -189,14 +200,23 @@ kvbm_status kvbm_stage_tokens(kvbm_manager *mgr, kvbm_mutable block, const kvbm_
 	const bool root = tb->position == 0;
 	const kvbm_hash hash = kvbm_hash_chain(root ? tb->salt_hash : tb->parent_hash,
 					       kvbm_hash_block(tb->tokens, tb->num_tokens), root);
-	uint32_t *copy = NULL;
+	uint32_t *copy = NULL, *row_copy = NULL;
 	if (mgr->cfg.event_sink) { /* copied outside the lock */
 		copy = kvbm__events_token_copy(tb);
 		if (!copy)
 			return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot copy %u tokens",
 					  tb->num_tokens);
 	}
-	return stage(mgr, block, hash, tb->parent_hash, tb->position, tb->num_tokens, copy, out);
+	if (mgr->cfg.catalog_tokens && mgr->journal_on) {
+		row_copy = kvbm__events_token_copy(tb);
+		if (!row_copy) {
+			free(copy);
+			return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot copy %u tokens",
+					  tb->num_tokens);
+		}
+	}
+	return stage(mgr, block, hash, tb->parent_hash, tb->position, tb->num_tokens, copy,
+		     row_copy, out);
 }
 
 kvbm_status kvbm_unstage(kvbm_manager *mgr, kvbm_complete block, kvbm_mutable *out)
@@ -210,6 +230,7 @@ kvbm_status kvbm_unstage(kvbm_manager *mgr, kvbm_complete block, kvbm_mutable *o
 	}
 	struct kvbm__slot *s = &mgr->slots[block.block];
 	kvbm__events_forget(mgr, block.block);
+	kvbm__row_tokens_drop(mgr, block.block);
 	s->state = KVBM__SLOT_MUTABLE;
 	s->gen = kvbm__next_gen(s->gen);
 	s->hash = 0;
@@ -237,6 +258,7 @@ kvbm_status kvbm_complete_release(kvbm_manager *mgr, kvbm_complete block)
 	mgr->n_staged--;
 	mgr->m.inflight_mutable--;
 	kvbm__events_forget(mgr, block.block);
+	kvbm__row_tokens_drop(mgr, block.block);
 	kvbm__pool_free_block(mgr, block.block);
 	KVBM_UNLOCK(mgr);
 	return KVBM_OK;
@@ -266,6 +288,7 @@ static kvbm_immutable register_locked(kvbm_manager *mgr, uint32_t b)
 		return kvbm__ref_new(mgr, b);
 	}
 	kvbm__events_forget(mgr, b); /* no STORED: the hash is known already */
+	kvbm__row_tokens_drop(mgr, b);
 	kvbm__pool_resurrect(mgr, existing);
 	kvbm__pool_touch(mgr, existing);
 	if (mgr->cfg.dup_policy == KVBM_DUP_REJECT) {

@@ -278,6 +278,16 @@ static uint32_t restored_parent(const kvbm_manager *mgr, uint32_t b)
  * the bookkeeping the blocks go out in id order: still exactly the
  * restored set.
  */
+/* A restored block's STORED, with the tokens its row kept (catalog_tokens). */
+static void announce_one(kvbm_manager *mgr, uint32_t b)
+{
+	uint32_t *copy = kvbm__restored_tokens_take(mgr, b);
+
+	if (copy)
+		kvbm__events_attach(mgr, b, copy); /* out of memory: by hash only */
+	kvbm__events_push(mgr, KVBM_EVENT_STORED, b);
+}
+
 static void announce_restored(kvbm_manager *mgr)
 {
 	const uint32_t n = mgr->block_count;
@@ -287,7 +297,7 @@ static void announce_restored(kvbm_manager *mgr)
 	if (!mark || !path) {
 		for (uint32_t b = 0; b < n; b++)
 			if (restored(mgr, b))
-				kvbm__events_push(mgr, KVBM_EVENT_STORED, b);
+				announce_one(mgr, b);
 		goto out;
 	}
 	for (uint32_t b = 0; b < n; b++) {
@@ -301,7 +311,7 @@ static void announce_restored(kvbm_manager *mgr)
 		while (len > 0) {
 			const uint32_t a = path[--len];
 			mark[a] = 2;
-			kvbm__events_push(mgr, KVBM_EVENT_STORED, a);
+			announce_one(mgr, a);
 		}
 	}
 out:

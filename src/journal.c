@@ -10,6 +10,7 @@
  * -> reset as the writer takes and commits them, or back on failure.
  */
 #include <assert.h>
+#include <stdlib.h>
 
 #include "manager.h"
 #include "metrics.h"
@@ -34,6 +35,7 @@ static void image_of(kvbm_manager *mgr, uint32_t b, struct kvbm__image *img)
 	img->frequency = mgr->evict->frequency
 				 ? mgr->evict->frequency(mgr->evict_state, b, s->hash)
 				 : img->access_count;
+	img->tokens = kvbm__row_tokens_take(mgr, b);
 	s->durable_claim = 1;
 }
 
@@ -119,6 +121,8 @@ void kvbm__journal_committed(kvbm_manager *mgr, const struct kvbm__take *t, uint
 			kvbm__list_push_tail(mgr, KVBM__IN_RESET, b);
 		}
 	}
+	for (uint32_t i = 0; i < t->n; i++)
+		free(t->imgs[i].tokens);
 	mgr->m.catalog_rows_committed += t->n;
 	mgr->m.catalog_reclaim_rows += t->reclaim_rows;
 	mgr->m.catalog_blocks_reclaimed += t->n_freed;
@@ -139,8 +143,11 @@ void kvbm__journal_failed(kvbm_manager *mgr, const struct kvbm__take *t, kvbm_st
 	pthread_mutex_lock(&mgr->lock);
 	/* Claims taken for the images stay set: the failed rows are not on
 	 * disk, but assuming they might be is the safe side. */
-	for (uint32_t i = 0; i < t->n; i++)
+	for (uint32_t i = 0; i < t->n; i++) {
 		kvbm__journal_mark(mgr, t->imgs[i].block);
+		if (t->imgs[i].tokens)
+			kvbm__row_tokens_give_back(mgr, &t->imgs[i]);
+	}
 	for (uint32_t i = 0; i < t->n_freed; i++) {
 		const uint32_t b = t->freed[i];
 		struct kvbm__slot *s = &mgr->slots[b];

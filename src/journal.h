@@ -32,6 +32,8 @@ struct kvbm__image {
 	uint32_t frequency;    /* policy frequency estimate (TinyLFU) or access_count */
 	uint32_t priority;
 	uint32_t retention;
+	uint32_t *tokens;      /* cfg.catalog_tokens: the block's token copy, owned by
+				  the image (first row after staging), else NULL */
 };
 
 /* One transaction's worth of work, filled by kvbm__journal_take. The

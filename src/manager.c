@@ -86,6 +86,7 @@ static void free_manager(kvbm_manager *mgr)
 	free(mgr->slots);
 	free(mgr->refs);
 	free(mgr->dirty);
+	kvbm__row_tokens_free(mgr);
 	free(mgr->tier);
 	free(mgr->catalog_path);
 	free(mgr->model_fingerprint);
@@ -187,6 +188,10 @@ kvbm_status kvbm_open_ex(const kvbm_config *cfg, kvbm_manager **out, char *errbu
 		if (st != KVBM_OK)
 			kvbm__catalog_close(mgr, true);
 	}
+	/* Restored tokens serve the restart announcement only. */
+	pthread_mutex_lock(&mgr->lock);
+	kvbm__restored_tokens_free(mgr);
+	pthread_mutex_unlock(&mgr->lock);
 	if (st != KVBM_OK) {
 		if (errbuf && errlen)
 			kvbm_last_error(mgr, NULL, errbuf, errlen);

@@ -122,6 +122,8 @@ struct kvbm_manager {
 	struct kvbm__catalog *catalog;
 
 	struct kvbm__events *events;       /* NULL without an event sink */
+	uint32_t **row_tokens;             /* cfg.catalog_tokens: copies waiting for their row (row_tokens.c) */
+	uint32_t **restored_tokens;        /* restored copies waiting for their announcement */
 
 	/* last error, guarded by err_lock (taken after `lock` when both) */
 	pthread_mutex_t err_lock;
@@ -187,6 +189,19 @@ static inline void kvbm__journal_mark(kvbm_manager *mgr, uint32_t b)
 	if (mgr->dirty_count == mgr->cfg.catalog_batch)
 		kvbm__catalog_wake(mgr->catalog);
 }
+
+/* Token blocks for the catalog (row_tokens.c); lock held. A copy has the
+ * layout of kvbm__events_token_copy. */
+size_t kvbm__token_copy_bytes(const uint32_t *copy, uint32_t block_size);
+bool kvbm__token_copy_valid(const void *bytes, size_t len, uint32_t block_size);
+bool kvbm__row_tokens_set(kvbm_manager *mgr, uint32_t b, uint32_t *copy); /* owns copy */
+void kvbm__row_tokens_drop(kvbm_manager *mgr, uint32_t b);
+uint32_t *kvbm__row_tokens_take(kvbm_manager *mgr, uint32_t b);
+void kvbm__row_tokens_give_back(kvbm_manager *mgr, const struct kvbm__image *img);
+void kvbm__restored_tokens_set(kvbm_manager *mgr, uint32_t b, uint32_t *copy);
+uint32_t *kvbm__restored_tokens_take(kvbm_manager *mgr, uint32_t b);
+void kvbm__restored_tokens_free(kvbm_manager *mgr);
+void kvbm__row_tokens_free(kvbm_manager *mgr);
 
 /* A fresh non-zero generation after g. */
 static inline uint32_t kvbm__next_gen(uint32_t g)

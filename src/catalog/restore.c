@@ -141,9 +141,13 @@ static void read_half(struct half *h)
 	const uint32_t count = h->cat->mgr->block_count;
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(h->db,
-				    "SELECT id, wseq, seq_hash, parent_hash, position, access_tick,"
-				    " access_count, frequency, priority, retention, evict_key"
-				    " FROM block_rows WHERE id BETWEEN ?1 AND ?2",
+				    h->cat->mgr->cfg.catalog_tokens
+					    ? "SELECT id, wseq, seq_hash, parent_hash, position, access_tick,"
+					      " access_count, frequency, priority, retention, evict_key, tokens"
+					      " FROM block_rows WHERE id BETWEEN ?1 AND ?2"
+					    : "SELECT id, wseq, seq_hash, parent_hash, position, access_tick,"
+					      " access_count, frequency, priority, retention, evict_key"
+					      " FROM block_rows WHERE id BETWEEN ?1 AND ?2",
 				    -1, &st, NULL);
 
 	if (rc != SQLITE_OK)
@@ -190,6 +194,17 @@ static void read_half(struct half *h)
 		img->priority = prio < 0 || prio > 100 ? KVBM_PRIORITY_DEFAULT : (uint32_t)prio;
 		img->retention = (uint32_t)sqlite3_column_int64(st, 9);
 		img->evict_key = (uint64_t)sqlite3_column_int64(st, 10);
+		img->tokens = NULL;
+		if (h->cat->mgr->cfg.catalog_tokens && h->cat->mgr->cfg.event_sink &&
+		    sqlite3_column_type(st, 11) == SQLITE_BLOB) {
+			/* Kept for the restart announcement; a damaged blob only
+			 * makes it an announcement by hash. */
+			const void *blob = sqlite3_column_blob(st, 11);
+			const size_t len = (size_t)sqlite3_column_bytes(st, 11);
+			if (kvbm__token_copy_valid(blob, len, h->cat->mgr->block_size) &&
+			    (img->tokens = malloc(len)))
+				memcpy(img->tokens, blob, len);
+		}
 	}
 	if (rc == SQLITE_DONE)
 		rc = SQLITE_OK;
@@ -314,7 +329,7 @@ kvbm_status kvbm__catalog_restore(struct kvbm__catalog *cat, bool may_split)
 	for (size_t i = 0; i < n; i++) {
 		const bool first = i1 == h[1].n ||
 				   (i0 < h[0].n && by_evict_key(&h[0].rows[i0], &h[1].rows[i1]) <= 0);
-		const struct kvbm__image *img = first ? &h[0].rows[i0++] : &h[1].rows[i1++];
+		struct kvbm__image *img = first ? &h[0].rows[i0++] : &h[1].rows[i1++];
 		/* Rows come in eviction order, so their hashes and blocks land
 		 * at random: start the cache misses of a later row now. */
 		const struct half *ahead = first ? &h[0] : &h[1];
@@ -331,9 +346,14 @@ kvbm_status kvbm__catalog_restore(struct kvbm__catalog *cat, bool may_split)
 		if (keep && kvbm__restore_block(mgr, img) != KVBM_OK)
 			keep = false;
 		if (keep) {
+			if (img->tokens)
+				kvbm__restored_tokens_set(mgr, img->block, img->tokens);
+			img->tokens = NULL;
 			restored++;
 			continue;
 		}
+		free(img->tokens);
+		img->tokens = NULL;
 		vetoed++;
 		if ((rc = delete_row(cat, &del, img->block)) != SQLITE_OK) {
 			status = kvbm__sql_fail(mgr, cat->db, rc, "delete a refused row");
@@ -362,6 +382,8 @@ out:
 		sqlite3_close(h[1].db);
 	free(mask);
 	for (int k = 0; k < 2; k++) {
+		for (size_t i = 0; i < h[k].n; i++)
+			free(h[k].rows[i].tokens); /* those not handed over */
 		free(h[k].rows);
 		free(h[k].dropped);
 	}

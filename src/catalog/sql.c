@@ -115,18 +115,26 @@ static int upsert(struct kvbm__catalog *cat, const struct kvbm__image *img, uint
 	sqlite3_bind_int64(st, 10, img->priority);
 	sqlite3_bind_int64(st, 11, img->retention);
 	sqlite3_bind_int64(st, 12, now);
+	if (img->tokens)
+		sqlite3_bind_blob(st, 13, img->tokens,
+				  (int)kvbm__token_copy_bytes(img->tokens, cat->mgr->block_size),
+				  SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 13);
 	const int rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
 /* One plain rowid upsert per block: no text key, no secondary index. It
- * keeps registered_at across updates of the same registration and moves
- * last_access_at only when the block was used again. */
+ * keeps registered_at (and the tokens) across updates of the same
+ * registration and moves last_access_at only when the block was used
+ * again. */
 const char kvbm__upsert_sql[] =
 	"INSERT INTO block_rows (id, wseq, seq_hash, parent_hash, position, evict_key,"
 	" access_tick, access_count, frequency, priority, retention, registered_at,"
-	" last_access_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)"
+	" last_access_at, tokens)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)"
 	" ON CONFLICT (id) DO UPDATE SET wseq = excluded.wseq, seq_hash = excluded.seq_hash,"
 	" parent_hash = excluded.parent_hash, position = excluded.position,"
 	" evict_key = excluded.evict_key, access_tick = excluded.access_tick,"
@@ -136,7 +144,10 @@ const char kvbm__upsert_sql[] =
 	"  THEN block_rows.registered_at ELSE excluded.registered_at END,"
 	" last_access_at = CASE WHEN block_rows.seq_hash = excluded.seq_hash"
 	"  AND block_rows.access_tick = excluded.access_tick"
-	"  THEN block_rows.last_access_at ELSE excluded.last_access_at END";
+	"  THEN block_rows.last_access_at ELSE excluded.last_access_at END,"
+	/* Tokens come with the first row after staging only. */
+	" tokens = CASE WHEN excluded.tokens IS NOT NULL THEN excluded.tokens"
+	"  WHEN block_rows.seq_hash = excluded.seq_hash THEN block_rows.tokens END";
 
 /* Decimal digits of v at p, returns the end. */
 static char *put_u32(char *p, uint32_t v)

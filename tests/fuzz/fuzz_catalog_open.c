@@ -2,7 +2,7 @@
 /*
  * libFuzzer target: kvbm_open on a catalog file whose bytes are the input.
  * Any status is acceptable; a crash, leak, hang or undefined behaviour is
- * not. The eviction policy comes from the header (see below). When the
+ * not. The eviction policy comes from the input length (see below). When the
  * open succeeds the restored manager must be coherent (pool counts add
  * up) and survive a few operations, a flush and a close; the file it
  * leaves is opened once more.
@@ -145,10 +145,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	close(fd);
 
 	/* The policy is not part of a catalog's identity: every one must
-	 * restore any file. The low byte of SQLite's application id (header
-	 * offset 71), which SQLite never interprets, picks it. */
-	const kvbm_evict_policy policy =
-		(kvbm_evict_policy)(size > 71 ? data[71] % KVBM_EVICT_COUNT : 0);
+	 * restore any file. The input's length picks it: no header byte is
+	 * free since the application id became 'kvbm' (schema 3). */
+	const kvbm_evict_policy policy = (kvbm_evict_policy)(size % KVBM_EVICT_COUNT);
 	if (open_catalog(path, policy, &mgr) == KVBM_OK) {
 		exercise(mgr);
 		kvbm_flush(mgr);

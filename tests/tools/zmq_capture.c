@@ -11,8 +11,9 @@
  *     captured, prints "ready" and waits for stdin to close (the driver
  *     SIGKILLs it there: no kvbm_close, no final events).
  *   PHASE "restart": the same managers again over the catalog the killed
- *     process left (G1's blocks come back, announced by hash), plus one
- *     fresh block with tokens; closes normally.
+ *     process left (G1's blocks come back, announced with the tokens its
+ *     catalog kept: cfg.catalog_tokens), plus one fresh block with tokens;
+ *     closes normally.
  * Each phase writes DIR/PHASE.live.bin (the messages a SUB socket received),
  * DIR/PHASE.replay.bin (a replay from seq 0; frames as received, after the
  * DEALER's empty delimiter) and DIR/PHASE.expect.json (every registered
@@ -201,6 +202,23 @@ static void store(struct tier *t, uint32_t first, uint32_t nblocks, bool with_to
 		fail("register", t->name);
 }
 
+/* What store(t, first, nblocks, true, lora) remembered, without storing:
+ * the restart phase's record of the tokens the killed process staged. */
+static void recall(struct tier *t, uint32_t first, uint32_t nblocks, const char *lora)
+{
+	uint32_t tok[16 * BS];
+	kvbm_hash h[16];
+	size_t nh;
+	const kvbm_hash salt = lora ? kvbm_hash_salt(lora, strlen(lora)) : 0;
+
+	for (uint32_t i = 0; i < nblocks * BS; i++)
+		tok[i] = first + i;
+	if (kvbm_hash_sequence(tok, nblocks * BS, BS, salt, h, 16, &nh) != KVBM_OK)
+		fail("hash", t->name);
+	for (uint32_t i = 0; i < nblocks; i++)
+		remember(t, h[i], tok + i * BS, lora ? "mm-hash-0001" : NULL);
+}
+
 static const uint32_t *tokens_of(const struct tier *t, kvbm_hash h, const char **extra)
 {
 	for (uint32_t i = 0; i < t->n; i++)
@@ -261,6 +279,7 @@ static void open_tier(struct tier *t, kvbm_zmq_publisher *pub, const char *catal
 	cfg.event_sink = counting_sink;
 	cfg.event_user = pub;
 	cfg.catalog_path = catalog;
+	cfg.catalog_tokens = catalog != NULL; /* restored blocks come back with tokens */
 	cfg.catalog_sync = KVBM_SYNC_OFF; /* a SIGKILL, not a power cut */
 	cfg.model_fingerprint = "zmq-capture";
 	if (kvbm_open_ex(&cfg, &t->mgr, err, sizeof(err)) != KVBM_OK)
@@ -343,6 +362,11 @@ int main(int argc, char **argv)
 		if (kvbm_flush(g1->mgr) != KVBM_OK)
 			fail("flush", "G1");
 	} else {
+		/* G1 keeps tokens in its catalog (catalog_tokens): its restored
+		 * blocks are announced with the tokens staged before the kill. */
+		recall(g1, 1, 3, NULL);
+		recall(g1, 200, 1, "adapter-x");
+		recall(g1, 300, 4, NULL);
 		store(g1, 500, 1, true, NULL); /* fresh after the restart */
 	}
 	kvbm_manager *mgrs[] = {g2->mgr, g3->mgr, g1->mgr};
