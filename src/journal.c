@@ -216,6 +216,13 @@ void kvbm__journal_unreclaim_locked(kvbm_manager *mgr)
 	}
 }
 
+void kvbm__journal_unreclaim(kvbm_manager *mgr)
+{
+	pthread_mutex_lock(&mgr->lock);
+	kvbm__journal_unreclaim_locked(mgr);
+	pthread_mutex_unlock(&mgr->lock);
+}
+
 uint32_t kvbm__journal_peak_request(kvbm_manager *mgr)
 {
 	pthread_mutex_lock(&mgr->lock);

@@ -73,6 +73,10 @@ void kvbm__journal_committed(kvbm_manager *mgr, const struct kvbm__take *t,
 /* The take's commit failed: its rows go back to dirty, its frees back to
  * waiting, and waiters are woken so they can report code. */
 void kvbm__journal_failed(kvbm_manager *mgr, const struct kvbm__take *t, kvbm_status code);
+/* Put every reclaimed block back into the eviction policy with its old key
+ * (a clean shutdown persists them as registered). Call with the writer
+ * stopped, so it cannot reclaim them again. */
+void kvbm__journal_unreclaim(kvbm_manager *mgr);
 /* The largest allocation seen since the last call (then forgotten), for
  * sizing the reserve. */
 uint32_t kvbm__journal_peak_request(kvbm_manager *mgr);

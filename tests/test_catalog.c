@@ -692,6 +692,31 @@ static void catalog__reserve_follows_the_eviction_rate(void **state)
 	assert_int_equal(kvbm_close(mgr), KVBM_OK);
 }
 
+/* A clean close persists every cached block, the writer's reserve
+ * included: it is put back into the policy once the writer has stopped. */
+static void catalog__clean_close_keeps_the_reserve(void **state)
+{
+	struct fixture *f = *state;
+	f->cfg.block_count = 256;
+	f->cfg.catalog_interval_ms = 1; /* a writer that cycles all the time, */
+	f->cfg.catalog_batch = 8;        /* woken by every few dirty rows */
+	kvbm_manager *mgr = open_ok(&f->cfg);
+
+	for (uint32_t i = 0; i < 64; i++)
+		add_chain(mgr, 16 * i, 4); /* 256 blocks, then evictions of 0 */
+	assert_int_equal(kvbm_flush(mgr), KVBM_OK);
+	for (uint32_t i = 64; i < 96; i++)
+		add_chain(mgr, 16 * i, 4); /* 128 evictions: the reserve fills */
+	kvbm_metrics m;
+	assert_int_equal(kvbm_metrics_read(mgr, &m), KVBM_OK);
+	assert_true(m.catalog_reserve_target > 0);
+	/* Closed while the writer is still draining, as a server stops. */
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	mgr = open_ok(&f->cfg);
+	assert_int_equal(kvbm_test_counts(mgr).inactive, 256);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -716,6 +741,7 @@ int main(void)
 		T(catalog__unreadable_reclaim_row_distrusts_older_rows),
 		T(catalog__wal_shrinks_once_a_reader_leaves),
 		T(catalog__reserve_follows_the_eviction_rate),
+		T(catalog__clean_close_keeps_the_reserve),
 	};
 	return cmocka_run_group_tests_name("catalog", tests, NULL, NULL);
 }

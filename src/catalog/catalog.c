@@ -485,6 +485,9 @@ kvbm_status kvbm__catalog_close(kvbm_manager *mgr, bool discard)
 		return KVBM_OK;
 	kvbm__writer_stop(cat);
 	if (!discard) {
+		/* kvbm_close put the reserve back before stopping the writer,
+		 * which may have reclaimed again since. */
+		kvbm__journal_unreclaim(mgr);
 		st = kvbm__writer_drain(cat, true, true);
 		/* The file is known to be ours: let the last close checkpoint
 		 * and remove the WAL as SQLite does by default. */
