@@ -90,10 +90,18 @@ kvbm_status kvbm__restore_block(kvbm_manager *mgr, const struct kvbm__image *img
 
 /* --- implemented by the catalog (src/catalog/) --- */
 
-/* Open or create the catalog named by mgr->cfg, check its identity, restore
- * it into mgr (kvbm__restore_block) and start the writer thread. Sets
- * mgr->catalog. Called by kvbm_open with mgr fully built but not shared. */
-kvbm_status kvbm__catalog_open(kvbm_manager *mgr);
+/* Opening a catalog, in two halves so the pools can be built meanwhile.
+ * prepare: open or create the file named by mgr->cfg, check what it is and
+ * its identity, take the tier's ownership and read the rows to restore,
+ * inside the open's transaction; touches only mgr's configuration (and
+ * its error message). Sets mgr->catalog. finish: with the pools built,
+ * restore into mgr (kvbm__restore_block), commit, start the writer.
+ * abort: give up a prepared open (rollback, free). On failure each frees
+ * what it made and clears mgr->catalog. Called by kvbm_open only, before
+ * the manager is shared. */
+kvbm_status kvbm__catalog_prepare(kvbm_manager *mgr);
+kvbm_status kvbm__catalog_finish(kvbm_manager *mgr);
+void kvbm__catalog_abort(kvbm_manager *mgr);
 /* Stop the writer; unless discard, commit everything and mark a clean
  * shutdown. Frees mgr->catalog (NULL is a no-op). */
 kvbm_status kvbm__catalog_close(kvbm_manager *mgr, bool discard);

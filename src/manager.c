@@ -96,9 +96,10 @@ static void free_manager(kvbm_manager *mgr)
 	free(mgr);
 }
 
-static kvbm_status build(kvbm_manager *mgr, const kvbm_config *cfg)
+/* The configuration part of a manager: cheap, and all the catalog's open
+ * reads while the pools are built beside it. */
+static kvbm_status build_config(kvbm_manager *mgr, const kvbm_config *cfg)
 {
-	const uint32_t n = cfg->block_count;
 	bool failed = false;
 
 	mgr->cfg = *cfg;
@@ -108,15 +109,28 @@ static kvbm_status build(kvbm_manager *mgr, const kvbm_config *cfg)
 	mgr->cfg.tier = mgr->tier;
 	mgr->cfg.catalog_path = mgr->catalog_path;
 	mgr->cfg.model_fingerprint = mgr->model_fingerprint;
-	mgr->block_count = n;
+	mgr->block_count = cfg->block_count;
 	mgr->block_size = cfg->block_size;
 	mgr->reset_on_release = cfg->reset_on_release;
+	mgr->journal_on = cfg->catalog_path != NULL;
+	if (failed)
+		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot copy the configuration's strings");
+	return KVBM_OK;
+}
+
+/* The per-block tables: most of an open's cost for a large manager (their
+ * first touch), so with a catalog they are built while it reads. */
+static kvbm_status build_pools(kvbm_manager *mgr)
+{
+	const kvbm_config *cfg = &mgr->cfg;
+	const uint32_t n = mgr->block_count;
+
 	mgr->refs_free = KVBM__NIL;
 	mgr->reset.head = mgr->reset.tail = KVBM__NIL;
 	mgr->reset_unsafe = mgr->reclaim_pending = mgr->reserve = mgr->reset;
 	mgr->freeing = mgr->reset_freeing = mgr->reset;
 	mgr->slots = calloc(n, sizeof(*mgr->slots));
-	if (failed || !mgr->slots)
+	if (!mgr->slots)
 		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot allocate %u blocks", n);
 	if (kvbm__registry_init(&mgr->registry, n) != KVBM_OK)
 		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot allocate the registry for %u blocks", n);
@@ -131,18 +145,51 @@ static kvbm_status build(kvbm_manager *mgr, const kvbm_config *cfg)
 		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot allocate the %s policy",
 				  mgr->evict->name);
 	}
-	for (uint32_t b = 0; b < n; b++) {
+	if (mgr->journal_on) {
+		mgr->dirty = malloc(n * sizeof(*mgr->dirty));
+		if (!mgr->dirty)
+			return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot allocate the catalog queue");
+	}
+	return KVBM_OK;
+}
+
+/* The first touch of the slot table (fresh pages: its page faults are the
+ * cost). No allocation, no failure. */
+static void init_slots(kvbm_manager *mgr)
+{
+	for (uint32_t b = 0; b < mgr->block_count; b++) {
 		mgr->slots[b].position = KVBM_POSITION_UNKNOWN;
 		mgr->slots[b].priority = KVBM_PRIORITY_DEFAULT;
 		kvbm__list_push_tail(mgr, KVBM__IN_RESET, b);
 	}
-	if (cfg->catalog_path) {
-		mgr->dirty = malloc(n * sizeof(*mgr->dirty));
-		if (!mgr->dirty)
-			return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot allocate the catalog queue");
-		mgr->journal_on = true;
-	}
-	return KVBM_OK;
+}
+
+static void *init_slots_main(void *arg)
+{
+	init_slots(arg);
+	return NULL;
+}
+
+/* With a catalog, the slot table is first touched on another thread while
+ * the catalog reads and sorts its rows (which touches no manager state);
+ * then the rows are restored into the pools. Allocations all happen here,
+ * in one order, so an allocation failure is the same failure every time. */
+static kvbm_status build_with_catalog(kvbm_manager *mgr)
+{
+	kvbm_status st = build_pools(mgr);
+	pthread_t thread;
+
+	if (st != KVBM_OK)
+		return st;
+	const bool threaded = pthread_create(&thread, NULL, init_slots_main, mgr) == 0;
+	if (!threaded)
+		init_slots(mgr);
+	st = kvbm__catalog_prepare(mgr);
+	if (threaded)
+		pthread_join(thread, NULL);
+	if (st == KVBM_OK)
+		st = kvbm__catalog_finish(mgr);
+	return st;
 }
 
 kvbm_status kvbm_open_ex(const kvbm_config *cfg, kvbm_manager **out, char *errbuf, size_t errlen)
@@ -180,9 +227,11 @@ kvbm_status kvbm_open_ex(const kvbm_config *cfg, kvbm_manager **out, char *errbu
 	pthread_mutex_init(&mgr->lock, NULL);
 	pthread_mutex_init(&mgr->err_lock, NULL);
 
-	st = build(mgr, cfg);
-	if (st == KVBM_OK && mgr->journal_on)
-		st = kvbm__catalog_open(mgr);
+	st = build_config(mgr, cfg);
+	if (st == KVBM_OK)
+		st = mgr->journal_on ? build_with_catalog(mgr) : build_pools(mgr);
+	if (st == KVBM_OK && !mgr->journal_on)
+		init_slots(mgr);
 	if (st == KVBM_OK) {
 		st = kvbm__events_open(mgr);
 		if (st != KVBM_OK)

@@ -279,6 +279,10 @@ static kvbm_status open_db(struct kvbm__catalog *cat)
 				  "catalog %s is read-only (file mode or a read-only mount): a manager "
 				  "writes its catalog; kvbm-catalog reads it without writing",
 				  path);
+	/* The first write to a new file says whose it is, so an open that
+	 * fails half way leaves a file the next open recognises as its own. */
+	if (is_new && (rc = kvbm__sql_exec(cat->db, KVBM__CLAIM_NEW_FILE)) != SQLITE_OK)
+		return open_failure(mgr, cat->db, rc, path);
 	if ((rc = kvbm__sql_exec(cat->db, "PRAGMA journal_mode = WAL")) != SQLITE_OK)
 		return (rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT
 			       ? kvbm__fail(mgr, KVBM_E_CORRUPT, "%s is not a kvbm catalog: %s", path,
@@ -373,6 +377,7 @@ static void free_catalog(struct kvbm__catalog *cat)
 {
 	if (!cat)
 		return;
+	kvbm__restore_free(cat->restore);
 	kvbm__catalog_finalize(cat);
 	sqlite3_close_v2(cat->db);
 	kvbm__owner_close(&cat->owner);
@@ -387,7 +392,7 @@ static void free_catalog(struct kvbm__catalog *cat)
 	free(cat);
 }
 
-kvbm_status kvbm__catalog_open(kvbm_manager *mgr)
+kvbm_status kvbm__catalog_prepare(kvbm_manager *mgr)
 {
 	struct kvbm__catalog *cat = calloc(1, sizeof(*cat));
 	bool migrated = false, discarded = false;
@@ -432,12 +437,43 @@ kvbm_status kvbm__catalog_open(kvbm_manager *mgr)
 	    (st = check_identity(cat, &discarded)) != KVBM_OK ||
 	    (st = kvbm__owner_lock(&cat->owner, mgr, mgr->catalog_path, mgr->tier, cat->tier_id,
 				   cat->incarnation)) != KVBM_OK ||
-	    (st = kvbm__catalog_restore(cat, !migrated && !discarded)) != KVBM_OK)
+	    (st = kvbm__restore_read(cat, !migrated && !discarded)) != KVBM_OK)
+		goto rollback;
+	mgr->catalog = cat;
+	return KVBM_OK;
+rollback:
+	kvbm__sql_exec(cat->db, "ROLLBACK");
+fail:
+	free_catalog(cat);
+	return st;
+}
+
+void kvbm__catalog_abort(kvbm_manager *mgr)
+{
+	struct kvbm__catalog *cat = mgr->catalog;
+
+	if (!cat)
+		return;
+	kvbm__sql_exec(cat->db, "ROLLBACK");
+	mgr->catalog = NULL;
+	free_catalog(cat);
+}
+
+kvbm_status kvbm__catalog_finish(kvbm_manager *mgr)
+{
+	struct kvbm__catalog *cat = mgr->catalog;
+	kvbm_status st;
+	int rc;
+
+	mgr->catalog = NULL; /* the writer starts only once everything is ready */
+	if ((st = kvbm__restore_apply(cat)) != KVBM_OK)
 		goto rollback;
 	if ((rc = kvbm__sql_exec(cat->db, "COMMIT")) != SQLITE_OK) {
 		st = kvbm__sql_fail(mgr, cat->db, rc, "commit catalog open");
 		goto rollback;
 	}
+	if ((st = kvbm__owner_adopt(&cat->owner, mgr, mgr->catalog_path)) != KVBM_OK)
+		goto fail;
 	/* Rows of blocks evicted in policy order land anywhere in the table:
 	 * with SQLite's default 2 MiB page cache a large catalog re-reads
 	 * pages from the OS on every batch. ~96 bytes of cache per block holds
@@ -562,6 +598,10 @@ kvbm_status kvbm_catalog_migrate(const char *path, unsigned flags, int *from, in
 	sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
 	if ((st = kvbm__catalog_identify(db, path, is_new, msg, sizeof(msg))) != KVBM_OK) {
 		FAIL(st, "%s", msg);
+		goto out;
+	}
+	if (is_new && !dry && (rc = kvbm__sql_exec(db, KVBM__CLAIM_NEW_FILE)) != SQLITE_OK) {
+		FAIL(kvbm__sql_status(rc), "cannot initialise %s: %s", path, sqlite3_errmsg(db));
 		goto out;
 	}
 	if ((rc = kvbm__sql_exec(db, "BEGIN IMMEDIATE")) != SQLITE_OK ||

@@ -25,6 +25,7 @@ struct kvbm__catalog {
 	uint64_t write_seq;      /* tiers.write_seq of the last commit */
 	uint64_t incarnation;
 	struct kvbm__take take;  /* the transaction being written */
+	struct kvbm__restore *restore; /* rows read by the open, until applied */
 	struct kvbm__reclaims reclaims;
 	uint32_t *listed;        /* a reclaim row's ids (block_count) */
 	char *text;              /* its JSON text */
@@ -60,6 +61,7 @@ struct kvbm__catalog {
 
 /* PRAGMA application_id of a catalog: 'kvbm' (schema/003_narrow_rows.sql). */
 #define KVBM__APPLICATION_ID 0x6b76626d
+#define KVBM__CLAIM_NEW_FILE "PRAGMA application_id = 1802920557"
 
 /* Before SQLite opens path (identify.c): refuse what is not a regular
  * file; *is_new when it is missing or empty. The message goes to msg. */
@@ -87,11 +89,17 @@ int64_t kvbm__now_ms(void);
  * is recorded. */
 kvbm_status kvbm__catalog_write(struct kvbm__catalog *cat, bool clean_shutdown, int64_t *rowid,
 				bool *compacted, uint32_t *n_listed);
-/* Restore the tier's registry into the manager inside the open's
- * transaction (restore.c). may_split: the transaction changed no block
- * rows yet, so a second connection sees the same rows and can read half
- * of them on another thread. */
-kvbm_status kvbm__catalog_restore(struct kvbm__catalog *cat, bool may_split);
+/* Restore the tier's registry inside the open's transaction (restore.c),
+ * in two steps. read: the rows, masked by the reclaim rows and sorted by
+ * eviction key, into cat->restore; touches no manager state. may_split:
+ * the transaction changed no block rows yet, so a second connection sees
+ * the same rows and can read half of them on another thread. apply: hand
+ * them to the core, delete the rows it refused and the reclaim rows;
+ * frees cat->restore either way. */
+struct kvbm__restore;
+kvbm_status kvbm__restore_read(struct kvbm__catalog *cat, bool may_split);
+kvbm_status kvbm__restore_apply(struct kvbm__catalog *cat);
+void kvbm__restore_free(struct kvbm__restore *r);
 /* Finalize the prepared statements (catalog.c). */
 void kvbm__catalog_finalize(struct kvbm__catalog *cat);
 /* Start/stop the writer thread (writer.c). */

@@ -34,7 +34,7 @@ static void sidecar_path(char *out, size_t len, const char *path)
 kvbm_status kvbm__owner_open(struct kvbm__owner *o, kvbm_manager *mgr, const char *path,
 			     int64_t catalog_id)
 {
-	char name[4200], header[HEADER_BYTES + 1], want[HEADER_BYTES];
+	char name[4200], header[HEADER_BYTES + 1];
 	struct stat sb;
 
 	o->fd = -1;
@@ -52,7 +52,6 @@ kvbm_status kvbm__owner_open(struct kvbm__owner *o, kvbm_manager *mgr, const cha
 		return kvbm__fail(mgr, KVBM_E_CORRUPT, "catalog %s: %s is not a regular file", path,
 				  name);
 	}
-	snprintf(want, sizeof(want), "kvbm-catalog %016llx\n", (unsigned long long)catalog_id);
 	const ssize_t got = pread(fd, header, HEADER_BYTES, 0);
 	header[got > 0 ? got : 0] = '\0';
 	if (got > 0 && header[0] != '\0') {
@@ -66,13 +65,12 @@ kvbm_status kvbm__owner_open(struct kvbm__owner *o, kvbm_manager *mgr, const cha
 					  path, (unsigned long long)catalog_id, name,
 					  id ? "another catalog" : "no kvbm catalog", name);
 		}
-	} else if (pwrite(fd, want, strlen(want), 0) != (ssize_t)strlen(want)) {
-		const int e = errno;
-		close(fd);
-		return kvbm__fail(mgr, e == ENOSPC ? KVBM_E_FULL : KVBM_E_IO,
-				  "catalog %s: cannot write its lock file %s: %s", path, name,
-				  strerror(e));
+	} else {
+		/* Written once the open commits (kvbm__owner_adopt): an open
+		 * that fails before may leave a file whose id is not final. */
+		o->adopt = true;
 	}
+	o->id = catalog_id;
 	o->fd = fd;
 	/* Set space aside now, while the disk may still have it. */
 	kvbm__owner_restore_ballast(o);
@@ -114,6 +112,20 @@ kvbm_status kvbm__owner_lock(struct kvbm__owner *o, kvbm_manager *mgr, const cha
 	/* The holder line is for messages only: failing to write it is fine. */
 	if (pwrite(o->fd, line, sizeof(line), at) != (ssize_t)sizeof(line))
 		(void)0;
+	return KVBM_OK;
+}
+
+kvbm_status kvbm__owner_adopt(struct kvbm__owner *o, kvbm_manager *mgr, const char *path)
+{
+	char want[HEADER_BYTES];
+
+	if (!o->adopt)
+		return KVBM_OK;
+	snprintf(want, sizeof(want), "kvbm-catalog %016llx\n", (unsigned long long)o->id);
+	if (pwrite(o->fd, want, strlen(want), 0) != (ssize_t)strlen(want))
+		return kvbm__fail(mgr, errno == ENOSPC ? KVBM_E_FULL : KVBM_E_IO,
+				  "catalog %s: cannot write its lock file: %s", path, strerror(errno));
+	o->adopt = false;
 	return KVBM_OK;
 }
 

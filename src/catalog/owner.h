@@ -28,13 +28,17 @@ struct kvbm__owner {
 	int fd;          /* -1 when not open */
 	int64_t slot;    /* locked slot, -1 for none */
 	bool ballast;    /* the ballast is allocated */
+	bool adopt;      /* the file names no catalog yet: write id once committed */
+	int64_t id;
 };
 
 /* Open (or create) the sidecar of path and check it belongs to the catalog
  * whose id is catalog_id: a sidecar naming another id refuses the open
- * (KVBM_E_CORRUPT); a new or empty one is adopted. */
+ * (KVBM_E_CORRUPT); a new or empty one is adopted by kvbm__owner_adopt. */
 kvbm_status kvbm__owner_open(struct kvbm__owner *o, struct kvbm_manager *mgr, const char *path,
 			     int64_t catalog_id);
+/* After the open committed: record the catalog id in a new lock file. */
+kvbm_status kvbm__owner_adopt(struct kvbm__owner *o, struct kvbm_manager *mgr, const char *path);
 /* Take tier_id's slot for this process, or KVBM_E_BUSY naming its holder. */
 kvbm_status kvbm__owner_lock(struct kvbm__owner *o, struct kvbm_manager *mgr, const char *path,
 			     const char *tier, int64_t tier_id, uint64_t incarnation);

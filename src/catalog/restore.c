@@ -7,8 +7,10 @@
  * rows and the tier's reclaim rows are deleted, so a restored tier starts
  * with no reclaim bookkeeping.
  *
- * Reading is most of a restore's cost, so a large tier is read by two
- * threads: the upper half of the id range on a second, read-only
+ * Reading happens while kvbm_open builds the manager's pools on another
+ * thread (kvbm__restore_read touches no manager state); the rows are
+ * handed to the core once they are built (kvbm__restore_apply). Reading
+ * is most of a restore's cost, so a large tier is read by two threads: the upper half of the id range on a second, read-only
  * connection, which sees the same rows as long as the open's transaction
  * has not changed any (no migration, no discard). Each half is sorted by
  * its thread and the halves are merged into the core.
@@ -274,25 +276,46 @@ static sqlite3 *open_reader(struct kvbm__catalog *cat)
 	return db;
 }
 
-kvbm_status kvbm__catalog_restore(struct kvbm__catalog *cat, bool may_split)
+/* What kvbm__restore_read found, kept in the catalog until applied. */
+struct kvbm__restore {
+	struct half h[2];
+	uint64_t *mask;
+	uint32_t damaged;
+};
+
+void kvbm__restore_free(struct kvbm__restore *r)
+{
+	if (!r)
+		return;
+	for (int k = 0; k < 2; k++) {
+		if (r->h[k].db && r->h[k].db != r->h[k].cat->db)
+			sqlite3_close(r->h[k].db);
+		for (size_t i = 0; i < r->h[k].n; i++)
+			free(r->h[k].rows[i].tokens); /* those not handed over */
+		free(r->h[k].rows);
+		free(r->h[k].dropped);
+	}
+	free(r->mask);
+	free(r);
+}
+
+kvbm_status kvbm__restore_read(struct kvbm__catalog *cat, bool may_split)
 {
 	kvbm_manager *mgr = cat->mgr;
 	const int64_t lo = cat->tier_id << 32, hi = lo | 0xffffffffll;
-	struct half h[2] = {
-		{.cat = cat, .db = cat->db, .lo = lo, .hi = hi},
-		{.cat = cat},
-	};
-	uint32_t restored = 0, vetoed = 0;
-	sqlite3_stmt *del = NULL;
+	struct kvbm__restore *r = calloc(1, sizeof(*r));
 	pthread_t thread;
 	bool threaded = false;
-	uint64_t *mask = NULL;
-	kvbm_status status = read_reclaims(cat, &mask, &h[0].all);
-	int rc = SQLITE_OK;
 
+	if (!r)
+		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot start the restore");
+	struct half *h = r->h;
+	h[0] = (struct half){.cat = cat, .db = cat->db, .lo = lo, .hi = hi};
+	h[1] = (struct half){.cat = cat};
+	kvbm_status status = read_reclaims(cat, &r->mask, &h[0].all);
 	if (status != KVBM_OK)
-		goto out;
-	h[0].mask = h[1].mask = mask;
+		goto fail;
+	h[0].mask = h[1].mask = r->mask;
 	h[1].all = h[0].all;
 	if (may_split && mgr->block_count >= SPLIT_BLOCKS && (h[1].db = open_reader(cat))) {
 		h[0].hi = lo + mgr->block_count / 2 - 1;
@@ -310,19 +333,41 @@ kvbm_status kvbm__catalog_restore(struct kvbm__catalog *cat, bool may_split)
 	read_half(&h[0]);
 	if (threaded)
 		pthread_join(thread, NULL);
+	if (h[1].db) {
+		sqlite3_close(h[1].db);
+		h[1].db = NULL;
+	}
 	for (int k = 0; k < 2; k++) {
 		if (h[k].nomem) {
 			status = kvbm__fail(mgr, KVBM_E_NOMEM, "cannot hold the restored rows");
-			goto out;
+			goto fail;
 		}
 		if (h[k].rc != SQLITE_OK) {
 			status = kvbm__fail(mgr, kvbm__sql_status(h[k].rc),
 					    "%s: read catalog rows: %s (sqlite %d)", mgr->catalog_path,
 					    h[k].what, h[k].rc);
-			goto out;
+			goto fail;
 		}
-		vetoed += h[k].damaged;
+		r->damaged += h[k].damaged;
 	}
+	kvbm__restore_free(cat->restore);
+	cat->restore = r;
+	return KVBM_OK;
+fail:
+	kvbm__restore_free(r);
+	return status;
+}
+
+kvbm_status kvbm__restore_apply(struct kvbm__catalog *cat)
+{
+	kvbm_manager *mgr = cat->mgr;
+	struct kvbm__restore *r = cat->restore;
+	struct half *h = r->h;
+	uint32_t restored = 0, vetoed = r->damaged;
+	sqlite3_stmt *del = NULL;
+	kvbm_status status = KVBM_OK;
+	int rc = SQLITE_OK;
+
 	/* Merge the two sorted halves into the core. */
 	size_t i0 = 0, i1 = 0;
 	const size_t n = h[0].n + h[1].n;
@@ -378,14 +423,7 @@ kvbm_status kvbm__catalog_restore(struct kvbm__catalog *cat, bool may_split)
 		status = kvbm__sql_fail(mgr, cat->db, rc, "record restore counts");
 out:
 	sqlite3_finalize(del);
-	if (h[1].db)
-		sqlite3_close(h[1].db);
-	free(mask);
-	for (int k = 0; k < 2; k++) {
-		for (size_t i = 0; i < h[k].n; i++)
-			free(h[k].rows[i].tokens); /* those not handed over */
-		free(h[k].rows);
-		free(h[k].dropped);
-	}
+	kvbm__restore_free(r);
+	cat->restore = NULL;
 	return status;
 }
