@@ -36,6 +36,7 @@ struct half {
 	uint32_t *dropped;      /* masked or damaged: deleted afterwards */
 	size_t n_dropped, cap_dropped;
 	uint32_t damaged;
+	uint64_t max_wseq;      /* the newest row's write sequence */
 	int rc;                 /* SQLite code of the failure, or SQLITE_OK */
 	bool nomem;
 	char what[96];
@@ -159,6 +160,8 @@ static void read_half(struct half *h)
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const uint32_t block = (uint32_t)(sqlite3_column_int64(st, 0) & 0xffffffff);
 		const sqlite3_int64 wseq = sqlite3_column_int64(st, 1);
+		if (wseq > 0 && (uint64_t)wseq > h->max_wseq)
+			h->max_wseq = (uint64_t)wseq;
 		const bool masked = wseq < 0 || (uint64_t)wseq < h->all ||
 				    (h->mask && block < count && (uint64_t)wseq < h->mask[block]);
 		/* A NULL hash is damage: never restore it as hash 0. */
@@ -349,6 +352,10 @@ kvbm_status kvbm__restore_read(struct kvbm__catalog *cat, bool may_split)
 			goto fail;
 		}
 		r->damaged += h[k].damaged;
+		/* New reclaim rows must outrank every row on disk, whatever the
+		 * tier row says (a hand edit, a copied file). */
+		if (h[k].max_wseq > cat->write_seq)
+			cat->write_seq = h[k].max_wseq;
 	}
 	kvbm__restore_free(cat->restore);
 	cat->restore = r;
