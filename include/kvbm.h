@@ -1025,6 +1025,63 @@ KVBM_API kvbm_status kvbm_metrics_format(kvbm_manager *mgr, char *buf,
 					 size_t len, size_t *needed);
 /** @} */
 
+/** @defgroup offload Pull-mode events and touch (for offloading managers)
+ *
+ * An offloading manager (vLLM's OffloadingManager, kvbm.vllm) must see the
+ * events of a call synchronously after that call, on its own thread. Set
+ * cfg.event_sink = kvbm_event_pull_sink and the manager queues events as
+ * usual (same kinds, order, CLEARED announcement and overflow rule as the
+ * events group) but starts no dispatcher thread: the caller drains the
+ * queue with kvbm_events_take(). kvbm_close() discards what is still
+ * queued. kvbm_touch() refreshes recency without counting a hit, as
+ * vLLM's touch() does for blocks the GPU prefix cache already holds.
+ * @{ */
+
+/**
+ * The pull-mode marker: set cfg.event_sink to this function (event_user
+ * is ignored) to queue events for kvbm_events_take() instead of a sink.
+ * Called directly it does nothing.
+ *
+ * Ownership: none. Thread-safety: any thread. Errors: none.
+ */
+KVBM_API void kvbm_event_pull_sink(const kvbm_event_batch *batch, void *user);
+
+/**
+ * Move up to cap queued events, oldest first, into out. After an overflow
+ * the first event taken is CLEARED (see the events group).
+ *
+ * @param[out] out         array of cap events (may be NULL when cap == 0)
+ * @param[out] n_out       events written
+ * @param[out] incarnation catalog incarnation of these events (may be NULL)
+ *
+ * Ownership: out is the caller's; taken events leave the queue.
+ * Thread-safety: any thread; takes the manager lock once; never waits.
+ * Errors: KVBM_E_INVAL (mgr or n_out NULL, out NULL with cap > 0),
+ *   KVBM_E_MISUSE (the manager was not opened with kvbm_event_pull_sink).
+ */
+KVBM_API kvbm_status kvbm_events_take(kvbm_manager *mgr, kvbm_event *out,
+				      size_t cap, size_t *n_out,
+				      uint64_t *incarnation);
+
+/**
+ * Mark registered hashes as just used, in array order, without counting a
+ * hit: no reference is taken, no block is resurrected, access counts and
+ * match metrics do not change. An inactive block moves to the
+ * most-recently-used end of its policy, as if released again (LRU: newest;
+ * ARC and 2Q: reused, so protected; FIFO: unchanged). A block in use
+ * (referenced) is unaffected: its recency is set when it is released.
+ * Hashes not registered are skipped.
+ *
+ * @param[out] n_touched inactive blocks moved (may be NULL)
+ *
+ * Ownership: none.
+ * Thread-safety: any thread; takes the manager lock once.
+ * Errors: KVBM_E_INVAL (mgr NULL, hashes NULL with n > 0).
+ */
+KVBM_API kvbm_status kvbm_touch(kvbm_manager *mgr, const kvbm_hash *hashes,
+				uint32_t n, uint32_t *n_touched);
+/** @} */
+
 #ifdef __cplusplus
 }
 #endif

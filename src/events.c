@@ -271,6 +271,8 @@ kvbm_status kvbm__events_open(kvbm_manager *mgr)
 	kvbm__events_push(mgr, KVBM_EVENT_CLEARED, 0);
 	announce_restored(mgr);
 	pthread_mutex_unlock(&mgr->lock);
+	if (kvbm__events_pull(mgr)) /* drained by kvbm_events_take (events_pull.c) */
+		return KVBM_OK;
 	if (pthread_create(&ev->thread, NULL, dispatcher_main, ev) != 0) {
 		mgr->events = NULL;
 		free_events(ev);
@@ -285,6 +287,11 @@ void kvbm__events_close(kvbm_manager *mgr)
 
 	if (!ev)
 		return;
+	if (kvbm__events_pull(mgr)) { /* no dispatcher; undrained events go */
+		mgr->events = NULL;
+		free_events(ev);
+		return;
+	}
 	pthread_mutex_lock(&mgr->lock);
 	/* Without a catalog nothing survives the close: say so last. */
 	if (!mgr->catalog)
@@ -297,4 +304,30 @@ void kvbm__events_close(kvbm_manager *mgr)
 	mgr->events = NULL;
 	pthread_mutex_unlock(&mgr->lock);
 	free_events(ev);
+}
+
+/* Pull mode (events_pull.c): move up to cap queued events into out, a
+ * pending CLEARED first, as one batch. Manager lock held. */
+size_t kvbm__events_drain_locked(kvbm_manager *mgr, kvbm_event *out, size_t cap,
+				 uint64_t *incarnation)
+{
+	struct kvbm__events *ev = mgr->events;
+	size_t n = 0;
+
+	if (ev->lost && cap > 0) {
+		out[n++] = (kvbm_event){.kind = KVBM_EVENT_CLEARED};
+		ev->lost = false;
+	}
+	for (; n < cap && ev->count > 0; n++) {
+		out[n] = ev->queue[ev->head];
+		ev->head = (ev->head + 1) & (ev->cap - 1);
+		ev->count--;
+	}
+	if (n > 0) {
+		ev->seq++;
+		mgr->m.event_batches++;
+	}
+	if (incarnation)
+		*incarnation = ev->incarnation;
+	return n;
 }

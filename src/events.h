@@ -22,4 +22,12 @@ void kvbm__events_close(kvbm_manager *mgr);
  * the slot). Manager lock held; mgr->events != NULL. */
 void kvbm__events_push(kvbm_manager *mgr, kvbm_event_kind kind, uint32_t b);
 
+/* Pull mode (events_pull.c): the manager was opened with
+ * kvbm_event_pull_sink, so no dispatcher runs. Lock-free (cfg is fixed). */
+bool kvbm__events_pull(const kvbm_manager *mgr);
+/* Move up to cap queued events into out (see events.c). Lock held,
+ * mgr->events != NULL. */
+size_t kvbm__events_drain_locked(kvbm_manager *mgr, kvbm_event *out, size_t cap,
+				 uint64_t *incarnation);
+
 #endif /* KVBM_EVENTS_H */

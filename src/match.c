@@ -112,3 +112,45 @@ kvbm_status kvbm_contains(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n
 		*prefix = run;
 	return KVBM_OK;
 }
+
+/* Re-enter an inactive block at the most-recently-used end of its policy,
+ * as a release does, but without a hit: access_count and the match metrics
+ * stay, and first_tick is kept so ARC files the block as reused (T2). */
+static void refresh(kvbm_manager *mgr, uint32_t b)
+{
+	struct kvbm__slot *s = &mgr->slots[b];
+
+	mgr->evict->remove(mgr->evict_state, b);
+	s->release_tick = ++mgr->clock;
+	const struct kvbm__evict_entry e = {
+		.hash = s->hash,
+		.parent = s->parent,
+		.position = s->position,
+		.priority = s->priority,
+		.retention = s->retention,
+		.tick = s->release_tick,
+		.first_tick = s->first_tick,
+	};
+	mgr->evict->insert(mgr->evict_state, b, &e);
+	kvbm__journal_mark(mgr, b); /* the catalog keeps the eviction order */
+}
+
+kvbm_status kvbm_touch(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n, uint32_t *n_touched)
+{
+	KVBM_CHECK_ARG(mgr, mgr && (n == 0 || hashes));
+	uint32_t moved = 0;
+	KVBM_LOCK(mgr);
+	for (uint32_t i = 0; i < n; i++) {
+		const uint32_t b = kvbm__registry_find(&mgr->registry, hashes[i]);
+		/* Referenced blocks get their recency at release; reclaimed
+		 * ones are already promised to the catalog writer. */
+		if (b == KVBM__NIL || mgr->slots[b].state != KVBM__SLOT_INACTIVE)
+			continue;
+		refresh(mgr, b);
+		moved++;
+	}
+	KVBM_UNLOCK(mgr);
+	if (n_touched)
+		*n_touched = moved;
+	return KVBM_OK;
+}
