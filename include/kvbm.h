@@ -1034,7 +1034,8 @@ KVBM_API kvbm_status kvbm_metrics_format(kvbm_manager *mgr, char *buf,
  * events group) but starts no dispatcher thread: the caller drains the
  * queue with kvbm_events_take(). kvbm_close() discards what is still
  * queued. kvbm_touch() refreshes recency without counting a hit, as
- * vLLM's touch() does for blocks the GPU prefix cache already holds.
+ * vLLM's touch() does for blocks the GPU prefix cache already holds, and
+ * kvbm_locate() says which block holds a hash without taking a reference.
  * @{ */
 
 /**
@@ -1070,9 +1071,11 @@ KVBM_API kvbm_status kvbm_events_take(kvbm_manager *mgr, kvbm_event *out,
  * most-recently-used end of its policy, as if released again (LRU: newest;
  * ARC and 2Q: reused, so protected; FIFO: unchanged). A block in use
  * (referenced) is unaffected: its recency is set when it is released.
- * Hashes not registered are skipped.
+ * A block the catalog writer already took ahead as a next victim (its
+ * reserve) is taken back into the policy the same way. Hashes not
+ * registered are skipped.
  *
- * @param[out] n_touched inactive blocks moved (may be NULL)
+ * @param[out] n_touched blocks moved (may be NULL)
  *
  * Ownership: none.
  * Thread-safety: any thread; takes the manager lock once.
@@ -1080,6 +1083,23 @@ KVBM_API kvbm_status kvbm_events_take(kvbm_manager *mgr, kvbm_event *out,
  */
 KVBM_API kvbm_status kvbm_touch(kvbm_manager *mgr, const kvbm_hash *hashes,
 				uint32_t n, uint32_t *n_touched);
+
+/**
+ * Where registered hashes are: blocks[i] is the block holding hashes[i]
+ * (active or inactive) or UINT32_MAX. Like kvbm_contains(), takes no
+ * references and changes no recency; the ids stay true only while nothing
+ * else allocates, so an offloading manager that is the manager's only
+ * allocator (kvbm.vllm) can use them for blocks it protects itself.
+ *
+ * @param[out] blocks  array of n block ids
+ * @param[out] n_found hashes present (may be NULL)
+ *
+ * Ownership: blocks is the caller's.
+ * Thread-safety: any thread; takes the manager lock once.
+ * Errors: KVBM_E_INVAL (mgr NULL, hashes or blocks NULL with n > 0).
+ */
+KVBM_API kvbm_status kvbm_locate(kvbm_manager *mgr, const kvbm_hash *hashes,
+				 uint32_t n, uint32_t *blocks, uint32_t *n_found);
 /** @} */
 
 #ifdef __cplusplus

@@ -142,15 +142,40 @@ kvbm_status kvbm_touch(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n, u
 	KVBM_LOCK(mgr);
 	for (uint32_t i = 0; i < n; i++) {
 		const uint32_t b = kvbm__registry_find(&mgr->registry, hashes[i]);
-		/* Referenced blocks get their recency at release; reclaimed
-		 * ones are already promised to the catalog writer. */
-		if (b == KVBM__NIL || mgr->slots[b].state != KVBM__SLOT_INACTIVE)
+		if (b == KVBM__NIL)
 			continue;
-		refresh(mgr, b);
-		moved++;
+		if (mgr->slots[b].state == KVBM__SLOT_INACTIVE) {
+			refresh(mgr, b);
+			moved++;
+		} else if (mgr->slots[b].state == KVBM__SLOT_RECLAIM) {
+			/* The catalog writer took it ahead as a next victim; a
+			 * recent use takes it back, as a hit would, minus the
+			 * hit (the writer reclaims another one instead). */
+			kvbm__pool_resurrect(mgr, b);
+			mgr->m.resurrections--;
+			kvbm__pool_make_inactive(mgr, b);
+			moved++;
+		}
+		/* A referenced block gets its recency when it is released. */
 	}
 	KVBM_UNLOCK(mgr);
 	if (n_touched)
 		*n_touched = moved;
+	return KVBM_OK;
+}
+
+kvbm_status kvbm_locate(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n, uint32_t *blocks,
+			uint32_t *n_found)
+{
+	KVBM_CHECK_ARG(mgr, mgr && (n == 0 || (hashes && blocks)));
+	uint32_t found = 0;
+	KVBM_LOCK(mgr);
+	for (uint32_t i = 0; i < n; i++) {
+		blocks[i] = kvbm__registry_find(&mgr->registry, hashes[i]);
+		found += blocks[i] != KVBM__NIL;
+	}
+	KVBM_UNLOCK(mgr);
+	if (n_found)
+		*n_found = found;
 	return KVBM_OK;
 }

@@ -112,6 +112,75 @@ static void test_touch_promotes_arc(void **state)
 	(void)state;
 }
 
+static void test_locate_takes_nothing(void **state)
+{
+	kvbm_manager *mgr = kvbm_test_open(4, BS, KVBM_EVICT_LRU, KVBM_DUP_ALLOW);
+	const kvbm_hash hs[] = {0xa, 0xdead, 0xb};
+	uint32_t blocks[3], found = 0;
+
+	cache(mgr, 0xa);
+	cache(mgr, 0xb);
+	kvbm_metrics before, after;
+	assert_int_equal(kvbm_metrics_read(mgr, &before), KVBM_OK);
+	assert_int_equal(kvbm_locate(mgr, hs, 3, blocks, &found), KVBM_OK);
+	assert_int_equal(found, 2);
+	assert_int_equal(blocks[0], 0);
+	assert_int_equal(blocks[1], UINT32_MAX);
+	assert_int_equal(blocks[2], 1);
+	assert_int_equal(kvbm_metrics_read(mgr, &after), KVBM_OK);
+	assert_int_equal(after.resurrections, before.resurrections);
+	kvbm_test_assert_counts(mgr, 2, 2, 0, 0, 0, 0);
+	assert_int_equal(evict_one(mgr), 0); /* reset first: order untouched */
+	assert_int_equal(evict_one(mgr), 0);
+	assert_int_equal(evict_one(mgr), 0xa);
+	assert_int_equal(kvbm_locate(mgr, NULL, 1, blocks, NULL), KVBM_E_INVAL);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	(void)state;
+}
+
+/* With a catalog the writer takes the next victims out of the policy
+ * ahead of time (its reserve); a touch must still save such a block. */
+static void test_touch_takes_back_reserve(void **state)
+{
+	char *dir = kvbm_test_tmpdir("touch");
+	char path[512];
+	kvbm_config cfg;
+
+	snprintf(path, sizeof(path), "%s/cat.db", dir);
+	kvbm_config_init(&cfg);
+	cfg.block_count = 3;
+	cfg.block_size = BS;
+	cfg.catalog_path = path;
+	cfg.catalog_sync = KVBM_SYNC_OFF;
+	cfg.catalog_reserve = 2;
+	kvbm_manager *mgr = kvbm_test_open_cfg(&cfg);
+	cache(mgr, 0xa);
+	cache(mgr, 0xb);
+	cache(mgr, 0xc);
+	assert_int_equal(kvbm_flush(mgr), KVBM_OK);
+	kvbm_mutable m;
+	kvbm_hash ev[1];
+	uint32_t n_ev = 0;
+	/* An allocation makes the writer fill its reserve (a, then b). */
+	assert_int_equal(kvbm_allocate_ex(mgr, 1, &m, ev, &n_ev), KVBM_OK);
+	assert_int_equal(ev[0], 0xa);
+	assert_int_equal(kvbm_flush(mgr), KVBM_OK);
+	const kvbm_hash b = 0xb;
+	uint32_t moved = 0;
+	assert_int_equal(kvbm_touch(mgr, &b, 1, &moved), KVBM_OK);
+	assert_int_equal(moved, 1);
+	kvbm_metrics met;
+	assert_int_equal(kvbm_metrics_read(mgr, &met), KVBM_OK);
+	assert_int_equal(met.resurrections, 0);
+	assert_int_equal(evict_one(mgr), 0xc);
+	assert_int_equal(evict_one(mgr), 0xb);
+	kvbm_test_assert_invariants(mgr);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	kvbm_test_rmdir(dir);
+	free(dir);
+	(void)state;
+}
+
 static kvbm_manager *open_pull(uint32_t n, const char *catalog)
 {
 	kvbm_config cfg;
@@ -215,6 +284,8 @@ int main(void)
 		cmocka_unit_test(test_touch_counts_no_hit),
 		cmocka_unit_test(test_touch_skips_referenced),
 		cmocka_unit_test(test_touch_promotes_arc),
+		cmocka_unit_test(test_locate_takes_nothing),
+		cmocka_unit_test(test_touch_takes_back_reserve),
 		cmocka_unit_test(test_pull_events_in_order),
 		cmocka_unit_test(test_pull_errors),
 		cmocka_unit_test(test_pull_restore_announcement),
