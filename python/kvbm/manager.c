@@ -464,21 +464,26 @@ out:
 }
 
 PyDoc_STRVAR(commit_doc,
-"commit(mutables, hashes, *, indices=None, parents=None, positions=None) -> int\n\n"
+"commit(mutables, hashes, *, indices=None, parents=None, positions=None,\n"
+"       tail_first=True) -> int\n\n"
 "Stage, register and release in one call: the blocks become cached\n"
 "(inactive, matchable, evictable). `indices` picks entries of `mutables`\n"
 "(default: all, in order), hashes[j] goes with entry indices[j]; those\n"
-"entries are emptied. Returns the number of blocks committed.");
+"entries are emptied. Released tail first (the last hash is evicted\n"
+"first) unless tail_first=False (array order: the first is evicted first).\n"
+"Returns the number of blocks committed.");
 
 static PyObject *manager_commit(kvbm_py_manager *self, PyObject *args, PyObject *kw)
 {
-	static char *kwlist[] = {"mutables", "hashes", "indices", "parents", "positions", NULL};
+	static char *kwlist[] = {"mutables", "hashes", "indices", "parents", "positions",
+				 "tail_first", NULL};
 	PyObject *mo, *hashes, *indices = Py_None, *parents = Py_None, *positions = Py_None;
+	int tail_first = 1;
 	struct stage_args a;
 	kvbm_manager *mgr = kvbm_py_mgr(self);
 
-	if (!mgr || !PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOO", kwlist, &mo, &hashes,
-						 &indices, &parents, &positions))
+	if (!mgr || !PyArg_ParseTupleAndKeywords(args, kw, "OO|$OOOp", kwlist, &mo, &hashes,
+						 &indices, &parents, &positions, &tail_first))
 		return NULL;
 	kvbm_py_handles *m = handles_arg(self, mo, KIND_MUTABLE);
 	if (!m || stage_args_get(m, hashes, indices, parents, positions, &a) < 0)
@@ -508,8 +513,9 @@ static PyObject *manager_commit(kvbm_py_manager *self, PyObject *args, PyObject 
 		res = kvbm_py_raise_mgr(mgr, st);
 		goto out;
 	}
-	/* Tail first, so a sequence's tail is evicted before its prefix. */
-	for (Py_ssize_t j = 0; j < n / 2; j++) {
+	/* Tail first, so a sequence's tail is evicted before its prefix
+	 * (or in array order, as vLLM's managers insert). */
+	for (Py_ssize_t j = 0; tail_first && j < n / 2; j++) {
 		const kvbm_immutable t = refs[j];
 		refs[j] = refs[n - 1 - j];
 		refs[n - 1 - j] = t;
@@ -614,6 +620,26 @@ static PyObject *manager_touch(kvbm_py_manager *self, PyObject *arg)
 	if (st != KVBM_OK)
 		return kvbm_py_raise_mgr(mgr, st);
 	return PyLong_FromUnsignedLong(moved);
+}
+
+static PyObject *manager_locate(kvbm_py_manager *self, PyObject *arg)
+{
+	kvbm_manager *mgr = kvbm_py_mgr(self);
+	kvbm_py_ints h;
+
+	if (!mgr || kvbm_py_ints_get(arg, 8, &h) < 0)
+		return NULL;
+	uint32_t *blocks = PyMem_Malloc(h.n ? (size_t)h.n * sizeof(*blocks) : 1);
+	PyObject *res;
+	if (!blocks) {
+		res = PyErr_NoMemory();
+	} else {
+		const kvbm_status st = kvbm_locate(mgr, h.p, (uint32_t)h.n, blocks, NULL);
+		res = st == KVBM_OK ? kvbm_py_array('I', blocks, h.n) : kvbm_py_raise_mgr(mgr, st);
+	}
+	PyMem_Free(blocks);
+	kvbm_py_ints_release(&h);
+	return res;
 }
 
 static PyObject *manager_retain(kvbm_py_manager *self, PyObject *arg)
@@ -904,6 +930,9 @@ static PyMethodDef manager_methods[] = {
 	{"touch", CF(manager_touch), METH_O,
 	 "touch(hashes) -> int\n\nRefresh recency without counting a hit (kvbm_touch);\n"
 	 "returns the number of inactive blocks moved."},
+	{"locate", CF(manager_locate), METH_O,
+	 "locate(hashes) -> array('I')\n\nBlock id holding each hash, 0xFFFFFFFF if absent; takes no\n"
+	 "references and changes no recency (kvbm_locate)."},
 	{"retain", CF(manager_retain), METH_O,
 	 "retain(handles) -> Handles\n\nOne more reference to each live immutable entry."},
 	{"set_priority", CF(manager_set_priority), KW,

@@ -300,8 +300,8 @@ static PyObject *py_key_hash(PyObject *mod, PyObject *arg)
 }
 
 PyDoc_STRVAR(verify_keys_doc,
-"verify_keys(sidecar, keys, hashes) -> int\n\n"
-"How many leading keys agree with sidecar (a dict: kvbm hash -> full key).\n"
+"verify_keys(sidecar, keys, hashes, n=all) -> int\n\n"
+"How many of the first n keys, from the start, agree with sidecar (a dict: kvbm hash -> full key).\n"
 "A hash the sidecar does not know (a block restored from the catalog) is\n"
 "adopted for its key; a hash the sidecar holds for another key (a 64-bit\n"
 "collision) stops the count there.");
@@ -309,9 +309,10 @@ PyDoc_STRVAR(verify_keys_doc,
 static PyObject *py_verify_keys(PyObject *mod, PyObject *args)
 {
 	PyObject *side, *keys, *hashes;
+	Py_ssize_t limit = PY_SSIZE_T_MAX;
 	kvbm_py_ints h;
 
-	if (!PyArg_ParseTuple(args, "O!OO", &PyDict_Type, &side, &keys, &hashes))
+	if (!PyArg_ParseTuple(args, "O!OO|n", &PyDict_Type, &side, &keys, &hashes, &limit))
 		return NULL;
 	PyObject *seq = PySequence_Fast(keys, "keys must be a sequence of bytes");
 	if (!seq)
@@ -323,6 +324,8 @@ static PyObject *py_verify_keys(PyObject *mod, PyObject *args)
 	Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), i = 0;
 	if (h.n < n)
 		n = h.n;
+	if (limit >= 0 && limit < n)
+		n = limit;
 	PyObject **items = PySequence_Fast_ITEMS(seq);
 	for (; i < n; i++) {
 		PyObject *k = PyLong_FromUnsignedLongLong(((const uint64_t *)h.p)[i]);
