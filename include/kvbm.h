@@ -1035,7 +1035,9 @@ KVBM_API kvbm_status kvbm_metrics_format(kvbm_manager *mgr, char *buf,
  * queue with kvbm_events_take(). kvbm_close() discards what is still
  * queued. kvbm_touch() refreshes recency without counting a hit, as
  * vLLM's touch() does for blocks the GPU prefix cache already holds, and
- * kvbm_locate() says which block holds a hash without taking a reference.
+ * kvbm_locate() says which block holds a hash without taking a reference,
+ * and kvbm_pin()/kvbm_unpin() protect blocks from eviction without
+ * changing their place in the eviction order.
  * @{ */
 
 /**
@@ -1070,7 +1072,8 @@ KVBM_API kvbm_status kvbm_events_take(kvbm_manager *mgr, kvbm_event *out,
  * match metrics do not change. An inactive block moves to the
  * most-recently-used end of its policy, as if released again (LRU: newest;
  * ARC and 2Q: reused, so protected; FIFO: unchanged). A block in use
- * (referenced) is unaffected: its recency is set when it is released.
+ * (referenced) is not moved now: a plain release makes it the newest
+ * anyway, and kvbm_unpin() returns it to the recency of this touch.
  * A block the catalog writer already took ahead as a next victim (its
  * reserve) is taken back into the policy the same way. Hashes not
  * registered are skipped.
@@ -1100,6 +1103,42 @@ KVBM_API kvbm_status kvbm_touch(kvbm_manager *mgr, const kvbm_hash *hashes,
  */
 KVBM_API kvbm_status kvbm_locate(kvbm_manager *mgr, const kvbm_hash *hashes,
 				 uint32_t n, uint32_t *blocks, uint32_t *n_found);
+
+/**
+ * Pin registered hashes: take a reference to each, as kvbm_match_scattered()
+ * does (out[i] empty for a miss), but without counting a use: no hit, no
+ * access count, no match metrics, no policy touch. A pinned block is never
+ * evicted. Release pins with kvbm_unpin() to keep the block's place in the
+ * eviction order (kvbm_immutable_release() works too, and makes the block
+ * the most recent). For a block being loaded, or an already stored block a
+ * store must not evict, as vLLM's offloading managers protect them.
+ *
+ * @param[out] out   array of n handles
+ * @param[out] found number of hashes pinned
+ *
+ * Ownership: the caller owns every non-empty out[i].
+ * Thread-safety: any thread; takes the manager lock once.
+ * Errors: KVBM_E_INVAL, KVBM_E_NOMEM (nothing taken).
+ */
+KVBM_API kvbm_status kvbm_pin(kvbm_manager *mgr, const kvbm_hash *hashes,
+			      uint32_t n, kvbm_immutable *out, uint32_t *found);
+
+/**
+ * Release references (empty ones skipped). A block whose last reference
+ * this drops, and which was cached before it was pinned, goes back into
+ * the inactive pool at the recency it had: its release before the pin, or
+ * a kvbm_touch() since, instead of as the most recent block. Exact for LRU
+ * and ARC (which keep their lists in release order); the other policies
+ * take it as a fresh release. A block registered while pinned, never
+ * cached before, is released as usual.
+ *
+ * Ownership: consumes every live handle in hs.
+ * Thread-safety: any thread; takes the manager lock once.
+ * Errors: KVBM_E_STALE if any entry was stale (the others are released),
+ *   KVBM_E_INVAL.
+ */
+KVBM_API kvbm_status kvbm_unpin(kvbm_manager *mgr, const kvbm_immutable *hs,
+				uint32_t n);
 /** @} */
 
 #ifdef __cplusplus

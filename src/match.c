@@ -156,7 +156,11 @@ kvbm_status kvbm_touch(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n, u
 			kvbm__pool_make_inactive(mgr, b);
 			moved++;
 		}
-		/* A referenced block gets its recency when it is released. */
+		else if (mgr->slots[b].state == KVBM__SLOT_PRIMARY)
+			/* In use: not in the policy. The new recency is what
+			 * kvbm_unpin returns it to (a plain release makes it
+			 * the most recent anyway). */
+			mgr->slots[b].release_tick = ++mgr->clock;
 	}
 	KVBM_UNLOCK(mgr);
 	if (n_touched)

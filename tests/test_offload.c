@@ -181,6 +181,64 @@ static void test_touch_takes_back_reserve(void **state)
 	(void)state;
 }
 
+/* A pinned block is never evicted, its unpin restores its place, and a pin
+ * counts no hit: the eviction order is as if the pin never happened. */
+static void test_pin_keeps_place(void **state)
+{
+	const kvbm_evict_policy policies[] = {KVBM_EVICT_LRU, KVBM_EVICT_ARC};
+
+	for (int i = 0; i < 2; i++) {
+		kvbm_manager *mgr = kvbm_test_open(4, BS, policies[i], KVBM_DUP_ALLOW);
+		const kvbm_hash a = 0xa, b = 0xb, c = 0xc, d = 0xd;
+		kvbm_immutable pin;
+		uint32_t found = 0;
+		kvbm_metrics before, after;
+
+		cache(mgr, a);
+		cache(mgr, b);
+		cache(mgr, c);
+		cache(mgr, d);
+		assert_int_equal(kvbm_metrics_read(mgr, &before), KVBM_OK);
+		assert_int_equal(kvbm_pin(mgr, &a, 1, &pin, &found), KVBM_OK);
+		assert_int_equal(found, 1);
+		assert_int_equal(kvbm_metrics_read(mgr, &after), KVBM_OK);
+		assert_int_equal(after.resurrections, before.resurrections);
+		assert_int_equal(after.scan_blocks_returned, before.scan_blocks_returned);
+		assert_int_equal(evict_one(mgr), b); /* a is pinned: skipped */
+		assert_int_equal(kvbm_unpin(mgr, &pin, 1), KVBM_OK);
+		assert_int_equal(kvbm_unpin(mgr, &pin, 1), KVBM_E_STALE);
+		assert_int_equal(evict_one(mgr), a); /* back at the head, not the tail */
+		assert_int_equal(evict_one(mgr), c);
+		kvbm_test_assert_invariants(mgr);
+		assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	}
+	(void)state;
+}
+
+/* A touch while pinned is the recency the unpin returns to. */
+static void test_touch_while_pinned(void **state)
+{
+	kvbm_manager *mgr = kvbm_test_open(3, BS, KVBM_EVICT_LRU, KVBM_DUP_ALLOW);
+	const kvbm_hash a = 0xa, b = 0xb, c = 0xc, miss = 0x99;
+	kvbm_immutable pins[2];
+	uint32_t found = 0;
+
+	cache(mgr, a);
+	cache(mgr, b);
+	cache(mgr, c);
+	const kvbm_hash want[] = {a, miss};
+	assert_int_equal(kvbm_pin(mgr, want, 2, pins, &found), KVBM_OK);
+	assert_int_equal(found, 1);
+	assert_int_equal(pins[1].gen, 0);
+	assert_int_equal(kvbm_touch(mgr, &a, 1, NULL), KVBM_OK);
+	assert_int_equal(kvbm_unpin(mgr, pins, 2), KVBM_OK);
+	assert_int_equal(evict_one(mgr), b);
+	assert_int_equal(evict_one(mgr), c);
+	assert_int_equal(evict_one(mgr), a);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	(void)state;
+}
+
 static kvbm_manager *open_pull(uint32_t n, const char *catalog)
 {
 	kvbm_config cfg;
@@ -286,6 +344,8 @@ int main(void)
 		cmocka_unit_test(test_touch_promotes_arc),
 		cmocka_unit_test(test_locate_takes_nothing),
 		cmocka_unit_test(test_touch_takes_back_reserve),
+		cmocka_unit_test(test_pin_keeps_place),
+		cmocka_unit_test(test_touch_while_pinned),
 		cmocka_unit_test(test_pull_events_in_order),
 		cmocka_unit_test(test_pull_errors),
 		cmocka_unit_test(test_pull_restore_announcement),
