@@ -22,7 +22,9 @@ typedef struct {
 } kvbm_py_manager;
 
 /* What a Handles object holds. */
-enum kvbm_py_kind { KIND_MUTABLE = 0, KIND_COMPLETE = 1, KIND_IMMUTABLE = 2 };
+/* KIND_PINNED entries are immutable references taken by kvbm_pin and given
+ * back by kvbm_unpin. */
+enum kvbm_py_kind { KIND_MUTABLE = 0, KIND_COMPLETE = 1, KIND_IMMUTABLE = 2, KIND_PINNED = 3 };
 
 /* A batch of guards of one kind; an entry with gen == 0 is empty
  * (consumed, released, or a scattered-match miss). */

@@ -8,7 +8,7 @@
  */
 #include "binding.h"
 
-static const char *kind_names[] = {"mutable", "complete", "immutable"};
+static const char *kind_names[] = {"mutable", "complete", "immutable", "pinned"};
 
 kvbm_py_handles *kvbm_py_handles_new(kvbm_py_manager *owner, int kind, const kvbm_immutable *h,
 				     Py_ssize_t n)
@@ -52,6 +52,9 @@ static kvbm_status release_one(kvbm_manager *mgr, kvbm_py_handles *self, Py_ssiz
 	case KIND_COMPLETE:
 		st = kvbm_complete_release(mgr, (kvbm_complete){.block = h.block, .gen = h.gen});
 		break;
+	case KIND_PINNED:
+		st = kvbm_unpin(mgr, &h, 1);
+		break;
 	default:
 		st = kvbm_immutable_release(mgr, h);
 		break;
@@ -73,7 +76,7 @@ static kvbm_status release_all(kvbm_py_handles *self)
 		self->live = 0;
 		return KVBM_OK;
 	}
-	kvbm_immutable *tail_first = self->kind == KIND_IMMUTABLE
+	kvbm_immutable *tail_first = self->kind >= KIND_IMMUTABLE
 					     ? PyMem_Malloc((size_t)self->live * sizeof(*tail_first))
 					     : NULL;
 	if (tail_first) {
@@ -81,7 +84,8 @@ static kvbm_status release_all(kvbm_py_handles *self)
 		for (Py_ssize_t i = self->n; i-- > 0;)
 			if (self->h[i].gen)
 				tail_first[k++] = self->h[i];
-		st = kvbm_immutable_release_batch(mgr, tail_first, k);
+		st = self->kind == KIND_PINNED ? kvbm_unpin(mgr, tail_first, k)
+					       : kvbm_immutable_release_batch(mgr, tail_first, k);
 		PyMem_Free(tail_first);
 		for (Py_ssize_t i = 0; i < self->n; i++)
 			self->h[i] = (kvbm_immutable){0};
@@ -117,7 +121,8 @@ static Py_ssize_t handles_len(kvbm_py_handles *self)
 PyDoc_STRVAR(release_doc,
 "release(indices=None) -> int\n\n"
 "Give entries back to the manager (mutable/complete: to the reset pool;\n"
-"immutable: drop the reference, the last one makes the block inactive).\n"
+"immutable: drop the reference, the last one makes the block inactive;\n"
+"pinned: unpin, the block keeps its place in the eviction order).\n"
 "All live entries by default, or those at the given indices. Returns how\n"
 "many were released; released entries become empty.");
 
@@ -172,8 +177,8 @@ static PyObject *handles_hashes(kvbm_py_handles *self, PyObject *unused)
 
 	if (!mgr)
 		return NULL;
-	if (self->kind != KIND_IMMUTABLE)
-		return kvbm_py_raise(KVBM_E_MISUSE, "hashes() needs immutable handles");
+	if (self->kind < KIND_IMMUTABLE)
+		return kvbm_py_raise(KVBM_E_MISUSE, "hashes() needs immutable or pinned handles");
 	kvbm_hash *out = PyMem_Malloc(self->n ? (size_t)self->n * sizeof(*out) : 1);
 	if (!out)
 		return PyErr_NoMemory();
@@ -232,7 +237,7 @@ static PyMethodDef handles_methods[] = {
 static PyGetSetDef handles_getset[] = {
 	{"blocks", (getter)handles_blocks, NULL,
 	 "array('I') of block ids, 0xFFFFFFFF for empty entries", NULL},
-	{"kind", (getter)handles_kind, NULL, "'mutable', 'complete' or 'immutable'", NULL},
+	{"kind", (getter)handles_kind, NULL, "'mutable', 'complete', 'immutable' or 'pinned'", NULL},
 	{"live", (getter)handles_live, NULL, "entries still held", NULL},
 	{NULL, NULL, NULL, NULL, NULL},
 };

@@ -557,6 +557,28 @@ static PyObject *match_common(kvbm_py_manager *self, PyObject *arg, int scattere
 	return res;
 }
 
+static PyObject *manager_pin(kvbm_py_manager *self, PyObject *arg)
+{
+	kvbm_manager *mgr = kvbm_py_mgr(self);
+	kvbm_py_ints h;
+
+	if (!mgr || kvbm_py_ints_get(arg, 8, &h) < 0)
+		return NULL;
+	kvbm_immutable *out = PyMem_Malloc(h.n ? (size_t)h.n * sizeof(*out) : 1);
+	uint32_t got = 0;
+	PyObject *res;
+	if (!out) {
+		kvbm_py_ints_release(&h);
+		return PyErr_NoMemory();
+	}
+	const kvbm_status st = kvbm_pin(mgr, h.p, (uint32_t)h.n, out, &got);
+	res = st == KVBM_OK ? (PyObject *)kvbm_py_handles_new(self, KIND_PINNED, out, h.n)
+			    : kvbm_py_raise_mgr(mgr, st);
+	PyMem_Free(out);
+	kvbm_py_ints_release(&h);
+	return res;
+}
+
 static PyObject *manager_match(kvbm_py_manager *self, PyObject *arg)
 {
 	return match_common(self, arg, 0);
@@ -922,6 +944,9 @@ static PyMethodDef manager_methods[] = {
 	 "that are registered (len() is the match length)."},
 	{"match_scattered", CF(manager_match_scattered), METH_O,
 	 "match_scattered(hashes) -> Handles\n\nOne entry per hash; misses are empty entries."},
+	{"pin", CF(manager_pin), METH_O,
+	 "pin(hashes) -> Handles\n\nkvbm_pin: one pinned entry per hash (misses empty): never\n"
+	 "evicted, no hit counted; release() unpins, keeping the block's place."},
 	{"contains", CF(manager_contains), METH_O,
 	 "contains(hashes) -> (prefix, count)\n\nPresence query: takes no references and leaves\n"
 	 "the eviction order alone."},

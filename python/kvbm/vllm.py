@@ -14,15 +14,16 @@ What maps to what:
 
 - a stored block is a kvbm block registered and released (inactive:
   matchable, evictable); a block being stored is a kvbm *mutable* block
-  (not matchable, never evicted) until ``complete_store``; loads in flight
-  are counted here, and ``prepare_store`` (the manager's only allocator)
-  holds those blocks, and the already-stored blocks named in the same
-  call, while kvbm evicts, so none of them is evicted;
+  (not matchable, never evicted) until ``complete_store``; a block being
+  loaded is pinned (``kvbm_pin``: never evicted, no hit counted, its place
+  in the eviction order kept) until ``complete_load``, and so are the
+  already-stored blocks a ``prepare_store`` names while it evicts;
 - ``prepare_store`` allocates all or nothing: ``None`` when kvbm cannot
   make room, with nothing changed;
 - block ids are kvbm block ids, handed out as vLLM's manager hands them
   out: never-used blocks in ascending order, then the evicted ones in the
-  reverse of their eviction order;
+  reverse of their eviction order, then those freed by failed stores, last
+  freed first;
 - eviction order is kvbm's policy ("lru", "arc", or any kvbm policy name),
   fed as vLLM feeds its own: stores enter in call order, ``touch`` moves
   blocks to the most recent end, lookups and loads leave the order alone.
@@ -144,9 +145,6 @@ def _event_factory():
 _make_event = _event_factory()
 
 
-_ABSENT = 0xFFFFFFFF
-
-
 def _spec(block_ids):
     return CPULoadStoreSpec(block_ids)
 
@@ -178,9 +176,9 @@ class KvbmOffloadingManager(OffloadingManager):
                           dup_policy="reject", catalog=catalog, **kvbm_options)
         self._catalog = catalog is not None
         self._pending = {}   # key -> (mutable Handles, index, hash): being stored
-        self._loading = {}   # key -> [hash, loads in flight]
+        self._loading = {}   # key -> [(pinned Handles, index), ...]: loads in flight
         self._keys = {}      # kvbm hash -> full key, for blocks stored in this run
-        self._fresh = 0      # block ids below this were handed out before
+        self._spare = []     # [(mutable Handles, index, block id)]: freed by failed stores
 
     # -- kvbm specifics -------------------------------------------------
 
@@ -193,6 +191,7 @@ class KvbmOffloadingManager(OffloadingManager):
         """Commit the catalog and close; blocks being loaded or stored are released."""
         self._pending.clear()
         self._loading.clear()
+        self._spare.clear()
         self._m.close()
 
     def __enter__(self):
@@ -219,22 +218,22 @@ class KvbmOffloadingManager(OffloadingManager):
     def prepare_load(self, block_hashes: Iterable[bytes]) -> LoadStoreSpec:
         keys = block_hashes if isinstance(block_hashes, list) else list(block_hashes)
         hs = key_hashes(keys)
-        blocks = self._m.locate(hs)
+        # Pinned, not matched: protected from eviction until complete_load
+        # without counting a hit or moving in the eviction order, as vLLM's
+        # ref_cnt does.
+        pins = self._m.pin(hs)
         n = len(keys)
-        if (n and max(blocks) == _ABSENT) or verify_keys(self._keys, keys, hs) != n:
+        if pins.live != n or verify_keys(self._keys, keys, hs) != n:
+            pins.release()
             raise NotFound(f"prepare_load: not every block of {n} is stored")
-        # Loads are counted here, not as kvbm references: a reference would
-        # re-enter the block as most recent when the load completes, which
-        # vLLM's managers do not do. prepare_store, the only allocator,
-        # protects loading blocks while it evicts.
         loading = self._loading
-        for key, h in zip(keys, hs):
+        for i, key in enumerate(keys):
             entry = loading.get(key)
             if entry is None:
-                loading[key] = [h, 1]
+                loading[key] = [(pins, i)]
             else:
-                entry[1] += 1
-        return _spec(blocks)
+                entry.append((pins, i))
+        return _spec(pins.blocks)
 
     def touch(self, block_hashes: Iterable[bytes]) -> None:
         keys = block_hashes if isinstance(block_hashes, list) else list(block_hashes)
@@ -243,14 +242,22 @@ class KvbmOffloadingManager(OffloadingManager):
         self._m.touch(hs)
 
     def complete_load(self, block_hashes: Iterable[bytes]) -> None:
+        groups = {}
         loading = self._loading
         for key in block_hashes:
             entry = loading.get(key)
-            if entry is None:
+            if not entry:
                 raise NotFound(f"complete_load: block {key!r} is not being loaded")
-            entry[1] -= 1
-            if entry[1] == 0:
+            pins, i = entry.pop()
+            if not entry:
                 del loading[key]
+            g = groups.get(id(pins))
+            if g is None:
+                groups[id(pins)] = (pins, [i])
+            else:
+                g[1].append(i)
+        for pins, idx in groups.values():
+            pins.release(idx)  # unpin: each block keeps its place
 
     def prepare_store(self, block_hashes: Iterable[bytes]):
         keys = block_hashes if isinstance(block_hashes, list) else list(block_hashes)
@@ -269,96 +276,90 @@ class KvbmOffloadingManager(OffloadingManager):
                 to_hash.append(h)
         if not to_store:
             return PrepareStoreOutput([], _spec([]), [])
-        n = len(to_store)
-        mut_evicted = self._allocate(n, stored_hs)
-        if mut_evicted is None:
+        slots, evicted = self._allocate(len(to_store), stored_hs)
+        if slots is None:
             return None
-        mut, evicted = mut_evicted
-        order = self._vllm_order(mut.blocks, len(evicted))
-        blocks = mut.blocks
-        for key, h, i in zip(to_store, to_hash, order):
-            pending[key] = (mut, i, h)
+        for key, h, slot in zip(to_store, to_hash, slots):
+            pending[key] = (slot[0], slot[1], h)
         evicted_keys = [self._key_of(h) for h in evicted]
         if evicted_keys and self.events is not None:
             self.events.append(_make_event(evicted_keys, self.block_size, self.medium, True))
-        return PrepareStoreOutput(to_store, _spec([blocks[i] for i in order]), evicted_keys)
+        return PrepareStoreOutput(to_store, _spec([slot[2] for slot in slots]), evicted_keys)
 
     def _allocate(self, n: int, stored_hs: list):
-        """kvbm_allocate, never evicting a block being loaded or one of
-        stored_hs (already stored, named in this prepare_store).
+        """n blocks as vLLM's manager hands them out, or (None, ()).
 
-        Those blocks are held while kvbm evicts, only when it may have to
-        evict at all; a shortfall is answered before touching kvbm, so a
-        failed prepare_store changes nothing, as in vLLM.
+        vLLM takes never-used blocks first (ascending), then pops its free
+        list: the blocks it just evicted (newest first), then those freed
+        by failed stores (last freed first); it evicts only what those do
+        not cover. kvbm's reset pool holds exactly the never-used blocks,
+        because blocks of failed stores are kept here, still allocated in
+        kvbm, on a stack (self._spare). Returns [(Handles, index, block
+        id)] and the evicted hashes in eviction order.
+
+        Blocks being loaded are pinned (prepare_load); stored_hs, the
+        already-stored blocks named in this call, are pinned while kvbm
+        evicts, so none of them is evicted and none changes its place. A
+        refused allocation changes nothing, as in vLLM.
         """
-        guarded = stored_hs + [e[0] for e in self._loading.values()] if self._loading else stored_hs
-        if not guarded:
-            try:
-                return self._m.allocate(n, evicted=True)
-            except Exhausted:
-                return None
+        spare = self._spare
         counts = self._m.pool_counts()
-        n_guarded = len(set(guarded))
-        if n > counts["reset"] + counts["inactive"] - n_guarded:
-            return None
-        if n <= counts["reset"] and not self._catalog:
-            return self._m.allocate(n, evicted=True)
-        guard = self._m.match_scattered(guarded)
-        try:
-            return self._m.allocate(n, evicted=True)
-        except Exhausted:
-            return None
-        finally:
+        n_fresh = min(n, counts["reset"])
+        n_evict = max(0, n - n_fresh - len(spare))
+        n_spare = n - n_fresh - n_evict
+        # With a catalog, kvbm may take a reserved victim even with free
+        # blocks about (those a catalog row still claims): pin always then.
+        guard = self._m.pin(stored_hs) if stored_hs and (n_evict or self._catalog) else None
+        slots, evicted = [], ()
+        if n_fresh + n_evict:
+            try:
+                mut, evicted = self._m.allocate(n_fresh + n_evict, evicted=True)
+            except Exhausted:
+                return None, ()
+            finally:
+                if guard is not None:
+                    guard.release()
+            blocks = mut.blocks
+            k = n_fresh + n_evict
+            order = list(range(n_fresh)) + list(range(k - 1, n_fresh - 1, -1))
+            slots = [(mut, i, blocks[i]) for i in order]
+        elif guard is not None:
             guard.release()
-
-    def _vllm_order(self, blocks, n_evicted: int) -> list:
-        """Indices into blocks in the order vLLM's manager hands blocks out.
-
-        kvbm gives reset-pool blocks first (never-used ones ascending, then
-        ones freed by failed stores, oldest first), then evicted ones in
-        eviction order. vLLM takes never-used blocks first, then pops its
-        free list: the evicted ones newest first, then the freed ones.
-        """
-        n = len(blocks)
-        n_reset = n - n_evicted
-        fresh = 0
-        while fresh < n_reset and blocks[fresh] >= self._fresh:
-            fresh += 1
-        if fresh:
-            self._fresh = blocks[fresh - 1] + 1
-        return (list(range(fresh)) + list(range(n - 1, n_reset - 1, -1))
-                + list(range(n_reset - 1, fresh - 1, -1)))
+        for _ in range(n_spare):
+            slots.append(spare.pop())
+        return slots, evicted
 
     def complete_store(self, block_hashes: Iterable[bytes], success: bool = True) -> None:
-        groups = {}
-        pending, keys = self._pending, self._keys
+        pending, known_keys, spare = self._pending, self._keys, self._spare
+        # Runs of consecutive keys whose blocks came from one allocation:
+        # each run is one commit, in call order, so blocks enter the
+        # eviction order in the order vLLM's manager would list them.
+        runs, stored = [], []
         for key in block_hashes:
             entry = pending.pop(key, None)
             if entry is None:
                 continue  # already stored, or never prepared: vLLM ignores it too
             mut, i, h = entry
-            g = groups.get(id(mut))
-            if g is None:
-                g = groups[id(mut)] = (mut, [], [], [])
-            known = keys.get(h) if success else None
+            if not success:
+                spare.append((mut, i, mut.blocks[i]))  # reused last-freed-first, as vLLM
+                continue
+            known = known_keys.get(h)
             if known is not None and known != key:
-                mut.release([i])  # 64-bit collision with a stored key: not offloaded
+                # A 64-bit collision with a stored key: not offloaded.
+                spare.append((mut, i, mut.blocks[i]))
                 continue
-            g[1].append(i)
-            g[2].append(h)
-            g[3].append(key)
-        stored = []
-        for mut, idx, hs, ks in groups.values():
-            if not idx:
-                continue
-            if success:
-                self._m.commit(mut, array("Q", hs), indices=idx, tail_first=False)
-                keys.update(zip(hs, ks))
-                stored.extend(ks)
+            if runs and runs[-1][0] is mut:
+                runs[-1][1].append(i)
+                runs[-1][2].append(h)
             else:
-                mut.release(idx)
-        if stored and self.events is not None:
-            self.events.append(_make_event(stored, self.block_size, self.medium, False))
+                runs.append((mut, [i], [h]))
+            stored.append(key)
+        for mut, idx, hs in runs:
+            self._m.commit(mut, array("Q", hs), indices=idx, tail_first=False)
+        if stored:
+            known_keys.update(zip((h for run in runs for h in run[2]), stored))
+            if self.events is not None:
+                self.events.append(_make_event(stored, self.block_size, self.medium, False))
 
     def take_events(self) -> Iterable:
         if self.events is not None:
