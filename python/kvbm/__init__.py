@@ -36,6 +36,7 @@ from ._kvbm import (  # noqa: F401
     Mismatch,
     Misuse,
     NotFound,
+    OffloadIndex,
     OutOfMemory,
     ReadOnly,
     SizeMismatch,

@@ -39,6 +39,7 @@ typedef struct {
 
 extern PyTypeObject kvbm_py_manager_type;
 extern PyTypeObject kvbm_py_handles_type;
+extern PyTypeObject kvbm_py_offload_type; /* offload.c: kvbm.vllm's per-key state */
 extern PyTypeObject *kvbm_py_event_type;
 
 /* Raise the kvbm.Error subclass for st; msg may be NULL (then strerror). */

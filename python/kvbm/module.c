@@ -413,9 +413,11 @@ PyMODINIT_FUNC PyInit__kvbm(void)
 	kvbm_py_event_type = PyStructSequence_NewType(&event_desc);
 	if (!array_ctor || !kvbm_py_event_type || kvbm_py_errors_init(m) < 0 ||
 	    PyType_Ready(&kvbm_py_manager_type) < 0 || PyType_Ready(&kvbm_py_handles_type) < 0 ||
+	    PyType_Ready(&kvbm_py_offload_type) < 0 ||
 	    PyModule_AddObjectRef(m, "Event", (PyObject *)kvbm_py_event_type) < 0 ||
 	    PyModule_AddObjectRef(m, "Manager", (PyObject *)&kvbm_py_manager_type) < 0 ||
 	    PyModule_AddObjectRef(m, "Handles", (PyObject *)&kvbm_py_handles_type) < 0 ||
+	    PyModule_AddObjectRef(m, "OffloadIndex", (PyObject *)&kvbm_py_offload_type) < 0 ||
 	    PyModule_AddStringConstant(m, "__version__", kvbm_version()) < 0 ||
 	    PyModule_AddIntConstant(m, "EVENT_STORED", KVBM_EVENT_STORED) < 0 ||
 	    PyModule_AddIntConstant(m, "EVENT_REMOVED", KVBM_EVENT_REMOVED) < 0 ||

@@ -48,7 +48,7 @@ import dataclasses
 from array import array
 from collections.abc import Iterable
 
-from . import Exhausted, Manager, NotFound, key_hashes, verify_keys
+from . import Manager, NotFound, OffloadIndex
 
 try:  # numpy is optional: block ids then come as array('q')
     import numpy as _np
@@ -96,7 +96,7 @@ else:
 
         def __init__(self, block_ids):
             if _np is not None:
-                self.block_ids = _np.array(block_ids, dtype=_np.int64)
+                self.block_ids = _np.asarray(block_ids, dtype=_np.int64)
             else:
                 self.block_ids = array("q", block_ids)
 
@@ -145,8 +145,11 @@ def _event_factory():
 _make_event = _event_factory()
 
 
-def _spec(block_ids):
-    return CPULoadStoreSpec(block_ids)
+def _spec(raw_ids: bytes):
+    """A CPULoadStoreSpec from block ids as raw int64 bytes."""
+    if _np is not None:
+        return CPULoadStoreSpec(_np.frombuffer(raw_ids, dtype=_np.int64))
+    return CPULoadStoreSpec(array("q", raw_ids).tolist())
 
 
 class KvbmOffloadingManager(OffloadingManager):
@@ -161,24 +164,18 @@ class KvbmOffloadingManager(OffloadingManager):
             take_events().
         catalog: path of a kvbm catalog: the index survives a restart.
         **kvbm_options: passed to kvbm.Manager (catalog_sync, tier,
-            model_fingerprint, catalog_wait_ms, ...).
+            model_fingerprint, catalog_wait_ms, catalog_reserve, ...).
     """
 
     def __init__(self, block_size: int, num_blocks: int, cache_policy: str = "lru",
                  enable_events: bool = False, *, catalog=None, **kvbm_options):
-        if cache_policy not in ("lru", "arc") and not isinstance(cache_policy, str):
-            raise ValueError(f"Unknown cache policy: {cache_policy!r}")
         self.block_size = block_size
         self.medium = CPULoadStoreSpec.medium()
         self.events: list | None = [] if enable_events else None
         kvbm_options.setdefault("tier", self.medium)
         self._m = Manager(block_count=num_blocks, block_size=block_size, policy=cache_policy,
                           dup_policy="reject", catalog=catalog, **kvbm_options)
-        self._catalog = catalog is not None
-        self._pending = {}   # key -> (mutable Handles, index, hash): being stored
-        self._loading = {}   # key -> [(pinned Handles, index), ...]: loads in flight
-        self._keys = {}      # kvbm hash -> full key, for blocks stored in this run
-        self._spare = []     # [(mutable Handles, index, block id)]: freed by failed stores
+        self._ix = OffloadIndex(self._m, catalog is not None)
 
     # -- kvbm specifics -------------------------------------------------
 
@@ -188,10 +185,8 @@ class KvbmOffloadingManager(OffloadingManager):
         return self._m
 
     def close(self) -> None:
-        """Commit the catalog and close; blocks being loaded or stored are released."""
-        self._pending.clear()
-        self._loading.clear()
-        self._spare.clear()
+        """Give back blocks being loaded or stored, commit the catalog, close."""
+        self._ix.close()
         self._m.close()
 
     def __enter__(self):
@@ -201,165 +196,39 @@ class KvbmOffloadingManager(OffloadingManager):
         self.close()
         return False
 
-    def _key_of(self, h: int) -> bytes:
-        # A block restored from the catalog and evicted before any lookup
-        # adopted a key for it: all that is known is its 64-bit hash.
-        key = self._keys.pop(h, None)
-        return key if key is not None else h.to_bytes(8, "little")
-
     # -- OffloadingManager ---------------------------------------------
 
     def lookup(self, block_hashes: Iterable[bytes]) -> int:
-        keys = block_hashes if isinstance(block_hashes, list) else list(block_hashes)
-        hs = key_hashes(keys)
-        prefix, _ = self._m.contains(hs)
-        return verify_keys(self._keys, keys, hs, prefix) if prefix else 0
+        return self._ix.lookup(block_hashes)
 
     def prepare_load(self, block_hashes: Iterable[bytes]) -> LoadStoreSpec:
-        keys = block_hashes if isinstance(block_hashes, list) else list(block_hashes)
-        hs = key_hashes(keys)
-        # Pinned, not matched: protected from eviction until complete_load
-        # without counting a hit or moving in the eviction order, as vLLM's
-        # ref_cnt does.
-        pins = self._m.pin(hs)
-        n = len(keys)
-        if pins.live != n or verify_keys(self._keys, keys, hs) != n:
-            pins.release()
-            raise NotFound(f"prepare_load: not every block of {n} is stored")
-        loading = self._loading
-        for i, key in enumerate(keys):
-            entry = loading.get(key)
-            if entry is None:
-                loading[key] = [(pins, i)]
-            else:
-                entry.append((pins, i))
-        return _spec(pins.blocks)
+        try:
+            return _spec(self._ix.prepare_load(block_hashes))
+        except NotFound as exc:
+            raise NotFound(f"{exc.message} (all blocks must be stored: check lookup)") from None
 
     def touch(self, block_hashes: Iterable[bytes]) -> None:
-        keys = block_hashes if isinstance(block_hashes, list) else list(block_hashes)
-        hs = key_hashes(keys)
-        hs.reverse()  # vLLM walks the list backwards: the first key ends most recent
-        self._m.touch(hs)
+        self._ix.touch(block_hashes)
 
     def complete_load(self, block_hashes: Iterable[bytes]) -> None:
-        groups = {}
-        loading = self._loading
-        for key in block_hashes:
-            entry = loading.get(key)
-            if not entry:
-                raise NotFound(f"complete_load: block {key!r} is not being loaded")
-            pins, i = entry.pop()
-            if not entry:
-                del loading[key]
-            g = groups.get(id(pins))
-            if g is None:
-                groups[id(pins)] = (pins, [i])
-            else:
-                g[1].append(i)
-        for pins, idx in groups.values():
-            pins.release(idx)  # unpin: each block keeps its place
+        try:
+            self._ix.complete_load(block_hashes)
+        except LookupError as exc:
+            raise NotFound(str(exc)) from None
 
     def prepare_store(self, block_hashes: Iterable[bytes]):
-        keys = block_hashes if isinstance(block_hashes, list) else list(block_hashes)
-        hs = key_hashes(keys)
-        present = self._m.present(hs)
-        pending = self._pending
-        to_store, to_hash, stored_hs, seen = [], [], [], set()
-        for key, h, p in zip(keys, hs, present):
-            if p:
-                # A 64-bit collision with another stored key also lands
-                # here: such a key is simply not offloaded.
-                stored_hs.append(h)
-            elif key not in pending and key not in seen:
-                seen.add(key)
-                to_store.append(key)
-                to_hash.append(h)
-        if not to_store:
-            return PrepareStoreOutput([], _spec([]), [])
-        slots, evicted = self._allocate(len(to_store), stored_hs)
-        if slots is None:
+        out = self._ix.prepare_store(block_hashes)
+        if out is None:
             return None
-        for key, h, slot in zip(to_store, to_hash, slots):
-            pending[key] = (slot[0], slot[1], h)
-        evicted_keys = [self._key_of(h) for h in evicted]
-        if evicted_keys and self.events is not None:
-            self.events.append(_make_event(evicted_keys, self.block_size, self.medium, True))
-        return PrepareStoreOutput(to_store, _spec([slot[2] for slot in slots]), evicted_keys)
-
-    def _allocate(self, n: int, stored_hs: list):
-        """n blocks as vLLM's manager hands them out, or (None, ()).
-
-        vLLM takes never-used blocks first (ascending), then pops its free
-        list: the blocks it just evicted (newest first), then those freed
-        by failed stores (last freed first); it evicts only what those do
-        not cover. kvbm's reset pool holds exactly the never-used blocks,
-        because blocks of failed stores are kept here, still allocated in
-        kvbm, on a stack (self._spare). Returns [(Handles, index, block
-        id)] and the evicted hashes in eviction order.
-
-        Blocks being loaded are pinned (prepare_load); stored_hs, the
-        already-stored blocks named in this call, are pinned while kvbm
-        evicts, so none of them is evicted and none changes its place. A
-        refused allocation changes nothing, as in vLLM.
-        """
-        spare = self._spare
-        counts = self._m.pool_counts()
-        n_fresh = min(n, counts["reset"])
-        n_evict = max(0, n - n_fresh - len(spare))
-        n_spare = n - n_fresh - n_evict
-        # With a catalog, kvbm may take a reserved victim even with free
-        # blocks about (those a catalog row still claims): pin always then.
-        guard = self._m.pin(stored_hs) if stored_hs and (n_evict or self._catalog) else None
-        slots, evicted = [], ()
-        if n_fresh + n_evict:
-            try:
-                mut, evicted = self._m.allocate(n_fresh + n_evict, evicted=True)
-            except Exhausted:
-                return None, ()
-            finally:
-                if guard is not None:
-                    guard.release()
-            blocks = mut.blocks
-            k = n_fresh + n_evict
-            order = list(range(n_fresh)) + list(range(k - 1, n_fresh - 1, -1))
-            slots = [(mut, i, blocks[i]) for i in order]
-        elif guard is not None:
-            guard.release()
-        for _ in range(n_spare):
-            slots.append(spare.pop())
-        return slots, evicted
+        to_store, raw_ids, evicted = out
+        if evicted and self.events is not None:
+            self.events.append(_make_event(evicted, self.block_size, self.medium, True))
+        return PrepareStoreOutput(to_store, _spec(raw_ids), evicted)
 
     def complete_store(self, block_hashes: Iterable[bytes], success: bool = True) -> None:
-        pending, known_keys, spare = self._pending, self._keys, self._spare
-        # Runs of consecutive keys whose blocks came from one allocation:
-        # each run is one commit, in call order, so blocks enter the
-        # eviction order in the order vLLM's manager would list them.
-        runs, stored = [], []
-        for key in block_hashes:
-            entry = pending.pop(key, None)
-            if entry is None:
-                continue  # already stored, or never prepared: vLLM ignores it too
-            mut, i, h = entry
-            if not success:
-                spare.append((mut, i, mut.blocks[i]))  # reused last-freed-first, as vLLM
-                continue
-            known = known_keys.get(h)
-            if known is not None and known != key:
-                # A 64-bit collision with a stored key: not offloaded.
-                spare.append((mut, i, mut.blocks[i]))
-                continue
-            if runs and runs[-1][0] is mut:
-                runs[-1][1].append(i)
-                runs[-1][2].append(h)
-            else:
-                runs.append((mut, [i], [h]))
-            stored.append(key)
-        for mut, idx, hs in runs:
-            self._m.commit(mut, array("Q", hs), indices=idx, tail_first=False)
-        if stored:
-            known_keys.update(zip((h for run in runs for h in run[2]), stored))
-            if self.events is not None:
-                self.events.append(_make_event(stored, self.block_size, self.medium, False))
+        stored = self._ix.complete_store(block_hashes, success)
+        if stored and self.events is not None:
+            self.events.append(_make_event(stored, self.block_size, self.medium, False))
 
     def take_events(self) -> Iterable:
         if self.events is not None:
