@@ -37,6 +37,7 @@ def main():
             print("skip: python3 does not start with the ASan runtime preloaded:")
             print(probe.stderr[-2000:])
             return SKIP
+        print(f"ASan runtime preloaded: {libasan}")
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests]
     print(" ".join(cmd), flush=True)
     rc = subprocess.run(cmd, env=env).returncode

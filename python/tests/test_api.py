@@ -230,3 +230,26 @@ def test_threads_share_a_manager():
             t.join()
         assert not errors
         assert m.pool_counts()["inactive"] == 64
+
+
+def test_stubs_name_what_the_module_has():
+    """The .pyi files list the runtime's names, and every method has a docstring."""
+    import ast
+    import pathlib
+
+    import kvbm.vllm
+
+    pkg = pathlib.Path(kvbm.__file__).parent
+    for stub, mod in (("__init__.pyi", kvbm), ("vllm.pyi", kvbm.vllm)):
+        tree = ast.parse((pkg / stub).read_text())
+        for node in tree.body:
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+                assert hasattr(mod, node.name), f"{stub}: {node.name} not in {mod.__name__}"
+            if isinstance(node, ast.ClassDef) and hasattr(mod, node.name):
+                cls = getattr(mod, node.name)
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef) and not item.name.startswith("__"):
+                        assert hasattr(cls, item.name), f"{node.name}.{item.name} missing"
+    for name in dir(kvbm.Manager):
+        if not name.startswith("_"):
+            assert getattr(kvbm.Manager, name).__doc__, f"Manager.{name} has no docstring"
