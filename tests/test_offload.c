@@ -215,6 +215,35 @@ static void test_pin_keeps_place(void **state)
 	(void)state;
 }
 
+/* Pins released in any order put each block back where it was, near the
+ * head or near the tail of a longer order. */
+static void test_unpin_restores_order(void **state)
+{
+	const kvbm_evict_policy policies[] = {KVBM_EVICT_LRU, KVBM_EVICT_ARC};
+
+	for (int p = 0; p < 2; p++) {
+		kvbm_manager *mgr = kvbm_test_open(8, BS, policies[p], KVBM_DUP_ALLOW);
+		const kvbm_hash hs[] = {1, 2, 3, 4, 5, 6, 7, 8};
+		const kvbm_hash pinned[] = {7, 2, 5};
+		kvbm_immutable pins[3];
+		uint32_t found = 0;
+
+		for (int i = 0; i < 8; i++)
+			cache(mgr, hs[i]);
+		assert_int_equal(kvbm_pin(mgr, pinned, 3, pins, &found), KVBM_OK);
+		assert_int_equal(found, 3);
+		assert_int_equal(evict_one(mgr), 1);
+		assert_int_equal(kvbm_unpin(mgr, &pins[1], 1), KVBM_OK); /* 2: near the head */
+		assert_int_equal(kvbm_unpin(mgr, &pins[0], 1), KVBM_OK); /* 7: near the tail */
+		assert_int_equal(kvbm_unpin(mgr, &pins[2], 1), KVBM_OK); /* 5: the middle */
+		for (int i = 1; i < 8; i++)
+			assert_int_equal(evict_one(mgr), hs[i]);
+		kvbm_test_assert_invariants(mgr);
+		assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	}
+	(void)state;
+}
+
 /* A touch while pinned is the recency the unpin returns to. */
 static void test_touch_while_pinned(void **state)
 {
@@ -345,6 +374,7 @@ int main(void)
 		cmocka_unit_test(test_locate_takes_nothing),
 		cmocka_unit_test(test_touch_takes_back_reserve),
 		cmocka_unit_test(test_pin_keeps_place),
+		cmocka_unit_test(test_unpin_restores_order),
 		cmocka_unit_test(test_touch_while_pinned),
 		cmocka_unit_test(test_pull_events_in_order),
 		cmocka_unit_test(test_pull_errors),

@@ -147,9 +147,14 @@ _make_event = _event_factory()
 
 def _spec(raw_ids: bytes):
     """A CPULoadStoreSpec from block ids as raw int64 bytes."""
-    if _np is not None:
-        return CPULoadStoreSpec(_np.frombuffer(raw_ids, dtype=_np.int64))
-    return CPULoadStoreSpec(array("q", raw_ids).tolist())
+    if _np is None:
+        return CPULoadStoreSpec(array("q", raw_ids).tolist())
+    ids = _np.frombuffer(raw_ids, dtype=_np.int64)
+    if HAVE_VLLM:
+        return CPULoadStoreSpec(ids)
+    spec = CPULoadStoreSpec.__new__(CPULoadStoreSpec)  # the ids are ready: skip a copy
+    spec.block_ids = ids
+    return spec
 
 
 class KvbmOffloadingManager(OffloadingManager):
