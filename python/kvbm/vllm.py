@@ -178,6 +178,13 @@ class KvbmOffloadingManager(OffloadingManager):
         self.medium = CPULoadStoreSpec.medium()
         self.events: list | None = [] if enable_events else None
         kvbm_options.setdefault("tier", self.medium)
+        if catalog is not None:
+            # An offload tier evicts on nearly every store, and an evicted
+            # block is reused only once the catalog says it is free: keep
+            # an eighth of the tier reclaimed ahead (kvbm's default, 1/64,
+            # suits a GPU tier), so stores rarely wait for the writer.
+            # After a crash those next victims come back free, not cached.
+            kvbm_options.setdefault("catalog_reserve", max(1, min(num_blocks // 8, 8192)))
         self._m = Manager(block_count=num_blocks, block_size=block_size, policy=cache_policy,
                           dup_policy="reject", catalog=catalog, **kvbm_options)
         self._ix = OffloadIndex(self._m, catalog is not None)
