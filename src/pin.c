@@ -11,6 +11,8 @@
  * Exact for the policies that keep release order by key (lru, arc); the
  * others re-insert it as a fresh release.
  */
+#include <stdlib.h>
+
 #include "manager.h"
 
 kvbm_status kvbm_pin(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n, kvbm_immutable *out,
@@ -37,12 +39,24 @@ kvbm_status kvbm_pin(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n, kvb
 	return st;
 }
 
-/* Block b just went inactive with a new tick: put it back at `key`. */
-static void rekey(kvbm_manager *mgr, uint32_t b, uint64_t key)
+/* A block whose last pin went, to be put back at `key`. */
+struct back {
+	uint32_t block;
+	uint64_t key;
+};
+
+static int by_key(const void *a, const void *b)
+{
+	const uint64_t x = ((const struct back *)a)->key, y = ((const struct back *)b)->key;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Put block b, inactive and out of the policy, back in at `key`. */
+static void put_back(kvbm_manager *mgr, uint32_t b, uint64_t key)
 {
 	struct kvbm__slot *s = &mgr->slots[b];
 
-	mgr->evict->remove(mgr->evict_state, b);
 	s->release_tick = key;
 	const struct kvbm__evict_entry e = {
 		.hash = s->hash,
@@ -57,9 +71,20 @@ static void rekey(kvbm_manager *mgr, uint32_t b, uint64_t key)
 	kvbm__journal_mark(mgr, b);
 }
 
+/*
+ * The last release puts a block in the policy as the newest; take those
+ * back out, then insert them in ascending key order. Blocks loaded together
+ * were touched together, so their keys are the newest in the pool and each
+ * insert lands at the tail: O(1), where putting them back one by one in
+ * the caller's order (vLLM touches a prefix backwards) would walk past the
+ * ones already back. Without memory for the list, each goes back at once.
+ */
 kvbm_status kvbm_unpin(kvbm_manager *mgr, const kvbm_immutable *hs, uint32_t n)
 {
 	KVBM_CHECK_ARG(mgr, mgr && (hs || n == 0));
+	struct back local[64];
+	struct back *backs = n <= 64 ? local : malloc((size_t)n * sizeof(*backs));
+	uint32_t n_back = 0;
 	kvbm_status st = KVBM_OK;
 	KVBM_LOCK(mgr);
 	for (uint32_t i = 0; i < n; i++) {
@@ -78,9 +103,20 @@ kvbm_status kvbm_unpin(kvbm_manager *mgr, const kvbm_immutable *hs, uint32_t n)
 		const bool had_place = s->state == KVBM__SLOT_PRIMARY && s->first_tick != 0;
 		const uint64_t key = s->release_tick;
 		kvbm__ref_drop(mgr, hs[i]);
-		if (had_place && s->state == KVBM__SLOT_INACTIVE)
-			rekey(mgr, b, key);
+		if (!had_place || s->state != KVBM__SLOT_INACTIVE)
+			continue;
+		mgr->evict->remove(mgr->evict_state, b);
+		if (backs)
+			backs[n_back++] = (struct back){.block = b, .key = key};
+		else
+			put_back(mgr, b, key);
 	}
+	if (n_back > 1)
+		qsort(backs, n_back, sizeof(*backs), by_key);
+	for (uint32_t i = 0; i < n_back; i++)
+		put_back(mgr, backs[i].block, backs[i].key);
 	KVBM_UNLOCK(mgr);
+	if (backs != local)
+		free(backs);
 	return st;
 }
