@@ -19,10 +19,25 @@ typedef struct {
 	PyObject_HEAD
 	kvbm_py_manager *owner;
 	int catalog;                 /* allocation may wait on the writer */
+	int busy;                    /* inside prepare_store with the GIL released */
 	struct omap keys, pending, loading;
 	kvbm_mutable *spare;         /* stack: freed by failed stores */
 	size_t n_spare, cap_spare;
 } kvbm_py_offload;
+
+/* The live manager, unless another thread is inside prepare_store (which
+ * lets go of the GIL while kvbm waits for the catalog writer): the maps
+ * are then half-updated. vLLM's scheduler calls from one thread; this
+ * turns a second one into an error instead of a corrupted index. */
+static kvbm_manager *index_mgr(kvbm_py_offload *self)
+{
+	if (self->busy) {
+		PyErr_SetString(PyExc_RuntimeError,
+				"OffloadIndex used from two threads at once (one thread at a time)");
+		return NULL;
+	}
+	return kvbm_py_mgr(self->owner);
+}
 
 /* The byte-key rule of kvbm.key_hash (module.c): XXH3_64, 0 -> 1. */
 static uint64_t key_hash(PyObject *key)
@@ -137,13 +152,17 @@ static void offload_dealloc(kvbm_py_offload *self)
 
 static PyObject *offload_close(kvbm_py_offload *self, PyObject *unused)
 {
+	if (self->busy) {
+		index_mgr(self); /* sets the error */
+		return NULL;
+	}
 	drop_all(self);
 	Py_RETURN_NONE;
 }
 
 static PyObject *offload_lookup(kvbm_py_offload *self, PyObject *arg)
 {
-	kvbm_manager *mgr = kvbm_py_mgr(self->owner);
+	kvbm_manager *mgr = index_mgr(self);
 	PyObject *seq;
 	uint64_t *hs;
 	Py_ssize_t n;
@@ -173,7 +192,7 @@ static PyObject *offload_lookup(kvbm_py_offload *self, PyObject *arg)
 
 static PyObject *offload_touch(kvbm_py_offload *self, PyObject *arg)
 {
-	kvbm_manager *mgr = kvbm_py_mgr(self->owner);
+	kvbm_manager *mgr = index_mgr(self);
 	PyObject *seq;
 	uint64_t *hs;
 	Py_ssize_t n;
@@ -213,7 +232,7 @@ PyDoc_STRVAR(prepare_load_doc,
 
 static PyObject *offload_prepare_load(kvbm_py_offload *self, PyObject *arg)
 {
-	kvbm_manager *mgr = kvbm_py_mgr(self->owner);
+	kvbm_manager *mgr = index_mgr(self);
 	PyObject *seq, *res = NULL;
 	uint64_t *hs;
 	Py_ssize_t n;
@@ -288,7 +307,7 @@ out:
 
 static PyObject *offload_complete_load(kvbm_py_offload *self, PyObject *arg)
 {
-	kvbm_manager *mgr = kvbm_py_mgr(self->owner);
+	kvbm_manager *mgr = index_mgr(self);
 	PyObject *seq;
 	uint64_t *hs;
 	Py_ssize_t n;
@@ -362,7 +381,7 @@ PyDoc_STRVAR(prepare_store_doc,
 
 static PyObject *offload_prepare_store(kvbm_py_offload *self, PyObject *arg)
 {
-	kvbm_manager *mgr = kvbm_py_mgr(self->owner);
+	kvbm_manager *mgr = index_mgr(self);
 	PyObject *seq, *res = NULL, *to_store = NULL, *evicted_list = NULL, *ids_obj = NULL;
 	uint64_t *hs;
 	Py_ssize_t n;
@@ -433,9 +452,11 @@ static PyObject *offload_prepare_store(kvbm_py_offload *self, PyObject *arg)
 	st = KVBM_OK;
 	if (k) {
 		if (self->catalog) {
+			self->busy = 1;
 			Py_BEGIN_ALLOW_THREADS /* may wait for the catalog writer */
 			st = kvbm_allocate_ex(mgr, k, mut, ev, &n_ev);
 			Py_END_ALLOW_THREADS
+			self->busy = 0;
 		} else {
 			st = kvbm_allocate_ex(mgr, k, mut, ev, &n_ev);
 		}
@@ -513,7 +534,7 @@ static PyObject *offload_complete_store(kvbm_py_offload *self, PyObject *args)
 {
 	PyObject *arg;
 	int success = 1;
-	kvbm_manager *mgr = kvbm_py_mgr(self->owner);
+	kvbm_manager *mgr = index_mgr(self);
 
 	if (!mgr || !PyArg_ParseTuple(args, "O|p", &arg, &success))
 		return NULL;
@@ -627,7 +648,9 @@ PyTypeObject kvbm_py_offload_type = {
 	.tp_dealloc = (destructor)offload_dealloc,
 	.tp_flags = Py_TPFLAGS_DEFAULT,
 	.tp_doc = "OffloadIndex(manager, catalog=False)\n\n"
-		  "Per-key state of kvbm.vllm.KvbmOffloadingManager (use that class).",
+		  "Per-key state of kvbm.vllm.KvbmOffloadingManager (use that class).\n"
+		  "One thread at a time, as vLLM's scheduler calls it; a call from a\n"
+		  "second thread while one waits for the catalog raises RuntimeError.",
 	.tp_methods = offload_methods,
 	.tp_init = (initproc)offload_init,
 	.tp_new = PyType_GenericNew,
