@@ -27,7 +27,8 @@ What maps to what:
 - eviction order is kvbm's policy ("lru", "arc", or any kvbm policy name),
   fed as vLLM feeds its own: stores enter in call order, ``touch`` moves
   blocks to the most recent end, lookups and loads leave the order alone.
-  The remaining differences are listed in docs/PYTHON.md ("Differences").
+  For lru this is vLLM's behaviour call for call (tested against vLLM's
+  own manager); the differences, arc first, are in docs/PYTHON.md.
 
 Keys: vLLM's ``BlockHash`` is bytes. kvbm indexes by 64 bits,
 ``XXH3_64(key, seed 0)`` (0 mapped to 1; ``kvbm.key_hash``), and keeps the
@@ -35,7 +36,10 @@ full key of every block stored in this run in memory; every lookup and load
 compares the full key, so a 64-bit collision is a miss, never another
 block's data. Blocks restored from the catalog after a restart have no full
 key in memory (the catalog keeps 64-bit hashes): the first key that matches
-one is adopted for it (see docs/PYTHON.md, "Collisions").
+one is adopted for it (see docs/PYTHON.md, "Hash keys and collisions").
+The per-key state is in C (``kvbm.OffloadIndex``); this module only turns
+its answers into vLLM's classes and events. One thread at a time, as vLLM's
+scheduler calls it.
 
 Works without vLLM: the result classes then come from this module, with the
 attributes of vLLM's (``PrepareStoreOutput``, ``CPULoadStoreSpec`` whose

@@ -49,6 +49,17 @@ def test_hash_sequence_numpy():
     assert kvbm.hash_sequence(tokens, BS) == kvbm.hash_sequence(tokens.tolist(), BS)
 
 
+def test_key_helpers():
+    keys = [b"k1", b"k2", b"k3"]
+    hs = kvbm.key_hashes(keys)
+    assert list(hs) == [kvbm.key_hash(k) for k in keys]
+    side = {hs[0]: b"k1", hs[1]: b"someone else"}
+    # k1 agrees, k2's hash belongs to another key: the count stops there.
+    assert kvbm.verify_keys(side, keys, hs) == 1
+    assert kvbm.verify_keys({}, keys, hs, 2) == 2  # unknown hashes are adopted
+    assert kvbm.strerror(-5) == "handle is stale"
+
+
 def test_context_manager_closes():
     with kvbm.Manager(block_count=8, block_size=BS) as m:
         assert m.total_blocks == 8 and m.block_size == BS and not m.closed
