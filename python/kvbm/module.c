@@ -251,7 +251,8 @@ static PyObject *py_hash_chain(PyObject *mod, PyObject *args)
 }
 
 /* The byte-key rule (docs/PYTHON.md): XXH3_64 of the key's bytes with seed
- * 0, which is kvbm_hash_salt; 0 is reserved, so it maps to 1. */
+ * 0, which is kvbm_hash_salt; 0 maps to 1 because the offload index
+ * (offload.c) marks its empty map slots with 0. */
 static kvbm_hash key_hash(const void *p, size_t len)
 {
 	const kvbm_hash h = kvbm_hash_salt(p, len);

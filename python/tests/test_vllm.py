@@ -205,7 +205,7 @@ def test_collision_is_a_miss_never_a_wrong_block():
 def test_key_hash_rule():
     assert kvbm.key_hash(b"1") == kvbm.hash_salt(b"1")
     assert list(kvbm.key_hashes([b"a", b"b"])) == [kvbm.hash_salt(b"a"), kvbm.hash_salt(b"b")]
-    assert kvbm.key_hash(b"") == 1  # 0 is reserved
+    assert kvbm.key_hash(b"") == 1  # XXH3 of nothing is 0 here (kvbm_hash_salt): mapped to 1
     with pytest.raises(TypeError):
         kvbm.key_hashes(["str"])
 
