@@ -281,9 +281,9 @@ typedef struct kvbm_config {
 	kvbm_sync catalog_sync;        /**< default KVBM_SYNC_NORMAL */
 	uint32_t catalog_batch;        /**< max block rows per transaction; default 4096 */
 	uint32_t catalog_interval_ms;  /**< commit at least this often when dirty; default 50 */
-	uint32_t catalog_reserve;      /**< blocks kept durably reclaimed ahead of allocation; 0 = auto */
+	uint32_t catalog_reserve;      /**< blocks kept durably reclaimed ahead of allocation; 0 (default) = sized from demand, see the catalog group */
 	uint32_t catalog_wait_ms;      /**< longest kvbm_allocate waits for the writer; default 5000 */
-	uint32_t catalog_max_failures; /**< consecutive failed commits before detaching; default 8, 0 = never */
+	uint32_t catalog_max_failures; /**< failed commits in a row after which the writer retries once a second; default 8, 0 = at the interval */
 	uint32_t catalog_busy_ms;      /**< how long the writer waits for a competing writer's lock; default 5000 */
 	bool catalog_discard_mismatch; /**< start cold over a mismatching catalog instead of KVBM_E_MISMATCH */
 	kvbm_pre_commit_fn pre_commit;         /**< optional, see kvbm_pre_commit_fn */
@@ -296,6 +296,8 @@ typedef struct kvbm_config {
 	void *event_user;
 	uint32_t event_batch_max;      /**< events per batch; default 1024 */
 	uint32_t event_window_ms;      /**< max delay before a partial batch is sent; default 10 */
+	const char *event_medium;      /**< storage medium this tier's events name (vLLM's "medium"), 1..64 chars;
+					    NULL (default) = kvbm_tier_medium(tier) */
 } kvbm_config;
 
 /**
@@ -322,11 +324,16 @@ KVBM_API void kvbm_config_init(kvbm_config *cfg);
  *
  * Ownership: the caller owns *out and frees it with kvbm_close().
  * Thread-safety: any thread.
- * Errors: KVBM_E_INVAL (bad config; the message names the field),
- *   KVBM_E_NOMEM, and with a catalog KVBM_E_MISMATCH, KVBM_E_CORRUPT,
- *   KVBM_E_IO, KVBM_E_READONLY, KVBM_E_BUSY, KVBM_E_FULL, KVBM_E_UNSUPPORTED.
- *   On error *out is NULL. There is no manager left to hold the message,
- *   so use kvbm_open_ex() to get it.
+ * Errors: KVBM_E_INVAL (bad config, the message names the field; an empty
+ *   catalog_path; a catalog path that is not a regular file), KVBM_E_NOMEM,
+ *   and with a catalog: KVBM_E_BUSY (another writer owns this tier of the
+ *   file; the message names its pid, host and incarnation), KVBM_E_CORRUPT
+ *   (not a kvbm catalog, left untouched; a damaged schema, named; a
+ *   database or WAL belonging to another catalog), KVBM_E_MISMATCH (written
+ *   for another configuration, or a newer schema), KVBM_E_READONLY,
+ *   KVBM_E_IO, KVBM_E_FULL, KVBM_E_UNSUPPORTED. On error *out is NULL.
+ *   There is no manager left to hold the message, so use kvbm_open_ex() to
+ *   get it.
  */
 KVBM_API kvbm_status kvbm_open(const kvbm_config *cfg, kvbm_manager **out);
 
@@ -424,7 +431,9 @@ KVBM_API kvbm_status kvbm_pool_counts_read(kvbm_manager *mgr,
  * Ownership: on KVBM_OK the caller owns n mutable blocks; on error nothing
  *   is taken. With a catalog, evicted blocks are handed out only once the
  *   catalog durably records them as free (see the catalog group); this call
- *   may then wait for the writer, at most cfg.catalog_wait_ms.
+ *   waits for the writer only when the reserve runs dry, and then for about
+ *   one commit while the writer is healthy; a stalled writer (a lock held
+ *   elsewhere, a failing disk) makes it wait at most cfg.catalog_wait_ms.
  * Thread-safety: any thread; takes the manager lock.
  * Errors: KVBM_E_EXHAUSTED (fewer than n reset + inactive blocks),
  *   KVBM_E_INVAL (mgr/out NULL or n == 0), KVBM_E_BUSY or KVBM_E_IO (the
@@ -795,16 +804,66 @@ KVBM_API kvbm_status kvbm_hash_sequence(const uint32_t *tokens, size_t n_tokens,
  * registrations and accesses of the last unflushed window, but it never
  * claims a hash for a block whose contents were reused after that hash was
  * recorded: an evicted block is handed out by kvbm_allocate() only after
- * the catalog has durably recorded it as free. The writer reclaims ahead
- * (cfg.catalog_reserve blocks, taken in eviction order, stay matchable
- * until allocated), so allocation waits only when that reserve is empty.
+ * the catalog has durably recorded it as free. A block whose row never
+ * reached the file needs no such record and is handed out at once.
  * The guarantee covers block ownership, not KV bytes: use cfg.pre_commit
  * to make the data of newly registered blocks durable before their rows
  * commit, and cfg.restore_validate to veto blocks on restore.
+ *
+ * Cost. One commit writes one row per changed registered block (a block
+ * changed many times between commits is one row) and one reclaim row
+ * listing every block it records free, so an eviction costs about one row
+ * write: the new registration's. Reclaims go first in every transaction;
+ * when an allocation is waiting they are committed alone. Under a backlog
+ * the writer writes the most recently changed rows first (a flush and
+ * kvbm_close still write everything that was dirty at their call).
+ *
+ * Reserve. The writer keeps victims reclaimed ahead of demand: taken out
+ * of the eviction policy in its order, recorded free, still matchable
+ * until allocated (a hit takes one back), handed out in exactly the
+ * policy's order, so a catalog never changes what is evicted. With
+ * cfg.catalog_reserve = 0 its size follows demand: four times the
+ * eviction rate times the commit latency plus twice the largest
+ * allocation seen, at least min(16, block_count/8) and at most
+ * block_count/8 blocks; free blocks count towards it. Reserved blocks are
+ * not restored after a crash (their rows are marked free); kvbm_close
+ * puts them back and persists them.
+ *
+ * Ownership. One manager writes a tier of a file: a second one (in this
+ * process or another) is refused at open with KVBM_E_BUSY. The lock is an
+ * OS lock on the file <catalog_path>-kvbm, released by the kernel when its
+ * holder exits or is killed, so a crash never blocks the restart. Readers
+ * (the sqlite3 shell, kvbm-catalog's read commands) take no lock. That
+ * file also records which catalog it belongs to (a database or -wal file
+ * copied in from another catalog is refused, never restored) and holds
+ * 4 MiB set aside for a full disk. Only a missing or empty file is made a
+ * new catalog; any other file that is not a kvbm catalog is refused before
+ * anything is written to it.
+ *
+ * Failures. A commit that fails (disk full, I/O error, the write lock held
+ * elsewhere) leaves the file exactly as of its last commit; the writer
+ * retries with a growing delay (10 ms doubling, then once a second after
+ * cfg.catalog_max_failures failures in a row) and never gives the catalog
+ * up, so the next open restores everything committed. Meanwhile the
+ * manager serves from memory: free blocks and blocks whose rows never
+ * reached the file are handed out as usual; reusing a committed block needs
+ * its reclaim to commit, and on a full disk the writer first gives back the
+ * 4 MiB it set aside so those small commits can land. When that is not
+ * enough and only committed blocks are left, kvbm_allocate() waits
+ * cfg.catalog_wait_ms and returns the writer's error (KVBM_E_FULL,
+ * KVBM_E_IO or KVBM_E_BUSY). kvbm_flush() returns it at once.
+ *
+ * WAL. The writer checkpoints on its own schedule: PASSIVE once the WAL
+ * holds 1,000 frames (never waiting for readers), retried on idle cycles
+ * and after failed commits, and a non-blocking TRUNCATE once everything is
+ * copied. A reader holding a snapshot (a sqlite3 shell inside a
+ * transaction) pins the WAL and lets it grow; once it is gone, the WAL
+ * file returns to at most 16 MiB (journal_size_limit) within the writer's
+ * next commit or idle cycle.
  * @{ */
 
 /** Schema version this library writes (schema/NNN_*.sql). */
-#define KVBM_SCHEMA_VERSION 2
+#define KVBM_SCHEMA_VERSION 3
 
 /** Flags of kvbm_catalog_migrate(). */
 #define KVBM_MIGRATE_DRY_RUN 1u /**< report what would be applied, change nothing */
@@ -828,12 +887,13 @@ KVBM_API kvbm_status kvbm_catalog_migrate(const char *path, unsigned flags, int 
 					  char *errbuf, size_t errlen);
 
 /**
- * Block until every change queued before this call is committed.
+ * Block until every change queued before this call is committed (the
+ * oldest first, and what arrives meanwhile may ride along).
  *
  * Ownership: none.
  * Thread-safety: any thread except the pre_commit hook; may wait on disk.
  * Errors: KVBM_OK without a catalog; KVBM_E_IO/KVBM_E_FULL/KVBM_E_BUSY (the
- *   writer failed; the message says why), KVBM_E_MISUSE (catalog detached).
+ *   writer's commit failed; the message says why; it keeps retrying).
  */
 KVBM_API kvbm_status kvbm_flush(kvbm_manager *mgr);
 /** @} */
@@ -858,7 +918,8 @@ KVBM_API kvbm_status kvbm_flush(kvbm_manager *mgr);
  * incarnation thus replaces what it held for a crashed or restarted
  * worker. A memory-only manager ends with CLEARED at kvbm_close(); one
  * with a catalog does not (its blocks survive). kvbm_close() delivers
- * everything queued before it returns.
+ * everything queued before it returns. (CLEARED is about one manager; the
+ * ZeroMQ publisher below scopes it to the manager's tier on the wire.)
  *
  * The sink runs on the dispatcher thread with no kvbm lock held: it may
  * call any kvbm function on the manager except kvbm_close(). If a sink
@@ -884,6 +945,10 @@ typedef struct kvbm_event {
 	kvbm_hash parent_hash; /**< parent's sequence hash (STORED), 0 for none */
 	uint32_t position;     /**< position or KVBM_POSITION_UNKNOWN (STORED) */
 	uint32_t num_tokens;   /**< block size (STORED) */
+	const uint32_t *tokens; /**< STORED through kvbm_stage_tokens: the num_tokens token ids; else NULL */
+	const char *lora_name;  /**< STORED through kvbm_stage_tokens: its LoRA name, or NULL */
+	uint32_t n_extra_keys;  /**< STORED through kvbm_stage_tokens: number of extra keys */
+	const char *extra_keys; /**< those n_extra_keys strings, each NUL-terminated, back to back */
 } kvbm_event;
 
 /** A batch handed to the sink; valid only during the sink call. */
@@ -893,7 +958,79 @@ typedef struct kvbm_event_batch {
 	uint64_t seq;             /**< batch sequence number, from 0, no gaps */
 	const kvbm_event *events; /**< events in the order they happened */
 	size_t count;
+	const char *medium;       /**< cfg.event_medium, or kvbm_tier_medium(tier) */
 } kvbm_event_batch;
+
+/**
+ * The storage medium KV routers expect for a kvbm tier name: "G1" -> "GPU",
+ * "G2" -> "CPU", "G3" -> "DISK", "G4" -> "EXTERNAL"; any other tier name
+ * is returned unchanged (set cfg.event_medium for such tiers). These are
+ * values that Dynamo's StorageTier::from_kv_medium (lib/kv-router) maps to
+ * the device, host, disk and external tiers; llm-d lower-cases the medium
+ * and keys its index by it ("gpu", "cpu", "disk").
+ *
+ * Ownership: a static string, or `tier` itself; NULL for a NULL tier.
+ * Thread-safety: any thread, pure.
+ * Errors: none.
+ */
+KVBM_API const char *kvbm_tier_medium(const char *tier);
+
+/** A full block of tokens, as kvbm_stage_tokens() takes it. */
+typedef struct kvbm_token_block {
+	const uint32_t *tokens; /**< block_size token ids */
+	uint32_t num_tokens;    /**< must equal the manager's block size */
+	uint32_t position;      /**< position in the sequence, 0 for the first block */
+	kvbm_hash parent_hash;  /**< the parent block's sequence hash (position > 0) */
+	kvbm_hash salt_hash;    /**< kvbm_hash_salt() of the request salt (position 0), 0 for none */
+	const char *lora_name;  /**< LoRA adapter the KV was computed with, NULL for none; <= 256 bytes */
+	const char *const *extra_keys; /**< vLLM's extra_keys of this block: identifiers (mm hashes) of
+					    the multimodal items in it; NULL for none; each <= 256 bytes */
+	uint32_t n_extra_keys;  /**< entries of extra_keys, at most 16 */
+} kvbm_token_block;
+
+/**
+ * kvbm_stage_lineage() from the block's tokens: the sequence hash is
+ * computed exactly as kvbm_hash_sequence() computes hash `position` of the
+ * sequence (kvbm_hash_chain of the parent hash, or of the salt hash at
+ * position 0, with kvbm_hash_block of the tokens), so it equals the hash a
+ * Dynamo router computes for the same tokens. When the block's
+ * registration is STORED (a new hash, not a duplicate or a dedup), the
+ * event carries a copy of the tokens, the LoRA name and the extra keys, so
+ * the ZeroMQ publisher sends them in token_ids, lora_name and extra_keys.
+ * The copy lives only from
+ * this call to the event's delivery (or until the block is unstaged,
+ * released or registered without a STORED event); kvbm keeps no tokens
+ * per registered block, so blocks a catalog restore brings back are
+ * announced by hash only.
+ *
+ * What a router does with a block registered by hash only (kvbm_stage,
+ * kvbm_stage_lineage, or restored): its STORED has empty token_ids. Dynamo
+ * publishes no block for it ("token_ids too short"); llm-d builds no
+ * request key from it, but files the event's medium for the blocks it
+ * already knows by the same hash (a tier update). Both still apply its
+ * REMOVED. Route on tokens when a router should find the block from a
+ * request's tokens.
+ *
+ * The LoRA name and the extra keys are carried, not hashed:
+ * kvbm_hash_sequence has no input for them, so give such requests their
+ * own salt if their blocks must not match plain ones. Extra keys go out as
+ * vLLM's per-block extra_keys (a list of strings for this block), which
+ * llm-d and Dynamo read as multimodal item hashes and mix into their
+ * request keys.
+ *
+ * Ownership: as kvbm_stage(); tb and its strings are copied (when events
+ *   are on), the caller keeps them.
+ * Thread-safety: any thread; takes the manager lock once.
+ * Errors: as kvbm_stage_lineage(); KVBM_E_INVAL also for a NULL tb or
+ *   tokens, a lora_name or extra key over 256 bytes, more than 16 extra
+ *   keys or a NULL one; KVBM_E_NOMEM when the token copy
+ *   cannot be allocated (nothing staged).
+ */
+KVBM_API kvbm_status kvbm_stage_tokens(kvbm_manager *mgr, kvbm_mutable block,
+				       const kvbm_token_block *tb, kvbm_complete *out);
+
+/** Finite buckets of the catalog flush-latency histogram. */
+#define KVBM_FLUSH_BUCKETS 12
 
 /** Counters (monotonic) and gauges of one manager. */
 typedef struct kvbm_metrics {
@@ -919,43 +1056,103 @@ typedef struct kvbm_metrics {
 	/* catalog */
 	uint64_t catalog_rows_queued;     /**< block changes marked for the writer */
 	uint64_t catalog_rows_committed;  /**< block rows written in committed transactions */
+	uint64_t catalog_reclaim_rows;    /**< reclaim rows written (at most one per commit, plus compactions) */
+	uint64_t catalog_blocks_reclaimed;/**< evicted or freed blocks those reclaim rows recorded free */
 	uint64_t catalog_rows_coalesced;  /**< changes folded into a row already queued */
 	uint64_t catalog_commits;         /**< committed transactions */
 	uint64_t catalog_failures;        /**< failed transactions */
 	uint64_t catalog_alloc_waits;     /**< allocations that had to wait for the writer */
 	uint64_t catalog_flush_ns_last;   /**< duration of the last commit */
 	uint64_t catalog_flush_ns_max;    /**< longest commit */
-	uint64_t catalog_pending;         /**< dirty blocks not yet committed (gauge) */
-	uint64_t catalog_detached;        /**< 1 once the catalog was given up (gauge) */
+	uint64_t catalog_pending;         /**< dirty rows and free records not yet committed (gauge) */
+	uint64_t catalog_reserve;         /**< blocks reclaimed durably, ready to hand out (gauge) */
+	uint64_t catalog_reserve_target;  /**< the size the writer keeps the reserve at (gauge) */
+	uint64_t catalog_failing;         /**< 1 while the last commit failed: rows are retried, the file stays as committed (gauge) */
 	int64_t catalog_last_error;       /**< kvbm_status of the last failure, 0 if none */
 	/* events */
 	uint64_t events_emitted;  /**< events queued for the sink */
 	uint64_t event_batches;   /**< batches delivered */
 	uint64_t events_dropped;  /**< events lost because the sink fell far behind (a CLEARED follows) */
+	/* for serving dashboards */
+	uint64_t block_count;          /**< cfg.block_count */
+	uint64_t prefix_cache_queries; /**< tokens asked of kvbm_match: hashes x block size (vLLM's prefix_cache_queries) */
+	uint64_t prefix_cache_hits;    /**< tokens kvbm_match found: blocks returned x block size (vLLM's prefix_cache_hits) */
+	uint64_t catalog_flush_count;  /**< commits in the flush-latency histogram */
+	uint64_t catalog_flush_ns_sum; /**< their total duration */
+	uint64_t catalog_flush_buckets[KVBM_FLUSH_BUCKETS]; /**< commits per bucket, up to kvbm_flush_bucket_bounds[i] (not cumulative) */
 } kvbm_metrics;
 
 /**
+ * Upper bounds, in seconds, of the flush-latency histogram buckets
+ * (KVBM_FLUSH_BUCKETS of them, increasing; longer commits count only in
+ * catalog_flush_count, the +Inf bucket).
+ *
+ * Ownership: a static array. Thread-safety: any thread. Errors: none.
+ */
+KVBM_API const double *kvbm_flush_bucket_bounds(void);
+
+/**
  * A ZeroMQ publisher of block events in vLLM's KV-events wire format
- * (vllm/distributed/kv_events.py), so routers that index vLLM workers
- * (Dynamo's KV router, llm-d) index a kvbm worker unchanged:
+ * (vllm/distributed/kv_events.py), as the routers that index vLLM workers
+ * decode it (Dynamo lib/kv-router/src/zmq_wire, llm-d-router and
+ * llm-d-kv-cache pkg/kvevents/engineadapter/vllm_adapter.go; docs/EVENTS.md
+ * has the decode matrix), so they index a kvbm worker unchanged:
  *
  *  - PUB socket, multipart [topic, seq, payload]: seq an 8-byte big-endian
- *    batch number from 0 per publisher, payload a msgpack map
- *    {"ts": float seconds, "events": [...], "data_parallel_rank": int};
- *  - events are maps tagged by "type": {"type": "BlockStored",
- *    "block_hashes": [u64...], "parent_block_hash": u64 or nil,
- *    "token_ids": [] (kvbm does not see tokens), "block_size": n,
- *    "lora_id": nil, "medium": tier, "lora_name": nil},
- *    {"type": "BlockRemoved", "block_hashes": [...], "medium": tier},
- *    {"type": "AllBlocksCleared"}; consecutive STORED events that extend
- *    one chain, and consecutive REMOVED events, share one entry;
- *  - optional ROUTER replay socket: a request [empty, 8-byte start seq]
- *    is answered with [empty, seq, payload] for every buffered batch from
- *    start on, then [empty, -1 as 8 bytes, empty].
+ *    batch number from 0 per publisher, payload the msgpack array
+ *    [ts (float seconds), [event...], data_parallel_rank];
+ *  - events, KVBM_ZMQ_EVENTS_MAP (default, vLLM since #42892): maps tagged
+ *    by "type": {"type": "BlockStored", "block_hashes": [u64...],
+ *    "parent_block_hash": u64 or nil, "token_ids": [u32...], "block_size": n,
+ *    "lora_id": nil, "medium": medium, "lora_name": str or nil, and
+ *    "extra_keys": [[str...] or nil per block] when a block has some},
+ *    {"type": "BlockRemoved", "block_hashes": [...], "medium": medium},
+ *    {"type": "AllBlocksCleared"}; KVBM_ZMQ_EVENTS_ARRAY: the same fields
+ *    in the same order as arrays whose first element is the tag
+ *    (["BlockStored", hashes, parent, tokens, ...]), for consumers that
+ *    predate map events (llm-d-kv-cache). Fields with a default in vLLM
+ *    (extra_keys when no block has any, group_idx, ...) are omitted, as
+ *    vLLM's omit_defaults does;
+ *  - hashes are kvbm's 64-bit sequence hashes as vLLM's integer block
+ *    hashes, always encoded as msgpack uint64 (0xcf): every consumer reads
+ *    that, where some read a smaller encoding as a type they reject;
+ *  - consecutive STORED events that extend one chain (and carry tokens and
+ *    LoRA name alike), and consecutive REMOVED events, share one entry; token_ids
+ *    holds the chain's tokens back to back (block_size per block), or is
+ *    empty for blocks registered by hash only (see kvbm_stage_tokens);
+ *  - optional ROUTER replay socket: a request [empty, 8-byte start seq] is
+ *    answered, for every buffered batch from start on, with
+ *    [empty, topic, seq, payload] and ended by [empty, topic, -1 as 8
+ *    bytes, empty] (KVBM_ZMQ_REPLAY_TOPIC, vLLM >= 0.26), or without the
+ *    topic frame (KVBM_ZMQ_REPLAY_LEGACY, older vLLM);
+ *  - with data_parallel_rank r > 0 the endpoints move as vLLM moves them:
+ *    a tcp port is increased by r, an inproc (and, a kvbm extension: ipc)
+ *    address gets the suffix "_dp<r>" (kvbm_zmq_publisher_endpoint() says
+ *    where a publisher is);
+ *  - routers apply AllBlocksCleared to the whole worker (every tier), and
+ *    one publisher is one worker: it sends AllBlocksCleared only in its
+ *    first batch (the stream of a new process). A later manager's CLEARED
+ *    (another tier opening, a memory-only manager closing, an overflow)
+ *    becomes a BlockRemoved of exactly the hashes that manager's tier
+ *    announced through this publisher, or nothing (so managers sharing a
+ *    publisher need distinct tier names). For that the publisher
+ *    keeps the announced hashes: 16 to 32 bytes per announced block.
  * The catalog incarnation is not in vLLM's format; a restart shows as the
- * AllBlocksCleared that opens every manager's stream.
+ * new publisher's AllBlocksCleared, followed by the restored blocks.
  */
 typedef struct kvbm_zmq_publisher kvbm_zmq_publisher;
+
+/** How events are encoded inside a batch. */
+typedef enum kvbm_zmq_event_form {
+	KVBM_ZMQ_EVENTS_MAP = 0,   /**< maps tagged by "type" (current vLLM); default */
+	KVBM_ZMQ_EVENTS_ARRAY = 1, /**< tagged arrays (vLLM before map events) */
+} kvbm_zmq_event_form;
+
+/** How replayed batches are framed. */
+typedef enum kvbm_zmq_replay_framing {
+	KVBM_ZMQ_REPLAY_TOPIC = 0,  /**< [topic, seq, payload] (vLLM >= 0.26); default */
+	KVBM_ZMQ_REPLAY_LEGACY = 1, /**< [seq, payload] (older vLLM) */
+} kvbm_zmq_replay_framing;
 
 /** Publisher settings; kvbm_zmq_config_init() fills the defaults. */
 typedef struct kvbm_zmq_config {
@@ -964,7 +1161,9 @@ typedef struct kvbm_zmq_config {
 	const char *topic;           /**< first frame of every message; default "" */
 	uint32_t buffer_steps;       /**< batches kept for replay; default 10000 */
 	uint32_t hwm;                /**< PUB high-water mark; default 100000 */
-	int32_t data_parallel_rank;  /**< carried in every batch; default 0 */
+	int32_t data_parallel_rank;  /**< carried in every batch, offsets the endpoints; default 0 */
+	kvbm_zmq_event_form event_form;         /**< default KVBM_ZMQ_EVENTS_MAP */
+	kvbm_zmq_replay_framing replay_framing; /**< default KVBM_ZMQ_REPLAY_TOPIC */
 } kvbm_zmq_config;
 
 /** Fill defaults. Thread-safety: any thread. Errors: none. */
@@ -977,8 +1176,10 @@ KVBM_API void kvbm_zmq_config_init(kvbm_zmq_config *cfg);
  *
  * Ownership: the caller owns *out; close it after every manager using it.
  * Thread-safety: any thread.
- * Errors: KVBM_E_INVAL, KVBM_E_IO (bind/connect failed: errbuf says why),
- *   KVBM_E_NOMEM, KVBM_E_UNSUPPORTED (built without libzmq).
+ * Errors: KVBM_E_INVAL (NULL config, endpoint or topic; unknown form or
+ *   framing; a data_parallel_rank the endpoint cannot be offset by),
+ *   KVBM_E_IO (bind/connect failed: errbuf says why), KVBM_E_NOMEM,
+ *   KVBM_E_UNSUPPORTED (built without libzmq).
  */
 KVBM_API kvbm_status kvbm_zmq_publisher_open(const kvbm_zmq_config *cfg,
 					     kvbm_zmq_publisher **out,
@@ -992,6 +1193,19 @@ KVBM_API void kvbm_zmq_sink(const kvbm_event_batch *batch, void *publisher);
 
 /** Batches published so far (for tests and metrics). Thread-safety: any thread. */
 KVBM_API uint64_t kvbm_zmq_published(kvbm_zmq_publisher *p);
+
+/**
+ * The address a publisher's socket is at, after the data-parallel-rank
+ * offset (what a subscriber must connect to).
+ *
+ * @param replay  false for the PUB socket, true for the replay socket
+ *
+ * Ownership: borrowed, valid until kvbm_zmq_publisher_close(); NULL for a
+ *   NULL publisher or a publisher without replay when replay is true.
+ * Thread-safety: any thread.
+ * Errors: none.
+ */
+KVBM_API const char *kvbm_zmq_publisher_endpoint(const kvbm_zmq_publisher *p, bool replay);
 
 /**
  * Stop the replay thread and close the sockets (lingering up to 1 s to
@@ -1012,7 +1226,8 @@ KVBM_API kvbm_status kvbm_metrics_read(kvbm_manager *mgr, kvbm_metrics *out);
 
 /**
  * Render the metrics in Prometheus text exposition format (version 0.0.4),
- * every sample labelled with tier="<tier>".
+ * every sample labelled with tier="<tier>". Same as
+ * kvbm_metrics_format_many() with one manager.
  *
  * @param[out] buf     output, NUL-terminated when len > 0 (may be NULL with len 0)
  * @param[out] needed  bytes the full text needs, without the NUL (may be NULL)
@@ -1023,6 +1238,29 @@ KVBM_API kvbm_status kvbm_metrics_read(kvbm_manager *mgr, kvbm_metrics *out);
  */
 KVBM_API kvbm_status kvbm_metrics_format(kvbm_manager *mgr, char *buf,
 					 size_t len, size_t *needed);
+
+/**
+ * Render several managers (the tiers of one server) as one exposition
+ * page: each family's HELP and TYPE once, then one sample per manager,
+ * told apart by its tier label. Beside the counters and gauges of
+ * kvbm_metrics, the page has kvbm_kv_cache_usage_ratio (blocks held by
+ * callers / block_count, 0..1, what vLLM's kv_cache_usage_perc measures:
+ * cached blocks nobody references count as free), the token-based
+ * kvbm_prefix_cache_queries_total / kvbm_prefix_cache_hits_total (vLLM's
+ * prefix_cache_queries / prefix_cache_hits; hits / queries is the prefix
+ * cache hit rate) and the histogram kvbm_catalog_flush_seconds. Gauges
+ * counting blocks end in _blocks.
+ *
+ * @param mgrs  n managers with distinct tier names
+ *
+ * Ownership: buf is the caller's; mgrs is borrowed for the call.
+ * Thread-safety: any thread; takes each manager's lock in turn.
+ * Errors: KVBM_E_INVAL (NULL or empty list, a NULL manager, two managers
+ *   with one tier name), KVBM_E_SIZE (buf too small: *needed says how
+ *   much). The message is recorded on mgrs[0].
+ */
+KVBM_API kvbm_status kvbm_metrics_format_many(kvbm_manager *const *mgrs, size_t n,
+					      char *buf, size_t len, size_t *needed);
 /** @} */
 
 /** @defgroup offload Pull-mode events and touch (for offloading managers)
@@ -1050,14 +1288,18 @@ KVBM_API kvbm_status kvbm_metrics_format(kvbm_manager *mgr, char *buf,
 KVBM_API void kvbm_event_pull_sink(const kvbm_event_batch *batch, void *user);
 
 /**
- * Move up to cap queued events, oldest first, into out. After an overflow
- * the first event taken is CLEARED (see the events group).
+ * Move up to cap queued events (at most cfg.event_batch_max per call),
+ * oldest first, into out. After an overflow the first event taken is
+ * CLEARED (see the events group). The tokens, lora_name and extra_keys of
+ * the events taken stay valid until the next kvbm_events_take() on this
+ * manager or kvbm_close().
  *
  * @param[out] out         array of cap events (may be NULL when cap == 0)
  * @param[out] n_out       events written
  * @param[out] incarnation catalog incarnation of these events (may be NULL)
  *
- * Ownership: out is the caller's; taken events leave the queue.
+ * Ownership: out is the caller's; taken events leave the queue, their
+ *   token strings stay kvbm's (see above).
  * Thread-safety: any thread; takes the manager lock once; never waits.
  * Errors: KVBM_E_INVAL (mgr or n_out NULL, out NULL with cap > 0),
  *   KVBM_E_MISUSE (the manager was not opened with kvbm_event_pull_sink).

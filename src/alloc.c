@@ -48,14 +48,15 @@ static uint32_t ready(const kvbm_manager *mgr)
 {
 	if (!mgr->journal_on)
 		return mgr->reset.count + mgr->reserve.count + mgr->reclaim_pending.count +
-		       mgr->inactive_count;
+		       mgr->freeing.count + mgr->inactive_count;
 	return mgr->reset.count + mgr->reserve.count;
 }
 
 static uint32_t available(const kvbm_manager *mgr)
 {
-	return mgr->reset.count + mgr->reset_unsafe.count + mgr->reserve.count +
-	       mgr->reclaim_pending.count + mgr->inactive_count;
+	return mgr->reset.count + mgr->reset_unsafe.count + mgr->reset_freeing.count +
+	       mgr->reserve.count + mgr->reclaim_pending.count + mgr->freeing.count +
+	       mgr->inactive_count;
 }
 
 static void take(kvbm_manager *mgr, uint32_t n, kvbm_mutable *out, kvbm_hash *evicted,
@@ -69,7 +70,8 @@ static void take(kvbm_manager *mgr, uint32_t n, kvbm_mutable *out, kvbm_hash *ev
 			from_reset++;
 		} else if ((b = kvbm__list_pop_head(mgr, KVBM__IN_RESERVE)) != KVBM__NIL ||
 			   (!mgr->journal_on &&
-			    (b = kvbm__list_pop_head(mgr, KVBM__IN_RECLAIM_PENDING)) != KVBM__NIL)) {
+			    ((b = kvbm__list_pop_head(mgr, KVBM__IN_RECLAIM_PENDING)) != KVBM__NIL ||
+			     (b = kvbm__list_pop_head(mgr, KVBM__IN_FREEING)) != KVBM__NIL))) {
 			evict(mgr, b, evicted, &ev);
 		} else {
 			const bool got = mgr->evict->victim(mgr->evict_state, &b);
@@ -86,7 +88,8 @@ static void take(kvbm_manager *mgr, uint32_t n, kvbm_mutable *out, kvbm_hash *ev
 	*n_evicted = ev;
 	/* Refill the reserve before it runs dry, so allocations rarely wait. */
 	if (mgr->journal_on && from_reset < n &&
-	    mgr->reserve.count + mgr->reclaim_pending.count < mgr->cfg.catalog_reserve / 2)
+	    mgr->reserve.count + mgr->reclaim_pending.count + mgr->freeing.count <
+		    mgr->reserve_target / 2)
 		kvbm__catalog_wake(mgr->catalog);
 }
 
@@ -94,7 +97,8 @@ static void take(kvbm_manager *mgr, uint32_t n, kvbm_mutable *out, kvbm_hash *ev
  * once it commits. */
 static void reclaim_for(kvbm_manager *mgr, uint32_t need)
 {
-	const uint32_t coming = mgr->reset_unsafe.count + mgr->reclaim_pending.count;
+	const uint32_t coming = mgr->reset_unsafe.count + mgr->reset_freeing.count +
+				mgr->reclaim_pending.count + mgr->freeing.count;
 
 	if (coming < need)
 		kvbm__journal_reclaim_locked(mgr, mgr->reserve.count + mgr->reclaim_pending.count +
@@ -122,6 +126,8 @@ kvbm_status kvbm_allocate_ex(kvbm_manager *mgr, uint32_t n, kvbm_mutable *out,
 	struct timespec deadline;
 
 	pthread_mutex_lock(&mgr->lock);
+	if (n > mgr->peak_request)
+		mgr->peak_request = n;
 	for (;;) {
 		if (available(mgr) < n) {
 			st = kvbm__fail(mgr, KVBM_E_EXHAUSTED,
@@ -133,30 +139,39 @@ kvbm_status kvbm_allocate_ex(kvbm_manager *mgr, uint32_t n, kvbm_mutable *out,
 			take(mgr, n, out, evicted, &ev);
 			break;
 		}
-		/* Catalog attached and the safe supply is short: wait for the
-		 * writer to commit free rows for enough victims. */
+		/* Catalog attached and the safe supply is short. Victims whose
+		 * rows never reached the file are safe at once; for the others,
+		 * wait for the writer to commit their reclaim. */
+		reclaim_for(mgr, n - ready(mgr));
+		if (ready(mgr) >= n) {
+			take(mgr, n, out, evicted, &ev);
+			break;
+		}
 		if (!waited) {
 			waited = true;
 			mgr->m.catalog_alloc_waits++;
 			deadline_after(&deadline, mgr->cfg.catalog_wait_ms);
 		}
-		reclaim_for(mgr, n - ready(mgr));
 		kvbm__catalog_wake(mgr->catalog);
 		const uint64_t gen = mgr->commit_gen;
 		int rc = 0;
+		mgr->alloc_waiters++;
 		while (mgr->commit_gen == gen && mgr->journal_on && rc != ETIMEDOUT)
 			rc = pthread_cond_timedwait(&mgr->journal_cv, &mgr->lock, &deadline);
+		mgr->alloc_waiters--;
+		/* A failing writer retries (and on a full disk makes room first),
+		 * so keep waiting for it until the deadline, then say why. */
 		if (rc == ETIMEDOUT && ready(mgr) < n) {
-			st = kvbm__fail(mgr, KVBM_E_BUSY,
-					"catalog writer did not free %u blocks within %u ms",
-					n - ready(mgr), mgr->cfg.catalog_wait_ms);
-			break;
-		}
-		if (mgr->journal_on && mgr->journal_error != KVBM_OK && ready(mgr) < n) {
-			st = kvbm__fail(mgr, mgr->journal_error,
-					"catalog writer is failing (%s): evicted blocks cannot be "
-					"freed durably",
-					kvbm_strerror(mgr->journal_error));
+			if (mgr->journal_on && mgr->journal_error != KVBM_OK)
+				st = kvbm__fail(mgr, mgr->journal_error,
+						"catalog writer is failing (%s): %u evicted blocks could "
+						"not be recorded free within %u ms",
+						kvbm_strerror(mgr->journal_error), n - ready(mgr),
+						mgr->cfg.catalog_wait_ms);
+			else
+				st = kvbm__fail(mgr, KVBM_E_BUSY,
+						"catalog writer did not free %u blocks within %u ms",
+						n - ready(mgr), mgr->cfg.catalog_wait_ms);
 			break;
 		}
 	}
@@ -184,6 +199,7 @@ kvbm_status kvbm_reset_inactive(kvbm_manager *mgr, uint32_t *n_dropped)
 		dropped++;
 	}
 	while ((b = kvbm__list_pop_head(mgr, KVBM__IN_RESERVE)) != KVBM__NIL ||
+	       (b = kvbm__list_pop_head(mgr, KVBM__IN_FREEING)) != KVBM__NIL ||
 	       (b = kvbm__list_pop_head(mgr, KVBM__IN_RECLAIM_PENDING)) != KVBM__NIL) {
 		kvbm__pool_drop_hash(mgr, b);
 		kvbm__pool_free_block(mgr, b);

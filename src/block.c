@@ -12,6 +12,7 @@
  */
 #include <assert.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "events.h"
 #include "manager.h"
@@ -119,19 +120,31 @@ kvbm_status kvbm_mutable_release(kvbm_manager *mgr, kvbm_mutable block)
 	return KVBM_OK;
 }
 
+/* Stage a mutable block. tokens (may be NULL) is a kvbm__events_token_copy
+ * for the block's STORED event; stage owns it from here on. */
 static kvbm_status stage(kvbm_manager *mgr, kvbm_mutable block, kvbm_hash seq_hash,
 			 kvbm_hash parent, uint32_t position, uint32_t num_tokens,
-			 kvbm_complete *out)
+			 uint32_t *tokens, kvbm_complete *out)
 {
+	if (!mgr || !out)
+		free(tokens);
 	KVBM_CHECK_ARG(mgr, mgr && out);
-	if (num_tokens != mgr->block_size)
+	if (num_tokens != mgr->block_size) {
+		free(tokens);
 		return kvbm__fail(mgr, KVBM_E_SIZE, "num_tokens %u != block size %u", num_tokens,
 				  mgr->block_size);
+	}
 	KVBM_LOCK(mgr);
 	if (!slot_handle_ok(mgr, block.block, block.gen, KVBM__SLOT_MUTABLE)) {
 		const kvbm_status st = stale(mgr, "mutable", block.block);
 		KVBM_UNLOCK(mgr);
+		free(tokens);
 		return st;
+	}
+	if (tokens && !kvbm__events_attach(mgr, block.block, tokens)) {
+		KVBM_UNLOCK(mgr);
+		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot keep the tokens of block %u",
+				  block.block);
 	}
 	struct kvbm__slot *s = &mgr->slots[block.block];
 	s->state = KVBM__SLOT_STAGED;
@@ -150,7 +163,7 @@ static kvbm_status stage(kvbm_manager *mgr, kvbm_mutable block, kvbm_hash seq_ha
 kvbm_status kvbm_stage(kvbm_manager *mgr, kvbm_mutable block, kvbm_hash seq_hash,
 		       uint32_t num_tokens, kvbm_complete *out)
 {
-	return stage(mgr, block, seq_hash, 0, KVBM_POSITION_UNKNOWN, num_tokens, out);
+	return stage(mgr, block, seq_hash, 0, KVBM_POSITION_UNKNOWN, num_tokens, NULL, out);
 }
 
 kvbm_status kvbm_stage_lineage(kvbm_manager *mgr, kvbm_mutable block, kvbm_hash seq_hash,
@@ -158,7 +171,32 @@ kvbm_status kvbm_stage_lineage(kvbm_manager *mgr, kvbm_mutable block, kvbm_hash 
 			       kvbm_complete *out)
 {
 	KVBM_CHECK_ARG(mgr, mgr && position != KVBM_POSITION_UNKNOWN);
-	return stage(mgr, block, seq_hash, parent_hash, position, num_tokens, out);
+	return stage(mgr, block, seq_hash, parent_hash, position, num_tokens, NULL, out);
+}
+
+kvbm_status kvbm_stage_tokens(kvbm_manager *mgr, kvbm_mutable block, const kvbm_token_block *tb,
+			      kvbm_complete *out)
+{
+	KVBM_CHECK_ARG(mgr, mgr && tb && tb->tokens && tb->position != KVBM_POSITION_UNKNOWN);
+	KVBM_CHECK_ARG(mgr, !tb->lora_name || strlen(tb->lora_name) <= 256);
+	KVBM_CHECK_ARG(mgr, tb->n_extra_keys <= 16 && (tb->extra_keys || !tb->n_extra_keys));
+	for (uint32_t i = 0; i < tb->n_extra_keys; i++)
+		KVBM_CHECK_ARG(mgr, tb->extra_keys[i] && strlen(tb->extra_keys[i]) <= 256);
+	if (tb->num_tokens != mgr->block_size)
+		return kvbm__fail(mgr, KVBM_E_SIZE, "num_tokens %u != block size %u",
+				  tb->num_tokens, mgr->block_size);
+	/* The hash kvbm_hash_sequence gives this block of the sequence. */
+	const bool root = tb->position == 0;
+	const kvbm_hash hash = kvbm_hash_chain(root ? tb->salt_hash : tb->parent_hash,
+					       kvbm_hash_block(tb->tokens, tb->num_tokens), root);
+	uint32_t *copy = NULL;
+	if (mgr->cfg.event_sink) { /* copied outside the lock */
+		copy = kvbm__events_token_copy(tb);
+		if (!copy)
+			return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot copy %u tokens",
+					  tb->num_tokens);
+	}
+	return stage(mgr, block, hash, tb->parent_hash, tb->position, tb->num_tokens, copy, out);
 }
 
 kvbm_status kvbm_unstage(kvbm_manager *mgr, kvbm_complete block, kvbm_mutable *out)
@@ -171,6 +209,7 @@ kvbm_status kvbm_unstage(kvbm_manager *mgr, kvbm_complete block, kvbm_mutable *o
 		return st;
 	}
 	struct kvbm__slot *s = &mgr->slots[block.block];
+	kvbm__events_forget(mgr, block.block);
 	s->state = KVBM__SLOT_MUTABLE;
 	s->gen = kvbm__next_gen(s->gen);
 	s->hash = 0;
@@ -197,6 +236,7 @@ kvbm_status kvbm_complete_release(kvbm_manager *mgr, kvbm_complete block)
 	}
 	mgr->n_staged--;
 	mgr->m.inflight_mutable--;
+	kvbm__events_forget(mgr, block.block);
 	kvbm__pool_free_block(mgr, block.block);
 	KVBM_UNLOCK(mgr);
 	return KVBM_OK;
@@ -225,6 +265,7 @@ static kvbm_immutable register_locked(kvbm_manager *mgr, uint32_t b)
 		kvbm__pool_touch(mgr, b);
 		return kvbm__ref_new(mgr, b);
 	}
+	kvbm__events_forget(mgr, b); /* no STORED: the hash is known already */
 	kvbm__pool_resurrect(mgr, existing);
 	kvbm__pool_touch(mgr, existing);
 	if (mgr->cfg.dup_policy == KVBM_DUP_REJECT) {

@@ -16,8 +16,14 @@
  * router's index a subset of the registry: had only later events been
  * dropped, a STORED already queued could reach the router while the
  * REMOVED that followed it was lost.
+ *
+ * Tokens (kvbm_stage_tokens) are a heap copy per block: held in `pending`
+ * from staging to registration, then owned by the queued STORED event and
+ * freed once the sink returned or the event was discarded. Nothing else
+ * keeps them: a registered block is known by hash only.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -42,6 +48,9 @@ struct kvbm__events {
 	kvbm_event *batch;  /* the dispatcher's copy; only it touches this */
 	uint64_t seq;
 	uint64_t incarnation;
+	uint32_t **pending; /* block_count entries, token copies of staged blocks; lazy */
+	char *medium;       /* what batches name as their medium */
+	uint32_t pulled;    /* pull mode: events of `batch` the caller took last */
 };
 
 static uint64_t mono_ns(void)
@@ -50,6 +59,13 @@ static uint64_t mono_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* An event's token copy (kvbm__events_token_copy); the public struct
+ * shows it const, the queue owns it. */
+static void free_tokens(const uint32_t *tokens)
+{
+	free((void *)(uintptr_t)tokens);
 }
 
 /* Make room for one more event (manager lock held). When the queue cannot
@@ -62,6 +78,8 @@ static uint32_t make_room(struct kvbm__events *ev)
 	kvbm_event *q = ev->cap < ev->cap_max ? malloc(cap * sizeof(*q)) : NULL;
 	if (!q) {
 		const uint32_t discarded = ev->count;
+		for (uint32_t i = 0; i < ev->count; i++)
+			free_tokens(ev->queue[(ev->head + i) & (ev->cap - 1)].tokens);
 		ev->head = ev->count = 0;
 		ev->lost = true;
 		return discarded;
@@ -87,6 +105,15 @@ void kvbm__events_push(kvbm_manager *mgr, kvbm_event_kind kind, uint32_t b)
 			e.parent_hash = s->parent;
 			e.position = s->position;
 			e.num_tokens = mgr->block_size;
+			if (ev->pending && ev->pending[b]) {
+				const uint32_t *copy = ev->pending[b];
+				const char *lora = (const char *)(copy + e.num_tokens + 1);
+				e.tokens = copy;
+				e.lora_name = *lora ? lora : NULL;
+				e.n_extra_keys = copy[e.num_tokens];
+				e.extra_keys = lora + strlen(lora) + 1;
+				ev->pending[b] = NULL;
+			}
 		}
 	}
 	mgr->m.events_dropped += make_room(ev);
@@ -102,6 +129,61 @@ void kvbm__events_push(kvbm_manager *mgr, kvbm_event_kind kind, uint32_t b)
 		pthread_cond_signal(&ev->cv);
 }
 
+/* Layout of a copy: num_tokens tokens, the extra-key count (u32), the
+ * LoRA name and each extra key, NUL-terminated strings back to back. */
+uint32_t *kvbm__events_token_copy(const kvbm_token_block *tb)
+{
+	const size_t lora = tb->lora_name ? strlen(tb->lora_name) + 1 : 1;
+	size_t strings = lora;
+
+	for (uint32_t i = 0; i < tb->n_extra_keys; i++)
+		strings += strlen(tb->extra_keys[i]) + 1;
+	uint32_t *copy = malloc(((size_t)tb->num_tokens + 1) * sizeof(*copy) + strings);
+	if (!copy)
+		return NULL;
+	memcpy(copy, tb->tokens, (size_t)tb->num_tokens * sizeof(*copy));
+	copy[tb->num_tokens] = tb->n_extra_keys;
+	char *p = (char *)(copy + tb->num_tokens + 1);
+	memcpy(p, tb->lora_name ? tb->lora_name : "", lora);
+	p += lora;
+	for (uint32_t i = 0; i < tb->n_extra_keys; i++) {
+		const size_t n = strlen(tb->extra_keys[i]) + 1;
+		memcpy(p, tb->extra_keys[i], n);
+		p += n;
+	}
+	return copy;
+}
+
+bool kvbm__events_attach(kvbm_manager *mgr, uint32_t b, uint32_t *copy)
+{
+	struct kvbm__events *ev = mgr->events;
+
+	if (!ev) {
+		free(copy);
+		return true;
+	}
+	if (!ev->pending) {
+		ev->pending = calloc(mgr->block_count, sizeof(*ev->pending));
+		if (!ev->pending) {
+			free(copy);
+			return false;
+		}
+	}
+	free(ev->pending[b]);
+	ev->pending[b] = copy;
+	return true;
+}
+
+void kvbm__events_forget(kvbm_manager *mgr, uint32_t b)
+{
+	struct kvbm__events *ev = mgr->events;
+
+	if (ev && ev->pending) {
+		free(ev->pending[b]);
+		ev->pending[b] = NULL;
+	}
+}
+
 static void deliver(struct kvbm__events *ev, uint32_t n)
 {
 	kvbm_manager *mgr = ev->mgr;
@@ -111,9 +193,12 @@ static void deliver(struct kvbm__events *ev, uint32_t n)
 		.seq = ev->seq++,
 		.events = ev->batch,
 		.count = n,
+		.medium = ev->medium,
 	};
 
 	mgr->cfg.event_sink(&batch, mgr->cfg.event_user);
+	for (uint32_t i = 0; i < n; i++)
+		free_tokens(ev->batch[i].tokens);
 }
 
 static void *dispatcher_main(void *arg)
@@ -228,6 +313,11 @@ out:
 static void free_events(struct kvbm__events *ev)
 {
 	pthread_cond_destroy(&ev->cv);
+	if (ev->pending)
+		for (uint32_t b = 0; b < ev->mgr->block_count; b++)
+			free(ev->pending[b]);
+	free(ev->pending);
+	free(ev->medium);
 	free(ev->queue);
 	free(ev->batch);
 	free(ev);
@@ -237,6 +327,10 @@ kvbm_status kvbm__events_open(kvbm_manager *mgr)
 {
 	if (!mgr->cfg.event_sink)
 		return KVBM_OK;
+	const char *medium = mgr->cfg.event_medium ? mgr->cfg.event_medium
+						   : kvbm_tier_medium(mgr->tier);
+	if (!*medium || strlen(medium) > 64)
+		return kvbm__fail(mgr, KVBM_E_INVAL, "event_medium must be a name of 1..64 characters");
 	struct kvbm__events *ev = calloc(1, sizeof(*ev));
 	if (!ev)
 		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot allocate the event queue");
@@ -249,6 +343,8 @@ kvbm_status kvbm__events_open(kvbm_manager *mgr)
 	ev->cap_max = QUEUE_MAX;
 	while (ev->cap_max <= mgr->block_count)
 		ev->cap_max *= 2;
+	ev->medium = strdup(medium);
+	mgr->cfg.event_medium = NULL; /* the caller's string may go away */
 	ev->queue = malloc((size_t)ev->cap * sizeof(*ev->queue));
 	ev->batch = malloc((size_t)mgr->cfg.event_batch_max * sizeof(*ev->batch));
 	ev->incarnation = kvbm__catalog_incarnation(mgr->catalog);
@@ -257,7 +353,7 @@ kvbm_status kvbm__events_open(kvbm_manager *mgr)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&ev->cv, &ca);
 	pthread_condattr_destroy(&ca);
-	if (!ev->queue || !ev->batch) {
+	if (!ev->queue || !ev->batch || !ev->medium) {
 		free_events(ev);
 		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot allocate the event queue");
 	}
@@ -288,6 +384,10 @@ void kvbm__events_close(kvbm_manager *mgr)
 	if (!ev)
 		return;
 	if (kvbm__events_pull(mgr)) { /* no dispatcher; undrained events go */
+		for (uint32_t i = 0; i < ev->count; i++)
+			free_tokens(ev->queue[(ev->head + i) & (ev->cap - 1)].tokens);
+		for (uint32_t i = 0; i < ev->pulled; i++)
+			free_tokens(ev->batch[i].tokens);
 		mgr->events = NULL;
 		free_events(ev);
 		return;
@@ -306,23 +406,50 @@ void kvbm__events_close(kvbm_manager *mgr)
 	free_events(ev);
 }
 
-/* Pull mode (events_pull.c): move up to cap queued events into out, a
- * pending CLEARED first, as one batch. Manager lock held. */
+/* Tier names as kvbm (and Dynamo's KVBM) uses them, mapped to the medium
+ * strings the routers parse: Dynamo's StorageTier::from_kv_medium accepts
+ * GPU, CPU, DISK and EXTERNAL (and files anything else as GPU); llm-d takes
+ * any string, lower-cased. */
+const char *kvbm_tier_medium(const char *tier)
+{
+	static const char *const map[][2] = {
+		{"G1", "GPU"}, {"G2", "CPU"}, {"G3", "DISK"}, {"G4", "EXTERNAL"},
+	};
+
+	if (!tier)
+		return NULL;
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strcmp(tier, map[i][0]) == 0)
+			return map[i][1];
+	return tier;
+}
+
+/* Pull mode (events_pull.c): move up to cap (at most event_batch_max)
+ * queued events into out, a pending CLEARED first, as one batch. Their
+ * token copies stay owned here, in `batch`, until the next drain or the
+ * close, which is how long the caller may read them. Manager lock held. */
 size_t kvbm__events_drain_locked(kvbm_manager *mgr, kvbm_event *out, size_t cap,
 				 uint64_t *incarnation)
 {
 	struct kvbm__events *ev = mgr->events;
 	size_t n = 0;
 
+	for (uint32_t i = 0; i < ev->pulled; i++)
+		free_tokens(ev->batch[i].tokens);
+	ev->pulled = 0;
+	if (cap > mgr->cfg.event_batch_max)
+		cap = mgr->cfg.event_batch_max;
 	if (ev->lost && cap > 0) {
-		out[n++] = (kvbm_event){.kind = KVBM_EVENT_CLEARED};
+		ev->batch[n++] = (kvbm_event){.kind = KVBM_EVENT_CLEARED};
 		ev->lost = false;
 	}
 	for (; n < cap && ev->count > 0; n++) {
-		out[n] = ev->queue[ev->head];
+		ev->batch[n] = ev->queue[ev->head];
 		ev->head = (ev->head + 1) & (ev->cap - 1);
 		ev->count--;
 	}
+	memcpy(out, ev->batch, n * sizeof(*out));
+	ev->pulled = (uint32_t)n;
 	if (n > 0) {
 		ev->seq++;
 		mgr->m.event_batches++;

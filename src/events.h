@@ -19,8 +19,21 @@ kvbm_status kvbm__events_open(kvbm_manager *mgr);
 /* Deliver what is queued, stop the dispatcher, free. NULL-safe. */
 void kvbm__events_close(kvbm_manager *mgr);
 /* Append one event about block b (its hash, parent, position are read from
- * the slot). Manager lock held; mgr->events != NULL. */
+ * the slot; a STORED takes the tokens attached to b, if any). Manager lock
+ * held; mgr->events != NULL. */
 void kvbm__events_push(kvbm_manager *mgr, kvbm_event_kind kind, uint32_t b);
+
+/* A heap copy of a token block for its STORED event: the tokens, then the
+ * LoRA name and extra keys; one free() releases it. NULL when out of
+ * memory. No lock. */
+uint32_t *kvbm__events_token_copy(const kvbm_token_block *tb);
+/* Keep copy for staged block b until its STORED (or kvbm__events_forget).
+ * Takes ownership of copy (frees it when events are off). False when out
+ * of memory (copy freed). Manager lock held. */
+bool kvbm__events_attach(kvbm_manager *mgr, uint32_t b, uint32_t *copy);
+/* Drop the tokens attached to b, if any (b left STAGED without a STORED).
+ * Manager lock held. */
+void kvbm__events_forget(kvbm_manager *mgr, uint32_t b);
 
 /* Pull mode (events_pull.c): the manager was opened with
  * kvbm_event_pull_sink, so no dispatcher runs. Lock-free (cfg is fixed). */

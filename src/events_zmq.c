@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The ZeroMQ event publisher: kvbm event batches re-encoded as vLLM's
- * KVEventBatch (msgpack maps, see kvbm.h) on a PUB socket, with a ring of
+ * KVEventBatch (an array envelope around tagged events, see kvbm.h) on a
+ * PUB socket, with a ring of
  * past batches served on a ROUTER socket for subscribers that missed some.
  * The PUB socket is used only under pub_mu (managers sharing a publisher
  * deliver from their own dispatcher threads); the ROUTER socket only by
@@ -50,6 +51,13 @@ uint64_t kvbm_zmq_published(kvbm_zmq_publisher *p)
 	return 0;
 }
 
+const char *kvbm_zmq_publisher_endpoint(const kvbm_zmq_publisher *p, bool replay)
+{
+	(void)p;
+	(void)replay;
+	return NULL;
+}
+
 kvbm_status kvbm_zmq_publisher_close(kvbm_zmq_publisher *p)
 {
 	(void)p;
@@ -63,114 +71,8 @@ kvbm_status kvbm_zmq_publisher_close(kvbm_zmq_publisher *p)
 #include <time.h>
 #include <zmq.h>
 
-/* ---- a minimal msgpack writer: just the types the format needs ---- */
-
-struct mp {
-	unsigned char *buf;
-	size_t len, cap;
-	bool failed; /* an allocation failed: the batch is dropped */
-};
-
-static void mp_raw(struct mp *m, const void *p, size_t n)
-{
-	if (m->failed)
-		return;
-	if (m->len + n > m->cap) {
-		size_t cap = m->cap ? m->cap : 256;
-		while (cap < m->len + n)
-			cap *= 2;
-		unsigned char *b = realloc(m->buf, cap);
-		if (!b) {
-			m->failed = true;
-			return;
-		}
-		m->buf = b;
-		m->cap = cap;
-	}
-	memcpy(m->buf + m->len, p, n);
-	m->len += n;
-}
-
-static void mp_be(struct mp *m, unsigned char tag, uint64_t v, int bytes)
-{
-	unsigned char b[9];
-
-	b[0] = tag;
-	for (int i = 0; i < bytes; i++)
-		b[1 + i] = (unsigned char)(v >> (8 * (bytes - 1 - i)));
-	mp_raw(m, b, (size_t)bytes + 1);
-}
-
-static void mp_uint(struct mp *m, uint64_t v)
-{
-	if (v < 128) {
-		const unsigned char b = (unsigned char)v;
-		mp_raw(m, &b, 1);
-	} else if (v <= UINT8_MAX) {
-		mp_be(m, 0xcc, v, 1);
-	} else if (v <= UINT16_MAX) {
-		mp_be(m, 0xcd, v, 2);
-	} else if (v <= UINT32_MAX) {
-		mp_be(m, 0xce, v, 4);
-	} else {
-		mp_be(m, 0xcf, v, 8);
-	}
-}
-
-static void mp_int(struct mp *m, int64_t v)
-{
-	if (v >= 0)
-		mp_uint(m, (uint64_t)v);
-	else if (v >= -32)
-		mp_raw(m, &(unsigned char){(unsigned char)(0xe0 | (v + 32))}, 1);
-	else
-		mp_be(m, 0xd3, (uint64_t)v, 8);
-}
-
-static void mp_nil(struct mp *m)
-{
-	mp_raw(m, &(unsigned char){0xc0}, 1);
-}
-
-static void mp_f64(struct mp *m, double d)
-{
-	uint64_t bits;
-
-	memcpy(&bits, &d, sizeof(bits));
-	mp_be(m, 0xcb, bits, 8);
-}
-
-static void mp_str(struct mp *m, const char *s)
-{
-	const size_t n = strlen(s);
-
-	if (n < 32)
-		mp_raw(m, &(unsigned char){(unsigned char)(0xa0 | n)}, 1);
-	else if (n <= UINT8_MAX)
-		mp_be(m, 0xd9, n, 1);
-	else if (n <= UINT16_MAX)
-		mp_be(m, 0xda, n, 2);
-	else if (n <= UINT32_MAX)
-		mp_be(m, 0xdb, n, 4);
-	else
-		m->failed = true; /* not encodable: drop the batch */
-	mp_raw(m, s, n);
-}
-
-static void mp_array(struct mp *m, uint32_t n)
-{
-	if (n < 16)
-		mp_raw(m, &(unsigned char){(unsigned char)(0x90 | n)}, 1);
-	else if (n <= UINT16_MAX)
-		mp_be(m, 0xdc, n, 2);
-	else
-		mp_be(m, 0xdd, n, 4);
-}
-
-static void mp_map(struct mp *m, uint32_t n)
-{
-	mp_raw(m, &(unsigned char){(unsigned char)(0x80 | n)}, 1); /* n < 16 here */
-}
+#include "events_announced.h"
+#include "events_msgpack.h"
 
 /* ---- the publisher ---- */
 
@@ -183,7 +85,13 @@ struct replay_entry {
 struct kvbm_zmq_publisher {
 	void *ctx, *pub, *router;
 	char *topic;
+	char *endpoint, *replay_endpoint; /* after the data-parallel-rank offset */
 	int32_t dp_rank;
+	kvbm_zmq_event_form form;
+	kvbm_zmq_replay_framing framing;
+	struct kvbm__announced *tiers;  /* under pub_mu, with seq */
+	uint32_t n_tiers;
+	bool cleared_once;       /* the worker-wide AllBlocksCleared went out */
 	pthread_mutex_t pub_mu;  /* the PUB socket and seq */
 	uint64_t seq;
 	pthread_mutex_t ring_mu; /* the replay ring */
@@ -195,78 +103,212 @@ struct kvbm_zmq_publisher {
 	atomic_ullong published;
 };
 
-/* One kvbm batch -> one KVEventBatch payload. Runs of STORED events that
- * extend one chain, and runs of REMOVED events, become one entry each. */
-static void encode(struct mp *m, const kvbm_event_batch *b, int32_t dp_rank)
+/* Consecutive events that share one vLLM entry: REMOVED after REMOVED;
+ * STORED extending the previous STORED's chain, with the same block size,
+ * tokens present in both or neither, and the same LoRA name. */
+static bool joins(const kvbm_event *p, const kvbm_event *e)
 {
+	if (!p || p->kind != e->kind)
+		return false;
+	if (e->kind == KVBM_EVENT_REMOVED)
+		return true;
+	if (e->kind != KVBM_EVENT_STORED || e->parent_hash != p->hash ||
+	    e->num_tokens != p->num_tokens || !e->tokens != !p->tokens ||
+	    !e->lora_name != !p->lora_name)
+		return false;
+	return !e->lora_name || strcmp(e->lora_name, p->lora_name) == 0;
+}
+
+/* An event's start: a map with its "type" tag, or an array tagged first
+ * (msgspec tag=True with and without array_like). n counts the tag. */
+static void event_begin(struct kvbm__mp *m, kvbm_zmq_event_form form, uint32_t n, const char *tag)
+{
+	if (form == KVBM_ZMQ_EVENTS_MAP) {
+		kvbm__mp_map(m, n);
+		kvbm__mp_str(m, "type");
+	} else {
+		kvbm__mp_array(m, n);
+	}
+	kvbm__mp_str(m, tag);
+}
+
+/* A field name, in map form only; arrays are positional. */
+static void event_key(struct kvbm__mp *m, kvbm_zmq_event_form form, const char *name)
+{
+	if (form == KVBM_ZMQ_EVENTS_MAP)
+		kvbm__mp_str(m, name);
+}
+
+/* vLLM's integer block hash: the value as an unsigned 64-bit integer,
+ * always in the 9-byte form. Decoders read it into u64 (Dynamo) or an
+ * untyped value they accept as uint64 or int64 (llm-d's getHashAsUint64,
+ * where vmihailenco/msgpack turns a shorter encoding into int8..uint32
+ * and the event is rejected). */
+static void mp_hash(struct kvbm__mp *m, uint64_t h)
+{
+	kvbm__mp_be(m, 0xcf, h, 8);
+}
+
+static void encode_stored(struct kvbm__mp *m, kvbm_zmq_event_form form, const kvbm_event *run,
+			  size_t n, const char *medium)
+{
+	const kvbm_event *e = &run[0];
+	bool extra = false;
+
+	for (size_t k = 0; k < n; k++)
+		extra |= run[k].n_extra_keys > 0;
+	/* BlockStored's fields without a default in vLLM, in its order, then
+	 * extra_keys if a block has some; it and the HMA fields default to
+	 * None and are omitted otherwise. */
+	event_begin(m, form, extra ? 9 : 8, "BlockStored");
+	event_key(m, form, "block_hashes");
+	kvbm__mp_array(m, (uint32_t)n);
+	for (size_t k = 0; k < n; k++)
+		mp_hash(m, run[k].hash);
+	event_key(m, form, "parent_block_hash");
+	if (e->parent_hash)
+		mp_hash(m, e->parent_hash);
+	else
+		kvbm__mp_nil(m);
+	event_key(m, form, "token_ids");
+	if (e->tokens && (uint64_t)n * e->num_tokens <= UINT32_MAX) {
+		kvbm__mp_array(m, (uint32_t)(n * e->num_tokens));
+		for (size_t k = 0; k < n; k++)
+			for (uint32_t t = 0; t < e->num_tokens; t++)
+				kvbm__mp_uint(m, run[k].tokens[t]);
+	} else {
+		kvbm__mp_array(m, 0);
+	}
+	event_key(m, form, "block_size");
+	kvbm__mp_uint(m, e->num_tokens);
+	event_key(m, form, "lora_id"); /* deprecated in vLLM; kvbm has no ids */
+	kvbm__mp_nil(m);
+	event_key(m, form, "medium");
+	kvbm__mp_str(m, medium);
+	event_key(m, form, "lora_name");
+	if (e->lora_name)
+		kvbm__mp_str(m, e->lora_name);
+	else
+		kvbm__mp_nil(m);
+	if (!extra)
+		return;
+	/* One entry per block: its keys as a list of strings, or nil. */
+	event_key(m, form, "extra_keys");
+	kvbm__mp_array(m, (uint32_t)n);
+	for (size_t k = 0; k < n; k++) {
+		if (!run[k].n_extra_keys) {
+			kvbm__mp_nil(m);
+			continue;
+		}
+		kvbm__mp_array(m, run[k].n_extra_keys);
+		const char *key = run[k].extra_keys;
+		for (uint32_t i = 0; i < run[k].n_extra_keys; i++, key += strlen(key) + 1)
+			kvbm__mp_str(m, key);
+	}
+}
+
+/* The announced set of a tier, created on first use; NULL without memory. */
+static struct kvbm__announced *tier_for(kvbm_zmq_publisher *p, const char *tier)
+{
+	for (uint32_t i = 0; i < p->n_tiers; i++)
+		if (strcmp(p->tiers[i].tier, tier) == 0)
+			return &p->tiers[i];
+	struct kvbm__announced *t = realloc(p->tiers, (p->n_tiers + 1) * sizeof(*t));
+	if (!t)
+		return NULL;
+	p->tiers = t;
+	t = &p->tiers[p->n_tiers];
+	*t = (struct kvbm__announced){.tier = strdup(tier)};
+	if (!t->tier)
+		return NULL;
+	p->n_tiers++;
+	return t;
+}
+
+/* A later CLEARED: BlockRemoved of everything the tier announced. */
+static uint32_t encode_tier_removed(struct kvbm__mp *m, kvbm_zmq_event_form form,
+				    struct kvbm__announced *t, const char *medium)
+{
+	const uint32_t n = t->count + t->has_zero;
+
+	if (n == 0)
+		return 0;
+	event_begin(m, form, 3, "BlockRemoved");
+	event_key(m, form, "block_hashes");
+	kvbm__mp_array(m, n);
+	if (t->has_zero)
+		mp_hash(m, 0);
+	for (uint32_t i = 0; i < t->cap; i++)
+		if (t->slots[i])
+			mp_hash(m, t->slots[i]);
+	event_key(m, form, "medium");
+	kvbm__mp_str(m, medium);
+	if (t->slots)
+		memset(t->slots, 0, (size_t)t->cap * sizeof(*t->slots));
+	t->count = 0;
+	t->has_zero = false;
+	return 1;
+}
+
+/* One kvbm batch -> one vLLM KVEventBatch payload: the array
+ * [ts, events, data_parallel_rank] (msgspec array_like, which every
+ * consumer decodes as a tuple). Runs of events that join() share an entry;
+ * CLEARED is scoped to the tier as events_announced.h explains. pub_mu
+ * held: the announced sets change in seq order. */
+static void encode(struct kvbm__mp *m, kvbm_zmq_publisher *p, const kvbm_event_batch *b)
+{
+	const char *medium = b->medium ? b->medium : b->tier;
+	const kvbm_zmq_event_form form = p->form;
+	struct kvbm__announced *t = tier_for(p, b->tier);
+	struct kvbm__mp body = {0};
 	struct timespec ts;
 	uint32_t entries = 0;
 
-	for (size_t i = 0; i < b->count; i++) {
-		const kvbm_event *e = &b->events[i], *p = i ? &b->events[i - 1] : NULL;
-		const bool joins = p && p->kind == e->kind &&
-				   (e->kind == KVBM_EVENT_REMOVED ||
-				    (e->kind == KVBM_EVENT_STORED && e->parent_hash == p->hash &&
-				     e->num_tokens == p->num_tokens));
-		entries += !joins;
+	if (!t) {
+		m->failed = true;
+		return;
 	}
-	clock_gettime(CLOCK_REALTIME, &ts);
-	mp_map(m, 3);
-	mp_str(m, "ts");
-	mp_f64(m, (double)ts.tv_sec + ts.tv_nsec / 1e9);
-	mp_str(m, "events");
-	mp_array(m, entries);
 	for (size_t i = 0; i < b->count;) {
 		const kvbm_event *e = &b->events[i];
 		size_t run = 1;
-		if (e->kind != KVBM_EVENT_CLEARED)
-			while (i + run < b->count && b->events[i + run].kind == e->kind &&
-			       (e->kind == KVBM_EVENT_REMOVED ||
-				(b->events[i + run].parent_hash == b->events[i + run - 1].hash &&
-				 b->events[i + run].num_tokens == e->num_tokens)))
-				run++;
+		while (i + run < b->count && joins(&b->events[i + run - 1], &b->events[i + run]))
+			run++;
 		if (e->kind == KVBM_EVENT_CLEARED) {
-			mp_map(m, 1);
-			mp_str(m, "type");
-			mp_str(m, "AllBlocksCleared");
+			if (!p->cleared_once) {
+				event_begin(&body, form, 1, "AllBlocksCleared");
+				entries++;
+				p->cleared_once = true;
+			}
+			entries += encode_tier_removed(&body, form, t, medium);
 		} else if (e->kind == KVBM_EVENT_REMOVED) {
-			mp_map(m, 3);
-			mp_str(m, "type");
-			mp_str(m, "BlockRemoved");
-			mp_str(m, "block_hashes");
-			mp_array(m, (uint32_t)run);
-			for (size_t k = 0; k < run; k++)
-				mp_uint(m, b->events[i + k].hash);
-			mp_str(m, "medium");
-			mp_str(m, b->tier);
+			event_begin(&body, form, 3, "BlockRemoved");
+			event_key(&body, form, "block_hashes");
+			kvbm__mp_array(&body, (uint32_t)run);
+			for (size_t k = 0; k < run; k++) {
+				mp_hash(&body, b->events[i + k].hash);
+				kvbm__announced_del(t, b->events[i + k].hash);
+			}
+			event_key(&body, form, "medium");
+			kvbm__mp_str(&body, medium);
+			entries++;
 		} else {
-			mp_map(m, 8);
-			mp_str(m, "type");
-			mp_str(m, "BlockStored");
-			mp_str(m, "block_hashes");
-			mp_array(m, (uint32_t)run);
+			encode_stored(&body, form, e, run, medium);
 			for (size_t k = 0; k < run; k++)
-				mp_uint(m, b->events[i + k].hash);
-			mp_str(m, "parent_block_hash");
-			if (e->parent_hash)
-				mp_uint(m, e->parent_hash);
-			else
-				mp_nil(m);
-			mp_str(m, "token_ids");
-			mp_array(m, 0);
-			mp_str(m, "block_size");
-			mp_uint(m, e->num_tokens);
-			mp_str(m, "lora_id");
-			mp_nil(m);
-			mp_str(m, "medium");
-			mp_str(m, b->tier);
-			mp_str(m, "lora_name");
-			mp_nil(m);
+				if (!kvbm__announced_add(t, b->events[i + k].hash))
+					body.failed = true;
+			entries++;
 		}
 		i += run;
 	}
-	mp_str(m, "data_parallel_rank");
-	mp_int(m, dp_rank);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	kvbm__mp_array(m, 3);
+	kvbm__mp_f64(m, (double)ts.tv_sec + ts.tv_nsec / 1e9);
+	kvbm__mp_array(m, entries);
+	m->failed |= body.failed;
+	if (body.len)
+		kvbm__mp_raw(m, body.buf, body.len);
+	free(body.buf);
+	kvbm__mp_int(m, p->dp_rank);
 }
 
 static void seq_bytes(uint64_t seq, unsigned char out[8])
@@ -293,17 +335,18 @@ static void keep_for_replay(kvbm_zmq_publisher *p, uint64_t seq, unsigned char *
 void kvbm_zmq_sink(const kvbm_event_batch *batch, void *publisher)
 {
 	kvbm_zmq_publisher *p = publisher;
-	struct mp m = {0};
+	struct kvbm__mp m = {0};
 	unsigned char seq[8];
 
 	if (!p || !batch)
 		return;
-	encode(&m, batch, p->dp_rank);
+	pthread_mutex_lock(&p->pub_mu);
+	encode(&m, p, batch);
 	if (m.failed) {
+		pthread_mutex_unlock(&p->pub_mu);
 		free(m.buf);
 		return;
 	}
-	pthread_mutex_lock(&p->pub_mu);
 	const uint64_t s = p->seq++;
 	seq_bytes(s, seq);
 	zmq_send(p->pub, p->topic, strlen(p->topic), ZMQ_SNDMORE);
@@ -318,6 +361,21 @@ void kvbm_zmq_sink(const kvbm_event_batch *batch, void *publisher)
 	else
 		free(m.buf);
 	pthread_mutex_unlock(&p->pub_mu);
+}
+
+/* One replay reply to a DEALER: [identity, empty, (topic,) seq, payload].
+ * vLLM >= 0.26 sends the topic as on the PUB socket (llm-d-router parses
+ * replayed and live frames with one function and rejects two-frame
+ * replies); older vLLM sends [seq, payload]. */
+static void send_replay(kvbm_zmq_publisher *p, const void *id, size_t id_len,
+			const unsigned char seq[8], const void *payload, size_t len)
+{
+	zmq_send(p->router, id, id_len, ZMQ_SNDMORE);
+	zmq_send(p->router, "", 0, ZMQ_SNDMORE);
+	if (p->framing == KVBM_ZMQ_REPLAY_TOPIC)
+		zmq_send(p->router, p->topic, strlen(p->topic), ZMQ_SNDMORE);
+	zmq_send(p->router, seq, 8, ZMQ_SNDMORE);
+	zmq_send(p->router, payload, len, 0);
 }
 
 /* Answer one request [identity, empty, start seq] from the ring. */
@@ -353,17 +411,11 @@ static void serve_replay(kvbm_zmq_publisher *p)
 			if (e->seq < start)
 				continue;
 			seq_bytes(e->seq, seq);
-			zmq_send(p->router, id, id_len, ZMQ_SNDMORE);
-			zmq_send(p->router, "", 0, ZMQ_SNDMORE);
-			zmq_send(p->router, seq, 8, ZMQ_SNDMORE);
-			zmq_send(p->router, e->payload, e->len, 0);
+			send_replay(p, id, id_len, seq, e->payload, e->len);
 		}
 		pthread_mutex_unlock(&p->ring_mu);
 		memset(seq, 0xff, sizeof(seq)); /* -1: end of replay */
-		zmq_send(p->router, id, id_len, ZMQ_SNDMORE);
-		zmq_send(p->router, "", 0, ZMQ_SNDMORE);
-		zmq_send(p->router, seq, 8, ZMQ_SNDMORE);
-		zmq_send(p->router, "", 0, 0);
+		send_replay(p, id, id_len, seq, "", 0);
 	}
 	for (int i = 0; i < n; i++)
 		zmq_msg_close(&part[i]);
@@ -388,6 +440,40 @@ static bool binds(const char *endpoint)
 	       strncmp(endpoint, "ipc://", 6) == 0 || strncmp(endpoint, "inproc://", 9) == 0;
 }
 
+/* The endpoint a data-parallel rank uses, as vLLM's offset_endpoint_port:
+ * rank 0 keeps it; tcp moves the port up by the rank; inproc, and ipc
+ * (which vLLM refuses with a rank), get "_dp<rank>". NULL (errno-free)
+ * when the endpoint cannot be offset or memory runs out; *bad says which. */
+static char *offset_endpoint(const char *endpoint, int32_t rank, bool *bad)
+{
+	*bad = false;
+	if (rank == 0)
+		return strdup(endpoint);
+	if (rank < 0) {
+		*bad = true;
+		return NULL;
+	}
+	const size_t n = strlen(endpoint);
+	if (strncmp(endpoint, "inproc://", 9) == 0 || strncmp(endpoint, "ipc://", 6) == 0) {
+		char *out = malloc(n + 16);
+		if (out)
+			snprintf(out, n + 16, "%s_dp%d", endpoint, (int)rank);
+		return out;
+	}
+	const char *colon = strrchr(endpoint, ':');
+	char *end = NULL;
+	const long port = colon ? strtol(colon + 1, &end, 10) : -1;
+	if (strncmp(endpoint, "tcp://", 6) != 0 || !colon || colon[1] == '\0' || *end != '\0' ||
+	    port < 0 || port + rank > 65535) {
+		*bad = true;
+		return NULL;
+	}
+	char *out = malloc(n + 16);
+	if (out)
+		snprintf(out, n + 16, "%.*s:%ld", (int)(colon - endpoint), endpoint, port + rank);
+	return out;
+}
+
 static kvbm_status fail_open(kvbm_zmq_publisher *p, kvbm_status st, char *errbuf, size_t errlen,
 			     const char *what, const char *endpoint)
 {
@@ -406,6 +492,13 @@ kvbm_status kvbm_zmq_publisher_open(const kvbm_zmq_config *cfg, kvbm_zmq_publish
 			snprintf(errbuf, errlen, "config, endpoint and topic are required");
 		return KVBM_E_INVAL;
 	}
+	if ((unsigned)cfg->event_form > KVBM_ZMQ_EVENTS_ARRAY ||
+	    (unsigned)cfg->replay_framing > KVBM_ZMQ_REPLAY_LEGACY) {
+		if (errbuf && errlen)
+			snprintf(errbuf, errlen, "event_form %d or replay_framing %d is unknown",
+				 (int)cfg->event_form, (int)cfg->replay_framing);
+		return KVBM_E_INVAL;
+	}
 	*out = NULL;
 	kvbm_zmq_publisher *p = calloc(1, sizeof(*p));
 	if (!p)
@@ -413,27 +506,41 @@ kvbm_status kvbm_zmq_publisher_open(const kvbm_zmq_config *cfg, kvbm_zmq_publish
 	pthread_mutex_init(&p->pub_mu, NULL);
 	pthread_mutex_init(&p->ring_mu, NULL);
 	p->dp_rank = cfg->data_parallel_rank;
+	p->form = cfg->event_form;
+	p->framing = cfg->replay_framing;
+	bool bad = false, bad_replay = false;
+	p->endpoint = offset_endpoint(cfg->endpoint, p->dp_rank, &bad);
+	if (cfg->replay_endpoint)
+		p->replay_endpoint = offset_endpoint(cfg->replay_endpoint, p->dp_rank, &bad_replay);
+	if (bad || bad_replay) {
+		if (errbuf && errlen)
+			snprintf(errbuf, errlen, "cannot offset %s by data_parallel_rank %d",
+				 bad ? cfg->endpoint : cfg->replay_endpoint,
+				 (int)cfg->data_parallel_rank);
+		kvbm_zmq_publisher_close(p);
+		return KVBM_E_INVAL;
+	}
 	p->topic = strdup(cfg->topic);
 	p->ctx = zmq_ctx_new();
-	if (!p->topic || !p->ctx)
+	if (!p->topic || !p->ctx || !p->endpoint || (cfg->replay_endpoint && !p->replay_endpoint))
 		return fail_open(p, KVBM_E_NOMEM, errbuf, errlen, "publisher", NULL);
 	p->pub = zmq_socket(p->ctx, ZMQ_PUB);
 	const int hwm = (int)cfg->hwm, linger = 1000;
 	if (!p->pub || zmq_setsockopt(p->pub, ZMQ_SNDHWM, &hwm, sizeof(hwm)) != 0 ||
 	    zmq_setsockopt(p->pub, ZMQ_LINGER, &linger, sizeof(linger)) != 0 ||
-	    (binds(cfg->endpoint) ? zmq_bind(p->pub, cfg->endpoint)
-				  : zmq_connect(p->pub, cfg->endpoint)) != 0)
-		return fail_open(p, KVBM_E_IO, errbuf, errlen, "cannot open PUB", cfg->endpoint);
-	if (cfg->replay_endpoint) {
+	    (binds(p->endpoint) ? zmq_bind(p->pub, p->endpoint)
+				: zmq_connect(p->pub, p->endpoint)) != 0)
+		return fail_open(p, KVBM_E_IO, errbuf, errlen, "cannot open PUB", p->endpoint);
+	if (p->replay_endpoint) {
 		p->ring_cap = cfg->buffer_steps ? cfg->buffer_steps : 1;
 		p->ring = calloc(p->ring_cap, sizeof(*p->ring));
 		if (!p->ring)
 			return fail_open(p, KVBM_E_NOMEM, errbuf, errlen, "replay ring", NULL);
 		p->router = zmq_socket(p->ctx, ZMQ_ROUTER);
 		if (!p->router || zmq_setsockopt(p->router, ZMQ_LINGER, &linger, sizeof(linger)) != 0 ||
-		    zmq_bind(p->router, cfg->replay_endpoint) != 0)
+		    zmq_bind(p->router, p->replay_endpoint) != 0)
 			return fail_open(p, KVBM_E_IO, errbuf, errlen, "cannot bind ROUTER",
-					 cfg->replay_endpoint);
+					 p->replay_endpoint);
 		if (pthread_create(&p->replay_thread, NULL, replay_main, p) != 0)
 			return fail_open(p, KVBM_E_NOMEM, errbuf, errlen, "replay thread", NULL);
 		p->replay_started = true;
@@ -445,6 +552,11 @@ kvbm_status kvbm_zmq_publisher_open(const kvbm_zmq_config *cfg, kvbm_zmq_publish
 uint64_t kvbm_zmq_published(kvbm_zmq_publisher *p)
 {
 	return p ? atomic_load(&p->published) : 0;
+}
+
+const char *kvbm_zmq_publisher_endpoint(const kvbm_zmq_publisher *p, bool replay)
+{
+	return p ? (replay ? p->replay_endpoint : p->endpoint) : NULL;
 }
 
 kvbm_status kvbm_zmq_publisher_close(kvbm_zmq_publisher *p)
@@ -464,6 +576,13 @@ kvbm_status kvbm_zmq_publisher_close(kvbm_zmq_publisher *p)
 		free(p->ring[(p->ring_head + i) % p->ring_cap].payload);
 	free(p->ring);
 	free(p->topic);
+	free(p->endpoint);
+	free(p->replay_endpoint);
+	for (uint32_t i = 0; i < p->n_tiers; i++) {
+		free(p->tiers[i].tier);
+		free(p->tiers[i].slots);
+	}
+	free(p->tiers);
 	pthread_mutex_destroy(&p->ring_mu);
 	pthread_mutex_destroy(&p->pub_mu);
 	free(p);

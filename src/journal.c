@@ -3,99 +3,159 @@
  * The core side of the catalog: dirty-block queue, row images, durable
  * claims and the reclaim-ahead reserve (see journal.h and the crash
  * guarantee in kvbm.h). A block's durable_claim is set as soon as the
- * writer takes a REGISTERED image of it (the row may commit from then on)
- * and cleared only when a FREE image of it has committed; blocks with a
- * claim are never handed out by kvbm_allocate.
+ * writer takes an image of it (the row may commit from then on) and
+ * cleared only when a reclaim record listing it has committed; blocks
+ * with a claim are never handed out by kvbm_allocate. Blocks move
+ * reclaim_pending -> freeing -> reserve and reset_unsafe -> reset_freeing
+ * -> reset as the writer takes and commits them, or back on failure.
  */
 #include <assert.h>
 
 #include "manager.h"
+#include "metrics.h"
 
 static void image_of(kvbm_manager *mgr, uint32_t b, struct kvbm__image *img)
 {
 	struct kvbm__slot *s = &mgr->slots[b];
-	const bool registered = s->state == KVBM__SLOT_PRIMARY || s->state == KVBM__SLOT_INACTIVE;
 
 	img->block = b;
-	img->state = registered ? KVBM__ROW_REGISTERED : KVBM__ROW_FREE;
-	img->hash = registered ? s->hash : 0;
-	img->parent = registered ? s->parent : 0;
-	img->position = registered ? s->position : KVBM_POSITION_UNKNOWN;
+	img->hash = s->hash;
+	img->parent = s->parent;
+	img->position = s->position;
 	img->access_tick = s->access_tick;
-	img->access_count = registered ? s->access_count : 0;
+	img->access_count = s->access_count;
 	img->priority = s->priority;
 	img->retention = s->retention;
 	/* Active blocks are not in the policy; their last use stands in for
 	 * the key, which places them after everything released before. */
-	if (s->state == KVBM__SLOT_INACTIVE)
-		img->evict_key = mgr->evict->order_key(mgr->evict_state, b);
-	else
-		img->evict_key = registered ? s->access_tick : 0;
-	img->frequency = registered && mgr->evict->frequency
+	img->evict_key = s->state == KVBM__SLOT_INACTIVE
+				 ? mgr->evict->order_key(mgr->evict_state, b)
+				 : s->access_tick;
+	img->frequency = mgr->evict->frequency
 				 ? mgr->evict->frequency(mgr->evict_state, b, s->hash)
 				 : img->access_count;
-	if (registered)
-		s->durable_claim = 1;
+	s->durable_claim = 1;
 }
 
-void kvbm__journal_take(kvbm_manager *mgr, struct kvbm__image *out, uint32_t cap, uint32_t *n,
-			uint32_t *pending)
+/* Move blocks waiting for a durable free record onto a freeing list. */
+static void take_frees(kvbm_manager *mgr, enum kvbm__list_id from, enum kvbm__list_id to,
+		       struct kvbm__take *t)
 {
-	uint32_t taken = 0;
+	uint32_t b;
 
-	pthread_mutex_lock(&mgr->lock);
-	while (taken < cap && mgr->dirty_count > 0) {
-		const uint32_t b = mgr->dirty[mgr->dirty_head];
-		mgr->dirty_head = (mgr->dirty_head + 1) % mgr->block_count;
-		mgr->dirty_count--;
-		mgr->slots[b].dirty = 0;
-		image_of(mgr, b, &out[taken++]);
+	while (t->n_freed < t->freed_cap && (b = kvbm__list_pop_head(mgr, from)) != KVBM__NIL) {
+		kvbm__list_push_tail(mgr, to, b);
+		t->freed[t->n_freed++] = b;
 	}
-	*n = taken;
-	if (pending)
-		*pending = mgr->dirty_count;
+}
+
+void kvbm__journal_take(kvbm_manager *mgr, uint32_t reserve_target, struct kvbm__take *t)
+{
+	pthread_mutex_lock(&mgr->lock);
+	mgr->reserve_target = reserve_target;
+	/* Free blocks already serve allocations without a wait; reclaiming
+	 * cached blocks beyond that would only lose them from a restore. */
+	const uint32_t free_blocks =
+		mgr->reset.count + mgr->reset_unsafe.count + mgr->reset_freeing.count;
+	if (reserve_target > free_blocks)
+		kvbm__journal_reclaim_locked(mgr, reserve_target - free_blocks);
+	t->n_freed = 0;
+	take_frees(mgr, KVBM__IN_RECLAIM_PENDING, KVBM__IN_FREEING, t);
+	take_frees(mgr, KVBM__IN_RESET_UNSAFE, KVBM__IN_RESET_FREEING, t);
+	t->n = 0;
+	/* An allocation is waiting for these reclaims: commit them alone, a
+	 * transaction of one row, rather than behind a batch of rows. While
+	 * the reserve runs low, keep transactions short, so the next reclaim
+	 * never waits long behind one in flight. */
+	const uint32_t ready = mgr->reserve.count + mgr->freeing.count + free_blocks;
+	uint32_t cap = t->cap;
+	if (mgr->alloc_waiters && t->n_freed)
+		cap = 0;
+	else if (ready < reserve_target / 2 && cap > 512)
+		cap = 512;
+	/* Newest first only under eviction pressure: otherwise (a cache
+	 * filling up) the oldest rows are the next block ids, and SQLite
+	 * appends them to the table fastest in that order. */
+	const bool oldest_first = t->oldest_first || ready >= reserve_target;
+	while (t->n < cap && mgr->dirty_count > 0) {
+		uint32_t b;
+		if (oldest_first) {
+			b = mgr->dirty[mgr->dirty_head];
+			mgr->dirty_head = (mgr->dirty_head + 1) % mgr->block_count;
+		} else {
+			b = mgr->dirty[(mgr->dirty_head + mgr->dirty_count - 1) % mgr->block_count];
+		}
+		mgr->dirty_count--;
+		struct kvbm__slot *s = &mgr->slots[b];
+		s->dirty = 0;
+		/* A block that no longer holds a hash needs no row: if an old
+		 * row of it committed, the block is on a free list above. */
+		if (s->state == KVBM__SLOT_PRIMARY || s->state == KVBM__SLOT_INACTIVE)
+			image_of(mgr, b, &t->imgs[t->n++]);
+	}
+	t->pending = mgr->dirty_count + mgr->reclaim_pending.count + mgr->reset_unsafe.count;
+	t->evictions = mgr->m.evictions;
+	t->reserve_have = mgr->reserve.count + mgr->freeing.count;
 	pthread_mutex_unlock(&mgr->lock);
 }
 
-void kvbm__journal_committed(kvbm_manager *mgr, const struct kvbm__image *imgs, uint32_t n,
-			     uint64_t duration_ns)
+void kvbm__journal_committed(kvbm_manager *mgr, const struct kvbm__take *t, uint64_t duration_ns)
 {
 	pthread_mutex_lock(&mgr->lock);
-	for (uint32_t i = 0; i < n; i++) {
-		struct kvbm__slot *s = &mgr->slots[imgs[i].block];
-		if (imgs[i].state != KVBM__ROW_FREE) {
-			s->durable_claim = 1;
-			continue;
-		}
+	for (uint32_t i = 0; i < t->n_freed; i++) {
+		const uint32_t b = t->freed[i];
+		struct kvbm__slot *s = &mgr->slots[b];
+		/* Whatever happened to the block since the take, no committed
+		 * row claims a hash for it any more: a block matched back into
+		 * use gets a new row (and claim) when its image is next taken. */
 		s->durable_claim = 0;
-		if (s->list == KVBM__IN_RESET_UNSAFE) {
-			kvbm__list_unlink(mgr, imgs[i].block);
-			kvbm__list_push_tail(mgr, KVBM__IN_RESET, imgs[i].block);
-		} else if (s->list == KVBM__IN_RECLAIM_PENDING) {
-			kvbm__list_unlink(mgr, imgs[i].block);
-			kvbm__list_push_tail(mgr, KVBM__IN_RESERVE, imgs[i].block);
+		/* A reclaimed block freed meanwhile (kvbm_reset_inactive) went
+		 * to reset_unsafe: it is as safe as the others now. */
+		if (s->list == KVBM__IN_FREEING) {
+			kvbm__list_unlink(mgr, b);
+			kvbm__list_push_tail(mgr, KVBM__IN_RESERVE, b);
+		} else if (s->list == KVBM__IN_RESET_FREEING || s->list == KVBM__IN_RESET_UNSAFE) {
+			kvbm__list_unlink(mgr, b);
+			kvbm__list_push_tail(mgr, KVBM__IN_RESET, b);
 		}
 	}
-	mgr->m.catalog_rows_committed += n;
+	mgr->m.catalog_rows_committed += t->n;
+	mgr->m.catalog_reclaim_rows += t->reclaim_rows;
+	mgr->m.catalog_blocks_reclaimed += t->n_freed;
 	mgr->m.catalog_commits++;
 	mgr->m.catalog_flush_ns_last = duration_ns;
+	kvbm__metrics_observe_flush(mgr, duration_ns);
 	if (duration_ns > mgr->m.catalog_flush_ns_max)
 		mgr->m.catalog_flush_ns_max = duration_ns;
 	mgr->journal_error = KVBM_OK;
+	mgr->m.catalog_failing = 0;
 	mgr->commit_gen++;
 	pthread_cond_broadcast(&mgr->journal_cv);
 	pthread_mutex_unlock(&mgr->lock);
 }
 
-void kvbm__journal_failed(kvbm_manager *mgr, const struct kvbm__image *imgs, uint32_t n,
-			  kvbm_status code)
+void kvbm__journal_failed(kvbm_manager *mgr, const struct kvbm__take *t, kvbm_status code)
 {
 	pthread_mutex_lock(&mgr->lock);
-	/* Claims taken for REGISTERED images stay set: the failed row is not
-	 * on disk, but assuming it might be is the safe side. */
-	for (uint32_t i = 0; i < n; i++)
-		kvbm__journal_mark(mgr, imgs[i].block);
+	/* Claims taken for the images stay set: the failed rows are not on
+	 * disk, but assuming they might be is the safe side. */
+	for (uint32_t i = 0; i < t->n; i++)
+		kvbm__journal_mark(mgr, t->imgs[i].block);
+	for (uint32_t i = 0; i < t->n_freed; i++) {
+		const uint32_t b = t->freed[i];
+		struct kvbm__slot *s = &mgr->slots[b];
+		/* Elsewhere: matched back into use, or freed into reset_unsafe;
+		 * its old row may stand either way, and the claim says so. */
+		if (s->list == KVBM__IN_FREEING) {
+			kvbm__list_unlink(mgr, b);
+			kvbm__list_push_tail(mgr, KVBM__IN_RECLAIM_PENDING, b);
+		} else if (s->list == KVBM__IN_RESET_FREEING) {
+			kvbm__list_unlink(mgr, b);
+			kvbm__list_push_tail(mgr, KVBM__IN_RESET_UNSAFE, b);
+		}
+	}
 	mgr->m.catalog_failures++;
+	mgr->m.catalog_failing = 1;
 	mgr->m.catalog_last_error = code;
 	mgr->journal_error = code;
 	mgr->commit_gen++;
@@ -113,10 +173,13 @@ uint32_t kvbm__journal_reclaim_locked(kvbm_manager *mgr, uint32_t target)
 		mgr->inactive_count--;
 		s->state = KVBM__SLOT_RECLAIM;
 		/* A registration whose row was never taken claims nothing on
-		 * disk: the block is safe at once. */
-		kvbm__list_push_tail(mgr, s->durable_claim ? KVBM__IN_RECLAIM_PENDING
-							   : KVBM__IN_RESERVE, b);
-		kvbm__journal_mark(mgr, b);
+		 * disk: the block is safe at once, unless older victims are
+		 * still waiting for their reclaim to commit. Then it queues
+		 * behind them, so the reserve hands out victims in exactly the
+		 * policy's order and a catalog never changes what is evicted. */
+		const bool behind = mgr->reclaim_pending.count || mgr->freeing.count;
+		kvbm__list_push_tail(mgr, s->durable_claim || behind ? KVBM__IN_RECLAIM_PENDING
+								      : KVBM__IN_RESERVE, b);
 		moved++;
 	}
 	return moved;
@@ -127,6 +190,7 @@ void kvbm__journal_unreclaim_locked(kvbm_manager *mgr)
 	uint32_t b;
 
 	while ((b = kvbm__list_pop_head(mgr, KVBM__IN_RESERVE)) != KVBM__NIL ||
+	       (b = kvbm__list_pop_head(mgr, KVBM__IN_FREEING)) != KVBM__NIL ||
 	       (b = kvbm__list_pop_head(mgr, KVBM__IN_RECLAIM_PENDING)) != KVBM__NIL) {
 		struct kvbm__slot *s = &mgr->slots[b];
 		const struct kvbm__evict_entry e = {
@@ -145,42 +209,13 @@ void kvbm__journal_unreclaim_locked(kvbm_manager *mgr)
 	}
 }
 
-uint32_t kvbm__journal_reclaim(kvbm_manager *mgr, uint32_t target)
+uint32_t kvbm__journal_peak_request(kvbm_manager *mgr)
 {
 	pthread_mutex_lock(&mgr->lock);
-	const uint32_t moved = kvbm__journal_reclaim_locked(mgr, target);
+	const uint32_t peak = mgr->peak_request;
+	mgr->peak_request = 0;
 	pthread_mutex_unlock(&mgr->lock);
-	return moved;
-}
-
-uint32_t kvbm__journal_reserve_target(kvbm_manager *mgr)
-{
-	/* Free blocks already serve allocations without a wait; reclaiming
-	 * cached blocks beyond that would only cost their catalog rows. */
-	pthread_mutex_lock(&mgr->lock);
-	const uint32_t have = mgr->reset.count + mgr->reset_unsafe.count;
-	const uint32_t want = mgr->cfg.catalog_reserve;
-	pthread_mutex_unlock(&mgr->lock);
-	return want > have ? want - have : 0;
-}
-
-void kvbm__journal_detach(kvbm_manager *mgr)
-{
-	uint32_t b;
-
-	pthread_mutex_lock(&mgr->lock);
-	mgr->journal_on = false;
-	for (uint32_t i = 0; i < mgr->block_count; i++) {
-		mgr->slots[i].durable_claim = 0;
-		mgr->slots[i].dirty = 0;
-	}
-	mgr->dirty_count = 0;
-	while ((b = kvbm__list_pop_head(mgr, KVBM__IN_RESET_UNSAFE)) != KVBM__NIL)
-		kvbm__list_push_tail(mgr, KVBM__IN_RESET, b);
-	mgr->m.catalog_detached = 1;
-	mgr->commit_gen++;
-	pthread_cond_broadcast(&mgr->journal_cv);
-	pthread_mutex_unlock(&mgr->lock);
+	return peak;
 }
 
 kvbm_status kvbm__restore_block(kvbm_manager *mgr, const struct kvbm__image *img)

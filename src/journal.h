@@ -18,20 +18,15 @@
 
 struct kvbm__catalog;
 
-/* Row states of the `blocks` table (schema/001_init.sql). */
-enum kvbm__row_state {
-	KVBM__ROW_FREE = 0,       /* no hash claimed */
-	KVBM__ROW_REGISTERED = 1, /* block holds hash; restored as inactive */
-};
-
-/* The full row the catalog keeps for one block. */
+/* The row the catalog keeps for one registered block (block_rows in
+ * schema/003_narrow_rows.sql). A free block has no image: the writer lists
+ * it in the transaction's reclaim row instead. */
 struct kvbm__image {
 	kvbm_hash hash;
 	kvbm_hash parent;
 	uint64_t evict_key;    /* policy order key; restore inserts ascending */
 	uint64_t access_tick;  /* logical time of last hit/registration */
 	uint32_t block;
-	uint32_t state;        /* enum kvbm__row_state */
 	uint32_t position;     /* KVBM_POSITION_UNKNOWN if unknown */
 	uint32_t access_count;
 	uint32_t frequency;    /* policy frequency estimate (TinyLFU) or access_count */
@@ -39,32 +34,46 @@ struct kvbm__image {
 	uint32_t retention;
 };
 
+/* One transaction's worth of work, filled by kvbm__journal_take. The
+ * caller owns the arrays and sets the caps. */
+struct kvbm__take {
+	struct kvbm__image *imgs; /* rows of registered blocks to upsert */
+	uint32_t cap, n;
+	bool oldest_first;        /* set by the caller: take dirty rows FIFO (a flush) */
+	uint32_t *freed;          /* blocks whose committed rows must stop claiming */
+	uint32_t freed_cap, n_freed;
+	uint32_t pending;         /* work left behind: dirty rows + frees not taken */
+	uint64_t evictions;       /* mgr's eviction counter at the take */
+	uint32_t reserve_have;    /* reserve + reclaims in flight after the take */
+	uint32_t reclaim_rows;    /* set by the writer: reclaim rows it wrote */
+};
+
 /* --- implemented by the core (journal.c); each takes the manager lock --- */
 
-/* Move up to cap dirty blocks' images into out, clearing their dirty marks.
- * *pending receives how many stay dirty. At most one batch is in flight:
- * every take is followed by kvbm__journal_committed or _failed for exactly
- * the images it returned (several takes may share one transaction if they
- * are reported together, in take order). */
-void kvbm__journal_take(kvbm_manager *mgr, struct kvbm__image *out, uint32_t cap,
-			uint32_t *n, uint32_t *pending);
-/* The images were committed: update durable claims, release waiting
- * allocators. */
-void kvbm__journal_committed(kvbm_manager *mgr, const struct kvbm__image *imgs,
-			     uint32_t n, uint64_t duration_ns);
-/* A commit failed: the images go back to dirty (unless changed since), and
- * waiters are woken so they can report code. */
-void kvbm__journal_failed(kvbm_manager *mgr, const struct kvbm__image *imgs,
-			  uint32_t n, kvbm_status code);
-/* Take victims out of the eviction policy until reserve + pending reclaim
- * reach target (each gets a free image); returns how many were taken. */
-uint32_t kvbm__journal_reclaim(kvbm_manager *mgr, uint32_t target);
-/* The catalog is gone for good (detached): stop tracking durability, make
- * every block allocatable, wake waiters. */
-void kvbm__journal_detach(kvbm_manager *mgr);
-/* How many reclaimed blocks the writer should keep ready: the configured
- * reserve less what the reset pool already covers. */
-uint32_t kvbm__journal_reserve_target(kvbm_manager *mgr);
+/* Fill t for one transaction. First the reserve is topped up to
+ * reserve_target (less the free blocks, which serve allocations as well)
+ * by taking victims out of the eviction policy; then every
+ * block waiting for a durable free record (reclaimed victims, freed
+ * blocks whose rows committed) goes into t->freed, ahead of the rows:
+ * reclaims never queue behind registrations. Then up to t->cap dirty
+ * registered blocks' images: the oldest first when t->oldest_first (a
+ * flush must cover what was dirty at its call) or while allocations need
+ * no evictions, otherwise the newest first. Under eviction pressure that
+ * puts the writer's work where a restart gains most: the least recently
+ * changed rows are the likeliest to be evicted before they are written,
+ * and then need no row at all. At most one take is in flight: every take is
+ * followed by kvbm__journal_committed or _failed for exactly it. */
+void kvbm__journal_take(kvbm_manager *mgr, uint32_t reserve_target, struct kvbm__take *t);
+/* The take committed: update durable claims, make freed blocks
+ * allocatable, release waiting allocators. */
+void kvbm__journal_committed(kvbm_manager *mgr, const struct kvbm__take *t,
+			     uint64_t duration_ns);
+/* The take's commit failed: its rows go back to dirty, its frees back to
+ * waiting, and waiters are woken so they can report code. */
+void kvbm__journal_failed(kvbm_manager *mgr, const struct kvbm__take *t, kvbm_status code);
+/* The largest allocation seen since the last call (then forgotten), for
+ * sizing the reserve. */
+uint32_t kvbm__journal_peak_request(kvbm_manager *mgr);
 
 /* Restore, called only from kvbm__catalog_open before the manager is
  * shared: put block in the inactive pool holding img->hash. Images must

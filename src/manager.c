@@ -56,6 +56,10 @@ static kvbm_status check_config(const kvbm_config *c, char *msg, size_t len)
 			   t[0], t[1], t[2]);
 	if ((unsigned)c->catalog_sync > KVBM_SYNC_OFF)
 		return BAD("catalog_sync %d is unknown", (int)c->catalog_sync);
+	/* SQLite would open "" as a private temporary database: a catalog
+	 * that silently persists nothing. */
+	if (c->catalog_path && c->catalog_path[0] == '\0')
+		return BAD("catalog_path is empty: give a file name, or NULL for no catalog");
 	if (c->catalog_path && (c->catalog_batch == 0 || c->catalog_interval_ms == 0))
 		return BAD("catalog_batch and catalog_interval_ms must be positive");
 	if (c->event_sink && (c->event_batch_max == 0 || c->event_window_ms == 0))
@@ -103,18 +107,13 @@ static kvbm_status build(kvbm_manager *mgr, const kvbm_config *cfg)
 	mgr->cfg.tier = mgr->tier;
 	mgr->cfg.catalog_path = mgr->catalog_path;
 	mgr->cfg.model_fingerprint = mgr->model_fingerprint;
-	if (mgr->cfg.catalog_reserve == 0) {
-		/* Enough that a typical allocation never waits, small enough
-		 * that few cached blocks lose their catalog row early. */
-		const uint32_t r = n / 64;
-		mgr->cfg.catalog_reserve = r < 1 ? 1 : (r > 1024 ? 1024 : r);
-	}
 	mgr->block_count = n;
 	mgr->block_size = cfg->block_size;
 	mgr->reset_on_release = cfg->reset_on_release;
 	mgr->refs_free = KVBM__NIL;
 	mgr->reset.head = mgr->reset.tail = KVBM__NIL;
 	mgr->reset_unsafe = mgr->reclaim_pending = mgr->reserve = mgr->reset;
+	mgr->freeing = mgr->reset_freeing = mgr->reset;
 	mgr->slots = calloc(n, sizeof(*mgr->slots));
 	if (failed || !mgr->slots)
 		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot allocate %u blocks", n);
@@ -152,6 +151,8 @@ kvbm_status kvbm_open_ex(const kvbm_config *cfg, kvbm_manager **out, char *errbu
 
 	if (errbuf && errlen)
 		errbuf[0] = '\0';
+	if (out)
+		*out = NULL; /* on every error, as the header says */
 	if (!out || !cfg) {
 		if (errbuf && errlen)
 			snprintf(errbuf, errlen, "invalid argument: %s", cfg ? "out" : "cfg");
@@ -274,8 +275,9 @@ uint32_t kvbm_block_size(const kvbm_manager *mgr)
 static void counts_locked(const kvbm_manager *mgr, kvbm_pool_counts *c)
 {
 	c->total = mgr->block_count;
-	c->reset = mgr->reset.count + mgr->reset_unsafe.count;
-	c->inactive = mgr->inactive_count + mgr->reclaim_pending.count + mgr->reserve.count;
+	c->reset = mgr->reset.count + mgr->reset_unsafe.count + mgr->reset_freeing.count;
+	c->inactive = mgr->inactive_count + mgr->reclaim_pending.count + mgr->reserve.count +
+		      mgr->freeing.count;
 	c->mutable_ = mgr->n_mutable;
 	c->staged = mgr->n_staged;
 	c->registered = mgr->n_primary;

@@ -26,7 +26,8 @@ enum kvbm__slot_state {
 	KVBM__SLOT_DUPLICATE,   /* registered copy; refs > 0; primary set */
 	KVBM__SLOT_INACTIVE,    /* in registry and in the eviction policy */
 	KVBM__SLOT_RECLAIM,     /* in registry, taken out of the policy by the
-				   catalog writer; in reclaim_pending or reserve */
+				   catalog writer; in reclaim_pending, freeing
+				   or reserve */
 };
 
 /* An intrusive FIFO of slots linked through slot.prev/next. */
@@ -63,6 +64,8 @@ enum kvbm__list_id {
 	KVBM__IN_RESET_UNSAFE,
 	KVBM__IN_RECLAIM_PENDING,
 	KVBM__IN_RESERVE,
+	KVBM__IN_FREEING,       /* RECLAIM blocks whose free record is being committed */
+	KVBM__IN_RESET_FREEING, /* RESET blocks whose free record is being committed */
 };
 
 /* One live immutable reference; free entries chain through `block`. */
@@ -89,6 +92,8 @@ struct kvbm_manager {
 	struct kvbm__list reset_unsafe;    /* free, but a committed row may still claim them */
 	struct kvbm__list reclaim_pending; /* RECLAIM, free mark not yet committed */
 	struct kvbm__list reserve;         /* RECLAIM, free mark committed: safe victims */
+	struct kvbm__list freeing;         /* RECLAIM, free mark being committed */
+	struct kvbm__list reset_freeing;   /* RESET, free mark being committed */
 	struct kvbm__registry registry;    /* hash -> primary/inactive/reclaim block */
 	const struct kvbm__evict_ops *evict;
 	void *evict_state;
@@ -110,6 +115,9 @@ struct kvbm_manager {
 	uint32_t dirty_head, dirty_count;
 	uint64_t commit_gen;               /* bumped by every commit or failure */
 	kvbm_status journal_error;         /* writer's failure, KVBM_OK while healthy */
+	uint32_t reserve_target;           /* reclaimed blocks the writer keeps ready */
+	uint32_t peak_request;             /* largest allocation since the writer looked */
+	uint32_t alloc_waiters;            /* allocations waiting for a reclaim to commit */
 	pthread_cond_t journal_cv;         /* allocators wait here for commits */
 	struct kvbm__catalog *catalog;
 

@@ -18,6 +18,8 @@ static struct kvbm__list *list_of(kvbm_manager *mgr, enum kvbm__list_id id)
 	case KVBM__IN_RESET_UNSAFE: return &mgr->reset_unsafe;
 	case KVBM__IN_RECLAIM_PENDING: return &mgr->reclaim_pending;
 	case KVBM__IN_RESERVE: return &mgr->reserve;
+	case KVBM__IN_FREEING: return &mgr->freeing;
+	case KVBM__IN_RESET_FREEING: return &mgr->reset_freeing;
 	case KVBM__IN_NONE: break;
 	}
 	assert(!"slot is on no list");
@@ -79,7 +81,8 @@ void kvbm__pool_free_block(kvbm_manager *mgr, uint32_t b)
 	s->position = KVBM_POSITION_UNKNOWN;
 	s->refs = s->dups = 0;
 	/* A committed row may still say this block holds its old hash: such a
-	 * block waits on reset_unsafe until its free row commits. */
+	 * block waits on reset_unsafe until a reclaim record listing it
+	 * commits. */
 	kvbm__list_push_tail(mgr, s->durable_claim ? KVBM__IN_RESET_UNSAFE : KVBM__IN_RESET, b);
 }
 
@@ -94,7 +97,9 @@ void kvbm__pool_drop_hash(kvbm_manager *mgr, uint32_t b)
 		kvbm__events_push(mgr, KVBM_EVENT_REMOVED, b);
 	s->epoch = 0;
 	s->first_tick = 0;
-	kvbm__journal_mark(mgr, b);
+	/* No dirty mark: a block without a hash has no row to write. If a
+	 * row of it committed, durable_claim keeps it off the reset list
+	 * until the writer has recorded it free (journal.c). */
 }
 
 void kvbm__pool_make_inactive(kvbm_manager *mgr, uint32_t b)

@@ -299,37 +299,6 @@ static void catalog__refuses_newer_schema(void **state)
 	expect_mismatch(f, "schema version 99 is newer");
 }
 
-static void catalog__migrates_an_older_schema(void **state)
-{
-	struct fixture *f = *state;
-	kvbm_manager *mgr = open_ok(&f->cfg);
-	sqlite3 *db = NULL;
-
-	add_chain(mgr, 0, 2);
-	assert_int_equal(kvbm_close(mgr), KVBM_OK);
-	/* Turn the file back into a version-1 catalog: no views. */
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db,
-				      "DROP VIEW catalog_health; DROP VIEW chain_depth_histogram;"
-				      "DROP VIEW hot_prefixes; DROP VIEW block_roots;"
-				      "DROP VIEW prefix_edges; DROP VIEW hot_blocks;"
-				      "DROP VIEW eviction_order; DROP VIEW pool_summary;"
-				      "UPDATE meta SET schema_version = 1; PRAGMA user_version = 1;",
-				      NULL, NULL, NULL),
-			 SQLITE_OK);
-	sqlite3_close(db);
-	mgr = open_ok(&f->cfg);
-	kvbm_pool_counts c;
-	assert_int_equal(kvbm_pool_counts_read(mgr, &c), KVBM_OK);
-	assert_int_equal(c.inactive, 2); /* rows survive the migration */
-	assert_int_equal(kvbm_close(mgr), KVBM_OK);
-	db = reader(f->path);
-	assert_int_equal(query_int(db, "PRAGMA user_version"), KVBM_SCHEMA_VERSION);
-	assert_int_equal(query_int(db, "SELECT schema_version FROM meta"), KVBM_SCHEMA_VERSION);
-	assert_int_equal(query_int(db, "SELECT registered FROM pool_summary"), 2);
-	sqlite3_close(db);
-}
-
 /* Block rows with no identity row for their tier (a damaged or hand-edited
  * file) say nothing about the geometry they were written for: start cold. */
 static void catalog__rows_without_identity_are_not_restored(void **state)
@@ -341,7 +310,7 @@ static void catalog__rows_without_identity_are_not_restored(void **state)
 	add_chain(mgr, 0, 3);
 	assert_int_equal(kvbm_close(mgr), KVBM_OK);
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "DELETE FROM meta", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "DELETE FROM tiers", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	mgr = open_ok(&f->cfg);
 	kvbm_pool_counts c;
@@ -474,11 +443,13 @@ static void catalog__damaged_rows_are_freed_not_restored(void **state)
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	/* One id out of range, one hash claimed twice. */
 	assert_int_equal(sqlite3_exec(db,
-				      "INSERT INTO blocks (tier, block_id, state, seq_hash, evict_key)"
-				      " VALUES ('G1', 999, 1, 42, 1);"
-				      "INSERT INTO blocks (tier, block_id, state, seq_hash, evict_key)"
-				      " SELECT 'G1', 15, 1, seq_hash, 0 FROM blocks"
-				      " WHERE tier = 'G1' AND state = 1 LIMIT 1;",
+				      "INSERT INTO block_rows (id, wseq, seq_hash, evict_key, access_tick,"
+				      " access_count, frequency, priority, retention)"
+				      " VALUES ((1 << 32) | 999, 0, 42, 1, 0, 1, 1, 35, 0);"
+				      "INSERT INTO block_rows (id, wseq, seq_hash, evict_key, access_tick,"
+				      " access_count, frequency, priority, retention)"
+				      " SELECT (1 << 32) | 15, 0, seq_hash, 0, 0, 1, 1, 35, 0 FROM blocks"
+				      " WHERE tier = 'G1' LIMIT 1;",
 				      NULL, NULL, NULL),
 			 SQLITE_OK);
 	sqlite3_close(db);
@@ -488,6 +459,11 @@ static void catalog__damaged_rows_are_freed_not_restored(void **state)
 	assert_int_equal(c.inactive, 3);
 	assert_invariants(mgr);
 	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	/* The refused rows are gone, counted as vetoed. */
+	db = reader(f->path);
+	assert_int_equal(query_int(db, "SELECT count(*) FROM block_rows"), 3);
+	assert_int_equal(query_int(db, "SELECT vetoed_blocks FROM tiers"), 2);
+	sqlite3_close(db);
 }
 
 static void catalog__discarded_close_keeps_only_committed_state(void **state)
@@ -512,6 +488,210 @@ static void catalog__discarded_close_keeps_only_committed_state(void **state)
 	assert_int_equal(kvbm_close(mgr), KVBM_OK);
 }
 
+/* Evicting a block whose row committed costs one listed id in the
+ * commit's reclaim row, not a row of its own. */
+static void catalog__eviction_costs_about_one_row(void **state)
+{
+	struct fixture *f = *state;
+	f->cfg.catalog_interval_ms = 60000; /* only flush and waiting allocators commit */
+	kvbm_manager *mgr = open_ok(&f->cfg);
+	kvbm_metrics before, after;
+
+	for (uint32_t i = 0; i < 4; i++)
+		add_chain(mgr, 100 * i, 4);
+	assert_int_equal(kvbm_flush(mgr), KVBM_OK);
+	assert_int_equal(kvbm_metrics_read(mgr, &before), KVBM_OK);
+	for (uint32_t round = 1; round <= 8; round++) {
+		add_chain(mgr, 1000 * round, 4); /* evicts 4 committed blocks */
+		assert_int_equal(kvbm_flush(mgr), KVBM_OK);
+	}
+	assert_int_equal(kvbm_metrics_read(mgr, &after), KVBM_OK);
+	const uint64_t evictions = after.evictions - before.evictions;
+	const uint64_t rows = after.catalog_rows_committed - before.catalog_rows_committed;
+	const uint64_t reclaim_rows = after.catalog_reclaim_rows - before.catalog_reclaim_rows;
+	assert_int_equal(evictions, 32);
+	assert_true(after.catalog_blocks_reclaimed - before.catalog_blocks_reclaimed >= 28);
+	/* One row per new registration (the evicted blocks get none), and at
+	 * most one reclaim row per commit: at scale, where a commit carries
+	 * thousands of evictions, that is one row per eviction (bench_catalog). */
+	assert_int_equal(rows, evictions);
+	assert_true(reclaim_rows >= 1);
+	assert_true(reclaim_rows <= after.catalog_commits - before.catalog_commits);
+	/* Reclaim rows whose blocks were all rewritten are deleted (by the
+	 * commit after the one that rewrote the last of them): every row left
+	 * lists a block it still masks. */
+	assert_int_equal(kvbm_flush(mgr), KVBM_OK);
+	sqlite3 *db = reader(f->path);
+	const int64_t needed = query_int(db, "SELECT count(DISTINCT r.rec_id) FROM reclaims r,"
+					     " json_each(r.blocks) j LEFT JOIN block_rows b"
+					     " ON b.id = (1 << 32) | j.value"
+					     " WHERE b.id IS NULL OR b.wseq < r.seq");
+	assert_int_equal(query_int(db, "SELECT count(*) FROM reclaims"), needed);
+	sqlite3_close(db);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
+/* A registration evicted before the writer took its row never reached the
+ * file: nothing needs reclaiming, and the allocation does not wait. */
+static void catalog__unwritten_registrations_need_no_reclaim(void **state)
+{
+	struct fixture *f = *state;
+	f->cfg.catalog_interval_ms = 60000;
+	kvbm_manager *mgr = open_ok(&f->cfg);
+	kvbm_metrics m;
+
+	for (uint32_t i = 0; i < 4; i++)
+		add_chain(mgr, 100 * i, 4); /* 16 blocks, no row written */
+	add_chain(mgr, 1000, 8);           /* evicts 8 of them */
+	assert_int_equal(kvbm_metrics_read(mgr, &m), KVBM_OK);
+	assert_int_equal(m.evictions, 8);
+	assert_int_equal(m.catalog_blocks_reclaimed, 0);
+	assert_int_equal(m.catalog_alloc_waits, 0);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
+/* After a crash, a block evicted (its reclaim row committed) but not yet
+ * rewritten is not restored, though its old row is still in the file. */
+static void catalog__reclaimed_blocks_are_not_restored_after_a_crash(void **state)
+{
+	struct fixture *f = *state;
+	f->cfg.catalog_interval_ms = 60000;
+	kvbm_manager *mgr = open_ok(&f->cfg);
+
+	for (uint32_t i = 0; i < 4; i++)
+		add_chain(mgr, 100 * i, 4);
+	assert_int_equal(kvbm_flush(mgr), KVBM_OK);
+	/* The writer's reserve may hold a few victims whose rows it never
+	 * wrote; every other block has a committed row. */
+	sqlite3 *db = reader(f->path);
+	const int64_t written = query_int(db, "SELECT count(*) FROM block_rows");
+	assert_true(written >= 12);
+	kvbm_mutable m[6];
+	assert_int_equal(kvbm_allocate(mgr, 6, m), KVBM_OK); /* waits for the reclaim */
+	/* The evicted rows are still in the file, masked. */
+	assert_int_equal(query_int(db, "SELECT count(*) FROM block_rows"), written);
+	const int64_t live = query_int(db, "SELECT count(*) FROM blocks");
+	assert_true(live <= 10);
+	sqlite3_close(db);
+	assert_int_equal(kvbm_close_ex(mgr, KVBM_CLOSE_DISCARD), KVBM_OK);
+
+	mgr = open_ok(&f->cfg);
+	kvbm_pool_counts c;
+	assert_int_equal(kvbm_pool_counts_read(mgr, &c), KVBM_OK);
+	assert_int_equal(c.inactive, live);
+	for (uint32_t i = 0; i < 6; i++)
+		assert_int_equal(kvbm_test_info(mgr, m[i].block).state, KVBM_BLOCK_RESET);
+	assert_invariants(mgr);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	/* The open deleted the masked rows and every reclaim row. */
+	db = reader(f->path);
+	assert_int_equal(query_int(db, "SELECT count(*) FROM reclaims"), 0);
+	assert_int_equal(query_int(db, "SELECT count(*) FROM block_rows"), (int64_t)c.inactive);
+	sqlite3_close(db);
+}
+
+/* A reclaim row that cannot be read (damage, a hand edit) might have
+ * listed any block: no row older than it is trusted. */
+static void catalog__unreadable_reclaim_row_distrusts_older_rows(void **state)
+{
+	struct fixture *f = *state;
+	kvbm_manager *mgr = open_ok(&f->cfg);
+	sqlite3 *db = NULL;
+
+	add_chain(mgr, 0, 3);
+	assert_int_equal(kvbm_flush(mgr), KVBM_OK);
+	add_chain(mgr, 10, 2);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	/* Between the two chains' commits, by write sequence. */
+	const int64_t newest = query_int(db, "SELECT max(wseq) FROM block_rows");
+	const int64_t oldest = query_int(db, "SELECT min(wseq) FROM block_rows");
+	assert_true(newest > oldest);
+	char sql[200];
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO reclaims (tier_id, seq, blocks) VALUES (1, %lld, '[1, 2, oops')",
+		 (long long)newest);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	mgr = open_ok(&f->cfg);
+	kvbm_pool_counts c;
+	assert_int_equal(kvbm_pool_counts_read(mgr, &c), KVBM_OK);
+	assert_int_equal(c.inactive, 2);
+	bool present[2];
+	const kvbm_hash hs[2] = {h_of(0), h_of(10)};
+	assert_int_equal(kvbm_contains(mgr, hs, 2, present, NULL, NULL), KVBM_OK);
+	assert_false(present[0]);
+	assert_true(present[1]);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
+/* A reader holding a snapshot pins the WAL, which then grows; once it
+ * leaves, the writer's next cycles copy the WAL back and cut the file to
+ * the documented bound. */
+static void catalog__wal_shrinks_once_a_reader_leaves(void **state)
+{
+	struct fixture *f = *state;
+	char wal[600];
+	struct stat sb;
+
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	f->cfg.block_count = 65536;
+	f->cfg.catalog_interval_ms = 60000;
+	kvbm_manager *mgr = open_ok(&f->cfg);
+	sqlite3 *db = reader(f->path);
+	assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+	assert_true(query_int(db, "SELECT count(*) FROM block_rows") >= 0); /* snapshot taken */
+	for (uint32_t round = 0; round < 6; round++) {
+		for (uint32_t i = 0; i < 4096; i++)
+			add_chain(mgr, 100000 * round + 16 * i, 16);
+		assert_int_equal(kvbm_flush(mgr), KVBM_OK);
+	}
+	assert_int_equal(stat(wal, &sb), 0);
+	const off_t pinned = sb.st_size;
+	assert_true(pinned > 16 << 20); /* larger than the bound while pinned */
+	assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	/* One commit after the reader left: its checkpoint copies everything
+	 * and truncates. */
+	add_chain(mgr, 900000, 1);
+	assert_int_equal(kvbm_flush(mgr), KVBM_OK);
+	assert_int_equal(stat(wal, &sb), 0);
+	assert_true(sb.st_size <= 16 << 20);
+	assert_true(sb.st_size < pinned);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
+/* The reserve follows demand: idle it stays at its floor, a burst of
+ * evictions raises it, and it never passes an eighth of the cache. */
+static void catalog__reserve_follows_the_eviction_rate(void **state)
+{
+	struct fixture *f = *state;
+	f->cfg.block_count = 4096;
+	kvbm_manager *mgr = open_ok(&f->cfg);
+	kvbm_metrics m;
+
+	for (uint32_t i = 0; i < 256; i++)
+		add_chain(mgr, 16 * i, 16);
+	assert_int_equal(kvbm_flush(mgr), KVBM_OK);
+	assert_int_equal(kvbm_metrics_read(mgr, &m), KVBM_OK);
+	const uint64_t idle = m.catalog_reserve_target;
+	assert_true(idle >= 1 && idle <= 4096 / 8);
+	uint64_t peak = idle;
+	for (uint32_t i = 256; i < 256 + 4 * 256; i++) {
+		add_chain(mgr, 16 * i, 16); /* every block evicts one */
+		if (i % 64 == 0) {
+			assert_int_equal(kvbm_metrics_read(mgr, &m), KVBM_OK);
+			if (m.catalog_reserve_target > peak)
+				peak = m.catalog_reserve_target;
+		}
+	}
+	assert_int_equal(kvbm_metrics_read(mgr, &m), KVBM_OK);
+	assert_true(m.catalog_reserve <= 4096 / 8);
+	assert_true(peak <= 4096 / 8);
+	assert_true(peak > idle); /* demand raised it */
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -523,7 +703,6 @@ int main(void)
 		T(catalog__coalesces_repeated_changes),
 		T(catalog__refuses_other_configurations),
 		T(catalog__refuses_newer_schema),
-		T(catalog__migrates_an_older_schema),
 		T(catalog__rows_without_identity_are_not_restored),
 		T(catalog__rejects_files_that_are_not_catalogs),
 		T(catalog__reports_read_only_directory),
@@ -531,6 +710,12 @@ int main(void)
 		T(catalog__restore_validation_can_veto),
 		T(catalog__damaged_rows_are_freed_not_restored),
 		T(catalog__discarded_close_keeps_only_committed_state),
+		T(catalog__eviction_costs_about_one_row),
+		T(catalog__unwritten_registrations_need_no_reclaim),
+		T(catalog__reclaimed_blocks_are_not_restored_after_a_crash),
+		T(catalog__unreadable_reclaim_row_distrusts_older_rows),
+		T(catalog__wal_shrinks_once_a_reader_leaves),
+		T(catalog__reserve_follows_the_eviction_rate),
 	};
 	return cmocka_run_group_tests_name("catalog", tests, NULL, NULL);
 }

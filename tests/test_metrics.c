@@ -5,10 +5,13 @@
  * sizing), and `test_metrics --dump`, which prints the exposition of the
  * same workload for tests/tools/prom_check.py, an independent grammar check.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "manager.h"
+#include "metrics.h"
 #include "test_common.h"
 
 static kvbm_hash h_of(uint32_t i)
@@ -135,14 +138,20 @@ static void metrics__prometheus_text(void **state)
 	assert_int_equal(strlen(text), needed);
 
 	assert_non_null(strstr(text, "# TYPE kvbm_allocations_total counter\n"));
-	assert_non_null(strstr(text, "# TYPE kvbm_reset_pool gauge\n"));
+	assert_non_null(strstr(text, "# TYPE kvbm_reset_pool_blocks gauge\n"));
 	const char *line = sample(text, "kvbm_allocations_total");
 	assert_non_null(line);
 	assert_int_equal(strncmp(line, "kvbm_allocations_total{tier=\"G1\"} 14\n", 37), 0);
 	line = sample(text, "kvbm_evictions_total");
 	assert_int_equal(strncmp(line, "kvbm_evictions_total{tier=\"G1\"} 4\n", 34), 0);
-	line = sample(text, "kvbm_inflight_mutable");
-	assert_int_equal(strncmp(line, "kvbm_inflight_mutable{tier=\"G1\"} 8\n", 35), 0);
+	line = sample(text, "kvbm_inflight_mutable_blocks");
+	assert_int_equal(strncmp(line, "kvbm_inflight_mutable_blocks{tier=\"G1\"} 8\n", 42), 0);
+	/* vLLM's token-based prefix-cache counters: 3 hashes asked, 2 hit, 4 tokens a block */
+	assert_non_null(strstr(text, "\nkvbm_prefix_cache_queries_total{tier=\"G1\"} 12\n"));
+	assert_non_null(strstr(text, "\nkvbm_prefix_cache_hits_total{tier=\"G1\"} 8\n"));
+	/* all 8 blocks held: full */
+	assert_non_null(strstr(text, "\nkvbm_kv_cache_usage_ratio{tier=\"G1\"} 1\n"));
+	assert_non_null(strstr(text, "\nkvbm_capacity_blocks{tier=\"G1\"} 8\n"));
 	free(text);
 	assert_int_equal(kvbm_close(mgr), KVBM_OK);
 
@@ -154,6 +163,126 @@ static void metrics__prometheus_text(void **state)
 	assert_non_null(strstr(text, "kvbm_evictions_total{tier=\"a\\\"b\\\\c\\nd\"} 4\n"));
 	free(text);
 	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
+/* The page of several managers, as a string the caller frees. */
+static char *page(kvbm_manager *const *mgrs, size_t n)
+{
+	size_t needed = 0;
+
+	assert_int_equal(kvbm_metrics_format_many(mgrs, n, NULL, 0, &needed), KVBM_E_SIZE);
+	char *text = malloc(needed + 1);
+	assert_non_null(text);
+	assert_int_equal(kvbm_metrics_format_many(mgrs, n, text, needed + 1, NULL), KVBM_OK);
+	return text;
+}
+
+static size_t count(const char *text, const char *needle)
+{
+	size_t n = 0;
+
+	for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle))
+		n++;
+	return n;
+}
+
+/* Two commits of 3 ms and one of 7 s, straight into the histogram (the
+ * catalog writer's commits come through kvbm__metrics_observe_flush). */
+static void observe_commits(kvbm_manager *mgr)
+{
+	pthread_mutex_lock(&mgr->lock);
+	kvbm__metrics_observe_flush(mgr, 3000000);
+	kvbm__metrics_observe_flush(mgr, 3000000);
+	kvbm__metrics_observe_flush(mgr, 7000000000ull);
+	pthread_mutex_unlock(&mgr->lock);
+}
+
+static void metrics__tiers_share_one_page(void **state)
+{
+	(void)state;
+	kvbm_manager *mgrs[2] = {scripted("G1"), kvbm_test_open(16, 4, KVBM_EVICT_LRU, KVBM_DUP_ALLOW)};
+	kvbm_config cfg;
+	kvbm_config_init(&cfg);
+	cfg.block_count = 16;
+	cfg.block_size = 4;
+	cfg.tier = "G2";
+	assert_int_equal(kvbm_close(mgrs[1]), KVBM_OK);
+	mgrs[1] = kvbm_test_open_cfg(&cfg);
+	kvbm_immutable held = kvbm_test_make(mgrs[1], 42); /* 1 of 16 held */
+	char *text = page(mgrs, 2);
+
+	/* each family once, each tier once per family */
+	assert_int_equal(count(text, "# HELP kvbm_evictions_total "), 1);
+	assert_int_equal(count(text, "# TYPE kvbm_evictions_total counter\n"), 1);
+	assert_int_equal(count(text, "# TYPE kvbm_catalog_flush_seconds histogram\n"), 1);
+	assert_int_equal(count(text, "\nkvbm_evictions_total{"), 2);
+	assert_non_null(strstr(text, "kvbm_evictions_total{tier=\"G1\"} 4\n"));
+	assert_non_null(strstr(text, "kvbm_evictions_total{tier=\"G2\"} 0\n"));
+	assert_non_null(strstr(text, "kvbm_kv_cache_usage_ratio{tier=\"G2\"} 0.0625\n"));
+	assert_non_null(strstr(text, "kvbm_capacity_blocks{tier=\"G2\"} 16\n"));
+	free(text);
+
+	/* one tier name twice would give colliding series */
+	kvbm_manager *twice[2] = {mgrs[0], mgrs[0]};
+	size_t needed = 0;
+	assert_int_equal(kvbm_metrics_format_many(twice, 2, NULL, 0, &needed), KVBM_E_INVAL);
+	kvbm_test_assert_error(mgrs[0], KVBM_E_INVAL, "tier G1 appears twice");
+	assert_int_equal(kvbm_metrics_format_many(NULL, 1, NULL, 0, &needed), KVBM_E_INVAL);
+	assert_int_equal(kvbm_metrics_format_many(mgrs, 0, NULL, 0, &needed), KVBM_E_INVAL);
+	assert_int_equal(kvbm_immutable_release(mgrs[1], held), KVBM_OK);
+	assert_int_equal(kvbm_close(mgrs[0]), KVBM_OK);
+	assert_int_equal(kvbm_close(mgrs[1]), KVBM_OK);
+}
+
+static void metrics__flush_latency_is_a_histogram(void **state)
+{
+	(void)state;
+	kvbm_manager *mgr = scripted("G1");
+	kvbm_metrics m;
+
+	observe_commits(mgr);
+	assert_int_equal(kvbm_metrics_read(mgr, &m), KVBM_OK);
+	assert_int_equal(m.catalog_flush_count, 3);
+	assert_int_equal(m.catalog_flush_ns_sum, 7006000000ull);
+	assert_int_equal(m.catalog_flush_buckets[2], 2); /* <= 5 ms */
+	for (size_t i = 0; i < KVBM_FLUSH_BUCKETS; i++)
+		if (i != 2)
+			assert_int_equal(m.catalog_flush_buckets[i], 0); /* 7 s: only +Inf */
+	char *text = page(&mgr, 1);
+	/* cumulative, as Prometheus wants */
+	assert_non_null(strstr(text, "kvbm_catalog_flush_seconds_bucket{tier=\"G1\",le=\"0.0025\"} 0\n"));
+	assert_non_null(strstr(text, "kvbm_catalog_flush_seconds_bucket{tier=\"G1\",le=\"0.005\"} 2\n"));
+	assert_non_null(strstr(text, "kvbm_catalog_flush_seconds_bucket{tier=\"G1\",le=\"5\"} 2\n"));
+	assert_non_null(strstr(text, "kvbm_catalog_flush_seconds_bucket{tier=\"G1\",le=\"+Inf\"} 3\n"));
+	assert_non_null(strstr(text, "kvbm_catalog_flush_seconds_count{tier=\"G1\"} 3\n"));
+	assert_non_null(strstr(text, "kvbm_catalog_flush_seconds_sum{tier=\"G1\"} 7.006"));
+	free(text);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
+/* `test_metrics --dump-tiers`: the page of tiers G1 and G2 for promtool. */
+static int dump_tiers(void)
+{
+	kvbm_config cfg;
+	kvbm_config_init(&cfg);
+	cfg.block_count = 16;
+	cfg.block_size = 4;
+	cfg.tier = "G2";
+	kvbm_manager *mgrs[2] = {scripted("G1"), NULL};
+	if (kvbm_open(&cfg, &mgrs[1]) != KVBM_OK)
+		return 1;
+	observe_commits(mgrs[0]);
+	size_t needed = 0;
+	kvbm_metrics_format_many(mgrs, 2, NULL, 0, &needed);
+	char *text = malloc(needed + 1);
+	const kvbm_status st =
+		text ? kvbm_metrics_format_many(mgrs, 2, text, needed + 1, NULL) : KVBM_E_NOMEM;
+	if (st == KVBM_OK)
+		fputs(text, stdout);
+	free(text);
+	kvbm_close(mgrs[0]);
+	kvbm_close(mgrs[1]);
+	return st == KVBM_OK ? 0 : 1;
 }
 
 /* `test_metrics --dump [TIER]`: the exposition for the grammar check. */
@@ -176,10 +305,14 @@ int main(int argc, char **argv)
 {
 	if (argc > 1 && strcmp(argv[1], "--dump") == 0)
 		return dump(argc > 2 ? argv[2] : "G1");
+	if (argc > 1 && strcmp(argv[1], "--dump-tiers") == 0)
+		return dump_tiers();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(metrics__counters_follow_a_scripted_workload),
 		cmocka_unit_test(metrics__dedups_under_reject),
 		cmocka_unit_test(metrics__prometheus_text),
+		cmocka_unit_test(metrics__tiers_share_one_page),
+		cmocka_unit_test(metrics__flush_latency_is_a_histogram),
 	};
 	return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
 }

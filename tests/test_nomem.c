@@ -174,12 +174,56 @@ static void nomem__reference_growth_leaves_state_intact(void **state)
 	assert_int_equal(kvbm_close(mgr), KVBM_OK);
 }
 
+static void ignore_batch(const kvbm_event_batch *b, void *user)
+{
+	(void)b;
+	(void)user;
+}
+
+/* Token staging: the token copy and the per-block table can each fail;
+ * the mutable block is then untouched and nothing is staged. */
+static void nomem__stage_tokens_takes_nothing(void **state)
+{
+	(void)state;
+	kvbm_config cfg;
+	kvbm_config_init(&cfg);
+	cfg.block_count = 8;
+	cfg.block_size = 4;
+	cfg.event_sink = ignore_batch;
+	kvbm_manager *mgr = kvbm_test_open_cfg(&cfg);
+	const uint32_t tokens[4] = {1, 2, 3, 4};
+	const kvbm_token_block tb = {.tokens = tokens, .num_tokens = 4, .position = 0};
+	kvbm_mutable m;
+	kvbm_complete c;
+	kvbm_status st;
+	long k = 0;
+
+	assert_int_equal(kvbm_allocate(mgr, 1, &m), KVBM_OK);
+	for (;; k++) {
+		assert_true(k < 100);
+		fail_at(k);
+		st = kvbm_stage_tokens(mgr, m, &tb, &c);
+		never_fail();
+		if (st == KVBM_OK)
+			break;
+		assert_int_equal(st, KVBM_E_NOMEM);
+		kvbm_test_assert_counts(mgr, 7, 0, 1, 0, 0, 0);
+	}
+	assert_int_equal(k, 2); /* the copy, then the table of staged blocks' tokens */
+	kvbm_immutable r;
+	assert_int_equal(kvbm_register(mgr, c, &r), KVBM_OK);
+	assert_int_equal(kvbm_immutable_release(mgr, r), KVBM_OK);
+	assert_invariants(mgr);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(nomem__open_in_memory_every_policy),
 		cmocka_unit_test(nomem__open_with_catalog),
 		cmocka_unit_test(nomem__reference_growth_leaves_state_intact),
+		cmocka_unit_test(nomem__stage_tokens_takes_nothing),
 	};
 	return cmocka_run_group_tests_name("nomem", tests, NULL, NULL);
 }

@@ -320,6 +320,44 @@ static void test_pull_events_in_order(void **state)
 	(void)state;
 }
 
+/* Token copies of taken events are kvbm's: readable until the next take,
+ * then freed; whatever is still queued at close is freed too (ASan's and
+ * valgrind's leak checks hold this test to it). */
+static void test_pull_tokens_owned(void **state)
+{
+	kvbm_manager *mgr = open_pull(4, NULL);
+	kvbm_event ev[8];
+	uint32_t toks[BS];
+
+	for (uint32_t i = 0; i < BS; i++)
+		toks[i] = 100 + i;
+	const char *keys[] = {"mm-1"};
+	for (uint32_t k = 0; k < 3; k++) {
+		kvbm_mutable m;
+		kvbm_complete c;
+		kvbm_immutable h;
+		const kvbm_token_block tb = {.tokens = toks, .num_tokens = BS, .position = 0,
+					     .lora_name = "adapter", .extra_keys = keys,
+					     .n_extra_keys = 1};
+		toks[0] = 100 + k; /* three distinct blocks */
+		assert_int_equal(kvbm_allocate(mgr, 1, &m), KVBM_OK);
+		assert_int_equal(kvbm_stage_tokens(mgr, m, &tb, &c), KVBM_OK);
+		assert_int_equal(kvbm_register(mgr, c, &h), KVBM_OK);
+		assert_int_equal(kvbm_immutable_release(mgr, h), KVBM_OK);
+	}
+	assert_int_equal(take(mgr, ev, 2), 2); /* CLEARED, the first STORED */
+	assert_int_equal(ev[1].kind, KVBM_EVENT_STORED);
+	assert_non_null(ev[1].tokens);
+	assert_int_equal(ev[1].tokens[0], 100);
+	assert_string_equal(ev[1].lora_name, "adapter");
+	assert_int_equal(ev[1].n_extra_keys, 1);
+	assert_string_equal(ev[1].extra_keys, "mm-1");
+	assert_int_equal(take(mgr, ev, 1), 1); /* frees the previous take's copies */
+	assert_int_equal(ev[0].tokens[0], 101);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK); /* one taken, one queued: both freed */
+	(void)state;
+}
+
 static void test_pull_errors(void **state)
 {
 	kvbm_manager *mgr = kvbm_test_open(2, BS, KVBM_EVICT_LRU, KVBM_DUP_ALLOW);
@@ -377,6 +415,7 @@ int main(void)
 		cmocka_unit_test(test_unpin_restores_order),
 		cmocka_unit_test(test_touch_while_pinned),
 		cmocka_unit_test(test_pull_events_in_order),
+		cmocka_unit_test(test_pull_tokens_owned),
 		cmocka_unit_test(test_pull_errors),
 		cmocka_unit_test(test_pull_restore_announcement),
 	};

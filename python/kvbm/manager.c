@@ -794,11 +794,21 @@ static const struct {
 	M(match_blocks_returned), M(scan_hashes_requested), M(scan_blocks_returned),
 	M(resurrections), M(stale_handles), M(inflight_mutable), M(inflight_immutable),
 	M(reset_pool), M(inactive_pool), M(catalog_rows_queued), M(catalog_rows_committed),
-	M(catalog_rows_coalesced), M(catalog_commits), M(catalog_failures),
-	M(catalog_alloc_waits), M(catalog_flush_ns_last), M(catalog_flush_ns_max),
-	M(catalog_pending), M(catalog_detached), MS(catalog_last_error), M(events_emitted),
-	M(event_batches), M(events_dropped),
+	M(catalog_reclaim_rows), M(catalog_blocks_reclaimed), M(catalog_rows_coalesced),
+	M(catalog_commits), M(catalog_failures), M(catalog_alloc_waits),
+	M(catalog_flush_ns_last), M(catalog_flush_ns_max), M(catalog_pending),
+	M(catalog_reserve), M(catalog_reserve_target), M(catalog_failing),
+	MS(catalog_last_error), M(events_emitted), M(event_batches), M(events_dropped),
+	M(block_count), M(prefix_cache_queries), M(prefix_cache_hits),
+	M(catalog_flush_count), M(catalog_flush_ns_sum),
 };
+#define N_METRIC_FIELDS (sizeof(metric_fields) / sizeof(metric_fields[0]))
+/* Every field is 8 bytes and the histogram comes last: a field added to
+ * kvbm_metrics without a line here fails the build. */
+_Static_assert(offsetof(kvbm_metrics, catalog_flush_buckets) == N_METRIC_FIELDS * 8,
+	       "python/kvbm/manager.c: metric_fields does not list every kvbm_metrics field");
+_Static_assert(sizeof(kvbm_metrics) == (N_METRIC_FIELDS + KVBM_FLUSH_BUCKETS) * 8,
+	       "python/kvbm/manager.c: fields after catalog_flush_buckets");
 
 static PyObject *manager_metrics(kvbm_py_manager *self, PyObject *unused)
 {
@@ -823,6 +833,19 @@ static PyObject *manager_metrics(kvbm_py_manager *self, PyObject *unused)
 			Py_CLEAR(d);
 		Py_XDECREF(v);
 	}
+	/* The flush-latency histogram: a list, bucket i up to bound i. */
+	PyObject *buckets = d ? PyList_New(KVBM_FLUSH_BUCKETS) : NULL;
+	for (Py_ssize_t i = 0; buckets && i < KVBM_FLUSH_BUCKETS; i++) {
+		PyObject *v = PyLong_FromUnsignedLongLong(m.catalog_flush_buckets[i]);
+		if (!v) {
+			Py_CLEAR(buckets);
+			break;
+		}
+		PyList_SET_ITEM(buckets, i, v);
+	}
+	if (!buckets || PyDict_SetItemString(d, "catalog_flush_buckets", buckets) < 0)
+		Py_CLEAR(d);
+	Py_XDECREF(buckets);
 	return d;
 }
 
@@ -881,12 +904,12 @@ static PyObject *manager_take_events(kvbm_py_manager *self, PyObject *args, PyOb
 			Py_DECREF(all);
 			return kvbm_py_raise_mgr(mgr, st);
 		}
+		if (n == 0) /* a call takes at most event_batch_max: drain until empty */
+			break;
 		PyObject *chunk = event_list(buf, n);
 		if (!chunk || PyList_SetSlice(all, PyList_GET_SIZE(all), PyList_GET_SIZE(all), chunk) < 0)
 			Py_CLEAR(all);
 		Py_XDECREF(chunk);
-		if (n < cap)
-			break;
 	}
 	return all;
 }

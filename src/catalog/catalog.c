@@ -2,8 +2,8 @@
 /*
  * Opening a catalog: create or migrate the schema, check that the file was
  * written for this configuration, bump the incarnation and restore the
- * registry into the manager, all in one transaction, then hand the
- * connection to the writer thread. Also the catalog's side of kvbm_close
+ * registry into the manager (rows a reclaim row masks are dropped), all in
+ * one transaction, then hand the connection to the writer thread. Also the catalog's side of kvbm_close
  * and kvbm_flush.
  */
 #include <errno.h>
@@ -21,7 +21,6 @@ _Static_assert(KVBM__SCHEMA_LATEST == KVBM_SCHEMA_VERSION,
 
 #define HASH_ALGORITHM "xxh3-64/dynamo-universal"
 
-extern const char kvbm__upsert_sql[];
 
 static int user_version(sqlite3 *db, int *out)
 {
@@ -38,7 +37,7 @@ static int user_version(sqlite3 *db, int *out)
 
 /* Apply every schema file newer than the file's version, inside the open
  * transaction. */
-static kvbm_status migrate(kvbm_manager *mgr, sqlite3 *db)
+static kvbm_status migrate(kvbm_manager *mgr, sqlite3 *db, bool *migrated)
 {
 	int version = 0;
 	int rc = user_version(db, &version);
@@ -53,6 +52,7 @@ static kvbm_status migrate(kvbm_manager *mgr, sqlite3 *db)
 	if (version < 0)
 		return kvbm__fail(mgr, KVBM_E_CORRUPT, "catalog schema version %d is not valid",
 				  version);
+	*migrated = version < KVBM__SCHEMA_LATEST;
 	for (int v = version + 1; v <= KVBM__SCHEMA_LATEST; v++) {
 		rc = kvbm__sql_exec(db, kvbm__schema[v - 1].sql);
 		if (rc != SQLITE_OK)
@@ -63,7 +63,7 @@ static kvbm_status migrate(kvbm_manager *mgr, sqlite3 *db)
 		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", KVBM__SCHEMA_LATEST);
 		if ((rc = kvbm__sql_exec(db, sql)) != SQLITE_OK)
 			return kvbm__sql_fail(mgr, db, rc, "set schema version");
-		if ((rc = kvbm__sql_exec(db, "UPDATE meta SET schema_version = (SELECT "
+		if ((rc = kvbm__sql_exec(db, "UPDATE tiers SET schema_version = (SELECT "
 					     "user_version FROM pragma_user_version)")) != SQLITE_OK)
 			return kvbm__sql_fail(mgr, db, rc, "record schema version");
 	}
@@ -102,6 +102,29 @@ static bool identity_matches(kvbm_manager *mgr, sqlite3_stmt *row, char *msg, si
 	return used == 0;
 }
 
+/* Delete every block row and reclaim row of the tier. */
+static int discard_rows(struct kvbm__catalog *cat)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(cat->db, "DELETE FROM block_rows WHERE id BETWEEN ?1 AND ?2",
+				    -1, &st, NULL);
+
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, cat->tier_id << 32);
+		sqlite3_bind_int64(st, 2, cat->tier_id << 32 | 0xffffffffll);
+		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(cat->db);
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_OK &&
+	    (rc = sqlite3_prepare_v2(cat->db, "DELETE FROM reclaims WHERE tier_id = ?1", -1, &st,
+				     NULL)) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, cat->tier_id);
+		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(cat->db);
+		sqlite3_finalize(st);
+	}
+	return rc;
+}
+
 static kvbm_status write_identity(struct kvbm__catalog *cat, bool exists)
 {
 	kvbm_manager *mgr = cat->mgr;
@@ -109,11 +132,11 @@ static kvbm_status write_identity(struct kvbm__catalog *cat, bool exists)
 	const int64_t now = kvbm__now_ms();
 	int rc = sqlite3_prepare_v2(
 		cat->db,
-		exists ? "UPDATE meta SET schema_version = ?2, block_size = ?3, block_count = ?4,"
+		exists ? "UPDATE tiers SET schema_version = ?2, block_size = ?3, block_count = ?4,"
 			 " hash_algorithm = ?5, hash_encoding = ?6, hash_seed = ?7, hash_salt = ?8,"
 			 " model_fingerprint = ?9, eviction_policy = ?10, opened_at = ?11,"
-			 " incarnation = incarnation + 1, clean_shutdown = 0 WHERE tier = ?1"
-		       : "INSERT INTO meta (tier, schema_version, block_size, block_count,"
+			 " incarnation = incarnation + 1, clean_shutdown = 0 WHERE name = ?1"
+		       : "INSERT INTO tiers (name, schema_version, block_size, block_count,"
 			 " hash_algorithm, hash_encoding, hash_seed, hash_salt, model_fingerprint,"
 			 " eviction_policy, created_at, opened_at, incarnation, clean_shutdown)"
 			 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, 1, 0)",
@@ -138,11 +161,31 @@ static kvbm_status write_identity(struct kvbm__catalog *cat, bool exists)
 	sqlite3_finalize(st);
 	if (rc != SQLITE_OK)
 		return kvbm__sql_fail(mgr, cat->db, rc, "write catalog identity");
+	if ((rc = sqlite3_prepare_v2(cat->db,
+				     "SELECT tier_id, write_seq, incarnation FROM tiers WHERE name = ?1",
+				     -1, &st, NULL)) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, mgr->tier, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			cat->tier_id = sqlite3_column_int64(st, 0);
+			cat->write_seq = (uint64_t)sqlite3_column_int64(st, 1);
+			cat->incarnation = (uint64_t)sqlite3_column_int64(st, 2);
+			rc = SQLITE_OK;
+		}
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_OK)
+		return kvbm__sql_fail(mgr, cat->db, rc == SQLITE_DONE ? SQLITE_CORRUPT : rc,
+				      "read catalog identity");
+	/* Rows are keyed (tier_id << 32) | block_id in a signed 64-bit rowid. */
+	if (cat->tier_id < 1 || cat->tier_id > INT32_MAX)
+		return kvbm__fail(mgr, KVBM_E_CORRUPT, "catalog %s: tier %s has id %lld",
+				  mgr->catalog_path, mgr->tier, (long long)cat->tier_id);
 	return KVBM_OK;
 }
 
 /* Check (or create) this tier's identity row. */
-static kvbm_status check_identity(struct kvbm__catalog *cat)
+static kvbm_status check_identity(struct kvbm__catalog *cat, bool *discarded)
 {
 	kvbm_manager *mgr = cat->mgr;
 	sqlite3_stmt *st = NULL;
@@ -150,7 +193,7 @@ static kvbm_status check_identity(struct kvbm__catalog *cat)
 	bool exists = false, matches = true;
 	int rc = sqlite3_prepare_v2(cat->db,
 				    "SELECT block_size, block_count, hash_encoding, hash_seed,"
-				    " hash_salt, model_fingerprint FROM meta WHERE tier = ?1",
+				    " hash_salt, model_fingerprint, tier_id FROM tiers WHERE name = ?1",
 				    -1, &st, NULL);
 
 	if (rc == SQLITE_OK) {
@@ -159,6 +202,7 @@ static kvbm_status check_identity(struct kvbm__catalog *cat)
 		if (rc == SQLITE_ROW) {
 			exists = true;
 			matches = identity_matches(mgr, st, diff, sizeof(diff));
+			cat->tier_id = sqlite3_column_int64(st, 6);
 			rc = SQLITE_OK;
 		} else if (rc == SQLITE_DONE) {
 			rc = SQLITE_OK;
@@ -170,161 +214,18 @@ static kvbm_status check_identity(struct kvbm__catalog *cat)
 	if (!matches && !mgr->cfg.catalog_discard_mismatch)
 		return kvbm__fail(mgr, KVBM_E_MISMATCH, "catalog %s tier %s: %s", mgr->catalog_path,
 				  mgr->tier, diff);
-	/* Start cold when this tier's rows describe other blocks, and when
-	 * there is no identity row to say what they describe (a damaged or
-	 * hand-edited file): restoring those would trust unknown geometry. */
-	if (!matches || !exists) {
-		if ((rc = sqlite3_prepare_v2(cat->db, "DELETE FROM blocks WHERE tier = ?1", -1,
-					     &st, NULL)) == SQLITE_OK) {
-			sqlite3_bind_text(st, 1, mgr->tier, -1, SQLITE_STATIC);
-			rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(cat->db);
-		}
-		sqlite3_finalize(st);
-		if (rc != SQLITE_OK)
+	/* Start cold when this tier's rows describe other blocks. A new
+	 * tier's id may have been used by a tier deleted by hand: its rows
+	 * must not be mistaken for this tier's either. */
+	const kvbm_status st_id = write_identity(cat, exists);
+	if (st_id != KVBM_OK)
+		return st_id;
+	*discarded = !matches || !exists;
+	if (*discarded) {
+		if ((rc = discard_rows(cat)) != SQLITE_OK)
 			return kvbm__sql_fail(mgr, cat->db, rc, "discard catalog rows");
 	}
-	return write_identity(cat, exists);
-}
-
-static int by_evict_key(const void *a, const void *b)
-{
-	const struct kvbm__image *x = a, *y = b;
-
-	if (x->evict_key != y->evict_key)
-		return x->evict_key < y->evict_key ? -1 : 1;
-	return x->block < y->block ? -1 : x->block > y->block;
-}
-
-/* Rows that must not be restored become free in the same transaction. */
-static int free_row(struct kvbm__catalog *cat, uint32_t block)
-{
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(cat->db,
-				    "UPDATE blocks SET state = 0, seq_hash = NULL, parent_hash = NULL,"
-				    " position = NULL WHERE tier = ?1 AND block_id = ?2",
-				    -1, &st, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, cat->mgr->tier, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, block);
-		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(cat->db);
-	}
-	sqlite3_finalize(st);
-	return rc;
-}
-
-/* Read the registered rows (in key order of the table, which is fast),
- * sort them by eviction key in memory, and hand them to the core. */
-static kvbm_status restore(struct kvbm__catalog *cat)
-{
-	kvbm_manager *mgr = cat->mgr;
-	struct kvbm__image *rows = NULL;
-	size_t n = 0, cap = 0;
-	uint32_t restored = 0, vetoed = 0;
-	sqlite3_stmt *st = NULL;
-	kvbm_status status = KVBM_OK;
-	int rc = sqlite3_prepare_v2(cat->db,
-				    "SELECT block_id, seq_hash, parent_hash, position, access_tick,"
-				    " access_count, frequency, priority, retention, evict_key"
-				    " FROM blocks WHERE tier = ?1 AND state = 1",
-				    -1, &st, NULL);
-
-	if (rc != SQLITE_OK) {
-		status = kvbm__sql_fail(mgr, cat->db, rc, "read catalog rows");
-		goto out;
-	}
-	sqlite3_bind_text(st, 1, mgr->tier, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n == cap) {
-			/* A sound catalog has at most block_count rows per tier:
-			 * size for that at once instead of copying while doubling. */
-			cap = cap ? cap * 2 : mgr->block_count;
-			struct kvbm__image *grown = realloc(rows, cap * sizeof(*rows));
-			if (!grown) {
-				status = kvbm__fail(mgr, KVBM_E_NOMEM, "cannot hold %zu restored rows", cap);
-				goto out;
-			}
-			rows = grown;
-		}
-		struct kvbm__image *img = &rows[n++];
-		const sqlite3_int64 id = sqlite3_column_int64(st, 0);
-		img->block = id < 0 || id > UINT32_MAX ? UINT32_MAX : (uint32_t)id;
-		img->state = KVBM__ROW_REGISTERED;
-		img->hash = (kvbm_hash)sqlite3_column_int64(st, 1);
-		img->parent = (kvbm_hash)sqlite3_column_int64(st, 2);
-		img->position = sqlite3_column_type(st, 3) == SQLITE_NULL
-					? KVBM_POSITION_UNKNOWN
-					: (uint32_t)sqlite3_column_int64(st, 3);
-		img->access_tick = (uint64_t)sqlite3_column_int64(st, 4);
-		img->access_count = (uint32_t)sqlite3_column_int64(st, 5);
-		img->frequency = (uint32_t)sqlite3_column_int64(st, 6);
-		const sqlite3_int64 prio = sqlite3_column_int64(st, 7);
-		img->priority = prio < 0 || prio > 100 ? KVBM_PRIORITY_DEFAULT : (uint32_t)prio;
-		img->retention = (uint32_t)sqlite3_column_int64(st, 8);
-		img->evict_key = (uint64_t)sqlite3_column_int64(st, 9);
-	}
-	sqlite3_finalize(st);
-	st = NULL;
-	if (rc != SQLITE_DONE) {
-		status = kvbm__sql_fail(mgr, cat->db, rc, "read catalog rows");
-		goto out;
-	}
-	if (n > 1)
-		qsort(rows, n, sizeof(*rows), by_evict_key);
-	for (size_t i = 0; i < n; i++) {
-		const struct kvbm__image *img = &rows[i];
-		/* Rows come in eviction order, so their hashes and blocks land
-		 * at random: start the cache misses of a later row now. */
-		if (i + 16 < n && rows[i + 16].block < mgr->block_count) {
-			kvbm__registry_prefetch(&mgr->registry, rows[i + 16].hash);
-			__builtin_prefetch(&mgr->slots[rows[i + 16].block]);
-		}
-		bool keep = !mgr->cfg.restore_validate ||
-			    mgr->cfg.restore_validate(img->block, img->hash, img->parent,
-						      img->position, mgr->cfg.restore_user);
-		/* Damaged rows (id out of range, a hash or block given twice)
-		 * are refused by the core and freed like vetoed ones. */
-		if (keep && kvbm__restore_block(mgr, img) != KVBM_OK)
-			keep = false;
-		if (keep) {
-			restored++;
-			continue;
-		}
-		vetoed++;
-		if ((rc = free_row(cat, img->block)) != SQLITE_OK) {
-			status = kvbm__sql_fail(mgr, cat->db, rc, "free a refused row");
-			goto out;
-		}
-	}
-	if ((rc = sqlite3_prepare_v2(cat->db,
-				     "UPDATE meta SET restored_blocks = ?2, vetoed_blocks = ?3"
-				     " WHERE tier = ?1",
-				     -1, &st, NULL)) == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, mgr->tier, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, restored);
-		sqlite3_bind_int64(st, 3, vetoed);
-		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(cat->db);
-	}
-	if (rc != SQLITE_OK)
-		status = kvbm__sql_fail(mgr, cat->db, rc, "record restore counts");
-out:
-	sqlite3_finalize(st);
-	free(rows);
-	return status;
-}
-
-static uint64_t read_incarnation(struct kvbm__catalog *cat)
-{
-	sqlite3_stmt *st = NULL;
-	uint64_t inc = 0;
-
-	if (sqlite3_prepare_v2(cat->db, "SELECT incarnation FROM meta WHERE tier = ?1", -1, &st,
-			       NULL) == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, cat->mgr->tier, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) == SQLITE_ROW)
-			inc = (uint64_t)sqlite3_column_int64(st, 0);
-	}
-	sqlite3_finalize(st);
-	return inc;
+	return KVBM_OK;
 }
 
 /* A failed open of a path we may not write is a read-only problem. */
@@ -351,25 +252,120 @@ static kvbm_status open_db(struct kvbm__catalog *cat)
 		[KVBM_SYNC_FULL] = "PRAGMA synchronous = FULL",
 		[KVBM_SYNC_OFF] = "PRAGMA synchronous = OFF",
 	};
+	char msg[512];
+	bool is_new;
+	kvbm_status st = kvbm__catalog_check_path(path, &is_new, msg, sizeof(msg));
+
+	if (st != KVBM_OK)
+		return kvbm__fail(mgr, st, "%s", msg);
 	int rc = sqlite3_open_v2(path, &cat->db,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 				 NULL);
-
 	if (rc != SQLITE_OK)
 		return open_failure(mgr, cat->db, rc, path);
 	sqlite3_extended_result_codes(cat->db, 1);
+	/* Closing must never checkpoint: a refused file's WAL (another
+	 * catalog's, say) would be written into it. kvbm_close checkpoints
+	 * explicitly once it knows the file is ours. */
+	sqlite3_db_config(cat->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
 	const uint32_t busy_ms = mgr->cfg.catalog_busy_ms;
 	sqlite3_busy_timeout(cat->db, busy_ms > INT32_MAX ? INT32_MAX : (int)busy_ms);
-	/* The first statement reads the header: a file that is not a
-	 * database fails here with SQLITE_NOTADB. */
+	/* Identify before the first write: nothing below runs on a file that
+	 * is not (or not yet) a kvbm catalog. */
+	if ((st = kvbm__catalog_identify(cat->db, path, is_new, msg, sizeof(msg))) != KVBM_OK)
+		return kvbm__fail(mgr, st, "%s", msg);
+	if (sqlite3_db_readonly(cat->db, "main") == 1)
+		return kvbm__fail(mgr, KVBM_E_READONLY,
+				  "catalog %s is read-only (file mode or a read-only mount): a manager "
+				  "writes its catalog; kvbm-catalog reads it without writing",
+				  path);
 	if ((rc = kvbm__sql_exec(cat->db, "PRAGMA journal_mode = WAL")) != SQLITE_OK)
 		return (rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT
 			       ? kvbm__fail(mgr, KVBM_E_CORRUPT, "%s is not a kvbm catalog: %s", path,
 					    sqlite3_errmsg(cat->db))
 			       : open_failure(mgr, cat->db, rc, path);
+	char limit[64];
+	snprintf(limit, sizeof(limit), "PRAGMA journal_size_limit = %d", KVBM__WAL_LIMIT_BYTES);
 	if ((rc = kvbm__sql_exec(cat->db, sync_pragma[mgr->cfg.catalog_sync])) != SQLITE_OK ||
-	    (rc = kvbm__sql_exec(cat->db, "PRAGMA wal_autocheckpoint = 0")) != SQLITE_OK)
+	    (rc = kvbm__sql_exec(cat->db, "PRAGMA wal_autocheckpoint = 0")) != SQLITE_OK ||
+	    (rc = kvbm__sql_exec(cat->db, limit)) != SQLITE_OK)
 		return kvbm__sql_fail(mgr, cat->db, rc, "configure catalog");
+	return KVBM_OK;
+}
+
+/* The file's catalog id (schema 3's catalog table). */
+static kvbm_status read_catalog_id(struct kvbm__catalog *cat, int64_t *id)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(cat->db, "SELECT catalog_id FROM catalog WHERE singleton = 1",
+				    -1, &st, NULL);
+
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			*id = sqlite3_column_int64(st, 0);
+			rc = SQLITE_OK;
+		} else if (rc == SQLITE_DONE) {
+			rc = SQLITE_CORRUPT;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_OK ? KVBM_OK
+			       : kvbm__fail(cat->mgr, KVBM_E_CORRUPT,
+					    "catalog %s has no catalog id: %s", cat->mgr->catalog_path,
+					    sqlite3_errmsg(cat->db));
+}
+
+/* After migration, inside the open's transaction: the schema is whole, the
+ * lock file belongs to this file, and no other writer owns the tier. */
+static kvbm_status check_ownership(struct kvbm__catalog *cat)
+{
+	kvbm_manager *mgr = cat->mgr;
+	char msg[512];
+	int64_t id = 0;
+	kvbm_status st = kvbm__catalog_check_schema(cat->db, mgr->catalog_path, msg, sizeof(msg));
+
+	if (st != KVBM_OK)
+		return kvbm__fail(mgr, st, "%s", msg);
+	if ((st = read_catalog_id(cat, &id)) != KVBM_OK)
+		return st;
+	return kvbm__owner_open(&cat->owner, mgr, mgr->catalog_path, id);
+}
+
+void kvbm__catalog_finalize(struct kvbm__catalog *cat)
+{
+	sqlite3_stmt **const all[] = {&cat->upsert, &cat->add_reclaim, &cat->drop_reclaim,
+				      &cat->stamp, &cat->stamp_clean, &cat->bump};
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		sqlite3_finalize(*all[i]);
+		*all[i] = NULL;
+	}
+}
+
+/* The writer's statements, prepared once for the connection's life. */
+static kvbm_status prepare_writer(struct kvbm__catalog *cat)
+{
+	extern const char kvbm__upsert_sql[];
+	const struct {
+		sqlite3_stmt **st;
+		const char *sql;
+	} all[] = {
+		{&cat->upsert, kvbm__upsert_sql},
+		{&cat->add_reclaim, "INSERT INTO reclaims (tier_id, seq, blocks) VALUES (?1, ?2, ?3)"},
+		{&cat->drop_reclaim, "DELETE FROM reclaims WHERE rec_id = ?1"},
+		{&cat->stamp, "UPDATE tiers SET last_commit_at = ?2, write_seq = ?3 WHERE tier_id = ?1"},
+		{&cat->bump, "UPDATE catalog SET commit_seq = commit_seq + 1"},
+		{&cat->stamp_clean, "UPDATE tiers SET last_commit_at = ?2, write_seq = ?3,"
+				    " clean_shutdown = 1, last_clean_shutdown_at = ?2 WHERE tier_id = ?1"},
+	};
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		const int rc = sqlite3_prepare_v3(cat->db, all[i].sql, -1, SQLITE_PREPARE_PERSISTENT,
+						  all[i].st, NULL);
+		if (rc != SQLITE_OK)
+			return kvbm__sql_fail(cat->mgr, cat->db, rc, "prepare the writer's statements");
+	}
 	return KVBM_OK;
 }
 
@@ -377,24 +373,31 @@ static void free_catalog(struct kvbm__catalog *cat)
 {
 	if (!cat)
 		return;
-	sqlite3_finalize(cat->upsert);
+	kvbm__catalog_finalize(cat);
 	sqlite3_close_v2(cat->db);
+	kvbm__owner_close(&cat->owner);
 	pthread_cond_destroy(&cat->wake_cv);
 	pthread_cond_destroy(&cat->flush_cv);
 	pthread_mutex_destroy(&cat->mu);
-	free(cat->batch);
+	kvbm__reclaims_free(&cat->reclaims);
+	free(cat->take.imgs);
+	free(cat->take.freed);
+	free(cat->listed);
+	free(cat->text);
 	free(cat);
 }
 
 kvbm_status kvbm__catalog_open(kvbm_manager *mgr)
 {
 	struct kvbm__catalog *cat = calloc(1, sizeof(*cat));
+	bool migrated = false, discarded = false;
 	kvbm_status st;
 	int rc;
 
 	if (!cat)
 		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot allocate the catalog");
 	cat->mgr = mgr;
+	cat->owner.fd = -1;
 	pthread_mutex_init(&cat->mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -402,10 +405,17 @@ kvbm_status kvbm__catalog_open(kvbm_manager *mgr)
 	pthread_cond_init(&cat->wake_cv, &ca);
 	pthread_cond_init(&cat->flush_cv, &ca);
 	pthread_condattr_destroy(&ca);
-	cat->batch = malloc(mgr->cfg.catalog_batch * sizeof(*cat->batch));
-	if (!cat->batch) {
-		st = kvbm__fail(mgr, KVBM_E_NOMEM, "cannot allocate a batch of %u rows",
-				mgr->cfg.catalog_batch);
+	cat->take.cap = mgr->cfg.catalog_batch;
+	cat->take.imgs = malloc(cat->take.cap * sizeof(*cat->take.imgs));
+	/* Every block can wait for a free record at once (kvbm_reset_inactive
+	 * of a full cache); a compaction lists those and the outstanding. */
+	cat->take.freed_cap = mgr->block_count;
+	cat->take.freed = malloc((size_t)mgr->block_count * sizeof(*cat->take.freed));
+	cat->listed = malloc(2 * (size_t)mgr->block_count * sizeof(*cat->listed));
+	if (!cat->take.imgs || !cat->take.freed || !cat->listed ||
+	    !kvbm__reclaims_init(&cat->reclaims, mgr->block_count)) {
+		st = kvbm__fail(mgr, KVBM_E_NOMEM, "cannot allocate the writer's buffers for %u blocks",
+				mgr->block_count);
 		goto fail;
 	}
 	if ((st = open_db(cat)) != KVBM_OK)
@@ -417,31 +427,40 @@ kvbm_status kvbm__catalog_open(kvbm_manager *mgr)
 			     : kvbm__sql_fail(mgr, cat->db, rc, "lock catalog");
 		goto fail;
 	}
-	if ((st = migrate(mgr, cat->db)) != KVBM_OK || (st = check_identity(cat)) != KVBM_OK ||
-	    (st = restore(cat)) != KVBM_OK)
+	if ((st = migrate(mgr, cat->db, &migrated)) != KVBM_OK ||
+	    (st = check_ownership(cat)) != KVBM_OK ||
+	    (st = check_identity(cat, &discarded)) != KVBM_OK ||
+	    (st = kvbm__owner_lock(&cat->owner, mgr, mgr->catalog_path, mgr->tier, cat->tier_id,
+				   cat->incarnation)) != KVBM_OK ||
+	    (st = kvbm__catalog_restore(cat, !migrated && !discarded)) != KVBM_OK)
 		goto rollback;
 	if ((rc = kvbm__sql_exec(cat->db, "COMMIT")) != SQLITE_OK) {
 		st = kvbm__sql_fail(mgr, cat->db, rc, "commit catalog open");
 		goto rollback;
 	}
-	cat->incarnation = read_incarnation(cat);
-	/* Upserts land at random places of the seq_hash index: with SQLite's
-	 * default 2 MiB page cache a large catalog re-reads pages from the OS
-	 * on every batch. ~128 bytes of cache per block covers rows and index,
-	 * capped at 64 MiB per manager. Set after the restore, which reads
-	 * sequentially and would only fill the cache for nothing. */
+	/* Rows of blocks evicted in policy order land anywhere in the table:
+	 * with SQLite's default 2 MiB page cache a large catalog re-reads
+	 * pages from the OS on every batch. ~96 bytes of cache per block holds
+	 * the whole table (a row is ~60 bytes), capped at 64 MiB per manager.
+	 * Set after the restore, which reads sequentially and would only fill
+	 * the cache for nothing. */
 	char cache[64];
-	const uint64_t cache_kib = (uint64_t)mgr->block_count * 128 / 1024;
+	const uint64_t cache_kib = (uint64_t)mgr->block_count * 96 / 1024;
 	snprintf(cache, sizeof(cache), "PRAGMA cache_size = -%llu",
 		 (unsigned long long)(cache_kib < 2048 ? 2048 : cache_kib > 65536 ? 65536 : cache_kib));
 	if ((rc = kvbm__sql_exec(cat->db, cache)) != SQLITE_OK) {
 		st = kvbm__sql_fail(mgr, cat->db, rc, "size the page cache");
 		goto fail;
 	}
-	if ((rc = sqlite3_prepare_v3(cat->db, kvbm__upsert_sql, -1, SQLITE_PREPARE_PERSISTENT,
-				     &cat->upsert, NULL)) != SQLITE_OK) {
-		st = kvbm__sql_fail(mgr, cat->db, rc, "prepare block upsert");
+	if ((st = prepare_writer(cat)) != KVBM_OK)
 		goto fail;
+	{
+		sqlite3_stmt *ps = NULL;
+		cat->page_size = 4096;
+		if (sqlite3_prepare_v2(cat->db, "PRAGMA page_size", -1, &ps, NULL) == SQLITE_OK &&
+		    sqlite3_step(ps) == SQLITE_ROW)
+			cat->page_size = sqlite3_column_int(ps, 0);
+		sqlite3_finalize(ps);
 	}
 	mgr->catalog = cat;
 	if ((st = kvbm__writer_start(cat)) != KVBM_OK) {
@@ -465,10 +484,14 @@ kvbm_status kvbm__catalog_close(kvbm_manager *mgr, bool discard)
 	if (!cat)
 		return KVBM_OK;
 	kvbm__writer_stop(cat);
-	if (!discard && !cat->detached) {
-		st = kvbm__writer_drain(cat, true);
-		if (st == KVBM_OK)
+	if (!discard) {
+		st = kvbm__writer_drain(cat, true, true);
+		/* The file is known to be ours: let the last close checkpoint
+		 * and remove the WAL as SQLite does by default. */
+		if (st == KVBM_OK) {
 			kvbm__sql_exec(cat->db, "PRAGMA wal_checkpoint(TRUNCATE)");
+			sqlite3_db_config(cat->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, (int *)NULL);
+		}
 	}
 	mgr->catalog = NULL;
 	free_catalog(cat);
@@ -492,16 +515,12 @@ kvbm_status kvbm__catalog_flush(kvbm_manager *mgr)
 	if (!cat)
 		return kvbm__fail(mgr, KVBM_E_MISUSE, "catalog is not attached");
 	pthread_mutex_lock(&cat->mu);
-	if (cat->detached) {
-		pthread_mutex_unlock(&cat->mu);
-		return kvbm__fail(mgr, KVBM_E_MISUSE, "catalog was detached after write failures");
-	}
 	const uint64_t ticket = ++cat->flush_requested;
 	cat->woken = true;
 	pthread_cond_signal(&cat->wake_cv);
-	while (cat->flush_done < ticket && !cat->detached)
+	while (cat->flush_done < ticket)
 		pthread_cond_wait(&cat->flush_cv, &cat->mu);
-	const kvbm_status st = cat->detached ? KVBM_E_IO : cat->flush_status;
+	const kvbm_status st = cat->flush_status;
 	pthread_mutex_unlock(&cat->mu);
 	return st;
 }
@@ -525,6 +544,10 @@ kvbm_status kvbm_catalog_migrate(const char *path, unsigned flags, int *from, in
 		errbuf[0] = '\0';
 	if (!path)
 		return FAIL(KVBM_E_INVAL, "invalid argument: path");
+	char msg[512];
+	bool is_new = false;
+	if ((st = kvbm__catalog_check_path(path, &is_new, msg, sizeof(msg))) != KVBM_OK)
+		return FAIL(st, "%s", msg);
 	rc = sqlite3_open_v2(path, &db,
 			     SQLITE_OPEN_READWRITE | (flags & KVBM_MIGRATE_CREATE ? SQLITE_OPEN_CREATE : 0),
 			     NULL);
@@ -533,6 +556,11 @@ kvbm_status kvbm_catalog_migrate(const char *path, unsigned flags, int *from, in
 		goto out;
 	}
 	sqlite3_busy_timeout(db, 5000);
+	sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+	if ((st = kvbm__catalog_identify(db, path, is_new, msg, sizeof(msg))) != KVBM_OK) {
+		FAIL(st, "%s", msg);
+		goto out;
+	}
 	if ((rc = kvbm__sql_exec(db, "BEGIN IMMEDIATE")) != SQLITE_OK ||
 	    (rc = user_version(db, &version)) != SQLITE_OK) {
 		FAIL((rc & 0xff) == SQLITE_NOTADB ? KVBM_E_CORRUPT : kvbm__sql_status(rc),
@@ -554,7 +582,8 @@ kvbm_status kvbm_catalog_migrate(const char *path, unsigned flags, int *from, in
 	}
 	if (dry || version == KVBM__SCHEMA_LATEST)
 		goto out;
-	if ((st = migrate(NULL, db)) != KVBM_OK) {
+	bool migrated;
+	if ((st = migrate(NULL, db, &migrated)) != KVBM_OK) {
 		FAIL(st, "cannot apply schema to %s: %s", path, sqlite3_errmsg(db));
 		goto out;
 	}

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * SQLite plumbing of the catalog: result-code mapping, error messages, and
- * the one write transaction the catalog ever runs: upsert a batch of block
- * rows keyed by (tier, block_id), stamp the tier's meta row, give the
- * caller's pre-commit hook its chance, commit.
+ * the one write transaction the catalog ever runs: one reclaim row listing
+ * the blocks freed since the last commit, a batch of block rows keyed by
+ * (tier_id << 32) | block_id, deletions of reclaim rows no longer needed,
+ * the tier's stamp, the caller's pre-commit hook, commit.
  */
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "catalog.h"
@@ -89,92 +92,166 @@ static int write_stats(struct kvbm__catalog *cat, int64_t now, bool force)
 	return rc;
 }
 
-static int upsert(struct kvbm__catalog *cat, const struct kvbm__image *img, int64_t now)
+static int upsert(struct kvbm__catalog *cat, const struct kvbm__image *img, uint64_t seq,
+		  int64_t now)
 {
 	sqlite3_stmt *st = cat->upsert;
-	const bool reg = img->state == KVBM__ROW_REGISTERED;
 
-	sqlite3_bind_text(st, 1, cat->mgr->tier, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, img->block);
-	sqlite3_bind_int(st, 3, (int)img->state);
-	if (reg) {
-		sqlite3_bind_int64(st, 4, (sqlite3_int64)img->hash);
-		if (img->position != KVBM_POSITION_UNKNOWN && img->position > 0)
-			sqlite3_bind_int64(st, 5, (sqlite3_int64)img->parent);
-		else
-			sqlite3_bind_null(st, 5);
-		if (img->position != KVBM_POSITION_UNKNOWN)
-			sqlite3_bind_int64(st, 6, img->position);
-		else
-			sqlite3_bind_null(st, 6);
-	} else {
+	sqlite3_bind_int64(st, 1, cat->tier_id << 32 | img->block);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)img->hash);
+	if (img->position != KVBM_POSITION_UNKNOWN && img->position > 0)
+		sqlite3_bind_int64(st, 4, (sqlite3_int64)img->parent);
+	else
 		sqlite3_bind_null(st, 4);
+	if (img->position != KVBM_POSITION_UNKNOWN)
+		sqlite3_bind_int64(st, 5, img->position);
+	else
 		sqlite3_bind_null(st, 5);
-		sqlite3_bind_null(st, 6);
-	}
-	sqlite3_bind_int64(st, 7, now);
-	sqlite3_bind_int64(st, 8, (sqlite3_int64)img->access_tick);
-	sqlite3_bind_int64(st, 9, img->access_count);
-	sqlite3_bind_int64(st, 10, img->frequency);
-	sqlite3_bind_int64(st, 11, img->priority);
-	sqlite3_bind_int64(st, 12, img->retention);
-	sqlite3_bind_int64(st, 13, (sqlite3_int64)img->evict_key);
-	int rc = sqlite3_step(st);
+	sqlite3_bind_int64(st, 6, (sqlite3_int64)img->evict_key);
+	sqlite3_bind_int64(st, 7, (sqlite3_int64)img->access_tick);
+	sqlite3_bind_int64(st, 8, img->access_count);
+	sqlite3_bind_int64(st, 9, img->frequency);
+	sqlite3_bind_int64(st, 10, img->priority);
+	sqlite3_bind_int64(st, 11, img->retention);
+	sqlite3_bind_int64(st, 12, now);
+	const int rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-/* The upsert keeps registered_at across updates of the same registration
- * and moves last_access_at only when the block was used again. */
+/* One plain rowid upsert per block: no text key, no secondary index. It
+ * keeps registered_at across updates of the same registration and moves
+ * last_access_at only when the block was used again. */
 const char kvbm__upsert_sql[] =
-	"INSERT INTO blocks (tier, block_id, state, seq_hash, parent_hash, position,"
-	" registered_at, last_access_at, access_tick, access_count, frequency, priority,"
-	" retention, evict_key)"
-	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, CASE WHEN ?3 = 1 THEN ?7 END,"
-	" CASE WHEN ?3 = 1 THEN ?7 END, ?8, ?9, ?10, ?11, ?12, ?13)"
-	" ON CONFLICT (tier, block_id) DO UPDATE SET"
-	" state = excluded.state, seq_hash = excluded.seq_hash,"
+	"INSERT INTO block_rows (id, wseq, seq_hash, parent_hash, position, evict_key,"
+	" access_tick, access_count, frequency, priority, retention, registered_at,"
+	" last_access_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)"
+	" ON CONFLICT (id) DO UPDATE SET wseq = excluded.wseq, seq_hash = excluded.seq_hash,"
 	" parent_hash = excluded.parent_hash, position = excluded.position,"
-	" registered_at = CASE WHEN excluded.state = 0 THEN NULL"
-	"  WHEN blocks.state = 1 AND blocks.seq_hash = excluded.seq_hash"
-	"  THEN blocks.registered_at ELSE excluded.registered_at END,"
-	" last_access_at = CASE WHEN excluded.state = 0 THEN NULL"
-	"  WHEN blocks.state = 1 AND blocks.seq_hash = excluded.seq_hash"
-	"   AND blocks.access_tick = excluded.access_tick"
-	"  THEN blocks.last_access_at ELSE excluded.last_access_at END,"
-	" access_tick = excluded.access_tick, access_count = excluded.access_count,"
-	" frequency = excluded.frequency, priority = excluded.priority,"
-	" retention = excluded.retention, evict_key = excluded.evict_key";
+	" evict_key = excluded.evict_key, access_tick = excluded.access_tick,"
+	" access_count = excluded.access_count, frequency = excluded.frequency,"
+	" priority = excluded.priority, retention = excluded.retention,"
+	" registered_at = CASE WHEN block_rows.seq_hash = excluded.seq_hash"
+	"  THEN block_rows.registered_at ELSE excluded.registered_at END,"
+	" last_access_at = CASE WHEN block_rows.seq_hash = excluded.seq_hash"
+	"  AND block_rows.access_tick = excluded.access_tick"
+	"  THEN block_rows.last_access_at ELSE excluded.last_access_at END";
 
-kvbm_status kvbm__catalog_write(struct kvbm__catalog *cat, const struct kvbm__image *imgs,
-				uint32_t n, bool clean_shutdown)
+/* Decimal digits of v at p, returns the end. */
+static char *put_u32(char *p, uint32_t v)
+{
+	char tmp[10];
+	int n = 0;
+
+	do
+		tmp[n++] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	while (n > 0)
+		*p++ = tmp[--n];
+	return p;
+}
+
+/* The reclaim row's ids as a JSON array (json_each reads it in the views;
+ * the restore parses it by hand). */
+static int reclaim_text(struct kvbm__catalog *cat, const uint32_t *ids, uint32_t n,
+			size_t *len)
+{
+	const size_t need = (size_t)n * 11 + 3;
+
+	if (need > cat->text_cap) {
+		char *grown = realloc(cat->text, need);
+		if (!grown)
+			return SQLITE_NOMEM;
+		cat->text = grown;
+		cat->text_cap = need;
+	}
+	char *p = cat->text;
+	*p++ = '[';
+	for (uint32_t i = 0; i < n; i++) {
+		if (i)
+			*p++ = ',';
+		p = put_u32(p, ids[i]);
+	}
+	*p++ = ']';
+	*len = (size_t)(p - cat->text);
+	return SQLITE_OK;
+}
+
+static int step_done(sqlite3_stmt *st)
+{
+	const int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+kvbm_status kvbm__catalog_write(struct kvbm__catalog *cat, bool clean_shutdown, int64_t *rowid,
+				bool *compacted, uint32_t *n_listed)
 {
 	kvbm_manager *mgr = cat->mgr;
+	struct kvbm__take *t = &cat->take;
+	struct kvbm__reclaims *rec = &cat->reclaims;
 	const int64_t now = kvbm__now_ms();
+	const uint64_t seq = cat->write_seq + 1;
 	const char *what = "begin";
-	sqlite3_stmt *meta = NULL;
 	int rc = kvbm__sql_exec(cat->db, "BEGIN IMMEDIATE");
 
+	*rowid = 0;
+	*n_listed = 0;
+	*compacted = kvbm__reclaims_should_compact(rec, mgr->cfg.catalog_batch);
+	t->reclaim_rows = 0;
 	if (rc != SQLITE_OK)
 		return kvbm__sql_fail(mgr, cat->db, rc, "catalog write: begin");
-	what = "block row";
-	for (uint32_t i = 0; rc == SQLITE_OK && i < n; i++)
-		rc = upsert(cat, &imgs[i], now);
-	if (rc == SQLITE_OK) {
-		what = "meta row";
-		rc = sqlite3_prepare_v2(cat->db,
-					clean_shutdown
-						? "UPDATE meta SET last_commit_at = ?2, clean_shutdown = 1,"
-						  " last_clean_shutdown_at = ?2 WHERE tier = ?1"
-						: "UPDATE meta SET last_commit_at = ?2 WHERE tier = ?1",
-					-1, &meta, NULL);
+	/* Reclaims first: they are what waiting allocators need. */
+	uint32_t n = 0;
+	if (*compacted)
+		n = kvbm__reclaims_outstanding(rec, cat->listed);
+	memcpy(cat->listed + n, t->freed, (size_t)t->n_freed * sizeof(*t->freed));
+	n += t->n_freed;
+	if (n > 0) {
+		size_t len = 0;
+		what = "reclaim row";
+		rc = reclaim_text(cat, cat->listed, n, &len);
 		if (rc == SQLITE_OK) {
-			sqlite3_bind_text(meta, 1, mgr->tier, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(meta, 2, now);
-			rc = sqlite3_step(meta);
-			rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+			sqlite3_bind_int64(cat->add_reclaim, 1, cat->tier_id);
+			sqlite3_bind_int64(cat->add_reclaim, 2, (sqlite3_int64)seq);
+			sqlite3_bind_text(cat->add_reclaim, 3, cat->text, (int)len, SQLITE_STATIC);
+			rc = step_done(cat->add_reclaim);
 		}
-		sqlite3_finalize(meta);
+		if (rc == SQLITE_OK) {
+			*rowid = sqlite3_last_insert_rowid(cat->db);
+			*n_listed = n;
+			t->reclaim_rows = 1;
+		}
+	}
+	if (rc == SQLITE_OK)
+		what = "block row";
+	for (uint32_t i = 0; rc == SQLITE_OK && i < t->n; i++)
+		rc = upsert(cat, &t->imgs[i], seq, now);
+	if (rc == SQLITE_OK)
+		what = "drop reclaim row";
+	for (uint32_t i = 0; rc == SQLITE_OK && i < rec->n_doomed; i++) {
+		sqlite3_bind_int64(cat->drop_reclaim, 1, rec->doomed[i]);
+		rc = step_done(cat->drop_reclaim);
+	}
+	if (rc == SQLITE_OK && *compacted) {
+		/* Every live row is superseded by the one written above. */
+		for (uint32_t i = 0; rc == SQLITE_OK && i < rec->n_rows; i++) {
+			if (rec->rows[i].rowid == 0)
+				continue;
+			sqlite3_bind_int64(cat->drop_reclaim, 1, rec->rows[i].rowid);
+			rc = step_done(cat->drop_reclaim);
+		}
+	}
+	if (rc == SQLITE_OK) {
+		sqlite3_stmt *st = clean_shutdown ? cat->stamp_clean : cat->stamp;
+		what = "tier row";
+		sqlite3_bind_int64(st, 1, cat->tier_id);
+		sqlite3_bind_int64(st, 2, now);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)seq);
+		rc = step_done(st);
+		if (rc == SQLITE_OK)
+			rc = step_done(cat->bump);
 	}
 	if (rc == SQLITE_OK) {
 		what = "stats";
@@ -193,7 +270,9 @@ kvbm_status kvbm__catalog_write(struct kvbm__catalog *cat, const struct kvbm__im
 		const kvbm_status st = kvbm__sql_fail(mgr, cat->db, rc, what);
 		if (!sqlite3_get_autocommit(cat->db))
 			kvbm__sql_exec(cat->db, "ROLLBACK");
+		t->reclaim_rows = 0;
 		return st;
 	}
+	cat->write_seq = seq;
 	return KVBM_OK;
 }

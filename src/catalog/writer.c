@@ -1,25 +1,33 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The writer thread: owns the catalog's only write connection. Each cycle
- * it tops up the reserve of reclaimed blocks, takes the images of dirty
- * blocks in batches, commits them and reports back to the core. It wakes
+ * it tops up the reserve of reclaimed blocks, takes the blocks waiting
+ * for a free record and the images of dirty blocks in batches, commits
+ * them (reclaims first) and reports back to the core. It wakes
  * every cfg.catalog_interval_ms, when the dirty queue reaches a batch,
  * when an allocator waits for free blocks, and on kvbm_flush.
  *
  * It drives checkpoints itself (auto-checkpoint is off): a PASSIVE one once
- * the WAL passes CHECKPOINT_PAGES, and a RESTART attempt when readers have
- * let it grow far past that, so a sqlite3 shell left open cannot grow the
- * WAL without bound. After cfg.catalog_max_failures failed commits in a
- * row it gives the catalog up: the files are renamed aside (rename needs no
- * disk space, and a renamed file is never restored) and the manager goes
- * on in memory.
+ * the WAL passes CHECKPOINT_PAGES, retried on idle cycles while a reader
+ * keeps frames pinned, and a TRUNCATE (without waiting) once everything is
+ * copied, so the WAL file shrinks back as soon as a long reader is gone.
+ *
+ * It never gives the catalog up. A failed commit leaves the file as it was
+ * at its last commit; the writer retries with a growing delay (10 ms,
+ * doubling, once a second after cfg.catalog_max_failures failures in a
+ * row), and on a full disk first gives back the sidecar's ballast and
+ * checkpoints, so the small reclaim commits that allocation needs can
+ * still land.
  */
 #include <stdio.h>
 #include <time.h>
 
 #include "catalog.h"
 
-#define CHECKPOINT_PAGES 2000
+/* The WAL is checkpointed once it holds this many frames (~4 MiB of 4 KiB
+ * pages), and its file is cut back to KVBM__WAL_LIMIT_BYTES whenever no
+ * reader holds it open (catalog.c sets journal_size_limit to that). */
+#define CHECKPOINT_PAGES 1000
 
 static uint64_t mono_ns(void)
 {
@@ -37,106 +45,152 @@ static int wal_hook(void *user, sqlite3 *db, const char *name, int pages)
 	return SQLITE_OK;
 }
 
-static void checkpoint(struct kvbm__catalog *cat)
+/* PASSIVE never waits for readers: it copies what no reader still needs.
+ * Once a checkpoint has copied everything, a TRUNCATE without a busy wait
+ * empties the WAL file if no reader holds it; if one does, the next commit
+ * restarts the WAL from its start and journal_size_limit cuts the file. */
+static void checkpoint(struct kvbm__catalog *cat, bool idle)
 {
 	int log = 0, done = 0;
 
-	if (cat->wal_pages < CHECKPOINT_PAGES)
+	if (cat->wal_pages < CHECKPOINT_PAGES && !(idle && cat->ckpt_behind > 0))
 		return;
-	sqlite3_wal_checkpoint_v2(cat->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-	if (log - done > 16 * CHECKPOINT_PAGES)
-		sqlite3_wal_checkpoint_v2(cat->db, NULL, SQLITE_CHECKPOINT_RESTART, &log, &done);
-	cat->wal_pages = log - done;
+	if (sqlite3_wal_checkpoint_v2(cat->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done) !=
+	    SQLITE_OK) {
+		cat->ckpt_behind = cat->wal_pages > 0 ? cat->wal_pages : 1;
+		return;
+	}
+	if (log > 0 && done == log &&
+	    ((int64_t)log * cat->page_size > KVBM__WAL_LIMIT_BYTES || cat->shrink_wal)) {
+		sqlite3_busy_timeout(cat->db, 0);
+		if (sqlite3_wal_checkpoint_v2(cat->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log,
+					      &done) == SQLITE_OK) {
+			log = done = 0;
+			cat->shrink_wal = false;
+		}
+		const uint32_t busy_ms = cat->mgr->cfg.catalog_busy_ms;
+		sqlite3_busy_timeout(cat->db, busy_ms > INT32_MAX ? INT32_MAX : (int)busy_ms);
+	}
+	cat->ckpt_behind = log - done > 0 ? log - done : 0;
+	/* Frames a reader still pins count as the WAL's size until it lets
+	 * go: retry on idle cycles rather than waiting for the next commit. */
+	cat->wal_pages = cat->ckpt_behind;
 }
 
-/* Rename db, -wal and -shm aside so no later open restores stale claims. */
-static void detach(struct kvbm__catalog *cat)
+/* How many reclaimed blocks to keep ready. Allocations consume the reserve
+ * at the eviction rate; the writer is woken when it falls to half, and
+ * refills it within about two commits (the one in flight, then the one
+ * carrying the new reclaims), so half the target must cover the evictions
+ * of two commits, with room for the largest allocation seen. */
+static uint32_t reserve_target(struct kvbm__catalog *cat, uint64_t now)
 {
 	kvbm_manager *mgr = cat->mgr;
-	static const char *const suffix[] = {"", "-wal", "-shm"};
-	char from[4096], to[4096];
+	const uint32_t fixed = mgr->cfg.catalog_reserve;
 
-	sqlite3_finalize(cat->upsert);
-	cat->upsert = NULL;
-	sqlite3_close_v2(cat->db);
-	cat->db = NULL;
-	for (int i = 0; i < 3; i++) {
-		snprintf(from, sizeof(from), "%s%s", mgr->catalog_path, suffix[i]);
-		snprintf(to, sizeof(to), "%s.detached-%llu%s", mgr->catalog_path,
-			 (unsigned long long)cat->incarnation, suffix[i]);
-		rename(from, to);
+	if (fixed)
+		return fixed;
+	const uint64_t evictions = cat->take.evictions;
+	if (cat->rate_ns && now > cat->rate_ns) {
+		const double dt = (double)(now - cat->rate_ns) / 1e9;
+		const double rate = (double)(evictions - cat->rate_evictions) / dt;
+		/* Rise at once, decay over about ten cycles. */
+		cat->evictions_per_s =
+			rate > cat->evictions_per_s ? rate : 0.9 * cat->evictions_per_s + 0.1 * rate;
 	}
-	kvbm__fail(mgr, KVBM_E_IO,
-		   "catalog %s detached after %u failed commits; renamed to %s.detached-%llu",
-		   mgr->catalog_path, cat->consecutive_failures, mgr->catalog_path,
-		   (unsigned long long)cat->incarnation);
-	kvbm__journal_detach(mgr);
-	pthread_mutex_lock(&cat->mu);
-	cat->detached = true;
-	pthread_cond_broadcast(&cat->flush_cv);
-	pthread_mutex_unlock(&cat->mu);
+	cat->rate_ns = now;
+	cat->rate_evictions = evictions;
+	const double commit_s = cat->commit_s > 1e-3 ? cat->commit_s : 1e-3;
+	const double want = 4.0 * cat->evictions_per_s * commit_s +
+			    2.0 * (double)kvbm__journal_peak_request(mgr);
+	/* At most an eighth of the cache: reclaimed blocks stay matchable,
+	 * but a crash does not restore them. */
+	const uint32_t hi = mgr->block_count / 8 > 1 ? mgr->block_count / 8 : 1;
+	const uint32_t lo = hi < 16 ? hi : 16;
+	return want < lo ? lo : want > hi ? hi : (uint32_t)want;
 }
 
-/* Commit one batch. Returns KVBM_OK, or the failure already reported to
+/* Commit one take. Returns KVBM_OK, or the failure already reported to
  * the core. */
-static kvbm_status commit_batch(struct kvbm__catalog *cat, uint32_t n, bool clean_shutdown)
+static kvbm_status commit_take(struct kvbm__catalog *cat, bool clean_shutdown)
 {
 	const uint64_t t0 = mono_ns();
-	const kvbm_status st = kvbm__catalog_write(cat, cat->batch, n, clean_shutdown);
+	int64_t rowid;
+	bool compacted;
+	uint32_t n_listed;
+	const kvbm_status st =
+		kvbm__catalog_write(cat, clean_shutdown, &rowid, &compacted, &n_listed);
 
 	if (st != KVBM_OK) {
-		kvbm__journal_failed(cat->mgr, cat->batch, n, st);
+		kvbm__journal_failed(cat->mgr, &cat->take, st);
 		cat->consecutive_failures++;
+		if (st == KVBM_E_FULL) {
+			/* Make room for the next attempt: the ballast, and the WAL if
+			 * no reader pins it (a checkpoint that cannot run is fine). */
+			kvbm__owner_release_ballast(&cat->owner);
+			cat->ckpt_behind = cat->wal_pages > 0 ? cat->wal_pages : 1;
+			cat->shrink_wal = true;
+		}
 		return st;
 	}
-	kvbm__journal_committed(cat->mgr, cat->batch, n, mono_ns() - t0);
+	/* Out of memory here only keeps reclaim rows until the next restore. */
+	kvbm__reclaims_committed(&cat->reclaims, rowid, compacted, cat->listed, n_listed,
+				 cat->take.imgs, cat->take.n);
+	const uint64_t dt = mono_ns() - t0;
+	cat->commit_s = cat->commit_s == 0 ? dt / 1e9 : 0.8 * cat->commit_s + 0.2 * (dt / 1e9);
+	kvbm__journal_committed(cat->mgr, &cat->take, dt);
 	cat->consecutive_failures = 0;
-	checkpoint(cat);
+	checkpoint(cat, false);
+	/* Space came back: set the ballast aside again (cheap to retry). */
+	if (!cat->owner.ballast && cat->commits_since_ballast++ >= 64) {
+		cat->commits_since_ballast = 0;
+		kvbm__owner_restore_ballast(&cat->owner);
+	}
 	return KVBM_OK;
 }
 
-/* Write what was dirty when called: blocks leave the queue in FIFO order,
- * so taking that many images covers all of them even while new ones keep
- * arriving (a flush under sustained load still completes). Returns the
- * first failure. */
-kvbm_status kvbm__writer_drain(struct kvbm__catalog *cat, bool clean_shutdown)
+/* Write what was dirty when called. For a flush blocks leave the queue
+ * oldest first, so taking that many images covers all of them even while
+ * new ones keep arriving (a flush under sustained load still completes);
+ * otherwise newest first, at most that many. Returns the first failure. */
+kvbm_status kvbm__writer_drain(struct kvbm__catalog *cat, bool clean_shutdown, bool flush)
 {
 	kvbm_manager *mgr = cat->mgr;
+	struct kvbm__take *t = &cat->take;
 	uint64_t budget = UINT64_MAX;
-	uint32_t n, pending;
+
+	t->oldest_first = flush || clean_shutdown;
 
 	do {
-		kvbm__journal_take(mgr, cat->batch, mgr->cfg.catalog_batch, &n, &pending);
+		/* A clean shutdown persists the reserve as registered blocks
+		 * (kvbm_close put them back): reclaim none now. */
+		kvbm__journal_take(mgr, clean_shutdown ? 0 : reserve_target(cat, mono_ns()), t);
 		if (budget == UINT64_MAX)
-			budget = (uint64_t)n + pending;
-		budget -= n;
-		/* The shutdown mark rides on the last batch, even an empty one. */
-		const bool last = clean_shutdown && pending == 0;
-		if (n == 0 && !last)
+			budget = (uint64_t)t->n + t->n_freed + t->pending;
+		budget -= t->n + t->n_freed < budget ? t->n + t->n_freed : budget;
+		/* The shutdown mark rides on the last batch, even an empty one;
+		 * doomed reclaim rows ride on any. */
+		const bool last = clean_shutdown && t->pending == 0;
+		if (t->n == 0 && t->n_freed == 0 && !last && cat->reclaims.n_doomed == 0)
 			break;
-		const kvbm_status st = commit_batch(cat, n, last);
+		const kvbm_status st = commit_take(cat, last);
 		if (st != KVBM_OK)
 			return st;
-	} while (pending > 0 && (budget > 0 || clean_shutdown));
+	} while (t->pending > 0 && (budget > 0 || clean_shutdown));
 	return KVBM_OK;
 }
 
 static void cycle(struct kvbm__catalog *cat)
 {
-	kvbm_manager *mgr = cat->mgr;
-
 	pthread_mutex_lock(&cat->mu);
 	const uint64_t ticket = cat->flush_requested;
+	const bool flushing = ticket > cat->flush_done;
 	pthread_mutex_unlock(&cat->mu);
 
-	kvbm__journal_reclaim(mgr, kvbm__journal_reserve_target(mgr));
-	const kvbm_status st = kvbm__writer_drain(cat, false);
+	const kvbm_status st = kvbm__writer_drain(cat, false, flushing);
 
-	if (st != KVBM_OK && mgr->cfg.catalog_max_failures &&
-	    cat->consecutive_failures >= mgr->cfg.catalog_max_failures) {
-		detach(cat);
-		return;
-	}
+	/* Also after a failed commit, and when there was nothing to write:
+	 * a reader that pinned the WAL may have left since. */
+	checkpoint(cat, true);
 	pthread_mutex_lock(&cat->mu);
 	if (ticket > cat->flush_done) {
 		cat->flush_done = ticket;
@@ -146,26 +200,49 @@ static void cycle(struct kvbm__catalog *cat)
 	pthread_mutex_unlock(&cat->mu);
 }
 
+/* After k failed commits in a row, the next attempt waits 10 ms << k (at
+ * most a second; once a second from cfg.catalog_max_failures on), even
+ * when woken: waiting allocations and flushes would otherwise spin on a
+ * disk that fails at once. */
+static uint64_t retry_delay_ns(const struct kvbm__catalog *cat)
+{
+	const uint32_t k = cat->consecutive_failures, max = cat->mgr->cfg.catalog_max_failures;
+	if (k == 0)
+		return 0;
+	if ((max && k >= max) || k > 6)
+		return 1000000000ull;
+	return 10000000ull << (k - 1);
+}
+
+static void deadline_in(struct timespec *ts, uint64_t ns)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ns += (uint64_t)ts->tv_nsec;
+	ts->tv_sec += (time_t)(ns / 1000000000ull);
+	ts->tv_nsec = (long)(ns % 1000000000ull);
+}
+
 static void *writer_main(void *arg)
 {
 	struct kvbm__catalog *cat = arg;
-	const uint32_t interval = cat->mgr->cfg.catalog_interval_ms;
+	const uint64_t every = (uint64_t)cat->mgr->cfg.catalog_interval_ms * 1000000ull;
 
 	pthread_mutex_lock(&cat->mu);
 	while (!cat->stopping) {
-		if (!cat->woken) {
-			struct timespec ts;
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			ts.tv_sec += interval / 1000;
-			ts.tv_nsec += (long)(interval % 1000) * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
+		struct timespec ts;
+		const uint64_t retry = retry_delay_ns(cat);
+		if (retry) {
+			/* Failing: retry after the delay, woken or not. */
+			deadline_in(&ts, retry);
+			while (!cat->stopping &&
+			       pthread_cond_timedwait(&cat->wake_cv, &cat->mu, &ts) == 0)
+				;
+		} else if (!cat->woken) {
+			deadline_in(&ts, every);
 			pthread_cond_timedwait(&cat->wake_cv, &cat->mu, &ts);
 		}
 		cat->woken = false;
-		if (cat->stopping || cat->detached)
+		if (cat->stopping)
 			break;
 		/* Never hold mu while calling into the core: the core calls
 		 * kvbm__catalog_wake with its own lock held. */

@@ -103,31 +103,33 @@ static void register_all(kvbm_manager *mgr, uint32_t n)
 	}
 }
 
-/* Bare SQLite: n upserts into the catalog's own blocks table (tier
- * 'baseline'), prepared once, BASE_TXN_ROWS per transaction, WAL with
- * synchronous=NORMAL as the writer uses. Returns rows/s. */
+/* The physical limit the writer is held to: bare SQLite upserting the same
+ * information (block id, hash, parent, position, eviction key) into the
+ * narrowest table that holds it, an integer-keyed rowid table, through one
+ * prepared statement, BASE_TXN_ROWS per transaction, in a file of its own
+ * with the writer's pragmas (WAL, synchronous=NORMAL). Block ids in the
+ * order the drain writes them. Returns rows/s. */
 static double baseline_upserts(const char *path, uint32_t n)
 {
+	char base[600];
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
 
-	sql_check(db, "open", sqlite3_open(path, &db));
-	/* The writer's settings: WAL, synchronous=NORMAL, 128 B cache/block. */
-	char pragmas[160];
-	const unsigned long long kib = (unsigned long long)n * 128 / 1024;
-	snprintf(pragmas, sizeof(pragmas),
-		 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-%llu",
-		 kib < 2048 ? 2048 : kib > 65536 ? 65536 : kib);
-	sql_check(db, "wal", sqlite3_exec(db, pragmas, NULL, NULL, NULL));
+	snprintf(base, sizeof(base), "%s.baseline", path);
+	remove_catalog(base);
+	sql_check(db, "open", sqlite3_open(base, &db));
+	sql_check(db, "pragmas",
+		  sqlite3_exec(db,
+			       "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+			       " PRAGMA cache_size=-65536;"
+			       " CREATE TABLE t (block_id INTEGER PRIMARY KEY, a INTEGER, b INTEGER,"
+			       " c INTEGER, d INTEGER)",
+			       NULL, NULL, NULL));
 	sql_check(db, "prepare",
 		  sqlite3_prepare_v2(db,
-				     "INSERT INTO blocks (tier, block_id, state, seq_hash,"
-				     " parent_hash, position, registered_at, last_access_at,"
-				     " access_tick, access_count, frequency, priority, retention,"
-				     " evict_key) VALUES ('baseline', ?1, 1, ?2, ?3, ?4, ?5, ?5, ?6,"
-				     " 1, 1, 35, 0, ?6) ON CONFLICT (tier, block_id) DO UPDATE SET"
-				     " state = excluded.state, seq_hash = excluded.seq_hash,"
-				     " parent_hash = excluded.parent_hash, evict_key = excluded.evict_key",
+				     "INSERT INTO t VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (block_id)"
+				     " DO UPDATE SET a = excluded.a, b = excluded.b, c = excluded.c,"
+				     " d = excluded.d",
 				     -1, &st, NULL));
 	const uint64_t t0 = now_ns();
 	for (uint32_t i = 0; i < n; i++) {
@@ -137,8 +139,7 @@ static double baseline_upserts(const char *path, uint32_t n)
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)kvbm_hash_chain(i, i + 1, false));
 		sqlite3_bind_int64(st, 3, (sqlite3_int64)kvbm_hash_chain(i, i, false));
 		sqlite3_bind_int64(st, 4, i % 16);
-		sqlite3_bind_int64(st, 5, 1795000000000 + i);
-		sqlite3_bind_int64(st, 6, i);
+		sqlite3_bind_int64(st, 5, i);
 		sql_check(db, "step", sqlite3_step(st));
 		sqlite3_reset(st);
 		if (i % BASE_TXN_ROWS == BASE_TXN_ROWS - 1 || i == n - 1)
@@ -146,14 +147,13 @@ static double baseline_upserts(const char *path, uint32_t n)
 	}
 	const uint64_t t1 = now_ns();
 	sqlite3_finalize(st);
-	sql_check(db, "clear", sqlite3_exec(db, "DELETE FROM blocks WHERE tier = 'baseline'", NULL,
-					    NULL, NULL));
 	sqlite3_close(db);
+	remove_catalog(base);
 	return n / ((t1 - t0) / 1e9);
 }
 
-/* Bare SQLite: read every registered row of tier G1 in eviction order,
- * the query a restore needs at least. Returns seconds. */
+/* Bare SQLite: read every row of tier G1 (tier_id 1), the query a restore
+ * needs at least. Returns seconds. */
 static double baseline_select(const char *path)
 {
 	sqlite3 *db = NULL;
@@ -164,12 +164,12 @@ static double baseline_select(const char *path)
 	const uint64_t t0 = now_ns();
 	sql_check(db, "prepare",
 		  sqlite3_prepare_v2(db,
-				     "SELECT block_id, seq_hash, parent_hash, position, access_count,"
-				     " frequency, priority, retention, evict_key FROM blocks"
-				     " WHERE tier = 'G1' AND state = 1",
+				     "SELECT id, wseq, seq_hash, parent_hash, position, access_tick,"
+				     " access_count, frequency, priority, retention, evict_key"
+				     " FROM block_rows WHERE id BETWEEN 1 << 32 AND (1 << 32) | 4294967295",
 				     -1, &st, NULL));
 	while (sqlite3_step(st) == SQLITE_ROW)
-		sum += (uint64_t)sqlite3_column_int64(st, 0) + (uint64_t)sqlite3_column_int64(st, 8);
+		sum += (uint64_t)sqlite3_column_int64(st, 0) + (uint64_t)sqlite3_column_int64(st, 10);
 	const uint64_t t1 = now_ns();
 	sqlite3_finalize(st);
 	sqlite3_close(db);
@@ -180,7 +180,9 @@ static double baseline_select(const char *path)
 
 /* Per-block ns of the allocate -> stage -> register -> release cycle, ops
  * blocks on a manager of `blocks`, with a catalog at path or none. */
-static double cycle_ns(const char *path, uint32_t blocks, uint32_t ops)
+static double rows_per_eviction; /* of the last cycle_ns run with a catalog */
+
+static double cycle_ns(const char *path, uint32_t blocks, uint32_t ops, bool full)
 {
 	kvbm_config cfg = catalog_config(path, blocks);
 	kvbm_manager *mgr = NULL;
@@ -193,8 +195,25 @@ static double cycle_ns(const char *path, uint32_t blocks, uint32_t ops)
 		remove_catalog(path);
 	if (kvbm_open_ex(&cfg, &mgr, err, sizeof(err)) != KVBM_OK)
 		die("open", err);
+	/* A full manager whose rows all committed: every allocation below
+	 * evicts a block a committed row names (the case that costs rows). */
+	uint32_t op = 0;
+	if (full) {
+		for (; op < blocks; op += 8) {
+			check("allocate", kvbm_allocate(mgr, 8, m));
+			for (uint32_t i = 0; i < 8; i++)
+				check("stage", kvbm_stage(mgr, m[i], kvbm_hash_chain(0, op + i + 1, true),
+							  BS, &c[i]));
+			check("register", kvbm_register_batch(mgr, c, 8, r));
+			check("release", kvbm_immutable_release_batch(mgr, r, 8));
+		}
+		if (path)
+			check("flush", kvbm_flush(mgr));
+	}
+	kvbm_metrics before, after;
+	check("metrics", kvbm_metrics_read(mgr, &before));
 	const uint64_t t0 = now_ns();
-	for (uint32_t op = 0; op < ops; op += 8) {
+	for (uint32_t end = op + ops; op < end; op += 8) {
 		check("allocate", kvbm_allocate(mgr, 8, m));
 		for (uint32_t i = 0; i < 8; i++)
 			check("stage", kvbm_stage(mgr, m[i], kvbm_hash_chain(0, op + i + 1, true), BS,
@@ -203,6 +222,16 @@ static double cycle_ns(const char *path, uint32_t blocks, uint32_t ops)
 		check("release", kvbm_immutable_release_batch(mgr, r, 8));
 	}
 	const uint64_t t1 = now_ns();
+	if (path) {
+		check("flush", kvbm_flush(mgr));
+		check("metrics", kvbm_metrics_read(mgr, &after));
+		const uint64_t ev = after.evictions - before.evictions;
+		if (ev)
+			rows_per_eviction = (double)(after.catalog_rows_committed -
+						     before.catalog_rows_committed +
+						     after.catalog_reclaim_rows - before.catalog_reclaim_rows) /
+					    (double)ev;
+	}
 	check("close", kvbm_close(mgr));
 	if (path)
 		remove_catalog(path);
@@ -277,7 +306,8 @@ int main(int argc, char **argv)
 		if (base > base_best)
 			base_best = base;
 	}
-	printf("drain     %10.0f rows/s  baseline %10.0f rows/s  ratio %.2f  (target >= 0.50)\n",
+	printf("drain     %10.0f rows/s  baseline %10.0f rows/s (bare narrow rowid upsert)  ratio %.2f"
+	       "  (target >= 0.50)\n",
 	       drain_best, base_best, drain_best / base_best);
 
 	/* Restore: the catalog of the last round holds every block. */
@@ -301,7 +331,7 @@ int main(int argc, char **argv)
 	if (restored != blocks)
 		die("restore", "not every block came back");
 	printf("restore   %10.3f s       baseline %10.3f s (bare SELECT)  ratio %.2f  "
-	       "%u blocks (target < 0.5 s)\n",
+	       "%u blocks (target <= 0.25 s)\n",
 	       restore_best, select_best, restore_best / select_best, restored);
 	remove_catalog(path);
 
@@ -315,9 +345,11 @@ int main(int argc, char **argv)
 		best[k][0] = best[k][1] = 1e18;
 	for (int round = 0; round < ROUNDS; round++) {
 		const double v[3][2] = {
-			{cycle_ns(NULL, 2 * CYCLE_OPS, CYCLE_OPS), cycle_ns(path, 2 * CYCLE_OPS, CYCLE_OPS)},
+			{cycle_ns(NULL, 2 * CYCLE_OPS, CYCLE_OPS, false),
+			 cycle_ns(path, 2 * CYCLE_OPS, CYCLE_OPS, false)},
 			{hit_ns(NULL, CYCLE_BLOCKS, CYCLE_OPS), hit_ns(path, CYCLE_BLOCKS, CYCLE_OPS)},
-			{cycle_ns(NULL, CYCLE_BLOCKS, CYCLE_OPS), cycle_ns(path, CYCLE_BLOCKS, EVICT_OPS)},
+			{cycle_ns(NULL, CYCLE_BLOCKS, CYCLE_OPS, true),
+			 cycle_ns(path, CYCLE_BLOCKS, EVICT_OPS, true)},
 		};
 		for (int k = 0; k < 3; k++)
 			for (int j = 0; j < 2; j++)
@@ -329,6 +361,8 @@ int main(int argc, char **argv)
 		printf("fastpath-%-5s %8.1f ns/blk  baseline %8.1f ns/blk (no catalog)  throughput "
 		       "ratio %.3f%s\n",
 		       names[k], best[k][1], best[k][0], best[k][0] / best[k][1],
-		       k < 2 ? "  (target >= 0.90)" : "  (writer-bound, see BENCHMARKS.md)");
+		       k < 2 ? "  (target >= 0.90)" : "  (target >= 0.10)");
+	printf("evict     %.3f row writes per eviction (block rows + reclaim rows; target <= 1.2)\n",
+	       rows_per_eviction);
 	return 0;
 }

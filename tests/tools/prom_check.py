@@ -7,7 +7,8 @@ Usage: prom_check.py PROGRAM [ARGS...]  (runs it, parses its stdout)
 Independent of kvbm's renderer: a line-by-line parser of the grammar in
 the Prometheus exposition-format documentation. Checks metric and label
 names, label-value escapes, float values, one TYPE and HELP per family
-placed before its samples, counters named *_total with values >= 0, and
+placed before its samples, counters named *_total with values >= 0,
+histograms as cumulative _bucket{le} series ending at +Inf = _count, and
 that the tier label is on every sample. With the argument `--dump TIER`,
 also checks that the tier label decodes back to TIER.
 """
@@ -78,6 +79,7 @@ def main():
     if not out.endswith("\n"):
         fail(0, "output must end with a newline")
     types, helps, sampled = {}, set(), set()
+    buckets = {}  # (histogram, tier) -> (last le, last cumulative count)
     samples = 0
     for lineno, line in enumerate(out.split("\n")[:-1], 1):
         if not line.strip():
@@ -113,8 +115,28 @@ def main():
             fail(lineno, f"bad value {value!r}")
         v = float(value)
         family = name
-        if name not in types:
+        # A histogram family X has samples X_bucket (with le), X_sum, X_count.
+        for suffix in ("_bucket", "_sum", "_count"):
+            base = name[:-len(suffix)]
+            if name.endswith(suffix) and types.get(base) == "histogram":
+                family = base
+        if family not in types:
             fail(lineno, f"sample of {name} before (or without) its TYPE")
+        if types[family] == "histogram":
+            key = (family, labels.get("tier"))
+            if name.endswith("_bucket"):
+                if "le" not in labels or not re.fullmatch(VALUE, labels["le"].replace("+", "")):
+                    fail(lineno, f"{name} needs an le label")
+                le = float(labels["le"])
+                last_le, last_v = buckets.get(key, (-math.inf, 0))
+                if le <= last_le or v < last_v:
+                    fail(lineno, f"{name} buckets must grow in le and count (cumulative)")
+                buckets[key] = (le, v)
+            elif name.endswith("_count"):
+                if buckets.get(key, (None, None))[0] != math.inf or buckets[key][1] != v:
+                    fail(lineno, f"{name} must follow the +Inf bucket and equal it")
+            elif name == family:
+                fail(lineno, f"histogram {family} has a bare sample")
         if types[family] == "counter":
             if not name.endswith("_total"):
                 fail(lineno, f"counter {name} should end in _total")

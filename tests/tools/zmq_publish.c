@@ -2,10 +2,11 @@
 /*
  * Publisher half of the vLLM wire-format test (tests/tools/zmq_check.py
  * is the independent decoder). Usage: zmq_publish PUB_ENDPOINT
- * REPLAY_ENDPOINT. Runs a scripted workload on a manager whose sink is a
+ * REPLAY_ENDPOINT map|array topic|legacy (event form, replay framing;
+ * data_parallel_rank 3, so the endpoints get "_dp3"). Runs a scripted workload on a manager whose sink is a
  * kvbm_zmq_publisher, prints "published N h0 h1 h2" (batches, then the
  * chain's hashes in decimal), then for every "go" line on stdin publishes
- * one more batch (a manager opened and closed: two AllBlocksCleared), for
+ * one more batch (a manager that stores hash 777 and closes), for
  * "race" has two managers publish one-event batches through the publisher
  * at the same time, and exits on "quit" or end of input. Synchronised
  * through its pipes only.
@@ -77,6 +78,7 @@ static int race_two(kvbm_zmq_publisher *pub)
 	for (int i = 0; i < 2; i++) {
 		r[i] = (struct racer){.cfg = manager_config(pub), .base = 1000000u * (kvbm_hash)(i + 1)};
 		r[i].cfg.block_count = 4;
+		r[i].cfg.tier = i ? "G2" : "G1"; /* distinct tiers on one publisher */
 		r[i].cfg.event_batch_max = 1;
 		r[i].cfg.event_window_ms = 1;
 		if (pthread_create(&t[i], NULL, race, &r[i]) != 0)
@@ -87,6 +89,24 @@ static int race_two(kvbm_zmq_publisher *pub)
 	return r[0].failed || r[1].failed ? fail("race", "workload failed") : 0;
 }
 
+/* A second manager on the publisher: opens, registers hash 777, closes.
+ * Its CLEARED at open and close must not clear the worker. */
+static int reopen(const kvbm_config *cfg)
+{
+	kvbm_manager *mgr = NULL;
+	kvbm_mutable m;
+	kvbm_complete c;
+	kvbm_immutable r;
+
+	if (kvbm_open(cfg, &mgr) != KVBM_OK)
+		return 1;
+	const int failed = kvbm_allocate(mgr, 1, &m) != KVBM_OK ||
+			   kvbm_stage(mgr, m, 777, 4, &c) != KVBM_OK ||
+			   kvbm_register(mgr, c, &r) != KVBM_OK ||
+			   kvbm_immutable_release(mgr, r) != KVBM_OK;
+	return kvbm_close(mgr) != KVBM_OK || failed;
+}
+
 int main(int argc, char **argv)
 {
 	kvbm_zmq_config zc;
@@ -94,11 +114,14 @@ int main(int argc, char **argv)
 	kvbm_manager *mgr = NULL;
 	char err[256], line[64];
 
-	if (argc != 3)
-		return fail("usage", "zmq_publish PUB_ENDPOINT REPLAY_ENDPOINT");
+	if (argc != 5)
+		return fail("usage", "zmq_publish PUB_ENDPOINT REPLAY_ENDPOINT map|array topic|legacy");
 	kvbm_zmq_config_init(&zc);
 	zc.endpoint = argv[1];
 	zc.replay_endpoint = argv[2];
+	zc.event_form = strcmp(argv[3], "array") == 0 ? KVBM_ZMQ_EVENTS_ARRAY : KVBM_ZMQ_EVENTS_MAP;
+	zc.replay_framing = strcmp(argv[4], "legacy") == 0 ? KVBM_ZMQ_REPLAY_LEGACY
+							   : KVBM_ZMQ_REPLAY_TOPIC;
 	zc.topic = "kv@G1";
 	zc.data_parallel_rank = 3;
 	if (kvbm_zmq_publisher_open(&zc, &pub, err, sizeof(err)) != KVBM_OK)
@@ -136,7 +159,7 @@ int main(int argc, char **argv)
 		if (line[0] == 'r') {
 			if (race_two(pub) != 0)
 				return 1;
-		} else if (kvbm_open(&cfg, &mgr) != KVBM_OK || kvbm_close(mgr) != KVBM_OK) {
+		} else if (reopen(&cfg) != 0) {
 			return fail("reopen", "");
 		}
 		printf("published %" PRIu64 "\n", kvbm_zmq_published(pub));
