@@ -799,6 +799,10 @@ static const struct {
 	M(catalog_pending), M(catalog_detached), MS(catalog_last_error), M(events_emitted),
 	M(event_batches), M(events_dropped),
 };
+/* Every field is 8 bytes: a field added to kvbm_metrics without a line
+ * here fails the build. */
+_Static_assert(sizeof(kvbm_metrics) == sizeof(metric_fields) / sizeof(metric_fields[0]) * 8,
+	       "python/kvbm/manager.c: metric_fields does not list every kvbm_metrics field");
 
 static PyObject *manager_metrics(kvbm_py_manager *self, PyObject *unused)
 {
@@ -881,12 +885,12 @@ static PyObject *manager_take_events(kvbm_py_manager *self, PyObject *args, PyOb
 			Py_DECREF(all);
 			return kvbm_py_raise_mgr(mgr, st);
 		}
+		if (n == 0) /* drain until empty, whatever a call may take at most */
+			break;
 		PyObject *chunk = event_list(buf, n);
 		if (!chunk || PyList_SetSlice(all, PyList_GET_SIZE(all), PyList_GET_SIZE(all), chunk) < 0)
 			Py_CLEAR(all);
 		Py_XDECREF(chunk);
-		if (n < cap)
-			break;
 	}
 	return all;
 }
