@@ -1267,6 +1267,126 @@ KVBM_API kvbm_status kvbm_metrics_format_many(kvbm_manager *const *mgrs, size_t 
 					      char *buf, size_t len, size_t *needed);
 /** @} */
 
+/** @defgroup offload Pull-mode events and touch (for offloading managers)
+ *
+ * An offloading manager (vLLM's OffloadingManager, kvbm.vllm) must see the
+ * events of a call synchronously after that call, on its own thread. Set
+ * cfg.event_sink = kvbm_event_pull_sink and the manager queues events as
+ * usual (same kinds, order, CLEARED announcement and overflow rule as the
+ * events group) but starts no dispatcher thread: the caller drains the
+ * queue with kvbm_events_take(). kvbm_close() discards what is still
+ * queued. kvbm_touch() refreshes recency without counting a hit, as
+ * vLLM's touch() does for blocks the GPU prefix cache already holds, and
+ * kvbm_locate() says which block holds a hash without taking a reference,
+ * and kvbm_pin()/kvbm_unpin() protect blocks from eviction without
+ * changing their place in the eviction order.
+ * @{ */
+
+/**
+ * The pull-mode marker: set cfg.event_sink to this function (event_user
+ * is ignored) to queue events for kvbm_events_take() instead of a sink.
+ * Called directly it does nothing.
+ *
+ * Ownership: none. Thread-safety: any thread. Errors: none.
+ */
+KVBM_API void kvbm_event_pull_sink(const kvbm_event_batch *batch, void *user);
+
+/**
+ * Move up to cap queued events (at most cfg.event_batch_max per call),
+ * oldest first, into out. After an overflow the first event taken is
+ * CLEARED (see the events group). The tokens, lora_name and extra_keys of
+ * the events taken stay valid until the next kvbm_events_take() on this
+ * manager or kvbm_close().
+ *
+ * @param[out] out         array of cap events (may be NULL when cap == 0)
+ * @param[out] n_out       events written
+ * @param[out] incarnation catalog incarnation of these events (may be NULL)
+ *
+ * Ownership: out is the caller's; taken events leave the queue, their
+ *   token strings stay kvbm's (see above).
+ * Thread-safety: any thread; takes the manager lock once; never waits.
+ * Errors: KVBM_E_INVAL (mgr or n_out NULL, out NULL with cap > 0),
+ *   KVBM_E_MISUSE (the manager was not opened with kvbm_event_pull_sink).
+ */
+KVBM_API kvbm_status kvbm_events_take(kvbm_manager *mgr, kvbm_event *out,
+				      size_t cap, size_t *n_out,
+				      uint64_t *incarnation);
+
+/**
+ * Mark registered hashes as just used, in array order, without counting a
+ * hit: no reference is taken, no block is resurrected, access counts and
+ * match metrics do not change. An inactive block moves to the
+ * most-recently-used end of its policy, as if released again (LRU: newest;
+ * ARC and 2Q: reused, so protected; FIFO: unchanged). A block in use
+ * (referenced) is not moved now: a plain release makes it the newest
+ * anyway, and kvbm_unpin() returns it to the recency of this touch.
+ * A block the catalog writer already took ahead as a next victim (its
+ * reserve) is taken back into the policy the same way. Hashes not
+ * registered are skipped.
+ *
+ * @param[out] n_touched blocks moved (may be NULL)
+ *
+ * Ownership: none.
+ * Thread-safety: any thread; takes the manager lock once.
+ * Errors: KVBM_E_INVAL (mgr NULL, hashes NULL with n > 0).
+ */
+KVBM_API kvbm_status kvbm_touch(kvbm_manager *mgr, const kvbm_hash *hashes,
+				uint32_t n, uint32_t *n_touched);
+
+/**
+ * Where registered hashes are: blocks[i] is the block holding hashes[i]
+ * (active or inactive) or UINT32_MAX. Like kvbm_contains(), takes no
+ * references and changes no recency; the ids stay true only while nothing
+ * else allocates, so an offloading manager that is the manager's only
+ * allocator (kvbm.vllm) can use them for blocks it protects itself.
+ *
+ * @param[out] blocks  array of n block ids
+ * @param[out] n_found hashes present (may be NULL)
+ *
+ * Ownership: blocks is the caller's.
+ * Thread-safety: any thread; takes the manager lock once.
+ * Errors: KVBM_E_INVAL (mgr NULL, hashes or blocks NULL with n > 0).
+ */
+KVBM_API kvbm_status kvbm_locate(kvbm_manager *mgr, const kvbm_hash *hashes,
+				 uint32_t n, uint32_t *blocks, uint32_t *n_found);
+
+/**
+ * Pin registered hashes: take a reference to each, as kvbm_match_scattered()
+ * does (out[i] empty for a miss), but without counting a use: no hit, no
+ * access count, no match metrics, no policy touch. A pinned block is never
+ * evicted. Release pins with kvbm_unpin() to keep the block's place in the
+ * eviction order (kvbm_immutable_release() works too, and makes the block
+ * the most recent). For a block being loaded, or an already stored block a
+ * store must not evict, as vLLM's offloading managers protect them.
+ *
+ * @param[out] out   array of n handles
+ * @param[out] found number of hashes pinned
+ *
+ * Ownership: the caller owns every non-empty out[i].
+ * Thread-safety: any thread; takes the manager lock once.
+ * Errors: KVBM_E_INVAL, KVBM_E_NOMEM (nothing taken).
+ */
+KVBM_API kvbm_status kvbm_pin(kvbm_manager *mgr, const kvbm_hash *hashes,
+			      uint32_t n, kvbm_immutable *out, uint32_t *found);
+
+/**
+ * Release references (empty ones skipped). A block whose last reference
+ * this drops, and which was cached before it was pinned, goes back into
+ * the inactive pool at the recency it had: its release before the pin, or
+ * a kvbm_touch() since, instead of as the most recent block. Exact for LRU
+ * and ARC (which keep their lists in release order); the other policies
+ * take it as a fresh release. A block registered while pinned, never
+ * cached before, is released as usual.
+ *
+ * Ownership: consumes every live handle in hs.
+ * Thread-safety: any thread; takes the manager lock once.
+ * Errors: KVBM_E_STALE if any entry was stale (the others are released),
+ *   KVBM_E_INVAL.
+ */
+KVBM_API kvbm_status kvbm_unpin(kvbm_manager *mgr, const kvbm_immutable *hs,
+				uint32_t n);
+/** @} */
+
 #ifdef __cplusplus
 }
 #endif

@@ -50,6 +50,7 @@ struct kvbm__events {
 	uint64_t incarnation;
 	uint32_t **pending; /* block_count entries, token copies of staged blocks; lazy */
 	char *medium;       /* what batches name as their medium */
+	uint32_t pulled;    /* pull mode: events of `batch` the caller took last */
 };
 
 static uint64_t mono_ns(void)
@@ -376,6 +377,8 @@ kvbm_status kvbm__events_open(kvbm_manager *mgr)
 	kvbm__events_push(mgr, KVBM_EVENT_CLEARED, 0);
 	announce_restored(mgr);
 	pthread_mutex_unlock(&mgr->lock);
+	if (kvbm__events_pull(mgr)) /* drained by kvbm_events_take (events_pull.c) */
+		return KVBM_OK;
 	if (pthread_create(&ev->thread, NULL, dispatcher_main, ev) != 0) {
 		mgr->events = NULL;
 		free_events(ev);
@@ -390,6 +393,15 @@ void kvbm__events_close(kvbm_manager *mgr)
 
 	if (!ev)
 		return;
+	if (kvbm__events_pull(mgr)) { /* no dispatcher; undrained events go */
+		for (uint32_t i = 0; i < ev->count; i++)
+			free_tokens(ev->queue[(ev->head + i) & (ev->cap - 1)].tokens);
+		for (uint32_t i = 0; i < ev->pulled; i++)
+			free_tokens(ev->batch[i].tokens);
+		mgr->events = NULL;
+		free_events(ev);
+		return;
+	}
 	pthread_mutex_lock(&mgr->lock);
 	/* Without a catalog nothing survives the close: say so last. */
 	if (!mgr->catalog)
@@ -420,4 +432,39 @@ const char *kvbm_tier_medium(const char *tier)
 		if (strcmp(tier, map[i][0]) == 0)
 			return map[i][1];
 	return tier;
+}
+
+/* Pull mode (events_pull.c): move up to cap (at most event_batch_max)
+ * queued events into out, a pending CLEARED first, as one batch. Their
+ * token copies stay owned here, in `batch`, until the next drain or the
+ * close, which is how long the caller may read them. Manager lock held. */
+size_t kvbm__events_drain_locked(kvbm_manager *mgr, kvbm_event *out, size_t cap,
+				 uint64_t *incarnation)
+{
+	struct kvbm__events *ev = mgr->events;
+	size_t n = 0;
+
+	for (uint32_t i = 0; i < ev->pulled; i++)
+		free_tokens(ev->batch[i].tokens);
+	ev->pulled = 0;
+	if (cap > mgr->cfg.event_batch_max)
+		cap = mgr->cfg.event_batch_max;
+	if (ev->lost && cap > 0) {
+		ev->batch[n++] = (kvbm_event){.kind = KVBM_EVENT_CLEARED};
+		ev->lost = false;
+	}
+	for (; n < cap && ev->count > 0; n++) {
+		ev->batch[n] = ev->queue[ev->head];
+		ev->head = (ev->head + 1) & (ev->cap - 1);
+		ev->count--;
+	}
+	memcpy(out, ev->batch, n * sizeof(*out));
+	ev->pulled = (uint32_t)n;
+	if (n > 0) {
+		ev->seq++;
+		mgr->m.event_batches++;
+	}
+	if (incarnation)
+		*incarnation = ev->incarnation;
+	return n;
 }

@@ -35,4 +35,12 @@ bool kvbm__events_attach(kvbm_manager *mgr, uint32_t b, uint32_t *copy);
  * Manager lock held. */
 void kvbm__events_forget(kvbm_manager *mgr, uint32_t b);
 
+/* Pull mode (events_pull.c): the manager was opened with
+ * kvbm_event_pull_sink, so no dispatcher runs. Lock-free (cfg is fixed). */
+bool kvbm__events_pull(const kvbm_manager *mgr);
+/* Move up to cap queued events into out (see events.c). Lock held,
+ * mgr->events != NULL. */
+size_t kvbm__events_drain_locked(kvbm_manager *mgr, kvbm_event *out, size_t cap,
+				 uint64_t *incarnation);
+
 #endif /* KVBM_EVENTS_H */

@@ -97,7 +97,9 @@ static void append(struct arc *a, uint32_t b, int l, uint64_t key)
 {
 	a->list[b] = (uint8_t)l;
 	a->key[b] = key;
-	kvbm__dlist_append(a->prev, a->next, &a->lists[l], b);
+	/* In tick order: an append, except for a block kvbm_unpin puts back
+	 * at the recency it had. */
+	kvbm__dlist_insert_by_key(a->prev, a->next, &a->lists[l], a->key, b);
 }
 
 static void arc_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)

@@ -35,6 +35,41 @@ static inline void kvbm__dlist_append(uint32_t *prev, uint32_t *next, struct kvb
 	l->size++;
 }
 
+/* Insert b so the list stays in ascending key order (key[] per block; b's
+ * own key already set). The usual key is the newest, an append; a block
+ * re-entering at an older recency (kvbm_unpin) is placed by searching from
+ * both ends at once, so the cost is its distance from the nearer end.
+ * Equal keys go after the ones already there. */
+static inline void kvbm__dlist_insert_by_key(uint32_t *prev, uint32_t *next, struct kvbm__dlist *l,
+					     const uint64_t *key, uint32_t b)
+{
+	uint32_t after = l->tail, before = l->head;
+
+	/* after: from the tail, the last entry with key <= key[b];
+	 * before: from the head, the first entry with key > key[b]. */
+	while (after != KVBM__LIST_NIL && key[after] > key[b]) {
+		if (key[before] > key[b]) {
+			after = prev[before];
+			break;
+		}
+		after = prev[after];
+		before = next[before];
+	}
+	if (after == l->tail) {
+		kvbm__dlist_append(prev, next, l, b);
+		return;
+	}
+	before = after == KVBM__LIST_NIL ? l->head : next[after];
+	prev[b] = after;
+	next[b] = before;
+	prev[before] = b;
+	if (after != KVBM__LIST_NIL)
+		next[after] = b;
+	else
+		l->head = b;
+	l->size++;
+}
+
 static inline void kvbm__dlist_unlink(uint32_t *prev, uint32_t *next, struct kvbm__dlist *l,
 				      uint32_t b)
 {

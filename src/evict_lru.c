@@ -53,7 +53,9 @@ static void lru_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 	struct lru *l = st;
 
 	l->key[b] = e->tick;
-	kvbm__dlist_append(l->prev, l->next, &l->order, b);
+	/* Keys are release ticks, so this appends, except for a block
+	 * kvbm_unpin puts back at the recency it had. */
+	kvbm__dlist_insert_by_key(l->prev, l->next, &l->order, l->key, b);
 }
 
 static void lru_remove(void *st, uint32_t b)

@@ -112,3 +112,74 @@ kvbm_status kvbm_contains(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n
 		*prefix = run;
 	return KVBM_OK;
 }
+
+/* Re-enter an inactive block at the most-recently-used end of its policy,
+ * as a release does, but without a hit: access_count and the match metrics
+ * stay, and first_tick is kept so ARC files the block as reused (T2). */
+static void refresh(kvbm_manager *mgr, uint32_t b)
+{
+	struct kvbm__slot *s = &mgr->slots[b];
+
+	mgr->evict->remove(mgr->evict_state, b);
+	s->release_tick = ++mgr->clock;
+	const struct kvbm__evict_entry e = {
+		.hash = s->hash,
+		.parent = s->parent,
+		.position = s->position,
+		.priority = s->priority,
+		.retention = s->retention,
+		.tick = s->release_tick,
+		.first_tick = s->first_tick,
+	};
+	mgr->evict->insert(mgr->evict_state, b, &e);
+	kvbm__journal_mark(mgr, b); /* the catalog keeps the eviction order */
+}
+
+kvbm_status kvbm_touch(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n, uint32_t *n_touched)
+{
+	KVBM_CHECK_ARG(mgr, mgr && (n == 0 || hashes));
+	uint32_t moved = 0;
+	KVBM_LOCK(mgr);
+	for (uint32_t i = 0; i < n; i++) {
+		const uint32_t b = kvbm__registry_find(&mgr->registry, hashes[i]);
+		if (b == KVBM__NIL)
+			continue;
+		if (mgr->slots[b].state == KVBM__SLOT_INACTIVE) {
+			refresh(mgr, b);
+			moved++;
+		} else if (mgr->slots[b].state == KVBM__SLOT_RECLAIM) {
+			/* The catalog writer took it ahead as a next victim; a
+			 * recent use takes it back, as a hit would, minus the
+			 * hit (the writer reclaims another one instead). */
+			kvbm__pool_resurrect(mgr, b);
+			mgr->m.resurrections--;
+			kvbm__pool_make_inactive(mgr, b);
+			moved++;
+		}
+		else if (mgr->slots[b].state == KVBM__SLOT_PRIMARY)
+			/* In use: not in the policy. The new recency is what
+			 * kvbm_unpin returns it to (a plain release makes it
+			 * the most recent anyway). */
+			mgr->slots[b].release_tick = ++mgr->clock;
+	}
+	KVBM_UNLOCK(mgr);
+	if (n_touched)
+		*n_touched = moved;
+	return KVBM_OK;
+}
+
+kvbm_status kvbm_locate(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n, uint32_t *blocks,
+			uint32_t *n_found)
+{
+	KVBM_CHECK_ARG(mgr, mgr && (n == 0 || (hashes && blocks)));
+	uint32_t found = 0;
+	KVBM_LOCK(mgr);
+	for (uint32_t i = 0; i < n; i++) {
+		blocks[i] = kvbm__registry_find(&mgr->registry, hashes[i]);
+		found += blocks[i] != KVBM__NIL;
+	}
+	KVBM_UNLOCK(mgr);
+	if (n_found)
+		*n_found = found;
+	return KVBM_OK;
+}

@@ -2,8 +2,8 @@
 /*
  * Threads against one manager: several workers match, allocate, stage,
  * register and release the same sequence hashes at once (prompts sharing
- * a prefix), with weak handles, presence queries and cache drops mixed in,
- * while a checker thread keeps reading the pool counts and asserting the
+ * a prefix), with weak handles, presence queries, cache drops, touches and
+ * pins mixed in, while a checker thread keeps reading the pool counts and asserting the
  * accounting invariant; once more with the catalog writer thread racing
  * them and a restore check after. Built for TSan (.ci/run's build-tsan). Workers do
  * not call cmocka (not thread-safe); they record the first failure and the
@@ -160,6 +160,20 @@ static void *worker_main(void *arg)
 			EXPECT(sh, "double release", kvbm_immutable_release(mgr, held[0]),
 			       KVBM_E_STALE);
 			continue;
+		}
+		/* The offloading manager's calls mixed in: touch, pins (no hit,
+		 * place kept on unpin) and locate, racing other threads. */
+		if (wrnd(w, 6) == 0) {
+			kvbm_immutable pins[MAXLEN];
+			uint32_t found = 0, blocks[MAXLEN], n_found = 0;
+			EXPECT(sh, "touch", kvbm_touch(mgr, seq, len, NULL), KVBM_OK);
+			EXPECT(sh, "pin", kvbm_pin(mgr, seq, len, pins, &found), KVBM_OK);
+			EXPECT(sh, "pin finds what we hold", found, len);
+			EXPECT(sh, "locate", kvbm_locate(mgr, seq, len, blocks, &n_found), KVBM_OK);
+			EXPECT(sh, "locate finds what we hold", n_found, len);
+			for (uint32_t i = 0; i < len; i++)
+				EXPECT(sh, "pin and locate agree", pins[i].block, blocks[i]);
+			EXPECT(sh, "unpin", kvbm_unpin(mgr, pins, len), KVBM_OK);
 		}
 		if (wrnd(w, 8) == 0) {
 			bool present[MAXLEN];
