@@ -355,6 +355,26 @@ static void owner__foreign_long_transaction_is_waited_out(void **state)
 	assert_int_equal(kvbm_close(m), KVBM_OK);
 }
 
+/* Deleting a catalog file (to start fresh) leaves its lock file: the new
+ * file adopts it instead of being refused as another catalog's. */
+static void owner__deleted_catalog_starts_fresh(void **state)
+{
+	struct fixture *f = *state;
+	kvbm_manager *m = kvbm_test_open_cfg(&f->cfg);
+
+	add_block(m, 9);
+	assert_int_equal(kvbm_close(m), KVBM_OK);
+	assert_true(exists(f->path, "-kvbm"));
+	assert_int_equal(unlink(f->path), 0);
+	m = kvbm_test_open_cfg(&f->cfg);
+	assert_int_equal(kvbm_test_counts(m).inactive, 0);
+	add_block(m, 10);
+	assert_int_equal(kvbm_close(m), KVBM_OK);
+	m = kvbm_test_open_cfg(&f->cfg); /* and the adoption stuck */
+	assert_int_equal(kvbm_test_counts(m).inactive, 1);
+	assert_int_equal(kvbm_close(m), KVBM_OK);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -366,6 +386,7 @@ int main(void)
 		T(owner__wal_of_another_catalog_is_refused),
 		T(owner__damaged_schema_is_refused_by_name),
 		T(owner__foreign_long_transaction_is_waited_out),
+		T(owner__deleted_catalog_starts_fresh),
 	};
 	return cmocka_run_group_tests_name("ownership", tests, NULL, NULL);
 }

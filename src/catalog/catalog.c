@@ -283,6 +283,7 @@ static kvbm_status open_db(struct kvbm__catalog *cat)
 	 * fails half way leaves a file the next open recognises as its own. */
 	if (is_new && (rc = kvbm__sql_exec(cat->db, KVBM__CLAIM_NEW_FILE)) != SQLITE_OK)
 		return open_failure(mgr, cat->db, rc, path);
+	cat->new_file = is_new;
 	if ((rc = kvbm__sql_exec(cat->db, "PRAGMA journal_mode = WAL")) != SQLITE_OK)
 		return (rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT
 			       ? kvbm__fail(mgr, KVBM_E_CORRUPT, "%s is not a kvbm catalog: %s", path,
@@ -333,7 +334,7 @@ static kvbm_status check_ownership(struct kvbm__catalog *cat)
 		return kvbm__fail(mgr, st, "%s", msg);
 	if ((st = read_catalog_id(cat, &id)) != KVBM_OK)
 		return st;
-	return kvbm__owner_open(&cat->owner, mgr, mgr->catalog_path, id);
+	return kvbm__owner_open(&cat->owner, mgr, mgr->catalog_path, id, cat->new_file);
 }
 
 void kvbm__catalog_finalize(struct kvbm__catalog *cat)

@@ -46,6 +46,7 @@ struct kvbm__catalog {
 	int wal_pages;              /* WAL frames after the last commit */
 	int page_size;
 	bool shrink_wal;            /* the disk is full: empty the WAL when it can be */
+	bool new_file;              /* the open found the file missing or empty */
 	uint32_t commits_since_ballast;
 	struct kvbm__owner owner;   /* lock file: ownership, identity, ballast */
 	int ckpt_behind;            /* frames the last checkpoint could not copy */

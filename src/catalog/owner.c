@@ -32,7 +32,7 @@ static void sidecar_path(char *out, size_t len, const char *path)
 }
 
 kvbm_status kvbm__owner_open(struct kvbm__owner *o, kvbm_manager *mgr, const char *path,
-			     int64_t catalog_id)
+			     int64_t catalog_id, bool new_file)
 {
 	char name[4200], header[HEADER_BYTES + 1];
 	struct stat sb;
@@ -54,7 +54,7 @@ kvbm_status kvbm__owner_open(struct kvbm__owner *o, kvbm_manager *mgr, const cha
 	}
 	const ssize_t got = pread(fd, header, HEADER_BYTES, 0);
 	header[got > 0 ? got : 0] = '\0';
-	if (got > 0 && header[0] != '\0') {
+	if (got > 0 && header[0] != '\0' && !new_file) {
 		unsigned long long id = 0;
 		if (sscanf(header, "kvbm-catalog %16llx", &id) != 1 || (int64_t)id != catalog_id) {
 			close(fd);

@@ -34,9 +34,11 @@ struct kvbm__owner {
 
 /* Open (or create) the sidecar of path and check it belongs to the catalog
  * whose id is catalog_id: a sidecar naming another id refuses the open
- * (KVBM_E_CORRUPT); a new or empty one is adopted by kvbm__owner_adopt. */
+ * (KVBM_E_CORRUPT); a new or empty one, or one left beside a catalog file
+ * that was deleted (new_file: the open found it missing or empty), is
+ * adopted by kvbm__owner_adopt. */
 kvbm_status kvbm__owner_open(struct kvbm__owner *o, struct kvbm_manager *mgr, const char *path,
-			     int64_t catalog_id);
+			     int64_t catalog_id, bool new_file);
 /* After the open committed: record the catalog id in a new lock file. */
 kvbm_status kvbm__owner_adopt(struct kvbm__owner *o, struct kvbm_manager *mgr, const char *path);
 /* Take tier_id's slot for this process, or KVBM_E_BUSY naming its holder. */

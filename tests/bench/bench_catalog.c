@@ -60,9 +60,9 @@ static void sql_check(sqlite3 *db, const char *what, int rc)
 static void remove_catalog(const char *path)
 {
 	char p[600];
-	static const char *const suffix[] = {"", "-wal", "-shm"};
+	static const char *const suffix[] = {"", "-wal", "-shm", "-kvbm"};
 
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		snprintf(p, sizeof(p), "%s%s", path, suffix[i]);
 		unlink(p);
 	}

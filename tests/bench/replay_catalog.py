@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def run(cli, trace, capacity, policy, db):
     cmd = [cli]
     if db:
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("", "-wal", "-shm", "-kvbm"):
             try:
                 os.unlink(db + suffix)
             except FileNotFoundError:

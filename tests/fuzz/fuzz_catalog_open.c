@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * (path.detached-<incarnation>[-wal|-shm]). */
 static void remove_files(const char *path)
 {
-	static const char *const sides[] = {"", "-wal", "-shm", "-journal"};
+	static const char *const sides[] = {"", "-wal", "-shm", "-journal", "-kvbm"};
 	char p[4200];
 	glob_t g;
 
