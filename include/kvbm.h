@@ -887,6 +887,41 @@ KVBM_API kvbm_status kvbm_hash_sequence(const uint32_t *tokens, size_t n_tokens,
 KVBM_API kvbm_status kvbm_catalog_migrate(const char *path, unsigned flags, int *from, int *to,
 					  char *errbuf, size_t errlen);
 
+/** Longest full key kvbm_block_key_set() keeps. */
+#define KVBM_KEY_MAX 64
+
+/**
+ * Record the full key a registered block's 64-bit hash stands for (vLLM's
+ * 32-byte block hash, say), so that after a restart the caller can check
+ * keys against restored blocks as it did before: the key goes into the
+ * block's catalog row (in memory only until the row is written) and comes
+ * back with the block (kvbm_block_key_take). A later call for the same
+ * registration replaces it; a new registration of the block starts
+ * without one. Without a catalog it does nothing.
+ *
+ * Ownership: key is copied.
+ * Thread-safety: any thread; takes the manager lock.
+ * Errors: KVBM_E_INVAL (NULL, len 0 or over KVBM_KEY_MAX), KVBM_E_NOTFOUND
+ *   (hash is not a registered primary or inactive block), KVBM_E_NOMEM.
+ */
+KVBM_API kvbm_status kvbm_block_key_set(kvbm_manager *mgr, kvbm_hash hash, const void *key,
+					uint32_t len);
+
+/**
+ * The full key a block restored from the catalog was recorded with
+ * (kvbm_block_key_set before the restart): copied to buf, its length to
+ * *len. Each restored key is given out once (kvbm keeps it only until
+ * then, or until the block leaves the registry).
+ *
+ * Ownership: buf is the caller's, cap bytes.
+ * Thread-safety: any thread; takes the manager lock.
+ * Errors: KVBM_E_NOTFOUND (no restored key for hash: not restored, none
+ *   recorded, or already taken), KVBM_E_INVAL (NULL argument; or cap too
+ *   small: *len says how much is needed, the key stays).
+ */
+KVBM_API kvbm_status kvbm_block_key_take(kvbm_manager *mgr, kvbm_hash hash, void *buf,
+					 uint32_t cap, uint32_t *len);
+
 /**
  * Block until every change queued before this call is committed (the
  * oldest first, and what arrives meanwhile may ride along).

@@ -72,15 +72,17 @@ CREATE TABLE block_rows (
 	retention INTEGER NOT NULL,
 	registered_at INTEGER,             -- unix ms, stamped by the writer
 	last_access_at INTEGER,            -- unix ms, stamped by the writer
-	tokens BLOB                        -- cfg.catalog_tokens: u32le token ids (block_size of
+	tokens BLOB,                       -- cfg.catalog_tokens: u32le token ids (block_size of
 	                                   -- them), u32le extra-key count, then the LoRA name and
 	                                   -- each extra key NUL-terminated; NULL otherwise
+	key BLOB                           -- kvbm_block_key_set: the full key the hash digests
+	                                   -- (vLLM's 32-byte block hash), up to 64 bytes
 );
 
 INSERT INTO block_rows
 SELECT (t.tier_id << 32) | b.block_id, 0, b.seq_hash, b.parent_hash, b.position, b.evict_key,
        b.access_tick, b.access_count, b.frequency, b.priority, b.retention, b.registered_at,
-       b.last_access_at, NULL
+       b.last_access_at, NULL, NULL
 FROM blocks b JOIN tiers t ON t.name = b.tier
 WHERE b.state = 1 AND b.seq_hash IS NOT NULL AND b.block_id BETWEEN 0 AND 4294967295;
 
@@ -120,11 +122,21 @@ SELECT name AS tier, schema_version, block_size, block_count, hash_algorithm, ha
        vetoed_blocks
 FROM tiers;
 
--- Each listed block with the newest reclaim that lists it.
+-- Each listed block with the newest reclaim that lists it (readable rows).
 CREATE VIEW reclaimed_blocks AS
 SELECT r.tier_id, j.value AS block_id, max(r.seq) AS seq
-FROM reclaims r, json_each(r.blocks) j
+FROM reclaims r, json_each(CASE WHEN json_valid(r.blocks) THEN r.blocks ELSE '[]' END) j
+WHERE j.type = 'integer' AND j.value >= 0
 GROUP BY r.tier_id, j.value;
+
+-- Reclaim rows the library cannot read (not a JSON array of ids: damage or
+-- a hand edit): they might list any block, so no older row of their tier
+-- is trusted, as the restore does.
+CREATE VIEW unreadable_reclaims AS
+SELECT tier_id, max(seq) AS seq FROM reclaims
+WHERE NOT coalesce(json_valid(blocks), 0) OR json_type(blocks) != 'array'
+   OR EXISTS (SELECT 1 FROM json_each(blocks) WHERE type != 'integer' OR value < 0)
+GROUP BY tier_id;
 
 -- Registered blocks as version 2 showed them (state is always 1: a free
 -- block has no row). One scan of block_rows; the reclaim lookup uses an
@@ -136,7 +148,8 @@ SELECT t.name AS tier, b.id & 4294967295 AS block_id, 1 AS state, b.seq_hash, b.
 FROM block_rows b
 JOIN tiers t ON t.tier_id = b.id >> 32
 LEFT JOIN reclaimed_blocks m ON m.tier_id = b.id >> 32 AND m.block_id = b.id & 4294967295
-WHERE m.seq IS NULL OR m.seq <= b.wseq;
+LEFT JOIN unreadable_reclaims u ON u.tier_id = b.id >> 32
+WHERE b.wseq >= 0 AND (m.seq IS NULL OR m.seq <= b.wseq) AND (u.seq IS NULL OR u.seq <= b.wseq);
 
 CREATE VIEW pool_summary AS
 SELECT m.tier,

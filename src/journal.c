@@ -36,6 +36,7 @@ static void image_of(kvbm_manager *mgr, uint32_t b, struct kvbm__image *img)
 				 ? mgr->evict->frequency(mgr->evict_state, b, s->hash)
 				 : img->access_count;
 	img->tokens = kvbm__row_tokens_take(mgr, b);
+	img->key = kvbm__row_key_take(mgr, b);
 	s->durable_claim = 1;
 }
 
@@ -121,8 +122,10 @@ void kvbm__journal_committed(kvbm_manager *mgr, const struct kvbm__take *t, uint
 			kvbm__list_push_tail(mgr, KVBM__IN_RESET, b);
 		}
 	}
-	for (uint32_t i = 0; i < t->n; i++)
+	for (uint32_t i = 0; i < t->n; i++) {
 		free(t->imgs[i].tokens);
+		free(t->imgs[i].key);
+	}
 	mgr->m.catalog_rows_committed += t->n;
 	mgr->m.catalog_reclaim_rows += t->reclaim_rows;
 	mgr->m.catalog_blocks_reclaimed += t->n_freed;
@@ -147,6 +150,8 @@ void kvbm__journal_failed(kvbm_manager *mgr, const struct kvbm__take *t, kvbm_st
 		kvbm__journal_mark(mgr, t->imgs[i].block);
 		if (t->imgs[i].tokens)
 			kvbm__row_tokens_give_back(mgr, &t->imgs[i]);
+		if (t->imgs[i].key)
+			kvbm__row_key_give_back(mgr, t->imgs[i].block, t->imgs[i].hash, t->imgs[i].key);
 	}
 	for (uint32_t i = 0; i < t->n_freed; i++) {
 		const uint32_t b = t->freed[i];

@@ -34,6 +34,7 @@ struct kvbm__image {
 	uint32_t retention;
 	uint32_t *tokens;      /* cfg.catalog_tokens: the block's token copy, owned by
 				  the image (first row after staging), else NULL */
+	struct kvbm__key *key; /* kvbm_block_key_set: the full key, owned, else NULL */
 };
 
 /* One transaction's worth of work, filled by kvbm__journal_take. The

@@ -124,6 +124,8 @@ struct kvbm_manager {
 	struct kvbm__events *events;       /* NULL without an event sink */
 	uint32_t **row_tokens;             /* cfg.catalog_tokens: copies waiting for their row (row_tokens.c) */
 	uint32_t **restored_tokens;        /* restored copies waiting for their announcement */
+	struct kvbm__key **row_keys;       /* kvbm_block_key_set: keys waiting for their row */
+	struct kvbm__key **restored_keys;  /* restored keys waiting for kvbm_block_key_take */
 
 	/* last error, guarded by err_lock (taken after `lock` when both) */
 	pthread_mutex_t err_lock;
@@ -190,7 +192,13 @@ static inline void kvbm__journal_mark(kvbm_manager *mgr, uint32_t b)
 		kvbm__catalog_wake(mgr->catalog);
 }
 
-/* Token blocks for the catalog (row_tokens.c); lock held. A copy has the
+/* A caller's full key (kvbm_block_key_set), at most KVBM_KEY_MAX bytes. */
+struct kvbm__key {
+	uint32_t len;
+	unsigned char bytes[];
+};
+
+/* Token blocks and keys for the catalog (row_extras.c); lock held. A copy has the
  * layout of kvbm__events_token_copy. */
 size_t kvbm__token_copy_bytes(const uint32_t *copy, uint32_t block_size);
 bool kvbm__token_copy_valid(const void *bytes, size_t len, uint32_t block_size);
@@ -201,7 +209,16 @@ void kvbm__row_tokens_give_back(kvbm_manager *mgr, const struct kvbm__image *img
 void kvbm__restored_tokens_set(kvbm_manager *mgr, uint32_t b, uint32_t *copy);
 uint32_t *kvbm__restored_tokens_take(kvbm_manager *mgr, uint32_t b);
 void kvbm__restored_tokens_free(kvbm_manager *mgr);
-void kvbm__row_tokens_free(kvbm_manager *mgr);
+void kvbm__row_tokens_free(kvbm_manager *mgr); /* and the keys */
+struct kvbm__key *kvbm__key_copy(const void *bytes, uint32_t len); /* no lock */
+bool kvbm__row_key_set(kvbm_manager *mgr, uint32_t b, struct kvbm__key *k); /* owns k */
+struct kvbm__key *kvbm__row_key_take(kvbm_manager *mgr, uint32_t b);
+void kvbm__row_key_give_back(kvbm_manager *mgr, uint32_t b, kvbm_hash hash, struct kvbm__key *k);
+void kvbm__restored_key_set(kvbm_manager *mgr, uint32_t b, struct kvbm__key *k);
+struct kvbm__key *kvbm__restored_key_take(kvbm_manager *mgr, uint32_t b);
+void kvbm__row_keys_free(kvbm_manager *mgr);
+/* The block left the registry: drop its tokens and keys. */
+void kvbm__row_extras_drop(kvbm_manager *mgr, uint32_t b);
 
 /* A fresh non-zero generation after g. */
 static inline uint32_t kvbm__next_gen(uint32_t g)

@@ -97,7 +97,7 @@ void kvbm__pool_drop_hash(kvbm_manager *mgr, uint32_t b)
 		kvbm__events_push(mgr, KVBM_EVENT_REMOVED, b);
 	s->epoch = 0;
 	s->first_tick = 0;
-	kvbm__row_tokens_drop(mgr, b);
+	kvbm__row_extras_drop(mgr, b);
 	/* No dirty mark: a block without a hash has no row to write. If a
 	 * row of it committed, durable_claim keeps it off the reset list
 	 * until the writer has recorded it free (journal.c). */

@@ -104,7 +104,7 @@ kvbm_status kvbm__catalog_check_schema(sqlite3 *db, const char *path, char *msg,
 		" last_commit_at, restored_blocks, vetoed_blocks, write_seq FROM tiers",
 		"SELECT id, wseq, seq_hash, parent_hash, position, evict_key, access_tick,"
 		" access_count, frequency, priority, retention, registered_at, last_access_at,"
-		" tokens FROM block_rows",
+		" tokens, key FROM block_rows",
 		"SELECT rec_id, tier_id, seq, blocks FROM reclaims",
 		"SELECT catalog_id, commit_seq FROM catalog",
 		"SELECT tier, name, value FROM stats",

@@ -51,35 +51,42 @@ static int by_evict_key(const void *a, const void *b)
 	return x->block < y->block ? -1 : x->block > y->block;
 }
 
+static bool json_space(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
 /* Parse a reclaim row's JSON array of block ids into mask[] (the newest
  * seq listing each block). Returns false for text that is not such an
- * array: the caller then trusts no row older than the reclaim. */
+ * array (the reclaimed_blocks view reads the same texts the same way):
+ * the caller then trusts no row older than the reclaim. */
 static bool parse_reclaim(const unsigned char *p, uint64_t seq, uint64_t *mask, uint32_t count)
 {
 	if (!p)
 		return false;
-	while (*p == ' ')
+	while (json_space(*p))
 		p++;
 	if (*p++ != '[')
 		return false;
-	while (*p == ' ')
+	while (json_space(*p))
 		p++;
 	if (*p == ']')
 		return true;
 	for (;;) {
 		uint64_t v = 0;
 		int digits = 0;
-		while (*p == ' ')
+		while (json_space(*p))
 			p++;
-		while (*p >= '0' && *p <= '9' && digits < 11) {
+		while (*p >= '0' && *p <= '9' && digits < 19) {
 			v = v * 10 + (uint64_t)(*p++ - '0');
 			digits++;
 		}
-		if (digits == 0 || (*p >= '0' && *p <= '9'))
+		/* Ids past 19 digits, fractions and exponents are not ids. */
+		if (digits == 0 || (*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E')
 			return false;
 		if (v < count && mask[v] < seq)
 			mask[v] = seq;
-		while (*p == ' ')
+		while (json_space(*p))
 			p++;
 		if (*p == ']')
 			return true;
@@ -146,10 +153,10 @@ static void read_half(struct half *h)
 	int rc = sqlite3_prepare_v2(h->db,
 				    h->cat->mgr->cfg.catalog_tokens
 					    ? "SELECT id, wseq, seq_hash, parent_hash, position, access_tick,"
-					      " access_count, frequency, priority, retention, evict_key, tokens"
-					      " FROM block_rows WHERE id BETWEEN ?1 AND ?2"
+					      " access_count, frequency, priority, retention, evict_key, key,"
+					      " tokens FROM block_rows WHERE id BETWEEN ?1 AND ?2"
 					    : "SELECT id, wseq, seq_hash, parent_hash, position, access_tick,"
-					      " access_count, frequency, priority, retention, evict_key"
+					      " access_count, frequency, priority, retention, evict_key, key"
 					      " FROM block_rows WHERE id BETWEEN ?1 AND ?2",
 				    -1, &st, NULL);
 
@@ -200,12 +207,23 @@ static void read_half(struct half *h)
 		img->retention = (uint32_t)sqlite3_column_int64(st, 9);
 		img->evict_key = (uint64_t)sqlite3_column_int64(st, 10);
 		img->tokens = NULL;
+		img->key = NULL;
+		if (sqlite3_column_type(st, 11) == SQLITE_BLOB) {
+			const int len = sqlite3_column_bytes(st, 11);
+			/* A key of another length is damage: the block restores
+			 * without one, as if none was recorded. */
+			if (len > 0 && len <= KVBM_KEY_MAX &&
+			    !(img->key = kvbm__key_copy(sqlite3_column_blob(st, 11), (uint32_t)len))) {
+				h->nomem = true;
+				goto out;
+			}
+		}
 		if (h->cat->mgr->cfg.catalog_tokens && h->cat->mgr->cfg.event_sink &&
-		    sqlite3_column_type(st, 11) == SQLITE_BLOB) {
+		    sqlite3_column_type(st, 12) == SQLITE_BLOB) {
 			/* Kept for the restart announcement; a damaged blob only
 			 * makes it an announcement by hash. */
-			const void *blob = sqlite3_column_blob(st, 11);
-			const size_t len = (size_t)sqlite3_column_bytes(st, 11);
+			const void *blob = sqlite3_column_blob(st, 12);
+			const size_t len = (size_t)sqlite3_column_bytes(st, 12);
 			if (kvbm__token_copy_valid(blob, len, h->cat->mgr->block_size) &&
 			    (img->tokens = malloc(len)))
 				memcpy(img->tokens, blob, len);
@@ -293,8 +311,10 @@ void kvbm__restore_free(struct kvbm__restore *r)
 	for (int k = 0; k < 2; k++) {
 		if (r->h[k].db && r->h[k].db != r->h[k].cat->db)
 			sqlite3_close(r->h[k].db);
-		for (size_t i = 0; i < r->h[k].n; i++)
-			free(r->h[k].rows[i].tokens); /* those not handed over */
+		for (size_t i = 0; i < r->h[k].n; i++) { /* those not handed over */
+			free(r->h[k].rows[i].tokens);
+			free(r->h[k].rows[i].key);
+		}
 		free(r->h[k].rows);
 		free(r->h[k].dropped);
 	}
@@ -400,12 +420,17 @@ kvbm_status kvbm__restore_apply(struct kvbm__catalog *cat)
 		if (keep) {
 			if (img->tokens)
 				kvbm__restored_tokens_set(mgr, img->block, img->tokens);
+			if (img->key)
+				kvbm__restored_key_set(mgr, img->block, img->key);
 			img->tokens = NULL;
+			img->key = NULL;
 			restored++;
 			continue;
 		}
 		free(img->tokens);
+		free(img->key);
 		img->tokens = NULL;
+		img->key = NULL;
 		vetoed++;
 		if ((rc = delete_row(cat, &del, img->block)) != SQLITE_OK) {
 			status = kvbm__sql_fail(mgr, cat->db, rc, "delete a refused row");

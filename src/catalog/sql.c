@@ -121,6 +121,10 @@ static int upsert(struct kvbm__catalog *cat, const struct kvbm__image *img, uint
 				  SQLITE_STATIC);
 	else
 		sqlite3_bind_null(st, 13);
+	if (img->key)
+		sqlite3_bind_blob(st, 14, img->key->bytes, (int)img->key->len, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 14);
 	const int rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
@@ -133,8 +137,8 @@ static int upsert(struct kvbm__catalog *cat, const struct kvbm__image *img, uint
 const char kvbm__upsert_sql[] =
 	"INSERT INTO block_rows (id, wseq, seq_hash, parent_hash, position, evict_key,"
 	" access_tick, access_count, frequency, priority, retention, registered_at,"
-	" last_access_at, tokens)"
-	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)"
+	" last_access_at, tokens, key)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)"
 	" ON CONFLICT (id) DO UPDATE SET wseq = excluded.wseq, seq_hash = excluded.seq_hash,"
 	" parent_hash = excluded.parent_hash, position = excluded.position,"
 	" evict_key = excluded.evict_key, access_tick = excluded.access_tick,"
@@ -147,7 +151,9 @@ const char kvbm__upsert_sql[] =
 	"  THEN block_rows.last_access_at ELSE excluded.last_access_at END,"
 	/* Tokens come with the first row after staging only. */
 	" tokens = CASE WHEN excluded.tokens IS NOT NULL THEN excluded.tokens"
-	"  WHEN block_rows.seq_hash = excluded.seq_hash THEN block_rows.tokens END";
+	"  WHEN block_rows.seq_hash = excluded.seq_hash THEN block_rows.tokens END,"
+	" key = CASE WHEN excluded.key IS NOT NULL THEN excluded.key"
+	"  WHEN block_rows.seq_hash = excluded.seq_hash THEN block_rows.key END";
 
 /* Decimal digits of v at p, returns the end. */
 static char *put_u32(char *p, uint32_t v)

@@ -1,0 +1,301 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * What a block's catalog row carries besides its hash, held in memory only
+ * until the row is written (or until a restored one is used).
+ *
+ * Token blocks (cfg.catalog_tokens): a block staged
+ * with kvbm_stage_tokens holds a copy of its tokens, LoRA name and extra
+ * keys (the layout of kvbm__events_token_copy) from staging until the
+ * writer takes its row, or until it loses its hash; the row then carries
+ * them (block_rows.tokens), so a restart can announce restored blocks with
+ * their tokens, which is what routers that key by tokens need. Blocks
+ * restored with tokens hold them until their restart announcement.
+ *
+ * Full keys (kvbm_block_key_set): a caller whose 64-bit hash digests a
+ * longer key (vLLM's 32-byte block hashes) records it, and gets it back
+ * for a restored block (kvbm_block_key_take), so it can verify keys after
+ * a restart as before it.
+ *
+ * Manager lock held for everything here.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "manager.h"
+
+size_t kvbm__token_copy_bytes(const uint32_t *copy, uint32_t block_size)
+{
+	const uint32_t n_extra = copy[block_size];
+	const char *p = (const char *)(copy + block_size + 1);
+
+	for (uint32_t i = 0; i <= n_extra; i++) /* the LoRA name, then each key */
+		p += strlen(p) + 1;
+	return (size_t)(p - (const char *)copy);
+}
+
+bool kvbm__token_copy_valid(const void *bytes, size_t len, uint32_t block_size)
+{
+	const size_t head = ((size_t)block_size + 1) * sizeof(uint32_t);
+
+	if (len < head + 1)
+		return false;
+	uint32_t n_extra;
+	memcpy(&n_extra, (const char *)bytes + block_size * sizeof(uint32_t), sizeof(n_extra));
+	if (n_extra > 16)
+		return false;
+	const char *p = (const char *)bytes + head, *end = (const char *)bytes + len;
+	for (uint32_t i = 0; i <= n_extra; i++) {
+		const char *nul = memchr(p, '\0', (size_t)(end - p));
+		if (!nul)
+			return false;
+		p = nul + 1;
+	}
+	return p == end;
+}
+
+static uint32_t **table(kvbm_manager *mgr, uint32_t ***slot)
+{
+	if (!*slot)
+		*slot = calloc(mgr->block_count, sizeof(**slot));
+	return *slot;
+}
+
+bool kvbm__row_tokens_set(kvbm_manager *mgr, uint32_t b, uint32_t *copy)
+{
+	uint32_t **t = table(mgr, &mgr->row_tokens);
+
+	if (!t) {
+		free(copy);
+		return false;
+	}
+	free(t[b]);
+	t[b] = copy;
+	return true;
+}
+
+void kvbm__row_tokens_drop(kvbm_manager *mgr, uint32_t b)
+{
+	if (mgr->row_tokens) {
+		free(mgr->row_tokens[b]);
+		mgr->row_tokens[b] = NULL;
+	}
+}
+
+uint32_t *kvbm__row_tokens_take(kvbm_manager *mgr, uint32_t b)
+{
+	if (!mgr->row_tokens)
+		return NULL;
+	uint32_t *copy = mgr->row_tokens[b];
+	mgr->row_tokens[b] = NULL;
+	return copy;
+}
+
+void kvbm__row_tokens_give_back(kvbm_manager *mgr, const struct kvbm__image *img)
+{
+	struct kvbm__slot *s = &mgr->slots[img->block];
+	const bool same = (s->state == KVBM__SLOT_PRIMARY || s->state == KVBM__SLOT_INACTIVE) &&
+			  s->hash == img->hash;
+
+	if (same && mgr->row_tokens && !mgr->row_tokens[img->block])
+		mgr->row_tokens[img->block] = img->tokens;
+	else
+		free(img->tokens);
+}
+
+void kvbm__restored_tokens_set(kvbm_manager *mgr, uint32_t b, uint32_t *copy)
+{
+	uint32_t **t = table(mgr, &mgr->restored_tokens);
+
+	if (!t) {
+		free(copy); /* the announcement goes out by hash only */
+		return;
+	}
+	free(t[b]);
+	t[b] = copy;
+}
+
+uint32_t *kvbm__restored_tokens_take(kvbm_manager *mgr, uint32_t b)
+{
+	if (!mgr->restored_tokens)
+		return NULL;
+	uint32_t *copy = mgr->restored_tokens[b];
+	mgr->restored_tokens[b] = NULL;
+	return copy;
+}
+
+static void free_table(uint32_t ***t, uint32_t n)
+{
+	if (!*t)
+		return;
+	for (uint32_t b = 0; b < n; b++)
+		free((*t)[b]);
+	free(*t);
+	*t = NULL;
+}
+
+void kvbm__restored_tokens_free(kvbm_manager *mgr)
+{
+	free_table(&mgr->restored_tokens, mgr->block_count);
+}
+
+void kvbm__row_tokens_free(kvbm_manager *mgr)
+{
+	free_table(&mgr->row_tokens, mgr->block_count);
+	free_table(&mgr->restored_tokens, mgr->block_count);
+	kvbm__row_keys_free(mgr);
+}
+
+/* --- full keys --- */
+
+struct kvbm__key *kvbm__key_copy(const void *bytes, uint32_t len)
+{
+	struct kvbm__key *k = malloc(sizeof(*k) + len);
+
+	if (k) {
+		k->len = len;
+		memcpy(k->bytes, bytes, len);
+	}
+	return k;
+}
+
+static struct kvbm__key **key_table(kvbm_manager *mgr, struct kvbm__key ***slot)
+{
+	if (!*slot)
+		*slot = calloc(mgr->block_count, sizeof(**slot));
+	return *slot;
+}
+
+bool kvbm__row_key_set(kvbm_manager *mgr, uint32_t b, struct kvbm__key *k)
+{
+	struct kvbm__key **t = key_table(mgr, &mgr->row_keys);
+
+	if (!t) {
+		free(k);
+		return false;
+	}
+	free(t[b]);
+	t[b] = k;
+	return true;
+}
+
+struct kvbm__key *kvbm__row_key_take(kvbm_manager *mgr, uint32_t b)
+{
+	if (!mgr->row_keys)
+		return NULL;
+	struct kvbm__key *k = mgr->row_keys[b];
+	mgr->row_keys[b] = NULL;
+	return k;
+}
+
+void kvbm__row_key_give_back(kvbm_manager *mgr, uint32_t b, kvbm_hash hash, struct kvbm__key *k)
+{
+	const struct kvbm__slot *s = &mgr->slots[b];
+	const bool same = (s->state == KVBM__SLOT_PRIMARY || s->state == KVBM__SLOT_INACTIVE) &&
+			  s->hash == hash;
+
+	if (same && mgr->row_keys && !mgr->row_keys[b])
+		mgr->row_keys[b] = k;
+	else
+		free(k);
+}
+
+void kvbm__restored_key_set(kvbm_manager *mgr, uint32_t b, struct kvbm__key *k)
+{
+	struct kvbm__key **t = key_table(mgr, &mgr->restored_keys);
+
+	if (!t) {
+		free(k); /* its block is then verified as if restored without one */
+		return;
+	}
+	free(t[b]);
+	t[b] = k;
+}
+
+struct kvbm__key *kvbm__restored_key_take(kvbm_manager *mgr, uint32_t b)
+{
+	if (!mgr->restored_keys)
+		return NULL;
+	struct kvbm__key *k = mgr->restored_keys[b];
+	mgr->restored_keys[b] = NULL;
+	return k;
+}
+
+void kvbm__row_extras_drop(kvbm_manager *mgr, uint32_t b)
+{
+	kvbm__row_tokens_drop(mgr, b);
+	if (mgr->row_keys) {
+		free(mgr->row_keys[b]);
+		mgr->row_keys[b] = NULL;
+	}
+	if (mgr->restored_keys) {
+		free(mgr->restored_keys[b]);
+		mgr->restored_keys[b] = NULL;
+	}
+}
+
+static void free_key_table(struct kvbm__key ***t, uint32_t n)
+{
+	if (!*t)
+		return;
+	for (uint32_t b = 0; b < n; b++)
+		free((*t)[b]);
+	free(*t);
+	*t = NULL;
+}
+
+void kvbm__row_keys_free(kvbm_manager *mgr)
+{
+	free_key_table(&mgr->row_keys, mgr->block_count);
+	free_key_table(&mgr->restored_keys, mgr->block_count);
+}
+
+kvbm_status kvbm_block_key_set(kvbm_manager *mgr, kvbm_hash hash, const void *key, uint32_t len)
+{
+	KVBM_CHECK_ARG(mgr, mgr && key && len > 0 && len <= KVBM_KEY_MAX);
+	if (!mgr->journal_on)
+		return KVBM_OK;
+	struct kvbm__key *k = kvbm__key_copy(key, len); /* outside the lock */
+	if (!k)
+		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot copy a %u-byte key", len);
+	KVBM_LOCK(mgr);
+	const uint32_t b = kvbm__registry_find(&mgr->registry, hash);
+	const struct kvbm__slot *s = b == KVBM__NIL ? NULL : &mgr->slots[b];
+	if (!s || (s->state != KVBM__SLOT_PRIMARY && s->state != KVBM__SLOT_INACTIVE)) {
+		KVBM_UNLOCK(mgr);
+		free(k);
+		return kvbm__fail(mgr, KVBM_E_NOTFOUND, "hash %016llx is not registered",
+				  (unsigned long long)hash);
+	}
+	if (!kvbm__row_key_set(mgr, b, k)) {
+		KVBM_UNLOCK(mgr);
+		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot keep the key of block %u", b);
+	}
+	kvbm__journal_mark(mgr, b);
+	KVBM_UNLOCK(mgr);
+	return KVBM_OK;
+}
+
+kvbm_status kvbm_block_key_take(kvbm_manager *mgr, kvbm_hash hash, void *buf, uint32_t cap,
+				uint32_t *len)
+{
+	KVBM_CHECK_ARG(mgr, mgr && buf && len);
+	KVBM_LOCK(mgr);
+	const uint32_t b = kvbm__registry_find(&mgr->registry, hash);
+	struct kvbm__key *k = b == KVBM__NIL || !mgr->restored_keys ? NULL : mgr->restored_keys[b];
+	if (!k) {
+		KVBM_UNLOCK(mgr);
+		return kvbm__fail(mgr, KVBM_E_NOTFOUND, "no restored key for hash %016llx",
+				  (unsigned long long)hash);
+	}
+	*len = k->len;
+	if (cap < k->len) {
+		KVBM_UNLOCK(mgr);
+		return kvbm__fail(mgr, KVBM_E_INVAL, "key of %u bytes does not fit in %u", k->len,
+				  cap);
+	}
+	memcpy(buf, k->bytes, k->len);
+	mgr->restored_keys[b] = NULL;
+	KVBM_UNLOCK(mgr);
+	free(k);
+	return KVBM_OK;
+}
