@@ -12,9 +12,10 @@
 
 #define HEX(col) "printf('%016x', " col ")"
 
-/* Parse options, open the catalog read-only; NULL with *rc set on failure. */
+/* Parse options, open the catalog read-only (flags: CLI_DB_*); NULL with
+ * *rc set on failure. */
 static sqlite3 *start(struct cli *cli, int argc, char **argv, struct opt *opts, char **pos,
-		      int max_pos, int *n_pos, int *rc)
+		      int max_pos, int *n_pos, unsigned flags, int *rc)
 {
 	const int r = cli_options(cli, argc, argv, opts, pos, max_pos, n_pos);
 
@@ -22,7 +23,7 @@ static sqlite3 *start(struct cli *cli, int argc, char **argv, struct opt *opts, 
 		*rc = r > 0 ? EXIT_OK : EXIT_USAGE;
 		return NULL;
 	}
-	sqlite3 *db = cli_open_db(cli, false);
+	sqlite3 *db = cli_open_db(cli, flags);
 	if (!db)
 		*rc = cli->db ? EXIT_ERR : EXIT_USAGE;
 	return db;
@@ -31,7 +32,7 @@ static sqlite3 *start(struct cli *cli, int argc, char **argv, struct opt *opts, 
 int cmd_info(struct cli *cli, int argc, char **argv)
 {
 	int rc, n;
-	sqlite3 *db = start(cli, argc, argv, NULL, NULL, 0, &n, &rc);
+	sqlite3 *db = start(cli, argc, argv, NULL, NULL, 0, &n, 0, &rc);
 
 	if (!db)
 		return rc;
@@ -49,16 +50,33 @@ int cmd_info(struct cli *cli, int argc, char **argv)
 	return rc;
 }
 
+/* Registered rows per tier, as the TEMP table kv_count(tier, registered). */
+static int count_registered(const struct cli *cli, sqlite3 *db)
+{
+	int rc = cli_registered(cli, db, 0);
+
+	if (rc == EXIT_OK &&
+	    sqlite3_exec(db,
+			 "CREATE TEMP TABLE kv_count AS SELECT t.name AS tier,"
+			 " (SELECT count(*) FROM block_rows b WHERE " CLI_TIER_RANGE("t", "b")
+			 " AND " CLI_LIVE("t", "b") ") AS registered FROM kv_tier t",
+			 NULL, NULL, NULL) != SQLITE_OK)
+		rc = cli_error(cli, "cannot count blocks of %s: %s", cli->db, sqlite3_errmsg(db));
+	return rc;
+}
+
 int cmd_stats(struct cli *cli, int argc, char **argv)
 {
 	int rc, n;
-	sqlite3 *db = start(cli, argc, argv, NULL, NULL, 0, &n, &rc);
+	sqlite3 *db = start(cli, argc, argv, NULL, NULL, 0, &n, 0, &rc);
 
 	if (!db)
 		return rc;
-#define STAT(name) "(SELECT value FROM stats s WHERE s.tier = p.tier AND s.name = '" name "')"
+	if ((rc = count_registered(cli, db)) != EXIT_OK)
+		goto out;
+#define STAT(name) "(SELECT value FROM stats s WHERE s.tier = m.tier AND s.name = '" name "')"
 	rc = cli_query(cli, db,
-		       "SELECT p.tier, p.block_count, p.registered, p.free,"
+		       "SELECT m.tier, m.block_count, c.registered, m.block_count - c.registered AS free,"
 		       " " STAT("allocations") " AS allocations,"
 		       " " STAT("evictions") " AS evictions,"
 		       " " STAT("registrations") " AS registrations,"
@@ -68,20 +86,23 @@ int cmd_stats(struct cli *cli, int argc, char **argv)
 			       "match_hashes_requested") ", 0), 4) AS match_hit_rate,"
 		       " " STAT("catalog_commits") " AS commits,"
 		       " " STAT("catalog_failures") " AS failures"
-		       " FROM pool_summary p ORDER BY p.tier",
+		       " FROM meta m JOIN kv_count c USING (tier) ORDER BY m.tier",
 		       false, NULL);
 #undef STAT
+out:
 	sqlite3_close(db);
 	return rc;
 }
 
-static const char BLOCK_COLUMNS[] =
-	"tier, block_id, CASE state WHEN 1 THEN 'registered' ELSE 'free' END AS state,"
-	" CASE WHEN seq_hash IS NULL THEN NULL ELSE " HEX("seq_hash") " END AS hash,"
-	" CASE WHEN parent_hash IS NULL THEN NULL ELSE " HEX("parent_hash") " END AS parent,"
-	" position, access_count, frequency, priority, evict_key,"
-	" datetime(registered_at / 1000, 'unixepoch') AS registered,"
-	" datetime(last_access_at / 1000, 'unixepoch') AS last_access";
+/* Columns of one block: t is kv_tier, b a block_rows row or NULL (free). */
+#define BLOCK_COLUMNS(id)                                                                  \
+	"t.name AS tier, " id " AS block_id,"                                               \
+	" CASE WHEN b.id IS NULL THEN 'free' ELSE 'registered' END AS state,"               \
+	" CASE WHEN b.seq_hash IS NULL THEN NULL ELSE " HEX("b.seq_hash") " END AS hash,"   \
+	" CASE WHEN b.parent_hash IS NULL THEN NULL ELSE " HEX("b.parent_hash") " END AS parent," \
+	" b.position, b.access_count, b.frequency, b.priority, b.evict_key,"               \
+	" datetime(b.registered_at / 1000, 'unixepoch') AS registered,"                    \
+	" datetime(b.last_access_at / 1000, 'unixepoch') AS last_access"
 
 int cmd_blocks(struct cli *cli, int argc, char **argv)
 {
@@ -90,15 +111,15 @@ int cmd_blocks(struct cli *cli, int argc, char **argv)
 	int rc, n;
 	uint32_t limit = 100;
 	kvbm_hash hash = 0;
-	char hash_text[24] = "", limit_text[16], sql[1024];
-	sqlite3 *db = start(cli, argc, argv, opts, NULL, 0, &n, &rc);
+	char hash_text[24] = "", limit_text[16], sql[2048];
+	sqlite3 *db = start(cli, argc, argv, opts, NULL, 0, &n, 0, &rc);
 
 	if (!db)
 		return rc;
-	const char *state = opts[1].value ? opts[1].value : "";
+	const char *state = opts[1].value ? opts[1].value : "registered";
 	const char *order = opts[4].value ? opts[4].value : "id";
 	rc = EXIT_USAGE;
-	if (*state && strcmp(state, "registered") != 0 && strcmp(state, "free") != 0)
+	if (strcmp(state, "registered") != 0 && strcmp(state, "free") != 0)
 		cli_usage(cli, "--state must be registered or free, not '%s'", state);
 	else if (opts[3].value && !cli_parse_u32(opts[3].value, &limit))
 		cli_usage(cli, "--limit needs a number, not '%s'", opts[3].value);
@@ -106,27 +127,73 @@ int cmd_blocks(struct cli *cli, int argc, char **argv)
 		rc = cli_error(cli, "'%s' is not a hash (1 to 16 hex digits)", opts[2].value);
 	else if (strcmp(order, "evict") && strcmp(order, "access") && strcmp(order, "id"))
 		cli_usage(cli, "--order must be evict, access or id, not '%s'", order);
+	else if (*state == 'f' && opts[2].value)
+		cli_usage(cli, "--hash lists registered blocks: a free block holds no hash");
 	else
 		rc = EXIT_OK;
-	if (rc != EXIT_OK)
+	if (rc != EXIT_OK || (rc = cli_registered(cli, db, 0)) != EXIT_OK)
 		goto out;
 	if (opts[2].value)
 		snprintf(hash_text, sizeof(hash_text), "%lld", (long long)hash);
 	snprintf(limit_text, sizeof(limit_text), "%u", limit);
-	snprintf(sql, sizeof(sql),
-		 "SELECT %s FROM blocks WHERE (?1 = '' OR tier = ?1)"
-		 " AND (?2 = '' OR state = (?2 = 'registered'))"
-		 " AND (?3 = '' OR seq_hash = CAST(?3 AS INTEGER))"
-		 " ORDER BY %s LIMIT CAST(?4 AS INTEGER)",
-		 BLOCK_COLUMNS,
-		 strcmp(order, "evict") == 0	? "state DESC, evict_key, tier, block_id"
-		 : strcmp(order, "access") == 0 ? "access_count DESC, tier, block_id"
-						: "tier, block_id");
+	if (*state == 'f') {
+		/* Free blocks have no row (or a reclaimed one): every id of
+		 * the tier below block_count that is not registered, found by
+		 * rowid lookups, so the LIMIT stops the walk early. */
+		/* The queue is ordered by (tier, id), so the rows come out
+		 * in that order and LIMIT ends the walk without a sort; it
+		 * never holds more than one id per tier. */
+		snprintf(sql, sizeof(sql),
+			 "WITH RECURSIVE f(name, tier_id, i) AS ("
+			 " SELECT name, tier_id, 0 FROM kv_tier WHERE block_count > 0"
+			 " AND (?1 = '' OR name = ?1)"
+			 " UNION ALL SELECT f.name, f.tier_id, f.i + 1 FROM f JOIN kv_tier t USING (tier_id)"
+			 " WHERE f.i + 1 < t.block_count ORDER BY 1, 3)"
+			 " SELECT f.name AS tier, f.i AS block_id, 'free' AS state, NULL AS hash,"
+			 " NULL AS parent, NULL AS position, NULL AS access_count, NULL AS frequency,"
+			 " NULL AS priority, NULL AS evict_key, NULL AS registered, NULL AS last_access"
+			 " FROM f JOIN kv_tier t USING (tier_id)"
+			 " WHERE NOT EXISTS (SELECT 1 FROM block_rows r WHERE r.id = (t.tier_id << 32) | f.i"
+			 " AND " CLI_LIVE("t", "r") ") LIMIT CAST(?4 AS INTEGER)");
+	} else {
+		snprintf(sql, sizeof(sql),
+			 "SELECT %s FROM kv_tier t JOIN block_rows b ON " CLI_TIER_RANGE("t", "b")
+			 " WHERE (?1 = '' OR t.name = ?1)"
+			 " AND (?3 = '' OR b.seq_hash = CAST(?3 AS INTEGER)) AND " CLI_LIVE("t", "b")
+			 " ORDER BY %s LIMIT CAST(?4 AS INTEGER)",
+			 BLOCK_COLUMNS("b.id & 4294967295"),
+			 strcmp(order, "evict") == 0	? "b.evict_key, t.name, b.id"
+			 : strcmp(order, "access") == 0 ? "b.access_count DESC, t.name, b.id"
+							: "t.name, b.id");
+	}
 	rc = cli_query(cli, db, sql, false, opts[0].value ? opts[0].value : "", state, hash_text,
 		       limit_text, NULL);
 out:
 	sqlite3_close(db);
 	return rc;
+}
+
+/* Why no registered block holds hash: a reclaimed row that did, if any. */
+static void explain_missing(const struct cli *cli, sqlite3 *db, const char *key,
+			    const char *tier, const char *shown)
+{
+	sqlite3_stmt *st = NULL;
+
+	if (sqlite3_prepare_v2(db,
+			       "SELECT t.name, b.id & 4294967295 FROM kv_tier t JOIN block_rows b ON "
+			       CLI_TIER_RANGE("t", "b") " WHERE (?1 = '' OR t.name = ?1)"
+			       " AND b.seq_hash = CAST(?2 AS INTEGER) ORDER BY t.name, b.id LIMIT 1",
+			       -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, tier, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	}
+	if (st && sqlite3_step(st) == SQLITE_ROW)
+		cli_error(cli, "no registered block holds %s (block %lld of tier %s held it and was"
+			  " evicted)", shown, sqlite3_column_int64(st, 1),
+			  (const char *)sqlite3_column_text(st, 0));
+	else
+		cli_error(cli, "no block holds %s in %s", shown, cli->db);
+	sqlite3_finalize(st);
 }
 
 int cmd_show(struct cli *cli, int argc, char **argv)
@@ -136,43 +203,62 @@ int cmd_show(struct cli *cli, int argc, char **argv)
 	int rc, n;
 	kvbm_hash hash;
 	uint32_t id;
-	char key[32], sql[1024];
-	sqlite3 *db = start(cli, argc, argv, opts, pos, 1, &n, &rc);
+	char key[32], sql[2048];
+	sqlite3_stmt *st = NULL;
+	sqlite3 *db = start(cli, argc, argv, opts, pos, 1, &n, 0, &rc);
 
 	if (!db)
 		return rc;
 	if ((n == 1) == (opts[0].value != NULL)) {
 		rc = cli_usage(cli, "give either a HASH or --block ID");
+		goto out;
 	} else if (n == 1 && !cli_parse_hash(pos[0], &hash)) {
 		rc = cli_error(cli, "'%s' is not a hash (1 to 16 hex digits)", pos[0]);
+		goto out;
 	} else if (opts[0].value && !cli_parse_u32(opts[0].value, &id)) {
 		rc = cli_usage(cli, "--block needs a block id, not '%s'", opts[0].value);
-	} else {
-		if (n == 1)
-			snprintf(key, sizeof(key), "%lld", (long long)hash);
-		else
-			snprintf(key, sizeof(key), "%u", id);
-		snprintf(sql, sizeof(sql),
-			 "SELECT %s FROM blocks WHERE (?1 = '' OR tier = ?1) AND %s ORDER BY tier",
-			 BLOCK_COLUMNS,
-			 n == 1 ? "state = 1 AND seq_hash = CAST(?2 AS INTEGER)"
-				: "block_id = CAST(?2 AS INTEGER)");
-		sqlite3_stmt *st = NULL;
-		if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-			rc = cli_error(cli, "query failed: %s", sqlite3_errmsg(db));
-		} else {
-			sqlite3_bind_text(st, 1, opts[1].value ? opts[1].value : "", -1, SQLITE_STATIC);
-			sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-			if (sqlite3_step(st) != SQLITE_ROW) {
-				rc = cli_error(cli, "no block %s%s in the catalog", n == 1 ? "holds " : "",
-					       n == 1 ? pos[0] : opts[0].value);
-			} else {
-				sqlite3_reset(st);
-				rc = cli_render(cli, st, false);
-			}
-		}
-		sqlite3_finalize(st);
+		goto out;
 	}
+	if ((rc = cli_registered(cli, db, 0)) != EXIT_OK)
+		goto out;
+	const char *tier = opts[1].value ? opts[1].value : "";
+	if (n == 1) {
+		/* No index on seq_hash (the writer would pay for it): one scan. */
+		snprintf(key, sizeof(key), "%lld", (long long)hash);
+		snprintf(sql, sizeof(sql),
+			 "SELECT %s FROM kv_tier t JOIN block_rows b ON " CLI_TIER_RANGE("t", "b")
+			 " WHERE (?1 = '' OR t.name = ?1) AND b.seq_hash = CAST(?2 AS INTEGER)"
+			 " AND " CLI_LIVE("t", "b") " ORDER BY t.name, b.id",
+			 BLOCK_COLUMNS("b.id & 4294967295"));
+	} else {
+		/* A block below block_count with no registered row is free. */
+		snprintf(key, sizeof(key), "%u", id);
+		snprintf(sql, sizeof(sql),
+			 "SELECT %s FROM kv_tier t LEFT JOIN block_rows b"
+			 " ON b.id = (t.tier_id << 32) | CAST(?2 AS INTEGER) AND " CLI_LIVE("t", "b")
+			 " WHERE (?1 = '' OR t.name = ?1) AND CAST(?2 AS INTEGER) < t.block_count"
+			 " ORDER BY t.name",
+			 BLOCK_COLUMNS("CAST(?2 AS INTEGER)"));
+	}
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		rc = cli_error(cli, "query failed: %s", sqlite3_errmsg(db));
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, tier, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		if (n == 1)
+			explain_missing(cli, db, key, tier, pos[0]);
+		else
+			cli_error(cli, "no block %s in %s%s%s", opts[0].value, cli->db,
+				  *tier ? " tier " : "", tier);
+		rc = EXIT_ERR;
+	} else {
+		sqlite3_reset(st);
+		rc = cli_render(cli, st, false);
+	}
+out:
+	sqlite3_finalize(st);
 	sqlite3_close(db);
 	return rc;
 }
@@ -184,41 +270,60 @@ int cmd_lineage(struct cli *cli, int argc, char **argv)
 	int rc, n;
 	kvbm_hash hash;
 	char key[32];
-	sqlite3 *db = start(cli, argc, argv, opts, pos, 1, &n, &rc);
+	sqlite3 *db = start(cli, argc, argv, opts, pos, 1, &n, 0, &rc);
 
 	if (!db)
 		return rc;
 	if (n != 1) {
 		rc = cli_usage(cli, "give the HASH whose lineage to show");
+		goto out;
 	} else if (!cli_parse_hash(pos[0], &hash)) {
 		rc = cli_error(cli, "'%s' is not a hash (1 to 16 hex digits)", pos[0]);
-	} else {
-		snprintf(key, sizeof(key), "%lld", (long long)hash);
-		/* Up through parents, down through children, each with its
-		 * distance from the block asked about. */
-		rc = cli_query(
-			cli, db,
-			"WITH RECURSIVE"
-			" up(tier, h, p, d) AS ("
-			"  SELECT tier, seq_hash, parent_hash, 0 FROM blocks"
-			"  WHERE state = 1 AND seq_hash = CAST(?1 AS INTEGER) AND (?2 = '' OR tier = ?2)"
-			"  UNION SELECT b.tier, b.seq_hash, b.parent_hash, up.d - 1 FROM up JOIN blocks b"
-			"  ON b.tier = up.tier AND b.state = 1 AND b.seq_hash = up.p),"
-			" down(tier, h, d) AS ("
-			"  SELECT tier, seq_hash, 0 FROM blocks"
-			"  WHERE state = 1 AND seq_hash = CAST(?1 AS INTEGER) AND (?2 = '' OR tier = ?2)"
-			"  UNION SELECT b.tier, b.seq_hash, down.d + 1 FROM down JOIN blocks b"
-			"  ON b.tier = down.tier AND b.state = 1 AND b.parent_hash = down.h"
-			"  WHERE down.d < 100000)"
-			" SELECT x.tier, x.d AS distance,"
-			"  CASE WHEN x.d < 0 THEN 'ancestor' WHEN x.d = 0 THEN 'self'"
-			"  ELSE 'descendant' END AS relation,"
-			"  b.block_id, " HEX("b.seq_hash") " AS hash, b.position, b.access_count"
-			" FROM (SELECT tier, h, d FROM up UNION SELECT tier, h, d FROM down) x"
-			" JOIN blocks b ON b.tier = x.tier AND b.state = 1 AND b.seq_hash = x.h"
-			" ORDER BY x.tier, x.d, b.block_id",
-			false, key, opts[0].value ? opts[0].value : "", NULL);
+		goto out;
 	}
+	/* Every row, registered or reclaimed: a reclaimed row still says
+	 * which parent its hash has (hashes chain, so that stays true), and
+	 * the walk goes on through evicted blocks to what is still cached. */
+	if ((rc = cli_registered(cli, db, CLI_ROWS | CLI_BY_HASH | CLI_BY_PARENT)) != EXIT_OK)
+		goto out;
+	snprintf(key, sizeof(key), "%lld", (long long)hash);
+	/* Up through parents, down through children, each hash with its
+	 * distance from the one asked about; a parent known only from its
+	 * child's row is shown as evicted with no block. UNION and the depth
+	 * bound keep a damaged file's parent cycles finite. */
+	rc = cli_query(
+		cli, db,
+		"WITH RECURSIVE"
+		" tiers_asked(tier_id) AS (SELECT tier_id FROM kv_tier WHERE ?2 = '' OR name = ?2),"
+		" up(tier_id, h, p, d) AS ("
+		"  SELECT r.tier_id, r.seq_hash, r.parent_hash, 0 FROM tiers_asked a JOIN kv_rows r"
+		"  ON r.tier_id = a.tier_id AND r.seq_hash = CAST(?1 AS INTEGER)"
+		"  UNION SELECT r.tier_id, r.seq_hash, r.parent_hash, up.d - 1 FROM up JOIN kv_rows r"
+		"  ON r.tier_id = up.tier_id AND r.seq_hash = up.p WHERE up.d > -100000),"
+		" down(tier_id, h, d) AS ("
+		"  SELECT DISTINCT r.tier_id, CAST(?1 AS INTEGER), 0 FROM tiers_asked a JOIN kv_rows r"
+		"  ON r.tier_id = a.tier_id AND (r.seq_hash = CAST(?1 AS INTEGER)"
+		"  OR r.parent_hash = CAST(?1 AS INTEGER))"
+		"  UNION SELECT r.tier_id, r.seq_hash, down.d + 1 FROM down JOIN kv_rows r"
+		"  ON r.tier_id = down.tier_id AND r.parent_hash = down.h WHERE down.d < 100000),"
+		" nodes(tier_id, h, d) AS ("
+		"  SELECT tier_id, h, max(d) FROM (SELECT tier_id, h, d FROM up"
+		"  UNION ALL SELECT tier_id, p, d - 1 FROM up WHERE p IS NOT NULL)"
+		"  GROUP BY tier_id, h"
+		"  UNION SELECT tier_id, h, min(d) FROM down GROUP BY tier_id, h)"
+		" SELECT t.name AS tier, n.d AS distance,"
+		"  CASE WHEN n.d < 0 THEN 'ancestor' WHEN n.d = 0 THEN 'self'"
+		"  ELSE 'descendant' END AS relation,"
+		"  CASE WHEN r.live THEN 'registered' ELSE 'evicted' END AS state,"
+		"  CASE WHEN r.live THEN r.block_id END AS block_id,"
+		"  " HEX("n.h") " AS hash, r.position,"
+		"  CASE WHEN r.live THEN r.access_count END AS access_count"
+		" FROM nodes n JOIN kv_tier t USING (tier_id)"
+		" LEFT JOIN kv_rows r ON r.id = (SELECT x.id FROM kv_rows x"
+		"  WHERE x.tier_id = n.tier_id AND x.seq_hash = n.h ORDER BY x.live DESC, x.id LIMIT 1)"
+		" ORDER BY t.name, n.d, r.block_id",
+		false, key, opts[0].value ? opts[0].value : "", NULL);
+out:
 	sqlite3_close(db);
 	return rc;
 }
@@ -229,19 +334,37 @@ int cmd_top(struct cli *cli, int argc, char **argv)
 	int rc, n;
 	uint32_t limit = 10;
 	char limit_text[16];
-	sqlite3 *db = start(cli, argc, argv, opts, NULL, 0, &n, &rc);
+	sqlite3 *db = start(cli, argc, argv, opts, NULL, 0, &n, 0, &rc);
 
 	if (!db)
 		return rc;
 	if (opts[0].value && !cli_parse_u32(opts[0].value, &limit)) {
 		rc = cli_usage(cli, "--limit needs a number, not '%s'", opts[0].value);
-	} else {
-		snprintf(limit_text, sizeof(limit_text), "%u", limit);
-		rc = cli_query(cli, db,
-			       "SELECT tier, root, blocks, accesses, longest_chain FROM hot_prefixes"
-			       " LIMIT CAST(?1 AS INTEGER)",
-			       false, limit_text, NULL);
+		goto out;
 	}
+	if ((rc = cli_registered(cli, db, CLI_ROWS | CLI_BY_HASH | CLI_BY_PARENT)) != EXIT_OK)
+		goto out;
+	snprintf(limit_text, sizeof(limit_text), "%u", limit);
+	/* Down from the roots (registered blocks whose parent is not), one
+	 * index lookup per block: the hot_prefixes view's walk on indexed
+	 * TEMP rows. UNION keeps duplicated hashes of a damaged file from
+	 * multiplying their subtrees. */
+	rc = cli_query(
+		cli, db,
+		"WITH RECURSIVE down(tier_id, node, root, depth, ac) AS ("
+		" SELECT r.tier_id, r.seq_hash, r.seq_hash, 0, r.access_count FROM kv_rows r"
+		" WHERE r.live AND (r.parent_hash IS NULL OR NOT EXISTS (SELECT 1 FROM kv_rows p"
+		" WHERE p.tier_id = r.tier_id AND p.seq_hash = r.parent_hash AND p.live))"
+		" UNION SELECT d.tier_id, b.seq_hash, d.root, d.depth + 1, b.access_count"
+		" FROM down d JOIN kv_rows b ON b.tier_id = d.tier_id AND b.parent_hash = d.node"
+		" WHERE b.live AND d.depth < 100000)"
+		" SELECT t.name AS tier, " HEX("g.root") " AS root, g.blocks, g.accesses,"
+		" g.longest_chain FROM (SELECT tier_id, root, count(*) AS blocks,"
+		" sum(ac) AS accesses, max(depth) + 1 AS longest_chain FROM down"
+		" GROUP BY tier_id, root) g JOIN kv_tier t USING (tier_id)"
+		" ORDER BY g.accesses DESC, t.name, g.root LIMIT CAST(?1 AS INTEGER)",
+		false, limit_text, NULL);
+out:
 	sqlite3_close(db);
 	return rc;
 }
@@ -252,7 +375,7 @@ int cmd_sql(struct cli *cli, int argc, char **argv)
 	int rc, n;
 	sqlite3_stmt *st = NULL;
 	const char *tail = NULL;
-	sqlite3 *db = start(cli, argc, argv, NULL, pos, 1, &n, &rc);
+	sqlite3 *db = start(cli, argc, argv, NULL, pos, 1, &n, CLI_DB_OLDER, &rc);
 
 	if (!db)
 		return rc;
