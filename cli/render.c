@@ -265,11 +265,13 @@ static int render_table(sqlite3_stmt *st)
 			n++;
 		}
 	}
-	for (int c = 0; c < cols; c++)
+	/* A query that failed half way prints nothing but its error. */
+	for (int c = 0; rc == SQLITE_DONE && c < cols; c++)
 		printf("%-*s%s", (int)width[c], sqlite3_column_name(st, c), c + 1 < cols ? "  " : "\n");
 	for (size_t i = 0; i < n; i++) {
 		const int c = (int)(i % (size_t)cols);
-		printf("%-*s%s", (int)width[c], cells[i], c + 1 < cols ? "  " : "\n");
+		if (rc == SQLITE_DONE)
+			printf("%-*s%s", (int)width[c], cells[i], c + 1 < cols ? "  " : "\n");
 		free(cells[i]);
 	}
 	free(cells);
@@ -281,8 +283,10 @@ int cli_render(const struct cli *cli, sqlite3_stmt *st, bool single)
 {
 	const int rc = cli->json ? render_json(st, single) : render_table(st);
 
+	/* The connection's message names the cause ("malformed JSON"), the
+	 * code's string only its class. */
 	if (rc != 0)
-		return cli_error(cli, "query failed: %s", sqlite3_errstr(rc));
+		return cli_error(cli, "query failed: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
 	return EXIT_OK;
 }
 

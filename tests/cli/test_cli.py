@@ -498,6 +498,9 @@ class Verify(CliCase):
                                    " SELECT 1, write_seq, '[1, 2' FROM tiers;")
         r = self.finding(p, "reclaims", "is not a JSON array of block ids")
         self.assertIn("(200 rows)", r.stdout)
+        # The blocks view cannot read the file; the CLI can.
+        self.fails(1, "query failed: malformed JSON", "--db", p, "sql",
+                   "SELECT count(*) FROM blocks")
         for bad in ('[1, -2]', '[1.5]', '{"a": 1}', '[1,\t2]'):
             with sqlite3.connect(p) as c:
                 c.execute("UPDATE reclaims SET blocks = ? WHERE blocks = '[1, 2' OR rec_id ="
