@@ -104,6 +104,59 @@ out:
 	" datetime(b.registered_at / 1000, 'unixepoch') AS registered,"                    \
 	" datetime(b.last_access_at / 1000, 'unixepoch') AS last_access"
 
+/* The first `limit` free blocks, tiers by name, ids ascending, into the
+ * TEMP table kv_free(n, tier_id, block_id): a free block has no row (or a
+ * masked one), so these are the ids below block_count without a
+ * registered row. One walk per tier that stops at the limit, with a rowid
+ * lookup per id: the LIMIT, not the tier's size, bounds the work. */
+static int list_free(const struct cli *cli, sqlite3 *db, const char *tier, uint32_t limit)
+{
+	sqlite3_stmt *tiers = NULL, *fill = NULL;
+	int rc = EXIT_ERR, step = SQLITE_DONE;
+	long long left = limit;
+
+	if (sqlite3_exec(db,
+			 "CREATE TEMP TABLE kv_free (n INTEGER PRIMARY KEY, tier_id INTEGER NOT NULL,"
+			 " block_id INTEGER NOT NULL)",
+			 NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db,
+			       "SELECT tier_id, block_count FROM kv_tier WHERE ?1 = '' OR name = ?1"
+			       " ORDER BY name",
+			       -1, &tiers, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db,
+			       "WITH RECURSIVE f(i) AS (SELECT 0 WHERE ?2 > 0"
+			       " UNION ALL SELECT i + 1 FROM f WHERE i + 1 < ?2)"
+			       " INSERT INTO kv_free (tier_id, block_id) SELECT ?1, i FROM f"
+			       " WHERE NOT EXISTS (SELECT 1 FROM kv_tier t JOIN block_rows b"
+			       " ON b.id = (t.tier_id << 32) | f.i WHERE t.tier_id = ?1"
+			       " AND " CLI_LIVE("t", "b") ") LIMIT ?3",
+			       -1, &fill, NULL) != SQLITE_OK) {
+		cli_error(cli, "cannot list free blocks of %s: %s", cli->db, sqlite3_errmsg(db));
+		goto out;
+	}
+	sqlite3_bind_text(tiers, 1, tier, -1, SQLITE_STATIC);
+	while (left > 0 && (step = sqlite3_step(tiers)) == SQLITE_ROW) {
+		sqlite3_bind_int64(fill, 1, sqlite3_column_int64(tiers, 0));
+		sqlite3_bind_int64(fill, 2, sqlite3_column_int64(tiers, 1));
+		sqlite3_bind_int64(fill, 3, left);
+		if (sqlite3_step(fill) != SQLITE_DONE) {
+			cli_error(cli, "cannot list free blocks of %s: %s", cli->db, sqlite3_errmsg(db));
+			goto out;
+		}
+		sqlite3_reset(fill);
+		left -= sqlite3_changes(db);
+	}
+	if (step != SQLITE_DONE && step != SQLITE_ROW) {
+		cli_error(cli, "cannot list free blocks of %s: %s", cli->db, sqlite3_errmsg(db));
+		goto out;
+	}
+	rc = EXIT_OK;
+out:
+	sqlite3_finalize(fill);
+	sqlite3_finalize(tiers);
+	return rc;
+}
+
 int cmd_blocks(struct cli *cli, int argc, char **argv)
 {
 	struct opt opts[] = {{"tier", true, NULL},  {"state", true, NULL}, {"hash", true, NULL},
@@ -137,24 +190,13 @@ int cmd_blocks(struct cli *cli, int argc, char **argv)
 		snprintf(hash_text, sizeof(hash_text), "%lld", (long long)hash);
 	snprintf(limit_text, sizeof(limit_text), "%u", limit);
 	if (*state == 'f') {
-		/* Free blocks have no row (or a reclaimed one): every id of
-		 * the tier below block_count that is not registered, found by
-		 * rowid lookups, so the LIMIT stops the walk early. */
-		/* The queue is ordered by (tier, id), so the rows come out
-		 * in that order and LIMIT ends the walk without a sort; it
-		 * never holds more than one id per tier. */
+		if ((rc = list_free(cli, db, opts[0].value ? opts[0].value : "", limit)) != EXIT_OK)
+			goto out;
 		snprintf(sql, sizeof(sql),
-			 "WITH RECURSIVE f(name, tier_id, i) AS ("
-			 " SELECT name, tier_id, 0 FROM kv_tier WHERE block_count > 0"
-			 " AND (?1 = '' OR name = ?1)"
-			 " UNION ALL SELECT f.name, f.tier_id, f.i + 1 FROM f JOIN kv_tier t USING (tier_id)"
-			 " WHERE f.i + 1 < t.block_count ORDER BY 1, 3)"
-			 " SELECT f.name AS tier, f.i AS block_id, 'free' AS state, NULL AS hash,"
+			 "SELECT t.name AS tier, f.block_id, 'free' AS state, NULL AS hash,"
 			 " NULL AS parent, NULL AS position, NULL AS access_count, NULL AS frequency,"
 			 " NULL AS priority, NULL AS evict_key, NULL AS registered, NULL AS last_access"
-			 " FROM f JOIN kv_tier t USING (tier_id)"
-			 " WHERE NOT EXISTS (SELECT 1 FROM block_rows r WHERE r.id = (t.tier_id << 32) | f.i"
-			 " AND " CLI_LIVE("t", "r") ") LIMIT CAST(?4 AS INTEGER)");
+			 " FROM kv_free f JOIN kv_tier t USING (tier_id) ORDER BY f.n");
 	} else {
 		snprintf(sql, sizeof(sql),
 			 "SELECT %s FROM kv_tier t JOIN block_rows b ON " CLI_TIER_RANGE("t", "b")

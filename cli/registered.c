@@ -98,7 +98,7 @@ static int build_mask(const struct cli *cli, sqlite3 *db)
 	int rc;
 
 	if ((rc = exec(cli, db,
-		       "CREATE TEMP TABLE kv_tier (tier_id INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+		       "CREATE TEMP TABLE kv_tier (tier_id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
 		       " block_count INTEGER NOT NULL, bad_seq INTEGER NOT NULL);"
 		       "INSERT INTO kv_tier SELECT tier_id, name,"
 		       " max(0, min(block_count, 4294967296)), 0 FROM tiers;"

@@ -582,6 +582,17 @@ class Admin(CliCase):
                          [(hexhash(h), b) for h, b in before])
         self.assertIn("nothing to do", self.ok("--db", p, "migrate").stdout)
         self.ok("--db", p, "verify")
+        # Two tiers: id order is (tier, block_id), for free blocks too.
+        every = [(r["tier"], r["block_id"]) for r in
+                 self.json_ok("--db", p, "blocks", "--limit", "1000")]
+        self.assertEqual(every, sorted(every))
+        self.assertEqual(len(every), 59 + 43)
+        free = [(r["tier"], r["block_id"]) for r in
+                self.json_ok("--db", p, "blocks", "--state", "free")]
+        self.assertEqual(free, sorted(free))
+        self.assertEqual(len(free), 5 + 5)
+        self.assertFalse(set(free) & set(every))
+        self.assertEqual([t["free"] for t in self.json_ok("--db", p, "stats")], [5, 5])
 
     def test_init_on_an_older_file_migrates_it(self):
         p = self.v2_file("v2-init.db")
