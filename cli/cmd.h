@@ -80,16 +80,11 @@ int cli_schema_version(sqlite3 *db);
 #define CLI_ROWS 1u      /* kv_rows: every row of a known tier with its live flag */
 #define CLI_BY_HASH 2u   /* index kv_rows (tier_id, seq_hash) */
 #define CLI_BY_PARENT 4u /* index kv_rows (tier_id, parent_hash) */
-/* UNIQUE index kv_rows (tier_id, seq_hash) WHERE live, or CLI_BY_HASH when
- * two registered rows share a hash (cli_hashes_unique() tells which). */
-#define CLI_LIVE_UNIQUE 8u
 /* Build the TEMP tables kv_tier(tier_id, name, block_count, bad_seq),
  * kv_mask(tier_id, block_id, seq) and on request kv_rows(id, tier_id,
  * block_id, seq_hash, parent_hash, position, access_count, live), and the
  * SQL function kvbm_reclaim_ok(text). Returns an exit code. */
 int cli_registered(const struct cli *cli, sqlite3 *db, unsigned what);
-/* Did cli_registered() build the UNIQUE index of CLI_LIVE_UNIQUE? */
-bool cli_hashes_unique(sqlite3 *db);
 /* Parse a reclaim row's blocks text as the library's restore does; calls
  * add for each id. False when the restore would refuse the text. */
 bool cli_reclaim_parse(const unsigned char *p, void (*add)(uint64_t id, void *user), void *user);

@@ -370,47 +370,6 @@ out:
 	return rc;
 }
 
-int cmd_top(struct cli *cli, int argc, char **argv)
-{
-	struct opt opts[] = {{"limit", true, NULL}, {NULL, false, NULL}};
-	int rc, n;
-	uint32_t limit = 10;
-	char limit_text[16], sql[2048];
-	sqlite3 *db = start(cli, argc, argv, opts, NULL, 0, &n, 0, &rc);
-
-	if (!db)
-		return rc;
-	if (opts[0].value && !cli_parse_u32(opts[0].value, &limit)) {
-		rc = cli_usage(cli, "--limit needs a number, not '%s'", opts[0].value);
-		goto out;
-	}
-	if ((rc = cli_registered(cli, db, CLI_ROWS | CLI_LIVE_UNIQUE | CLI_BY_PARENT)) != EXIT_OK)
-		goto out;
-	snprintf(limit_text, sizeof(limit_text), "%u", limit);
-	/* Down from the roots (registered blocks whose parent is not), one
-	 * index lookup per block: the hot_prefixes view's walk on indexed
-	 * TEMP rows. When a damaged file has two registered rows of a hash,
-	 * UNION (twice the cost) keeps them from multiplying their subtrees. */
-	snprintf(sql, sizeof(sql),
-		"WITH RECURSIVE down(tier_id, node, root, depth, ac) AS ("
-		" SELECT r.tier_id, r.seq_hash, r.seq_hash, 0, r.access_count FROM kv_rows r"
-		" WHERE r.live AND (r.parent_hash IS NULL OR NOT EXISTS (SELECT 1 FROM kv_rows p"
-		" WHERE p.tier_id = r.tier_id AND p.seq_hash = r.parent_hash AND p.live))"
-		" %s SELECT d.tier_id, b.seq_hash, d.root, d.depth + 1, b.access_count"
-		" FROM down d JOIN kv_rows b ON b.tier_id = d.tier_id AND b.parent_hash = d.node"
-		" WHERE b.live AND d.depth < 100000)"
-		" SELECT t.name AS tier, printf('%%016x', g.root) AS root, g.blocks, g.accesses,"
-		" g.longest_chain FROM (SELECT tier_id, root, count(*) AS blocks,"
-		" sum(ac) AS accesses, max(depth) + 1 AS longest_chain FROM down"
-		" GROUP BY tier_id, root) g JOIN kv_tier t USING (tier_id)"
-		" ORDER BY g.accesses DESC, t.name, g.root LIMIT CAST(?1 AS INTEGER)",
-		cli_hashes_unique(db) ? "UNION ALL" : "UNION");
-	rc = cli_query(cli, db, sql, false, limit_text, NULL);
-out:
-	sqlite3_close(db);
-	return rc;
-}
-
 int cmd_sql(struct cli *cli, int argc, char **argv)
 {
 	char *pos[1];

@@ -173,34 +173,10 @@ int cli_registered(const struct cli *cli, sqlite3 *db, unsigned what)
 		  " b.parent_hash, b.position, b.access_count, " CLI_LIVE("t", "b") " FROM kv_tier t"
 		  " JOIN block_rows b ON b.id BETWEEN t.tier_id << 32 AND (t.tier_id << 32) | 4294967295"
 		  " ORDER BY b.id");
-	/* A sound catalog has one registered row per hash and tier; the
-	 * UNIQUE index says so for the price of the index itself, and lets
-	 * a walk skip deduplicating its rows. */
-	if (rc == EXIT_OK && (what & CLI_LIVE_UNIQUE) &&
-	    sqlite3_exec(db,
-			 "CREATE UNIQUE INDEX temp.kv_live_hash ON kv_rows (tier_id, seq_hash)"
-			 " WHERE live",
-			 NULL, NULL, NULL) != SQLITE_OK) {
-		if (sqlite3_errcode(db) != SQLITE_CONSTRAINT)
-			return cli_error(cli, "cannot read %s: %s", cli->db, sqlite3_errmsg(db));
-		what |= CLI_BY_HASH;
-	}
 	if (rc == EXIT_OK && (what & CLI_BY_HASH))
 		rc = exec(cli, db, "CREATE INDEX temp.kv_rows_hash ON kv_rows (tier_id, seq_hash)");
 	if (rc == EXIT_OK && (what & CLI_BY_PARENT))
 		rc = exec(cli, db,
 			  "CREATE INDEX temp.kv_rows_parent ON kv_rows (tier_id, parent_hash)");
 	return rc;
-}
-
-bool cli_hashes_unique(sqlite3 *db)
-{
-	sqlite3_stmt *st = NULL;
-	bool unique = false;
-
-	if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_temp_master WHERE name = 'kv_live_hash'",
-			       -1, &st, NULL) == SQLITE_OK)
-		unique = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
-	return unique;
 }

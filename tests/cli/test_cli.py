@@ -275,6 +275,23 @@ class Inspect(CliCase):
         key = lambda r: (r["tier"], r["root"])
         self.assertEqual(sorted(every, key=key), sorted(view, key=key))
 
+    def test_top_and_lineage_on_a_parent_cycle(self):
+        """A damaged file whose parents loop: top leaves the loop and what
+        hangs below it out, as the hot_prefixes view does; lineage ends."""
+        (ab, ah), (bb, bh), (cb, ch) = self.chain(length=3)
+        p = self.copy_fixture("cycle.db")
+        with sqlite3.connect(p) as c:
+            c.execute("UPDATE block_rows SET parent_hash = ? WHERE id = ?", (ch, TIER1 | ab))
+        every = self.json_ok("--db", p, "top", "--limit", "100000")
+        view = self.json_ok("--db", p, "sql", "SELECT tier, root, blocks, accesses,"
+                            " longest_chain FROM hot_prefixes")
+        key = lambda r: (r["tier"], r["root"])
+        self.assertEqual(sorted(every, key=key), sorted(view, key=key))
+        self.assertLess(sum(r["blocks"] for r in every), 200)
+        out = self.json_ok("--db", p, "lineage", hexhash(bh))
+        self.assertEqual({r["hash"] for r in out if r["relation"] == "ancestor"},
+                         {hexhash(ah), hexhash(ch)})
+
     def test_sql_reads_and_refuses_writes(self):
         rows = self.json_ok("--db", self.db, "sql", "SELECT count(*) AS n FROM blocks")
         self.assertEqual(rows[0]["n"], 200)
