@@ -331,23 +331,25 @@ int cmd_lineage(struct cli *cli, int argc, char **argv)
 	snprintf(key, sizeof(key), "%lld", (long long)hash);
 	/* Up through parents, down through children, each hash with its
 	 * distance from the one asked about; a parent known only from its
-	 * child's row is shown as evicted with no block. UNION and the depth
-	 * bound keep a damaged file's parent cycles finite. */
+	 * child's row is shown as evicted with no block. No chain is longer
+	 * than the rows: that bound ends a damaged file's parent cycle
+	 * (UNION cannot, each lap has new distances). */
 	rc = cli_query(
 		cli, db,
 		"WITH RECURSIVE"
 		" tiers_asked(tier_id) AS (SELECT tier_id FROM kv_tier WHERE ?2 = '' OR name = ?2),"
+		" bound(n) AS MATERIALIZED (SELECT count(*) FROM kv_rows),"
 		" up(tier_id, h, p, d) AS ("
 		"  SELECT r.tier_id, r.seq_hash, r.parent_hash, 0 FROM tiers_asked a JOIN kv_rows r"
 		"  ON r.tier_id = a.tier_id AND r.seq_hash = CAST(?1 AS INTEGER)"
 		"  UNION SELECT r.tier_id, r.seq_hash, r.parent_hash, up.d - 1 FROM up JOIN kv_rows r"
-		"  ON r.tier_id = up.tier_id AND r.seq_hash = up.p WHERE up.d > -100000),"
+		"  ON r.tier_id = up.tier_id AND r.seq_hash = up.p WHERE up.d > -(SELECT n FROM bound)),"
 		" down(tier_id, h, d) AS ("
 		"  SELECT DISTINCT r.tier_id, CAST(?1 AS INTEGER), 0 FROM tiers_asked a JOIN kv_rows r"
 		"  ON r.tier_id = a.tier_id AND (r.seq_hash = CAST(?1 AS INTEGER)"
 		"  OR r.parent_hash = CAST(?1 AS INTEGER))"
 		"  UNION SELECT r.tier_id, r.seq_hash, down.d + 1 FROM down JOIN kv_rows r"
-		"  ON r.tier_id = down.tier_id AND r.parent_hash = down.h WHERE down.d < 100000),"
+		"  ON r.tier_id = down.tier_id AND r.parent_hash = down.h WHERE down.d < (SELECT n FROM bound)),"
 		" nodes(tier_id, h, d) AS ("
 		"  SELECT tier_id, h, max(d) FROM (SELECT tier_id, h, d FROM up"
 		"  UNION ALL SELECT tier_id, p, d - 1 FROM up WHERE p IS NOT NULL)"

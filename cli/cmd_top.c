@@ -217,8 +217,9 @@ int cmd_top(struct cli *cli, int argc, char **argv)
 	if ((rc = cli_registered(cli, db, 0)) != EXIT_OK ||
 	    (rc = read_nodes(cli, db, &nodes, &count)) != EXIT_OK)
 		goto out;
-	qsort(nodes, count, sizeof(*nodes), by_hash);
-	if (!assign_roots(nodes, count)) {
+	if (count > 1)
+		qsort(nodes, count, sizeof(*nodes), by_hash);
+	if (count > 0 && !assign_roots(nodes, count)) {
 		rc = cli_error(cli, "out of memory for %u blocks of %s", count, cli->db);
 		goto out;
 	}
