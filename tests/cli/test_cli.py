@@ -538,6 +538,15 @@ class Verify(CliCase):
                                       " SELECT 1, write_seq + 5, '[1]' FROM tiers;")
         self.finding(p, "reclaims", "after the tier's last commit")
 
+    def test_reclaim_rows_of_an_unknown_tier_are_a_warning(self):
+        p = self.damaged("rtier.db", "INSERT INTO reclaims (tier_id, seq, blocks)"
+                                     " VALUES (9, 1, '[1]');")
+        out = self.json_ok("--db", p, "verify")
+        self.assertTrue(out["ok"])
+        self.assertIn(("reclaim tiers", "warning", "1 reclaim rows of tier id 9, which has no"
+                       " tiers row"), [(f["check"], f["severity"], f["detail"])
+                                       for f in out["findings"]])
+
     def test_lineage_positions(self):
         (_, _), (cb, _) = self.chain(length=2)
         p = self.damaged("pos.db", "UPDATE block_rows SET position = position + 5 WHERE id = ?",
