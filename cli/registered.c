@@ -174,7 +174,9 @@ int cli_registered(const struct cli *cli, sqlite3 *db, unsigned what)
 		  " JOIN block_rows b ON b.id BETWEEN t.tier_id << 32 AND (t.tier_id << 32) | 4294967295"
 		  " ORDER BY b.id");
 	if (rc == EXIT_OK && (what & CLI_BY_HASH))
-		rc = exec(cli, db, "CREATE INDEX temp.kv_rows_hash ON kv_rows (tier_id, seq_hash)");
+		/* live included: "is the parent registered" reads the index only. */
+		rc = exec(cli, db,
+			  "CREATE INDEX temp.kv_rows_hash ON kv_rows (tier_id, seq_hash, live)");
 	if (rc == EXIT_OK && (what & CLI_BY_PARENT))
 		rc = exec(cli, db,
 			  "CREATE INDEX temp.kv_rows_parent ON kv_rows (tier_id, parent_hash)");

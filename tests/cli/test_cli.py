@@ -506,6 +506,13 @@ class Verify(CliCase):
         p = self.damaged("tier.db", "UPDATE block_rows SET id = ? WHERE id = ?",
                          (7 << 32) | 1, TIER1 | 1)
         self.finding(p, "tiers", "rows of tier id 7 have no tiers row (1 rows, blocks 1..1)")
+        # Below every tier, negative, and the largest id there is.
+        with sqlite3.connect(p) as c:
+            c.execute("UPDATE block_rows SET id = -5 WHERE id = ?", (TIER1 | 3,))
+            c.execute("UPDATE block_rows SET id = 9223372036854775807 WHERE id = ?", (TIER1 | 4,))
+        r = self.finding(p, "tiers", "rows of tier id -1 have no tiers row")
+        self.assertIn("rows of tier id 2147483647 have no tiers row", r.stdout)
+        self.assertIn("rows of tier id 7 have no tiers row", r.stdout)
 
     def test_unreadable_reclaim_row(self):
         """The library trusts no row older than an unreadable reclaim row:
