@@ -98,7 +98,23 @@ static const struct check checks[] = {
 /* Problems printed per check; the rest are counted. */
 #define SHOWN_PER_CHECK 20
 
-/* Run one check; print (or collect as JSON) each problem. */
+static void report(const struct cli *cli, const char *name, bool warning, const char *what,
+		   bool *first_json)
+{
+	if (cli->json) {
+		printf("%s\n  {\"check\": ", *first_json ? "" : ",");
+		cli_json_string(stdout, name);
+		printf(", \"severity\": \"%s\", \"detail\": ", warning ? "warning" : "problem");
+		cli_json_string(stdout, what);
+		printf("}");
+		*first_json = false;
+	} else {
+		printf("%s: %s: %s\n", warning ? "warning" : "problem", name, what);
+	}
+}
+
+/* Run one check; print (or collect as JSON) each problem, the first
+ * SHOWN_PER_CHECK of them and a count of the rest. */
 static int run_check(const struct cli *cli, sqlite3 *db, const char *name, bool warning,
 		     const char *sql, bool *first_json, int *problems)
 {
@@ -111,25 +127,17 @@ static int run_check(const struct cli *cli, sqlite3 *db, const char *name, bool 
 		const char *what = (const char *)sqlite3_column_text(st, 0);
 		if (!what || strcmp(what, "ok") == 0)
 			continue;
-		if (++rows > SHOWN_PER_CHECK)
-			continue;
-		if (cli->json) {
-			printf("%s\n  {\"check\": ", *first_json ? "" : ",");
-			cli_json_string(stdout, name);
-			printf(", \"severity\": \"%s\", \"detail\": ", warning ? "warning" : "problem");
-			cli_json_string(stdout, what);
-			printf("}");
-			*first_json = false;
-		} else {
-			printf("%s: %s: %s\n", warning ? "warning" : "problem", name, what);
-		}
+		if (++rows <= SHOWN_PER_CHECK)
+			report(cli, name, warning, what, first_json);
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return cli_error(cli, "check %s failed: %s", name, sqlite3_errmsg(db));
-	if (rows > SHOWN_PER_CHECK && !cli->json)
-		printf("%s: %s: ... and %d more\n", warning ? "warning" : "problem", name,
-		       rows - SHOWN_PER_CHECK);
+	if (rows > SHOWN_PER_CHECK) {
+		char more[64];
+		snprintf(more, sizeof(more), "... and %d more", rows - SHOWN_PER_CHECK);
+		report(cli, name, warning, more, first_json);
+	}
 	if (!warning)
 		*problems += rows;
 	if (!cli->json && rows == 0)

@@ -572,6 +572,10 @@ class Verify(CliCase):
         p = self.damaged("many.db", "UPDATE block_rows SET wseq = -1;")
         r = self.fails(1, "200 problems", "--db", p, "verify")
         self.assertIn("problem: rows: ... and 180 more", r.stdout)
+        out = json.loads(run("--db", p, "verify", "--json").stdout)
+        self.assertEqual(out["problems"], 200)
+        self.assertEqual(len([f for f in out["findings"] if f["check"] == "rows"]), 21)
+        self.assertEqual(out["findings"][-1]["detail"], "... and 180 more")
 
     def test_corrupt_pages(self):
         p = self.copy_fixture("pages.db")
