@@ -79,7 +79,6 @@ int cli_schema_version(sqlite3 *db);
 /* What cli_registered() builds besides kv_tier and kv_mask. */
 #define CLI_ROWS 1u      /* kv_rows: every row of a known tier with its live flag */
 #define CLI_BY_HASH 2u   /* index kv_rows (tier_id, seq_hash, live) */
-#define CLI_BY_PARENT 4u /* index kv_rows (tier_id, parent_hash) */
 /* Build the TEMP tables kv_tier(tier_id, name, block_count, bad_seq),
  * kv_mask(tier_id, block_id, seq) and on request kv_rows(id, tier_id,
  * block_id, seq_hash, parent_hash, position, access_count, live), and the

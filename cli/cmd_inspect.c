@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The read commands: info, stats, blocks, show, lineage and sql (top is in
- * cmd_top.c). Each opens the catalog read-only (a WAL reader never blocks
- * the writer of a running server), decides which rows are registered as
- * the library does (registered.c), runs one or two queries on rowid ranges
- * of block_rows or on indexed TEMP rows, and renders them as a table or
- * JSON. None joins a view to itself: each would scan block_rows per row.
+ * The read commands info, stats, blocks, show and sql (top and lineage
+ * walk rows in memory, in cmd_top.c and cmd_lineage.c). Each opens the
+ * catalog read-only (a WAL reader never blocks the writer of a running
+ * server), decides which rows are registered as the library does
+ * (registered.c), runs one or two queries on rowid ranges of block_rows,
+ * and renders them as a table or JSON. None joins a view to itself: each
+ * step would scan block_rows again.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -177,8 +177,5 @@ int cli_registered(const struct cli *cli, sqlite3 *db, unsigned what)
 		/* live included: "is the parent registered" reads the index only. */
 		rc = exec(cli, db,
 			  "CREATE INDEX temp.kv_rows_hash ON kv_rows (tier_id, seq_hash, live)");
-	if (rc == EXIT_OK && (what & CLI_BY_PARENT))
-		rc = exec(cli, db,
-			  "CREATE INDEX temp.kv_rows_parent ON kv_rows (tier_id, parent_hash)");
 	return rc;
 }
