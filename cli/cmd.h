@@ -54,9 +54,39 @@ bool cli_parse_u32(const char *s, uint32_t *out);
 /* Parse a hash: 1..16 hex digits, optional 0x. */
 bool cli_parse_hash(const char *s, kvbm_hash *out);
 
-/* Open the --db catalog for reading (or writing) and check it is a kvbm
- * catalog of a schema this program understands. NULL after an error. */
-sqlite3 *cli_open_db(const struct cli *cli, bool writable);
+/* Flags of cli_open_db(). */
+#define CLI_DB_WRITE 1u /* open read-write */
+#define CLI_DB_OLDER 2u /* accept an older schema (export, sql, maintenance) */
+
+/* Open the --db catalog and check it is a kvbm catalog of this program's
+ * schema (or an older one with CLI_DB_OLDER). NULL after an error. */
+sqlite3 *cli_open_db(const struct cli *cli, unsigned flags);
+/* PRAGMA user_version of an open catalog, -1 when unreadable. */
+int cli_schema_version(sqlite3 *db);
+
+/* Is block row b (an alias of block_rows) registered? t is an alias of
+ * the TEMP table kv_tier that cli_registered() builds. The restore's rule
+ * (see registered.c); a PRIMARY KEY lookup per row. */
+#define CLI_LIVE(t, b)                                                                     \
+	"(" b ".wseq >= 0 AND " b ".wseq >= " t ".bad_seq AND typeof(" b ".seq_hash) ="     \
+	" 'integer' AND NOT EXISTS (SELECT 1 FROM kv_mask m WHERE m.tier_id = " t ".tier_id" \
+	" AND m.block_id = " b ".id & 4294967295 AND m.seq > " b ".wseq))"
+/* The rows of tier t (an alias of tiers or kv_tier) in block_rows b: one
+ * rowid range. */
+#define CLI_TIER_RANGE(t, b)                                                               \
+	b ".id BETWEEN " t ".tier_id << 32 AND (" t ".tier_id << 32) | 4294967295"
+
+/* What cli_registered() builds besides kv_tier and kv_mask. */
+#define CLI_ROWS 1u      /* kv_rows: every row of a known tier with its live flag */
+#define CLI_BY_HASH 2u   /* index kv_rows (tier_id, seq_hash, live) */
+/* Build the TEMP tables kv_tier(tier_id, name, block_count, bad_seq),
+ * kv_mask(tier_id, block_id, seq) and on request kv_rows(id, tier_id,
+ * block_id, seq_hash, parent_hash, position, access_count, live), and the
+ * SQL function kvbm_reclaim_ok(text). Returns an exit code. */
+int cli_registered(const struct cli *cli, sqlite3 *db, unsigned what);
+/* Parse a reclaim row's blocks text as the library's restore does; calls
+ * add for each id. False when the restore would refuse the text. */
+bool cli_reclaim_parse(const unsigned char *p, void (*add)(uint64_t id, void *user), void *user);
 
 /* Render a prepared statement's rows: an aligned table, or with --json a
  * JSON array of objects (or one object when single is set). Returns an

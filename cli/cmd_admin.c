@@ -4,7 +4,9 @@
  * import (JSON Lines that round-trip byte for byte), vacuum, checkpoint and
  * migrate. Import builds a new file beside the target and renames it into
  * place only when every line went in, so a bad line never leaves a partial
- * catalog behind.
+ * catalog behind. It reads this release's export and the previous one's
+ * (schema 2: meta, block and stat lines), which it converts exactly as the
+ * library's migration converts a schema-2 file.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -17,7 +19,7 @@
 /* EXIT_OK when the catalog at --db has no tier of that name. */
 static int tier_absent(const struct cli *cli, const char *tier)
 {
-	sqlite3 *db = cli_open_db(cli, false);
+	sqlite3 *db = cli_open_db(cli, CLI_DB_OLDER);
 	sqlite3_stmt *st = NULL;
 	int rc = EXIT_ERR;
 
@@ -82,17 +84,16 @@ int cmd_init(struct cli *cli, int argc, char **argv)
 	return EXIT_OK;
 }
 
-static int export_table(const struct cli *cli, sqlite3 *db, size_t t, FILE *out)
+static int export_table(const struct cli *cli, sqlite3 *db, const struct kvbm_jsonl_table *tab,
+			FILE *out)
 {
 	char sql[128];
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	const struct kvbm_jsonl_table *tab = &kvbm_jsonl_tables[t];
-
-	snprintf(sql, sizeof(sql), "SELECT * FROM %s ORDER BY %s", tab->name, tab->order);
+	snprintf(sql, sizeof(sql), "SELECT * FROM %s ORDER BY %s", tab->source, tab->order);
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		return cli_error(cli, "cannot read %s: %s", tab->name, sqlite3_errmsg(db));
+		return cli_error(cli, "cannot read %s: %s", tab->source, sqlite3_errmsg(db));
 	const int cols = sqlite3_column_count(st);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		fprintf(out, "{\"type\": \"%s\"", tab->type);
@@ -114,7 +115,7 @@ static int export_table(const struct cli *cli, sqlite3 *db, size_t t, FILE *out)
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
-		return cli_error(cli, "cannot read %s: %s", tab->name, sqlite3_errmsg(db));
+		return cli_error(cli, "cannot read %s: %s", tab->source, sqlite3_errmsg(db));
 	return EXIT_OK;
 }
 
@@ -125,9 +126,12 @@ int cmd_export(struct cli *cli, int argc, char **argv)
 
 	if ((rc = cli_options(cli, argc, argv, opts, NULL, 0, &n)) != 0)
 		return rc > 0 ? EXIT_OK : EXIT_USAGE;
-	sqlite3 *db = cli_open_db(cli, false);
+	sqlite3 *db = cli_open_db(cli, CLI_DB_OLDER);
 	if (!db)
 		return cli->db ? EXIT_ERR : EXIT_USAGE;
+	/* An older file exports the previous release's lines, which this
+	 * import reads: export, then import, is an upgrade path too. */
+	const int schema = cli_schema_version(db) >= 3 ? 3 : 2;
 	FILE *out = opts[0].value ? fopen(opts[0].value, "w") : stdout;
 	if (!out) {
 		sqlite3_close(db);
@@ -137,7 +141,8 @@ int cmd_export(struct cli *cli, int argc, char **argv)
 	sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
 	rc = EXIT_OK;
 	for (size_t t = 0; rc == EXIT_OK && t < KVBM_JSONL_TABLES; t++)
-		rc = export_table(cli, db, t, out);
+		if (kvbm_jsonl_tables[t].schema == 0 || kvbm_jsonl_tables[t].schema == schema)
+			rc = export_table(cli, db, &kvbm_jsonl_tables[t], out);
 	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	if (out != stdout && fclose(out) != 0 && rc == EXIT_OK)
 		rc = cli_error(cli, "cannot write %s: %s", opts[0].value, strerror(errno));
@@ -176,6 +181,44 @@ static const char *import_line(sqlite3 *db, const struct kvbm_jsonl_field *f, in
 	return rc == SQLITE_DONE ? NULL : sqlite3_errmsg(db);
 }
 
+/* The staged schema-2 lines into this schema's tables: the SQL of
+ * schema/003_narrow_rows.sql's migration, so an old export restores what
+ * the old file would have. *dropped: block lines that claim nothing. */
+static int convert_v2(const struct cli *cli, sqlite3 *db, long long *dropped)
+{
+	char sql[2048];
+
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO tiers (name, schema_version, block_size, block_count, hash_algorithm,"
+		 " hash_encoding, hash_seed, hash_salt, model_fingerprint, eviction_policy,"
+		 " created_at, opened_at, incarnation, clean_shutdown, last_clean_shutdown_at,"
+		 " last_commit_at, restored_blocks, vetoed_blocks)"
+		 " SELECT tier, %d, block_size, block_count, hash_algorithm, hash_encoding,"
+		 " hash_seed, hash_salt, model_fingerprint, eviction_policy, created_at, opened_at,"
+		 " incarnation, clean_shutdown, last_clean_shutdown_at, last_commit_at,"
+		 " restored_blocks, vetoed_blocks FROM kvbm_import_meta ORDER BY tier;"
+		 "INSERT INTO block_rows (id, wseq, seq_hash, parent_hash, position, evict_key,"
+		 " access_tick, access_count, frequency, priority, retention, registered_at,"
+		 " last_access_at)"
+		 " SELECT (t.tier_id << 32) | b.block_id, 0, b.seq_hash, b.parent_hash, b.position,"
+		 " b.evict_key, b.access_tick, b.access_count, b.frequency, b.priority, b.retention,"
+		 " b.registered_at, b.last_access_at"
+		 " FROM kvbm_import_blocks b JOIN tiers t ON t.name = b.tier"
+		 " WHERE b.state = 1 AND b.seq_hash IS NOT NULL"
+		 " AND b.block_id BETWEEN 0 AND 4294967295",
+		 KVBM_SCHEMA_VERSION);
+	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return cli_error(cli, "cannot convert the schema-2 lines: %s", sqlite3_errmsg(db));
+	const long long kept = sqlite3_changes(db);
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM kvbm_import_blocks", -1, &st, NULL) ==
+		    SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		*dropped = sqlite3_column_int64(st, 0) - kept;
+	sqlite3_finalize(st);
+	return EXIT_OK;
+}
+
 int cmd_import(struct cli *cli, int argc, char **argv)
 {
 	char *pos[1], tmp[4096], err[512], *line = NULL, *buf = NULL;
@@ -203,19 +246,39 @@ int cmd_import(struct cli *cli, int argc, char **argv)
 		cli_error(cli, "cannot open %s: %s", tmp, sqlite3_errmsg(db));
 		goto out;
 	}
-	sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(db, kvbm_jsonl_staging_sql, NULL, NULL, NULL) != SQLITE_OK) {
+		cli_error(cli, "cannot write %s: %s", tmp, sqlite3_errmsg(db));
+		goto out;
+	}
 	ssize_t len;
+	int schema = 0;
+	size_t schema_line = 0;
 	while ((len = getline(&line, &cap, in)) >= 0) {
 		line_no++;
 		free(buf);
 		buf = malloc((size_t)len + 1);
 		const int nf = buf ? kvbm_jsonl_parse_object(line, fields, 32, buf, (size_t)len + 1) : -1;
+		const struct kvbm_jsonl_table *tab = nf < 0 ? NULL : kvbm_jsonl_table_of(fields, nf);
+		if (tab && tab->schema && schema && tab->schema != schema) {
+			cli_error(cli, "%s: line %zu: a schema-%d '%s' line, but line %zu is schema %d:"
+				  " give one export at a time", pos[0], line_no, tab->schema,
+				  tab->type, schema_line, schema);
+			goto out;
+		}
+		if (tab && tab->schema && !schema) {
+			schema = tab->schema;
+			schema_line = line_no;
+		}
 		const char *problem = nf < 0 ? "not a flat JSON object" : import_line(db, fields, nf);
 		if (problem) {
 			cli_error(cli, "%s: line %zu: %s", pos[0], line_no, problem);
 			goto out;
 		}
 	}
+	long long dropped = 0;
+	if (schema == 2 && convert_v2(cli, db, &dropped) != EXIT_OK)
+		goto out;
 	if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		cli_error(cli, "cannot commit: %s", sqlite3_errmsg(db));
 		goto out;
@@ -226,7 +289,14 @@ int cmd_import(struct cli *cli, int argc, char **argv)
 		cli_error(cli, "cannot rename %s to %s: %s", tmp, cli->db, strerror(errno));
 		goto out;
 	}
-	if (!cli->json)
+	if (cli->json)
+		printf("{\"lines\": %zu, \"schema\": %d, \"dropped_rows\": %lld}\n", line_no,
+		       schema ? schema : KVBM_SCHEMA_VERSION, dropped);
+	else if (schema == 2)
+		printf("imported %zu lines of a schema-2 export into %s (%lld free or unrestorable"
+		       " block rows dropped, as the migration drops them)\n", line_no, cli->db,
+		       dropped);
+	else
 		printf("imported %zu lines into %s\n", line_no, cli->db);
 	rc = EXIT_OK;
 out:
@@ -252,7 +322,7 @@ static int simple_write(struct cli *cli, int argc, char **argv, const char *sql,
 
 	if ((rc = cli_options(cli, argc, argv, NULL, NULL, 0, &n)) != 0)
 		return rc > 0 ? EXIT_OK : EXIT_USAGE;
-	sqlite3 *db = cli_open_db(cli, true);
+	sqlite3 *db = cli_open_db(cli, CLI_DB_WRITE | CLI_DB_OLDER);
 	if (!db)
 		return cli->db ? EXIT_ERR : EXIT_USAGE;
 	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)

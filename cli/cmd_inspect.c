@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The read commands: info, stats, blocks, show, lineage, top and sql. Each
- * opens the catalog read-only (a WAL reader never blocks the writer of a
- * running server), runs one or two queries over the schema's views and
- * renders them as a table or JSON.
+ * The read commands info, stats, blocks, show and sql (top and lineage
+ * walk rows in memory, in cmd_top.c and cmd_lineage.c). Each opens the
+ * catalog read-only (a WAL reader never blocks the writer of a running
+ * server), decides which rows are registered as the library does
+ * (registered.c), runs one or two queries on rowid ranges of block_rows,
+ * and renders them as a table or JSON. None joins a view to itself: each
+ * step would scan block_rows again.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,9 +15,10 @@
 
 #define HEX(col) "printf('%016x', " col ")"
 
-/* Parse options, open the catalog read-only; NULL with *rc set on failure. */
+/* Parse options, open the catalog read-only (flags: CLI_DB_*); NULL with
+ * *rc set on failure. */
 static sqlite3 *start(struct cli *cli, int argc, char **argv, struct opt *opts, char **pos,
-		      int max_pos, int *n_pos, int *rc)
+		      int max_pos, int *n_pos, unsigned flags, int *rc)
 {
 	const int r = cli_options(cli, argc, argv, opts, pos, max_pos, n_pos);
 
@@ -22,7 +26,7 @@ static sqlite3 *start(struct cli *cli, int argc, char **argv, struct opt *opts, 
 		*rc = r > 0 ? EXIT_OK : EXIT_USAGE;
 		return NULL;
 	}
-	sqlite3 *db = cli_open_db(cli, false);
+	sqlite3 *db = cli_open_db(cli, flags);
 	if (!db)
 		*rc = cli->db ? EXIT_ERR : EXIT_USAGE;
 	return db;
@@ -31,7 +35,7 @@ static sqlite3 *start(struct cli *cli, int argc, char **argv, struct opt *opts, 
 int cmd_info(struct cli *cli, int argc, char **argv)
 {
 	int rc, n;
-	sqlite3 *db = start(cli, argc, argv, NULL, NULL, 0, &n, &rc);
+	sqlite3 *db = start(cli, argc, argv, NULL, NULL, 0, &n, 0, &rc);
 
 	if (!db)
 		return rc;
@@ -49,16 +53,33 @@ int cmd_info(struct cli *cli, int argc, char **argv)
 	return rc;
 }
 
+/* Registered rows per tier, as the TEMP table kv_count(tier, registered). */
+static int count_registered(const struct cli *cli, sqlite3 *db)
+{
+	int rc = cli_registered(cli, db, 0);
+
+	if (rc == EXIT_OK &&
+	    sqlite3_exec(db,
+			 "CREATE TEMP TABLE kv_count AS SELECT t.name AS tier,"
+			 " (SELECT count(*) FROM block_rows b WHERE " CLI_TIER_RANGE("t", "b")
+			 " AND " CLI_LIVE("t", "b") ") AS registered FROM kv_tier t",
+			 NULL, NULL, NULL) != SQLITE_OK)
+		rc = cli_error(cli, "cannot count blocks of %s: %s", cli->db, sqlite3_errmsg(db));
+	return rc;
+}
+
 int cmd_stats(struct cli *cli, int argc, char **argv)
 {
 	int rc, n;
-	sqlite3 *db = start(cli, argc, argv, NULL, NULL, 0, &n, &rc);
+	sqlite3 *db = start(cli, argc, argv, NULL, NULL, 0, &n, 0, &rc);
 
 	if (!db)
 		return rc;
-#define STAT(name) "(SELECT value FROM stats s WHERE s.tier = p.tier AND s.name = '" name "')"
+	if ((rc = count_registered(cli, db)) != EXIT_OK)
+		goto out;
+#define STAT(name) "(SELECT value FROM stats s WHERE s.tier = m.tier AND s.name = '" name "')"
 	rc = cli_query(cli, db,
-		       "SELECT p.tier, p.block_count, p.registered, p.free,"
+		       "SELECT m.tier, m.block_count, c.registered, m.block_count - c.registered AS free,"
 		       " " STAT("allocations") " AS allocations,"
 		       " " STAT("evictions") " AS evictions,"
 		       " " STAT("registrations") " AS registrations,"
@@ -68,20 +89,76 @@ int cmd_stats(struct cli *cli, int argc, char **argv)
 			       "match_hashes_requested") ", 0), 4) AS match_hit_rate,"
 		       " " STAT("catalog_commits") " AS commits,"
 		       " " STAT("catalog_failures") " AS failures"
-		       " FROM pool_summary p ORDER BY p.tier",
+		       " FROM meta m JOIN kv_count c USING (tier) ORDER BY m.tier",
 		       false, NULL);
 #undef STAT
+out:
 	sqlite3_close(db);
 	return rc;
 }
 
-static const char BLOCK_COLUMNS[] =
-	"tier, block_id, CASE state WHEN 1 THEN 'registered' ELSE 'free' END AS state,"
-	" CASE WHEN seq_hash IS NULL THEN NULL ELSE " HEX("seq_hash") " END AS hash,"
-	" CASE WHEN parent_hash IS NULL THEN NULL ELSE " HEX("parent_hash") " END AS parent,"
-	" position, access_count, frequency, priority, evict_key,"
-	" datetime(registered_at / 1000, 'unixepoch') AS registered,"
-	" datetime(last_access_at / 1000, 'unixepoch') AS last_access";
+/* Columns of one block: t is kv_tier, b a block_rows row or NULL (free). */
+#define BLOCK_COLUMNS(id)                                                                  \
+	"t.name AS tier, " id " AS block_id,"                                               \
+	" CASE WHEN b.id IS NULL THEN 'free' ELSE 'registered' END AS state,"               \
+	" CASE WHEN b.seq_hash IS NULL THEN NULL ELSE " HEX("b.seq_hash") " END AS hash,"   \
+	" CASE WHEN b.parent_hash IS NULL THEN NULL ELSE " HEX("b.parent_hash") " END AS parent," \
+	" b.position, b.access_count, b.frequency, b.priority, b.evict_key,"               \
+	" datetime(b.registered_at / 1000, 'unixepoch') AS registered,"                    \
+	" datetime(b.last_access_at / 1000, 'unixepoch') AS last_access"
+
+/* The first `limit` free blocks, tiers by name, ids ascending, into the
+ * TEMP table kv_free(n, tier_id, block_id): a free block has no row (or a
+ * masked one), so these are the ids below block_count without a
+ * registered row. One walk per tier that stops at the limit, with a rowid
+ * lookup per id: the LIMIT, not the tier's size, bounds the work. */
+static int list_free(const struct cli *cli, sqlite3 *db, const char *tier, uint32_t limit)
+{
+	sqlite3_stmt *tiers = NULL, *fill = NULL;
+	int rc = EXIT_ERR, step = SQLITE_DONE;
+	long long left = limit;
+
+	if (sqlite3_exec(db,
+			 "CREATE TEMP TABLE kv_free (n INTEGER PRIMARY KEY, tier_id INTEGER NOT NULL,"
+			 " block_id INTEGER NOT NULL)",
+			 NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db,
+			       "SELECT tier_id, block_count FROM kv_tier WHERE ?1 = '' OR name = ?1"
+			       " ORDER BY name",
+			       -1, &tiers, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db,
+			       "WITH RECURSIVE f(i) AS (SELECT 0 WHERE ?2 > 0"
+			       " UNION ALL SELECT i + 1 FROM f WHERE i + 1 < ?2)"
+			       " INSERT INTO kv_free (tier_id, block_id) SELECT ?1, i FROM f"
+			       " WHERE NOT EXISTS (SELECT 1 FROM kv_tier t JOIN block_rows b"
+			       " ON b.id = (t.tier_id << 32) | f.i WHERE t.tier_id = ?1"
+			       " AND " CLI_LIVE("t", "b") ") LIMIT ?3",
+			       -1, &fill, NULL) != SQLITE_OK) {
+		cli_error(cli, "cannot list free blocks of %s: %s", cli->db, sqlite3_errmsg(db));
+		goto out;
+	}
+	sqlite3_bind_text(tiers, 1, tier, -1, SQLITE_STATIC);
+	while (left > 0 && (step = sqlite3_step(tiers)) == SQLITE_ROW) {
+		sqlite3_bind_int64(fill, 1, sqlite3_column_int64(tiers, 0));
+		sqlite3_bind_int64(fill, 2, sqlite3_column_int64(tiers, 1));
+		sqlite3_bind_int64(fill, 3, left);
+		if (sqlite3_step(fill) != SQLITE_DONE) {
+			cli_error(cli, "cannot list free blocks of %s: %s", cli->db, sqlite3_errmsg(db));
+			goto out;
+		}
+		sqlite3_reset(fill);
+		left -= sqlite3_changes(db);
+	}
+	if (step != SQLITE_DONE && step != SQLITE_ROW) {
+		cli_error(cli, "cannot list free blocks of %s: %s", cli->db, sqlite3_errmsg(db));
+		goto out;
+	}
+	rc = EXIT_OK;
+out:
+	sqlite3_finalize(fill);
+	sqlite3_finalize(tiers);
+	return rc;
+}
 
 int cmd_blocks(struct cli *cli, int argc, char **argv)
 {
@@ -90,15 +167,15 @@ int cmd_blocks(struct cli *cli, int argc, char **argv)
 	int rc, n;
 	uint32_t limit = 100;
 	kvbm_hash hash = 0;
-	char hash_text[24] = "", limit_text[16], sql[1024];
-	sqlite3 *db = start(cli, argc, argv, opts, NULL, 0, &n, &rc);
+	char hash_text[24] = "", limit_text[16], sql[2048];
+	sqlite3 *db = start(cli, argc, argv, opts, NULL, 0, &n, 0, &rc);
 
 	if (!db)
 		return rc;
-	const char *state = opts[1].value ? opts[1].value : "";
+	const char *state = opts[1].value ? opts[1].value : "registered";
 	const char *order = opts[4].value ? opts[4].value : "id";
 	rc = EXIT_USAGE;
-	if (*state && strcmp(state, "registered") != 0 && strcmp(state, "free") != 0)
+	if (strcmp(state, "registered") != 0 && strcmp(state, "free") != 0)
 		cli_usage(cli, "--state must be registered or free, not '%s'", state);
 	else if (opts[3].value && !cli_parse_u32(opts[3].value, &limit))
 		cli_usage(cli, "--limit needs a number, not '%s'", opts[3].value);
@@ -106,27 +183,62 @@ int cmd_blocks(struct cli *cli, int argc, char **argv)
 		rc = cli_error(cli, "'%s' is not a hash (1 to 16 hex digits)", opts[2].value);
 	else if (strcmp(order, "evict") && strcmp(order, "access") && strcmp(order, "id"))
 		cli_usage(cli, "--order must be evict, access or id, not '%s'", order);
+	else if (*state == 'f' && opts[2].value)
+		cli_usage(cli, "--hash lists registered blocks: a free block holds no hash");
 	else
 		rc = EXIT_OK;
-	if (rc != EXIT_OK)
+	if (rc != EXIT_OK || (rc = cli_registered(cli, db, 0)) != EXIT_OK)
 		goto out;
 	if (opts[2].value)
 		snprintf(hash_text, sizeof(hash_text), "%lld", (long long)hash);
 	snprintf(limit_text, sizeof(limit_text), "%u", limit);
-	snprintf(sql, sizeof(sql),
-		 "SELECT %s FROM blocks WHERE (?1 = '' OR tier = ?1)"
-		 " AND (?2 = '' OR state = (?2 = 'registered'))"
-		 " AND (?3 = '' OR seq_hash = CAST(?3 AS INTEGER))"
-		 " ORDER BY %s LIMIT CAST(?4 AS INTEGER)",
-		 BLOCK_COLUMNS,
-		 strcmp(order, "evict") == 0	? "state DESC, evict_key, tier, block_id"
-		 : strcmp(order, "access") == 0 ? "access_count DESC, tier, block_id"
-						: "tier, block_id");
+	if (*state == 'f') {
+		if ((rc = list_free(cli, db, opts[0].value ? opts[0].value : "", limit)) != EXIT_OK)
+			goto out;
+		snprintf(sql, sizeof(sql),
+			 "SELECT t.name AS tier, f.block_id, 'free' AS state, NULL AS hash,"
+			 " NULL AS parent, NULL AS position, NULL AS access_count, NULL AS frequency,"
+			 " NULL AS priority, NULL AS evict_key, NULL AS registered, NULL AS last_access"
+			 " FROM kv_free f JOIN kv_tier t USING (tier_id) ORDER BY f.n");
+	} else {
+		snprintf(sql, sizeof(sql),
+			 "SELECT %s FROM kv_tier t JOIN block_rows b ON " CLI_TIER_RANGE("t", "b")
+			 " WHERE (?1 = '' OR t.name = ?1)"
+			 " AND (?3 = '' OR b.seq_hash = CAST(?3 AS INTEGER)) AND " CLI_LIVE("t", "b")
+			 " ORDER BY %s LIMIT CAST(?4 AS INTEGER)",
+			 BLOCK_COLUMNS("b.id & 4294967295"),
+			 strcmp(order, "evict") == 0	? "b.evict_key, t.name, b.id"
+			 : strcmp(order, "access") == 0 ? "b.access_count DESC, t.name, b.id"
+							: "t.name, b.id");
+	}
 	rc = cli_query(cli, db, sql, false, opts[0].value ? opts[0].value : "", state, hash_text,
 		       limit_text, NULL);
 out:
 	sqlite3_close(db);
 	return rc;
+}
+
+/* Why no registered block holds hash: a reclaimed row that did, if any. */
+static void explain_missing(const struct cli *cli, sqlite3 *db, const char *key,
+			    const char *tier, const char *shown)
+{
+	sqlite3_stmt *st = NULL;
+
+	if (sqlite3_prepare_v2(db,
+			       "SELECT t.name, b.id & 4294967295 FROM kv_tier t JOIN block_rows b ON "
+			       CLI_TIER_RANGE("t", "b") " WHERE (?1 = '' OR t.name = ?1)"
+			       " AND b.seq_hash = CAST(?2 AS INTEGER) ORDER BY t.name, b.id LIMIT 1",
+			       -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, tier, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	}
+	if (st && sqlite3_step(st) == SQLITE_ROW)
+		cli_error(cli, "no registered block holds %s (block %lld of tier %s held it and was"
+			  " evicted)", shown, sqlite3_column_int64(st, 1),
+			  (const char *)sqlite3_column_text(st, 0));
+	else
+		cli_error(cli, "no block holds %s in %s", shown, cli->db);
+	sqlite3_finalize(st);
 }
 
 int cmd_show(struct cli *cli, int argc, char **argv)
@@ -136,112 +248,62 @@ int cmd_show(struct cli *cli, int argc, char **argv)
 	int rc, n;
 	kvbm_hash hash;
 	uint32_t id;
-	char key[32], sql[1024];
-	sqlite3 *db = start(cli, argc, argv, opts, pos, 1, &n, &rc);
+	char key[32], sql[2048];
+	sqlite3_stmt *st = NULL;
+	sqlite3 *db = start(cli, argc, argv, opts, pos, 1, &n, 0, &rc);
 
 	if (!db)
 		return rc;
 	if ((n == 1) == (opts[0].value != NULL)) {
 		rc = cli_usage(cli, "give either a HASH or --block ID");
+		goto out;
 	} else if (n == 1 && !cli_parse_hash(pos[0], &hash)) {
 		rc = cli_error(cli, "'%s' is not a hash (1 to 16 hex digits)", pos[0]);
+		goto out;
 	} else if (opts[0].value && !cli_parse_u32(opts[0].value, &id)) {
 		rc = cli_usage(cli, "--block needs a block id, not '%s'", opts[0].value);
-	} else {
-		if (n == 1)
-			snprintf(key, sizeof(key), "%lld", (long long)hash);
-		else
-			snprintf(key, sizeof(key), "%u", id);
-		snprintf(sql, sizeof(sql),
-			 "SELECT %s FROM blocks WHERE (?1 = '' OR tier = ?1) AND %s ORDER BY tier",
-			 BLOCK_COLUMNS,
-			 n == 1 ? "state = 1 AND seq_hash = CAST(?2 AS INTEGER)"
-				: "block_id = CAST(?2 AS INTEGER)");
-		sqlite3_stmt *st = NULL;
-		if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-			rc = cli_error(cli, "query failed: %s", sqlite3_errmsg(db));
-		} else {
-			sqlite3_bind_text(st, 1, opts[1].value ? opts[1].value : "", -1, SQLITE_STATIC);
-			sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-			if (sqlite3_step(st) != SQLITE_ROW) {
-				rc = cli_error(cli, "no block %s%s in the catalog", n == 1 ? "holds " : "",
-					       n == 1 ? pos[0] : opts[0].value);
-			} else {
-				sqlite3_reset(st);
-				rc = cli_render(cli, st, false);
-			}
-		}
-		sqlite3_finalize(st);
+		goto out;
 	}
-	sqlite3_close(db);
-	return rc;
-}
-
-int cmd_lineage(struct cli *cli, int argc, char **argv)
-{
-	struct opt opts[] = {{"tier", true, NULL}, {NULL, false, NULL}};
-	char *pos[1];
-	int rc, n;
-	kvbm_hash hash;
-	char key[32];
-	sqlite3 *db = start(cli, argc, argv, opts, pos, 1, &n, &rc);
-
-	if (!db)
-		return rc;
-	if (n != 1) {
-		rc = cli_usage(cli, "give the HASH whose lineage to show");
-	} else if (!cli_parse_hash(pos[0], &hash)) {
-		rc = cli_error(cli, "'%s' is not a hash (1 to 16 hex digits)", pos[0]);
-	} else {
+	if ((rc = cli_registered(cli, db, 0)) != EXIT_OK)
+		goto out;
+	const char *tier = opts[1].value ? opts[1].value : "";
+	if (n == 1) {
+		/* No index on seq_hash (the writer would pay for it): one scan. */
 		snprintf(key, sizeof(key), "%lld", (long long)hash);
-		/* Up through parents, down through children, each with its
-		 * distance from the block asked about. */
-		rc = cli_query(
-			cli, db,
-			"WITH RECURSIVE"
-			" up(tier, h, p, d) AS ("
-			"  SELECT tier, seq_hash, parent_hash, 0 FROM blocks"
-			"  WHERE state = 1 AND seq_hash = CAST(?1 AS INTEGER) AND (?2 = '' OR tier = ?2)"
-			"  UNION SELECT b.tier, b.seq_hash, b.parent_hash, up.d - 1 FROM up JOIN blocks b"
-			"  ON b.tier = up.tier AND b.state = 1 AND b.seq_hash = up.p),"
-			" down(tier, h, d) AS ("
-			"  SELECT tier, seq_hash, 0 FROM blocks"
-			"  WHERE state = 1 AND seq_hash = CAST(?1 AS INTEGER) AND (?2 = '' OR tier = ?2)"
-			"  UNION SELECT b.tier, b.seq_hash, down.d + 1 FROM down JOIN blocks b"
-			"  ON b.tier = down.tier AND b.state = 1 AND b.parent_hash = down.h"
-			"  WHERE down.d < 100000)"
-			" SELECT x.tier, x.d AS distance,"
-			"  CASE WHEN x.d < 0 THEN 'ancestor' WHEN x.d = 0 THEN 'self'"
-			"  ELSE 'descendant' END AS relation,"
-			"  b.block_id, " HEX("b.seq_hash") " AS hash, b.position, b.access_count"
-			" FROM (SELECT tier, h, d FROM up UNION SELECT tier, h, d FROM down) x"
-			" JOIN blocks b ON b.tier = x.tier AND b.state = 1 AND b.seq_hash = x.h"
-			" ORDER BY x.tier, x.d, b.block_id",
-			false, key, opts[0].value ? opts[0].value : "", NULL);
-	}
-	sqlite3_close(db);
-	return rc;
-}
-
-int cmd_top(struct cli *cli, int argc, char **argv)
-{
-	struct opt opts[] = {{"limit", true, NULL}, {NULL, false, NULL}};
-	int rc, n;
-	uint32_t limit = 10;
-	char limit_text[16];
-	sqlite3 *db = start(cli, argc, argv, opts, NULL, 0, &n, &rc);
-
-	if (!db)
-		return rc;
-	if (opts[0].value && !cli_parse_u32(opts[0].value, &limit)) {
-		rc = cli_usage(cli, "--limit needs a number, not '%s'", opts[0].value);
+		snprintf(sql, sizeof(sql),
+			 "SELECT %s FROM kv_tier t JOIN block_rows b ON " CLI_TIER_RANGE("t", "b")
+			 " WHERE (?1 = '' OR t.name = ?1) AND b.seq_hash = CAST(?2 AS INTEGER)"
+			 " AND " CLI_LIVE("t", "b") " ORDER BY t.name, b.id",
+			 BLOCK_COLUMNS("b.id & 4294967295"));
 	} else {
-		snprintf(limit_text, sizeof(limit_text), "%u", limit);
-		rc = cli_query(cli, db,
-			       "SELECT tier, root, blocks, accesses, longest_chain FROM hot_prefixes"
-			       " LIMIT CAST(?1 AS INTEGER)",
-			       false, limit_text, NULL);
+		/* A block below block_count with no registered row is free. */
+		snprintf(key, sizeof(key), "%u", id);
+		snprintf(sql, sizeof(sql),
+			 "SELECT %s FROM kv_tier t LEFT JOIN block_rows b"
+			 " ON b.id = (t.tier_id << 32) | CAST(?2 AS INTEGER) AND " CLI_LIVE("t", "b")
+			 " WHERE (?1 = '' OR t.name = ?1) AND CAST(?2 AS INTEGER) < t.block_count"
+			 " ORDER BY t.name",
+			 BLOCK_COLUMNS("CAST(?2 AS INTEGER)"));
 	}
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		rc = cli_error(cli, "query failed: %s", sqlite3_errmsg(db));
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, tier, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		if (n == 1)
+			explain_missing(cli, db, key, tier, pos[0]);
+		else
+			cli_error(cli, "no block %s in %s%s%s", opts[0].value, cli->db,
+				  *tier ? " tier " : "", tier);
+		rc = EXIT_ERR;
+	} else {
+		sqlite3_reset(st);
+		rc = cli_render(cli, st, false);
+	}
+out:
+	sqlite3_finalize(st);
 	sqlite3_close(db);
 	return rc;
 }
@@ -252,7 +314,7 @@ int cmd_sql(struct cli *cli, int argc, char **argv)
 	int rc, n;
 	sqlite3_stmt *st = NULL;
 	const char *tail = NULL;
-	sqlite3 *db = start(cli, argc, argv, NULL, pos, 1, &n, &rc);
+	sqlite3 *db = start(cli, argc, argv, NULL, pos, 1, &n, CLI_DB_OLDER, &rc);
 
 	if (!db)
 		return rc;

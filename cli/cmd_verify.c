@@ -16,51 +16,105 @@ struct check {
 	const char *sql; /* each row: one text column describing a problem */
 };
 
+#define TIER_NAME(id) "coalesce((SELECT name FROM tiers WHERE tier_id = " id "), " id ")"
+
+/* Every check is a scan, a rowid range per tier, or lookups in the TEMP
+ * rows and their indexes (registered.c): nothing grows faster than
+ * n log n in the number of rows. */
 static const struct check checks[] = {
-	{"meta", false,
-	 "SELECT 'tier ' || tier || ': block_size ' || block_size || ' is not a power of two in"
-	 " 1..1024' FROM meta WHERE block_size < 1 OR block_size > 1024"
-	 " OR (block_size & (block_size - 1)) != 0"
-	 " UNION ALL SELECT 'tier ' || tier || ': block_count ' || block_count || ' is not positive'"
-	 " FROM meta WHERE block_count < 1"
-	 " UNION ALL SELECT 'tier ' || tier || ': meta says schema ' || schema_version ||"
+	{"identity", false,
+	 "SELECT 'tier ' || name || ': block_size ' || block_size || ' is not a power of two in"
+	 " 1..1024' FROM tiers WHERE typeof(block_size) != 'integer' OR block_size < 1"
+	 " OR block_size > 1024 OR (block_size & (block_size - 1)) != 0"
+	 " UNION ALL SELECT 'tier ' || name || ': block_count ' || block_count || ' is not in"
+	 " 1..4294967295' FROM tiers WHERE typeof(block_count) != 'integer' OR block_count < 1"
+	 " OR block_count > 4294967295"
+	 " UNION ALL SELECT 'tier ' || name || ': tier_id ' || tier_id || ' is not in"
+	 " 1..2147483647' FROM tiers WHERE tier_id < 1 OR tier_id > 2147483647"
+	 " UNION ALL SELECT 'tier ' || name || ': write_seq ' || write_seq || ' is negative'"
+	 " FROM tiers WHERE write_seq < 0"
+	 " UNION ALL SELECT 'tier ' || name || ': tiers says schema ' || schema_version ||"
 	 " ' but the file is at ' || (SELECT user_version FROM pragma_user_version)"
-	 " FROM meta WHERE schema_version != (SELECT user_version FROM pragma_user_version)"},
+	 " FROM tiers WHERE schema_version != (SELECT user_version FROM pragma_user_version)"},
+	/* Skips from one tier id present in block_rows to the next with a
+	 * rowid seek each, instead of looking up every row's tier. */
 	{"tiers", false,
-	 "SELECT 'rows of tier ''' || tier || ''' have no meta row (blocks ' ||"
-	 " group_concat(block_id) || ')' FROM blocks WHERE tier NOT IN (SELECT tier FROM meta)"
-	 " GROUP BY tier"},
+	 "WITH RECURSIVE present(tid) AS (SELECT (SELECT min(id) FROM block_rows) >> 32"
+	 " UNION ALL SELECT (SELECT min(id) FROM block_rows WHERE id >= (tid + 1) << 32) >> 32"
+	 " FROM present WHERE tid < 2147483647)"
+	 " SELECT 'rows of tier id ' || p.tid || ' have no tiers row (' || count(*) ||"
+	 " ' rows, blocks ' || min(b.id & 4294967295) || '..' || max(b.id & 4294967295) || ')'"
+	 " FROM present p JOIN block_rows b ON b.id BETWEEN p.tid << 32 AND (p.tid << 32) |"
+	 " 4294967295 WHERE p.tid NOT IN (SELECT tier_id FROM tiers) GROUP BY p.tid"},
 	{"block ids", false,
-	 "SELECT 'tier ' || b.tier || ': block ' || b.block_id || ' is outside 0..' ||"
-	 " (m.block_count - 1) FROM blocks b JOIN meta m USING (tier)"
-	 " WHERE b.block_id < 0 OR b.block_id >= m.block_count"},
-	{"states", false,
-	 "SELECT 'tier ' || tier || ': block ' || block_id || ' has unknown state ' || state"
-	 " FROM blocks WHERE state NOT IN (0, 1)"
-	 " UNION ALL SELECT 'tier ' || tier || ': block ' || block_id ||"
-	 " ' is registered without a hash' FROM blocks WHERE state = 1 AND seq_hash IS NULL"
-	 " UNION ALL SELECT 'tier ' || tier || ': block ' || block_id || ' is free but claims hash '"
-	 " || printf('%016x', seq_hash) FROM blocks WHERE state = 0 AND seq_hash IS NOT NULL"},
+	 "SELECT 'tier ' || t.name || ': block ' || (b.id & 4294967295) || ' is outside 0..' ||"
+	 " (t.block_count - 1) FROM kv_tier t JOIN block_rows b"
+	 " ON b.id BETWEEN (t.tier_id << 32) + t.block_count AND (t.tier_id << 32) | 4294967295"},
+	{"rows", false,
+	 "SELECT 'tier ' || t.name || ': block ' || (b.id & 4294967295) || ' has ' ||"
+	 " CASE WHEN typeof(b.seq_hash) != 'integer' THEN 'a ' || typeof(b.seq_hash) ||"
+	 " ' seq_hash (the library refuses it)'"
+	 " WHEN typeof(b.wseq) != 'integer' OR b.wseq < 0 THEN 'write sequence ' ||"
+	 " quote(b.wseq) || ' (the library drops it)'"
+	 " ELSE 'write sequence ' || b.wseq || ', after the tier''s last commit ' ||"
+	 " t.write_seq END"
+	 " FROM tiers t JOIN block_rows b ON " CLI_TIER_RANGE("t", "b") " WHERE typeof(b.seq_hash)"
+	 " != 'integer' OR typeof(b.wseq) != 'integer' OR b.wseq < 0 OR b.wseq > t.write_seq"},
+	{"reclaims", false,
+	 "SELECT 'tier ' || t.name || ': reclaim row ' || r.rec_id || ' (seq ' || r.seq || ')"
+	 " is not a JSON array of block ids, so the library refuses every row of the tier"
+	 " written before it (' || (SELECT count(*) FROM block_rows b WHERE "
+	 CLI_TIER_RANGE("t", "b") " AND b.wseq < r.seq) || ' rows)'"
+	 " FROM reclaims r JOIN tiers t USING (tier_id)"
+	 " WHERE r.seq > 0 AND NOT kvbm_reclaim_ok(r.blocks)"
+	 " UNION ALL SELECT 'tier ' || t.name || ': reclaim row ' || r.rec_id || ' has seq ' ||"
+	 " r.seq || ', after the tier''s last commit ' || t.write_seq ||"
+	 " ' (it would hide rows written later)'"
+	 " FROM reclaims r JOIN tiers t USING (tier_id) WHERE r.seq > t.write_seq"},
+	{"reclaim tiers", true,
+	 "SELECT count(*) || ' reclaim rows of tier id ' || tier_id || ', which has no tiers row'"
+	 " FROM reclaims WHERE tier_id NOT IN (SELECT tier_id FROM tiers) GROUP BY tier_id"},
 	{"one block per hash", false,
-	 "SELECT 'tier ' || tier || ': ' || count(*) || ' blocks claim hash ' ||"
+	 "SELECT 'tier ' || " TIER_NAME("tier_id") " || ': ' || count(*) || ' blocks claim hash ' ||"
 	 " printf('%016x', seq_hash) || ' (blocks ' || group_concat(block_id, ', ') || ')'"
-	 " FROM blocks WHERE state = 1 GROUP BY tier, seq_hash HAVING count(*) > 1"},
+	 " FROM kv_rows WHERE live GROUP BY tier_id, seq_hash HAVING count(*) > 1"},
 	{"lineage", false,
-	 "SELECT 'tier ' || c.tier || ': block ' || c.block_id || ' at position ' || c.position ||"
-	 " ' has parent block ' || p.block_id || ' at position ' || p.position"
-	 " FROM blocks c JOIN blocks p ON p.tier = c.tier AND p.state = 1"
-	 " AND p.seq_hash = c.parent_hash"
-	 " WHERE c.state = 1 AND c.position IS NOT NULL AND p.position IS NOT NULL"
+	 "SELECT 'tier ' || " TIER_NAME("c.tier_id") " || ': block ' || c.block_id ||"
+	 " ' at position ' || c.position || ' has parent block ' || p.block_id ||"
+	 " ' at position ' || p.position"
+	 " FROM kv_rows c JOIN kv_rows p ON p.tier_id = c.tier_id AND p.seq_hash = c.parent_hash"
+	 " WHERE c.live AND p.live AND c.position IS NOT NULL AND p.position IS NOT NULL"
 	 " AND p.position != c.position - 1"},
+	/* NOT INDEXED: read c in table order; through the hash index (which
+	 * the GROUP BY would pick) every row costs a random table lookup. */
 	{"parents present", true,
-	 "SELECT 'tier ' || tier || ': ' || count(*) || ' registered blocks whose parent is not"
-	 " registered (evicted first; they cannot be matched by prefix)' FROM blocks c"
-	 " WHERE state = 1 AND parent_hash IS NOT NULL AND NOT EXISTS (SELECT 1 FROM blocks p"
-	 " WHERE p.tier = c.tier AND p.state = 1 AND p.seq_hash = c.parent_hash)"
-	 " GROUP BY tier"},
+	 "SELECT 'tier ' || " TIER_NAME("tier_id") " || ': ' || count(*) || ' registered blocks"
+	 " whose parent is not registered (evicted first; they cannot be matched by prefix)'"
+	 " FROM kv_rows c NOT INDEXED WHERE live AND parent_hash IS NOT NULL AND NOT EXISTS (SELECT 1"
+	 " FROM kv_rows p WHERE p.tier_id = c.tier_id AND p.seq_hash = c.parent_hash AND p.live)"
+	 " GROUP BY tier_id"},
 };
 
-/* Run one check; print (or collect as JSON) each problem. */
+/* Problems printed per check; the rest are counted. */
+#define SHOWN_PER_CHECK 20
+
+static void report(const struct cli *cli, const char *name, bool warning, const char *what,
+		   bool *first_json)
+{
+	if (cli->json) {
+		printf("%s\n  {\"check\": ", *first_json ? "" : ",");
+		cli_json_string(stdout, name);
+		printf(", \"severity\": \"%s\", \"detail\": ", warning ? "warning" : "problem");
+		cli_json_string(stdout, what);
+		printf("}");
+		*first_json = false;
+	} else {
+		printf("%s: %s: %s\n", warning ? "warning" : "problem", name, what);
+	}
+}
+
+/* Run one check; print (or collect as JSON) each problem, the first
+ * SHOWN_PER_CHECK of them and a count of the rest. */
 static int run_check(const struct cli *cli, sqlite3 *db, const char *name, bool warning,
 		     const char *sql, bool *first_json, int *problems)
 {
@@ -73,21 +127,17 @@ static int run_check(const struct cli *cli, sqlite3 *db, const char *name, bool 
 		const char *what = (const char *)sqlite3_column_text(st, 0);
 		if (!what || strcmp(what, "ok") == 0)
 			continue;
-		rows++;
-		if (cli->json) {
-			printf("%s\n  {\"check\": ", *first_json ? "" : ",");
-			cli_json_string(stdout, name);
-			printf(", \"severity\": \"%s\", \"detail\": ", warning ? "warning" : "problem");
-			cli_json_string(stdout, what);
-			printf("}");
-			*first_json = false;
-		} else {
-			printf("%s: %s: %s\n", warning ? "warning" : "problem", name, what);
-		}
+		if (++rows <= SHOWN_PER_CHECK)
+			report(cli, name, warning, what, first_json);
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
 		return cli_error(cli, "check %s failed: %s", name, sqlite3_errmsg(db));
+	if (rows > SHOWN_PER_CHECK) {
+		char more[64];
+		snprintf(more, sizeof(more), "... and %d more", rows - SHOWN_PER_CHECK);
+		report(cli, name, warning, more, first_json);
+	}
 	if (!warning)
 		*problems += rows;
 	if (!cli->json && rows == 0)
@@ -102,12 +152,18 @@ int cmd_verify(struct cli *cli, int argc, char **argv)
 
 	if ((rc = cli_options(cli, argc, argv, NULL, NULL, 0, &n)) != 0)
 		return rc > 0 ? EXIT_OK : EXIT_USAGE;
-	sqlite3 *db = cli_open_db(cli, false);
+	sqlite3 *db = cli_open_db(cli, 0);
 	if (!db)
 		return cli->db ? EXIT_ERR : EXIT_USAGE;
 	if (cli->json)
 		printf("{\"findings\": [");
 	rc = run_check(cli, db, "integrity", false, "PRAGMA integrity_check", &first, &problems);
+	/* One read transaction: every check sees the same snapshot of a
+	 * live catalog as the TEMP rows they query. */
+	if (rc == EXIT_OK && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		rc = cli_error(cli, "cannot read %s: %s", cli->db, sqlite3_errmsg(db));
+	if (rc == EXIT_OK)
+		rc = cli_registered(cli, db, CLI_ROWS | CLI_BY_HASH);
 	for (size_t i = 0; rc == EXIT_OK && i < sizeof(checks) / sizeof(checks[0]); i++)
 		rc = run_check(cli, db, checks[i].name, checks[i].warning, checks[i].sql, &first,
 			       &problems);
@@ -117,6 +173,7 @@ int cmd_verify(struct cli *cli, int argc, char **argv)
 	else if (rc == EXIT_OK)
 		printf("%s: %d problem%s\n", problems ? "FAILED" : "verified", problems,
 		       problems == 1 ? "" : "s");
+	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	sqlite3_close(db);
 	if (rc != EXIT_OK)
 		return rc;

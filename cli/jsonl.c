@@ -18,10 +18,32 @@
 #include "jsonl.h"
 
 const struct kvbm_jsonl_table kvbm_jsonl_tables[KVBM_JSONL_TABLES] = {
-	{"meta", "meta", "tier"},
-	{"blocks", "block", "tier, block_id"},
-	{"stats", "stat", "tier, name"},
+	{"tiers", "tiers", "tier", "tier_id", 3},
+	{"block_rows", "block_rows", "block_row", "id", 3},
+	{"reclaims", "reclaims", "reclaim", "rec_id", 3},
+	{"kvbm_import_meta", "meta", "meta", "tier", 2},
+	{"kvbm_import_blocks", "blocks", "block", "tier, block_id", 2},
+	{"stats", "stats", "stat", "tier, name", 0},
 };
+
+/* schema/001_init.sql's meta and blocks, as TEMP tables. */
+const char kvbm_jsonl_staging_sql[] =
+	"CREATE TEMP TABLE kvbm_import_meta (tier TEXT PRIMARY KEY,"
+	" schema_version INTEGER NOT NULL, block_size INTEGER NOT NULL,"
+	" block_count INTEGER NOT NULL, hash_algorithm TEXT NOT NULL,"
+	" hash_encoding INTEGER NOT NULL, hash_seed INTEGER NOT NULL, hash_salt INTEGER NOT NULL,"
+	" model_fingerprint TEXT NOT NULL DEFAULT '', eviction_policy TEXT NOT NULL,"
+	" created_at INTEGER NOT NULL, opened_at INTEGER NOT NULL, incarnation INTEGER NOT NULL,"
+	" clean_shutdown INTEGER NOT NULL DEFAULT 0, last_clean_shutdown_at INTEGER,"
+	" last_commit_at INTEGER, restored_blocks INTEGER NOT NULL DEFAULT 0,"
+	" vetoed_blocks INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TEMP TABLE kvbm_import_blocks (tier TEXT NOT NULL, block_id INTEGER NOT NULL,"
+	" state INTEGER NOT NULL, seq_hash INTEGER, parent_hash INTEGER, position INTEGER,"
+	" registered_at INTEGER, last_access_at INTEGER,"
+	" access_tick INTEGER NOT NULL DEFAULT 0, access_count INTEGER NOT NULL DEFAULT 0,"
+	" frequency INTEGER NOT NULL DEFAULT 0, priority INTEGER NOT NULL DEFAULT 35,"
+	" retention INTEGER NOT NULL DEFAULT 0, evict_key INTEGER NOT NULL DEFAULT 0,"
+	" PRIMARY KEY (tier, block_id)) WITHOUT ROWID;";
 
 bool kvbm_jsonl_is_hash_column(const char *name)
 {
@@ -150,23 +172,32 @@ static bool append(char *sql, size_t cap, size_t *used, const char *fmt, ...)
 	return true;
 }
 
+const struct kvbm_jsonl_table *kvbm_jsonl_table_of(const struct kvbm_jsonl_field *f, int n)
+{
+	if (n < 1 || strcmp(f[0].key, "type") != 0 || f[0].type != SQLITE_TEXT)
+		return NULL;
+	for (int t = 0; t < KVBM_JSONL_TABLES; t++)
+		if (strcmp(f[0].text, kvbm_jsonl_tables[t].type) == 0)
+			return &kvbm_jsonl_tables[t];
+	return NULL;
+}
+
 const char *kvbm_jsonl_insert_sql(const struct kvbm_jsonl_field *f, int n, char *sql, size_t cap)
 {
 	size_t used = 0;
-	int t;
 
 	if (n < 1 || strcmp(f[0].key, "type") != 0 || f[0].type != SQLITE_TEXT)
 		return "the first field must be \"type\"";
-	for (t = 0; t < KVBM_JSONL_TABLES && strcmp(f[0].text, kvbm_jsonl_tables[t].type) != 0; t++)
-		;
-	if (t == KVBM_JSONL_TABLES)
-		return "type must be meta, block or stat";
+	const struct kvbm_jsonl_table *tab = kvbm_jsonl_table_of(f, n);
+	if (!tab)
+		return "type must be tier, block_row, reclaim or stat (or a previous release's meta"
+		       " or block)";
 	for (int i = 1; i < n; i++)
 		for (const char *k = f[i].key; *k; k++)
 			if (!isalnum((unsigned char)*k) && *k != '_')
 				return "field names must be column names";
 	/* 31 keys of 63 characters once overflowed a 2048-byte buffer. */
-	bool ok = append(sql, cap, &used, "INSERT INTO %s (", kvbm_jsonl_tables[t].name);
+	bool ok = append(sql, cap, &used, "INSERT INTO %s (", tab->name);
 	for (int i = 1; ok && i < n; i++)
 		ok = append(sql, cap, &used, "%s%s", i > 1 ? ", " : "", f[i].key);
 	ok = ok && append(sql, cap, &used, ") VALUES (");

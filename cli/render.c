@@ -123,7 +123,19 @@ bool cli_parse_hash(const char *s, kvbm_hash *out)
 	return true;
 }
 
-sqlite3 *cli_open_db(const struct cli *cli, bool writable)
+int cli_schema_version(sqlite3 *db)
+{
+	sqlite3_stmt *st = NULL;
+	int version = -1;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return version;
+}
+
+sqlite3 *cli_open_db(const struct cli *cli, unsigned flags)
 {
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
@@ -138,19 +150,15 @@ sqlite3 *cli_open_db(const struct cli *cli, bool writable)
 		return NULL;
 	}
 	fclose(probe);
-	const int flags = writable ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
-	if (sqlite3_open_v2(cli->db, &db, flags, NULL) != SQLITE_OK) {
+	const int mode = flags & CLI_DB_WRITE ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
+	if (sqlite3_open_v2(cli->db, &db, mode, NULL) != SQLITE_OK) {
 		cli_error(cli, "cannot open %s: %s", cli->db, sqlite3_errmsg(db));
 		sqlite3_close(db);
 		return NULL;
 	}
 	sqlite3_busy_timeout(db, 5000);
-	int version = -1;
-	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW)
-		version = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-	st = NULL;
+	const int version = cli_schema_version(db);
+	/* meta is a table before version 3 and a view of tiers since. */
 	const bool has_meta =
 		sqlite3_prepare_v2(db, "SELECT tier FROM meta LIMIT 1", -1, &st, NULL) == SQLITE_OK;
 	sqlite3_finalize(st);
@@ -162,6 +170,15 @@ sqlite3 *cli_open_db(const struct cli *cli, bool writable)
 	if (version > KVBM_SCHEMA_VERSION) {
 		cli_error(cli, "%s has schema version %d, newer than this program's %d", cli->db,
 			  version, KVBM_SCHEMA_VERSION);
+		sqlite3_close(db);
+		return NULL;
+	}
+	/* The queries are written for this schema only; migrating is one
+	 * command away and is what the library does on its next open. */
+	if (version < KVBM_SCHEMA_VERSION && !(flags & CLI_DB_OLDER)) {
+		cli_error(cli, "%s has schema version %d, older than this program's %d: upgrade it"
+			  " with kvbm-catalog --db %s migrate", cli->db, version, KVBM_SCHEMA_VERSION,
+			  cli->db);
 		sqlite3_close(db);
 		return NULL;
 	}
@@ -248,11 +265,13 @@ static int render_table(sqlite3_stmt *st)
 			n++;
 		}
 	}
-	for (int c = 0; c < cols; c++)
+	/* A query that failed half way prints nothing but its error. */
+	for (int c = 0; rc == SQLITE_DONE && c < cols; c++)
 		printf("%-*s%s", (int)width[c], sqlite3_column_name(st, c), c + 1 < cols ? "  " : "\n");
 	for (size_t i = 0; i < n; i++) {
 		const int c = (int)(i % (size_t)cols);
-		printf("%-*s%s", (int)width[c], cells[i], c + 1 < cols ? "  " : "\n");
+		if (rc == SQLITE_DONE)
+			printf("%-*s%s", (int)width[c], cells[i], c + 1 < cols ? "  " : "\n");
 		free(cells[i]);
 	}
 	free(cells);
@@ -264,8 +283,10 @@ int cli_render(const struct cli *cli, sqlite3_stmt *st, bool single)
 {
 	const int rc = cli->json ? render_json(st, single) : render_table(st);
 
+	/* The connection's message names the cause ("malformed JSON"), the
+	 * code's string only its class. */
 	if (rc != 0)
-		return cli_error(cli, "query failed: %s", sqlite3_errstr(rc));
+		return cli_error(cli, "query failed: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
 	return EXIT_OK;
 }
 
