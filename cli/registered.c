@@ -5,9 +5,9 @@
  * A row is registered unless its write sequence is negative, a reclaim row
  * of its tier with a higher seq lists it, or an unreadable reclaim row of
  * its tier has a higher seq (the library then trusts no older row). The
- * `blocks` view answers the same question with json_each, which fails on
- * the first malformed reclaim row; the CLI must still work on such a file,
- * so it parses reclaim rows itself.
+ * `blocks` view answers the same question in SQL (json_valid, json_each);
+ * the CLI parses reclaim rows itself, with the restore's own rules, and
+ * indexes the result for its walks.
  *
  * TEMP tables live in the connection's own temporary database, so all of
  * this works on a read-only connection and leaves the file untouched.
@@ -17,35 +17,35 @@
 
 #include "cmd.h"
 
-/* The restore's parser (src/catalog/catalog.c, parse_reclaim), kept
+/* The restore's parser (src/catalog/restore.c, parse_reclaim), kept
  * identical: what it refuses is exactly what masks a whole tier. Calls
  * add(id) for each listed id when add is set. */
 bool cli_reclaim_parse(const unsigned char *p, void (*add)(uint64_t id, void *user), void *user)
 {
 	if (!p)
 		return false;
-	while (*p == ' ')
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
 		p++;
 	if (*p++ != '[')
 		return false;
-	while (*p == ' ')
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
 		p++;
 	if (*p == ']')
 		return true;
 	for (;;) {
 		uint64_t v = 0;
 		int digits = 0;
-		while (*p == ' ')
+		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
 			p++;
-		while (*p >= '0' && *p <= '9' && digits < 11) {
+		while (*p >= '0' && *p <= '9' && digits < 19) {
 			v = v * 10 + (uint64_t)(*p++ - '0');
 			digits++;
 		}
-		if (digits == 0 || (*p >= '0' && *p <= '9'))
+		if (digits == 0 || (*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E')
 			return false;
 		if (add)
 			add(v, user);
-		while (*p == ' ')
+		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
 			p++;
 		if (*p == ']')
 			return true;
