@@ -85,14 +85,32 @@ static void keys_release(PyObject *seq, uint64_t *hs)
 	PyMem_Free(hs);
 }
 
-/* Whether key owns h: a key stored in this run, or (after a restart, for
- * a restored block nobody named yet) the first key to ask, adopted. */
+/* Whether key owns h: a key stored in this run; after a restart, the key
+ * the catalog kept for the restored block (kvbm_block_key_set at its
+ * store); for a restored block stored without one (an older catalog, a
+ * key over KVBM_KEY_MAX bytes), the first key to ask, adopted. */
 static int verify(kvbm_py_offload *self, uint64_t h, PyObject *key)
 {
 	const struct omap_val *v = omap_get(&self->keys, h);
 
 	if (v)
 		return same_key(v->key, key);
+	if (self->catalog) {
+		unsigned char buf[KVBM_KEY_MAX];
+		uint32_t len = 0;
+		kvbm_manager *mgr = kvbm_py_mgr(self->owner);
+		if (!mgr)
+			return -1;
+		if (kvbm_block_key_take(mgr, h, buf, sizeof(buf), &len) == KVBM_OK) {
+			PyObject *kept = PyBytes_FromStringAndSize((const char *)buf, len);
+			if (!kept)
+				return -1;
+			const int same = same_key(kept, key);
+			const int put = omap_put(&self->keys, h, kept) ? 1 : -1;
+			Py_DECREF(kept);
+			return put < 0 ? -1 : same;
+		}
+	}
 	return omap_put(&self->keys, h, key) ? 1 : -1;
 }
 
@@ -590,6 +608,12 @@ static PyObject *offload_complete_store(kvbm_py_offload *self, PyObject *args)
 			PyErr_NoMemory();
 			break;
 		}
+		/* The full key rides in the block's catalog row, so a restart
+		 * verifies it as this run does. Best effort: a key kvbm cannot
+		 * keep falls back to adoption after a restart. */
+		if (self->catalog && PyBytes_GET_SIZE(reg_key[j]) <= KVBM_KEY_MAX)
+			kvbm_block_key_set(mgr, reg_h[j], PyBytes_AS_STRING(reg_key[j]),
+					   (uint32_t)PyBytes_GET_SIZE(reg_key[j]));
 		PyList_SET_ITEM(stored, j, Py_NewRef(reg_key[j]));
 	}
 out:

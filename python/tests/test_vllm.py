@@ -224,6 +224,26 @@ def test_catalog_restart_keeps_index_and_block_ids(tmp_path):
         assert out.block_hashes_evicted == [] and ids(out.store_spec)[0] not in before
 
 
+def test_restart_verifies_the_full_key_the_catalog_kept(tmp_path):
+    """After a restart the full key comes back from the catalog: a key
+    other than the one stored under a 64-bit hash is a miss, not adopted.
+    (A real collision cannot be made on purpose; rewriting the stored key
+    in the file makes the hash-holder's key differ in the same way.)"""
+    import sqlite3
+    path = tmp_path / "cpu.db"
+    with make("lru", n=8, catalog=path) as m:
+        store(m, [1, 2])
+    with sqlite3.connect(path) as c:
+        keys = [bytes(r[0]) for r in c.execute("SELECT key FROM block_rows WHERE key IS NOT NULL")]
+        assert sorted(keys) == sorted(H([1, 2]))  # the full keys are in the rows
+        c.execute("UPDATE block_rows SET key = ? WHERE key = ?", (b"another key", H([1])[0]))
+    with make("lru", n=8, catalog=path) as m:
+        assert m.lookup(H([2])) == 1  # its own key: a hit
+        assert m.lookup(H([1])) == 0  # the catalog says another key holds it
+        with pytest.raises(kvbm.NotFound):
+            m.prepare_load(H([1]))
+
+
 CHILD = textwrap.dedent("""
     import os, signal, sys
     from kvbm import vllm as kv
