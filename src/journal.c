@@ -201,9 +201,13 @@ void kvbm__journal_unreclaim_locked(kvbm_manager *mgr)
 {
 	uint32_t b;
 
-	while ((b = kvbm__list_pop_head(mgr, KVBM__IN_RESERVE)) != KVBM__NIL ||
-	       (b = kvbm__list_pop_head(mgr, KVBM__IN_FREEING)) != KVBM__NIL ||
-	       (b = kvbm__list_pop_head(mgr, KVBM__IN_RECLAIM_PENDING)) != KVBM__NIL) {
+	/* Newest victim first: each goes back just before everything still in
+	 * the policy (it was a victim, so older than all of it), which a
+	 * key-ordered insert finds at once; oldest first would make each
+	 * insert walk past the ones put back before it. */
+	while ((b = kvbm__list_pop_tail(mgr, KVBM__IN_RECLAIM_PENDING)) != KVBM__NIL ||
+	       (b = kvbm__list_pop_tail(mgr, KVBM__IN_FREEING)) != KVBM__NIL ||
+	       (b = kvbm__list_pop_tail(mgr, KVBM__IN_RESERVE)) != KVBM__NIL) {
 		struct kvbm__slot *s = &mgr->slots[b];
 		const struct kvbm__evict_entry e = {
 			.hash = s->hash,

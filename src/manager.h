@@ -151,6 +151,7 @@ kvbm_status kvbm__fail(kvbm_manager *mgr, kvbm_status code, const char *fmt, ...
 /* List primitives (pool.c); a slot is on at most one list, named by slot.list. */
 void kvbm__list_push_tail(kvbm_manager *mgr, enum kvbm__list_id id, uint32_t b);
 uint32_t kvbm__list_pop_head(kvbm_manager *mgr, enum kvbm__list_id id);
+uint32_t kvbm__list_pop_tail(kvbm_manager *mgr, enum kvbm__list_id id);
 void kvbm__list_unlink(kvbm_manager *mgr, uint32_t b);
 
 /* Pool transitions (pool.c); lock held. */

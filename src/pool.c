@@ -60,6 +60,15 @@ void kvbm__list_unlink(kvbm_manager *mgr, uint32_t b)
 	s->list = KVBM__IN_NONE;
 }
 
+uint32_t kvbm__list_pop_tail(kvbm_manager *mgr, enum kvbm__list_id id)
+{
+	const uint32_t b = list_of(mgr, id)->tail;
+
+	if (b != KVBM__NIL)
+		kvbm__list_unlink(mgr, b);
+	return b;
+}
+
 uint32_t kvbm__list_pop_head(kvbm_manager *mgr, enum kvbm__list_id id)
 {
 	const uint32_t b = list_of(mgr, id)->head;
