@@ -10,13 +10,17 @@
  * the catalog never claims a hash for a block whose contents were reused.
  * The same catalog carries on from kill to kill, so later rounds start
  * from restored state. In a quarter of the rounds the parent also tries to
- * open the catalog as a second writer mid-run, which must be refused.
+ * open the catalog as a second writer mid-run, which must be refused; with
+ * KVBM_CRASH_DISKFULL the catalog's disk also fills up at random moments.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,7 +46,21 @@ struct record {
 #define MAGIC 0x6b76626d72656331ull
 
 static char *dir;
-static char db_path[512], phys_path[512];
+static char db_path[700], phys_path[512], filler_path[700];
+
+/* Take every free byte of the catalog's filesystem. */
+static void fill_disk(void)
+{
+	static char chunk[64 << 10];
+	const int fd = open(filler_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	size_t size = sizeof(chunk);
+
+	assert_true(fd >= 0);
+	while (size >= 512)
+		if (write(fd, chunk, size) < 0)
+			size /= 2;
+	close(fd);
+}
 
 static kvbm_manager *open_catalog(void)
 {
@@ -94,7 +112,18 @@ static void child_workload(int phys, int progress, uint64_t seed)
 			_exit(3);
 		const uint32_t miss = len - hit;
 		if (miss > 0) {
-			if (kvbm_allocate(mgr, miss, mut) != KVBM_OK)
+			const kvbm_status st = kvbm_allocate(mgr, miss, mut);
+			if (st == KVBM_E_FULL || st == KVBM_E_IO || st == KVBM_E_BUSY) {
+				/* A full disk the writer could not make room on: the
+				 * request goes uncached, as a server would serve it. */
+				if (hit && kvbm_immutable_release_batch(mgr, refs, hit) != KVBM_OK)
+					_exit(11);
+				const char tick = 1;
+				if (write(progress, &tick, 1) != 1)
+					_exit(10);
+				continue;
+			}
+			if (st != KVBM_OK)
 				_exit(4);
 			for (uint32_t i = 0; i < miss; i++) {
 				const uint32_t pos = hit + i;
@@ -115,8 +144,11 @@ static void child_workload(int phys, int progress, uint64_t seed)
 			rev[i] = refs[len - 1 - i];
 		if (kvbm_immutable_release_batch(mgr, rev, len) != KVBM_OK)
 			_exit(8);
-		if (kvbm_test_rand(&seed) % 16 == 0 && kvbm_flush(mgr) != KVBM_OK)
-			_exit(9);
+		if (kvbm_test_rand(&seed) % 16 == 0) {
+			const kvbm_status st = kvbm_flush(mgr);
+			if (st != KVBM_OK && st != KVBM_E_FULL && st != KVBM_E_IO)
+				_exit(9);
+		}
 		const char tick = 1;
 		if (write(progress, &tick, 1) != 1)
 			_exit(10);
@@ -182,7 +214,24 @@ static void crash__restored_blocks_match_their_data(void **state)
 
 	dir = kvbm_test_tmpdir("crash");
 	assert_non_null(dir);
-	snprintf(db_path, sizeof(db_path), "%s/catalog.db", dir);
+	/* KVBM_CRASH_DISKFULL: the catalog on a small tmpfs that the parent
+	 * fills at random moments of a third of the rounds (the stand-in for
+	 * KV memory stays off it, so only the catalog meets the full disk). */
+	char mnt[600];
+	bool diskfull = env_u32("KVBM_CRASH_DISKFULL", 0) != 0;
+	uint32_t fills = 0;
+	snprintf(mnt, sizeof(mnt), "%s/mnt", dir);
+	if (diskfull) {
+		assert_int_equal(mkdir(mnt, 0700), 0);
+		if (mount("tmpfs", mnt, "tmpfs", 0, "size=16m") != 0) {
+			fprintf(stderr, "crash: cannot mount a tmpfs (%s): skipped\n", strerror(errno));
+			kvbm_test_rmdir(dir);
+			free(dir);
+			skip();
+		}
+	}
+	snprintf(db_path, sizeof(db_path), "%s/catalog.db", diskfull ? mnt : dir);
+	snprintf(filler_path, sizeof(filler_path), "%s/filler", mnt);
 	snprintf(phys_path, sizeof(phys_path), "%s/physical", dir);
 	const int phys = open(phys_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	assert_true(phys >= 0);
@@ -203,11 +252,18 @@ static void crash__restored_blocks_match_their_data(void **state)
 		char buf[64];
 		uint32_t seen = 0;
 		bool intrude = kvbm_test_rand(&seed) % 4 == 0;
+		bool fill = diskfull && kvbm_test_rand(&seed) % 3 == 0;
+		const uint32_t fill_at = fill ? (uint32_t)(kvbm_test_rand(&seed) % steps) : 0;
 		while (seen < steps) {
 			const ssize_t got = read(fds[0], buf, sizeof(buf));
 			if (got <= 0)
 				break; /* the child died: its exit status says why */
 			seen += (uint32_t)got;
+			if (fill && seen >= fill_at) {
+				fill = false;
+				fills++;
+				fill_disk();
+			}
 			if (intrude && seen >= steps / 2) {
 				/* A second writer while the child owns the tier: refused,
 				 * whatever the child is doing at that moment. */
@@ -225,6 +281,7 @@ static void crash__restored_blocks_match_their_data(void **state)
 				WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 			fail();
 		}
+		unlink(filler_path); /* the restart finds room again */
 		total_restored += check_restored();
 	}
 	fprintf(stderr,
@@ -234,6 +291,10 @@ static void crash__restored_blocks_match_their_data(void **state)
 	/* Not vacuous: most rounds restore something. */
 	assert_true(total_restored > (uint64_t)kills);
 	close(phys);
+	if (diskfull) {
+		fprintf(stderr, "crash: the disk filled in %u rounds\n", fills);
+		umount2(mnt, MNT_DETACH);
+	}
 	kvbm_test_rmdir(dir);
 	free(dir);
 }
