@@ -76,10 +76,11 @@ void kvbm__journal_take(kvbm_manager *mgr, uint32_t reserve_target, struct kvbm_
 		cap = 0;
 	else if (ready < reserve_target / 2 && cap > 512)
 		cap = 512;
-	/* Newest first only under eviction pressure: otherwise (a cache
+	/* Newest first only under eviction pressure (the free blocks no
+	 * longer cover the reserve, so allocations evict): otherwise (a cache
 	 * filling up) the oldest rows are the next block ids, and SQLite
 	 * appends them to the table fastest in that order. */
-	const bool oldest_first = t->oldest_first || ready >= reserve_target;
+	const bool oldest_first = t->oldest_first || free_blocks >= reserve_target;
 	while (t->n < cap && mgr->dirty_count > 0) {
 		uint32_t b;
 		if (oldest_first) {
