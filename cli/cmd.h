@@ -51,6 +51,9 @@ int cli_options(struct cli *cli, int argc, char **argv, struct opt *opts, char *
 		int max_pos, int *n_pos);
 /* Parse an unsigned decimal option value; false on junk or overflow. */
 bool cli_parse_u32(const char *s, uint32_t *out);
+/* Parse a byte count: decimal, optional K, M or G suffix (powers of 1024);
+ * false on junk, zero or overflow. */
+bool cli_parse_size(const char *s, size_t *out);
 /* Parse a hash: 1..16 hex digits, optional 0x. */
 bool cli_parse_hash(const char *s, kvbm_hash *out);
 

@@ -15,6 +15,7 @@
 
 #include "cmd.h"
 #include "jsonl.h"
+#include "lines.h"
 
 /* EXIT_OK when the catalog at --db has no tier of that name. */
 static int tier_absent(const struct cli *cli, const char *tier)
@@ -221,17 +222,21 @@ static int convert_v2(const struct cli *cli, sqlite3 *db, long long *dropped)
 
 int cmd_import(struct cli *cli, int argc, char **argv)
 {
-	char *pos[1], tmp[4096], err[512], *line = NULL, *buf = NULL;
-	size_t cap = 0, line_no = 0;
+	struct opt opts[] = {{"max-line", true, NULL}, {NULL, false, NULL}};
+	char *pos[1], tmp[4096], err[512], *buf = NULL;
+	size_t line_no = 0, max_line = KVBM_IMPORT_MAX_LINE;
 	struct kvbm_jsonl_field fields[32];
-	int n, rc;
+	struct kvbm_lines lines = {0};
+	int n, rc, got;
 	sqlite3 *db = NULL;
 	FILE *in = NULL;
 
-	if ((rc = cli_options(cli, argc, argv, NULL, pos, 1, &n)) != 0)
+	if ((rc = cli_options(cli, argc, argv, opts, pos, 1, &n)) != 0)
 		return rc > 0 ? EXIT_OK : EXIT_USAGE;
 	if (!cli->db || n != 1)
 		return cli_usage(cli, "give --db NEW_PATH and the FILE to import");
+	if (opts[0].value && !cli_parse_size(opts[0].value, &max_line))
+		return cli_usage(cli, "--max-line needs a number of bytes, not '%s'", opts[0].value);
 	if (access(cli->db, F_OK) == 0)
 		return cli_error(cli, "%s exists; import writes a new catalog only", cli->db);
 	if (!(in = fopen(pos[0], "r")))
@@ -251,14 +256,21 @@ int cmd_import(struct cli *cli, int argc, char **argv)
 		cli_error(cli, "cannot write %s: %s", tmp, sqlite3_errmsg(db));
 		goto out;
 	}
-	ssize_t len;
 	int schema = 0;
 	size_t schema_line = 0;
-	while ((len = getline(&line, &cap, in)) >= 0) {
-		line_no++;
+	/* One line at a time, each at most max_line bytes: the memory used is
+	 * bounded by the longest line, whatever the file (or /dev/zero). */
+	kvbm_lines_init(&lines, in, max_line);
+	while ((got = kvbm_lines_next(&lines)) == 1) {
+		line_no = lines.line_no;
+		if (lines.nul) {
+			cli_error(cli, "%s: line %zu: holds a NUL byte, not JSON text", pos[0], line_no);
+			goto out;
+		}
 		free(buf);
-		buf = malloc((size_t)len + 1);
-		const int nf = buf ? kvbm_jsonl_parse_object(line, fields, 32, buf, (size_t)len + 1) : -1;
+		buf = malloc(lines.len + 1);
+		const int nf = buf ? kvbm_jsonl_parse_object(lines.buf, fields, 32, buf, lines.len + 1)
+				   : -1;
 		const struct kvbm_jsonl_table *tab = nf < 0 ? NULL : kvbm_jsonl_table_of(fields, nf);
 		if (tab && tab->schema && schema && tab->schema != schema) {
 			cli_error(cli, "%s: line %zu: a schema-%d '%s' line, but line %zu is schema %d:"
@@ -275,6 +287,14 @@ int cmd_import(struct cli *cli, int argc, char **argv)
 			cli_error(cli, "%s: line %zu: %s", pos[0], line_no, problem);
 			goto out;
 		}
+	}
+	if (got == -1) {
+		cli_error(cli, "%s: line %zu is longer than %zu bytes; --max-line raises the limit",
+			  pos[0], lines.line_no, max_line);
+		goto out;
+	} else if (got < 0) {
+		cli_error(cli, "cannot read %s: %s", pos[0], got == -3 ? "out of memory" : strerror(errno));
+		goto out;
 	}
 	long long dropped = 0;
 	if (schema == 2 && convert_v2(cli, db, &dropped) != EXIT_OK)
@@ -310,7 +330,7 @@ out:
 		snprintf(side, sizeof(side), "%s-shm", tmp);
 		unlink(side);
 	}
-	free(line);
+	kvbm_lines_free(&lines);
 	free(buf);
 	fclose(in);
 	return rc;

@@ -50,7 +50,10 @@ int cmd_replay(struct cli *cli, int argc, char **argv)
 	struct opt opts[] = {{"capacity", true, NULL},	 {"policy", true, NULL},
 			     {"block-size", true, NULL}, {"restart-at", true, NULL},
 			     {"sigkill", false, NULL},	 {"opt", false, NULL},
+			     {"max-line", true, NULL},	 {"max-refs", true, NULL},
 			     {NULL, false, NULL}};
+	struct kvbm_trace_limits lim = {0};
+	uint32_t max_refs = 0;
 	char *pos[1], err[512], policies[256], usage[1024];
 	struct kvbm_replay_opts o = {0};
 	struct kvbm_replay_result r;
@@ -74,13 +77,18 @@ int cmd_replay(struct cli *cli, int argc, char **argv)
 		return cli_usage(cli, "--restart-at needs a request number, not '%s'", opts[3].value);
 	if (o.restart_at && !cli->db)
 		return cli_usage(cli, "--restart-at needs --db PATH: the restart reopens the catalog");
+	if (opts[6].value && !cli_parse_size(opts[6].value, &lim.max_line))
+		return cli_usage(cli, "--max-line needs a number of bytes, not '%s'", opts[6].value);
+	if (opts[7].value && (!cli_parse_u32(opts[7].value, &max_refs) || max_refs == 0))
+		return cli_usage(cli, "--max-refs needs a positive number, not '%s'", opts[7].value);
+	lim.max_refs = max_refs;
 	o.db = cli->db;
 	o.restart_by_sigkill = opts[4].value != NULL;
 	if (isatty(STDERR_FILENO)) {
 		o.progress = progress_bar;
 		o.progress_user = "replay";
 	}
-	if (kvbm_trace_load(pos[0], &t, err, sizeof(err)) != 0)
+	if (kvbm_trace_load_ex(pos[0], &lim, &t, err, sizeof(err)) != 0)
 		return cli_error(cli, "%s", err);
 	if (o.restart_at >= t.n_requests) {
 		kvbm_trace_free(&t);

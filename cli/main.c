@@ -31,7 +31,7 @@ static const struct cmd commands[] = {
 	{"export", cmd_export, "write the catalog as JSON Lines",
 	 "kvbm-catalog --db PATH export [--output FILE]"},
 	{"import", cmd_import, "build a new catalog from JSON Lines",
-	 "kvbm-catalog --db NEW_PATH import FILE"},
+	 "kvbm-catalog --db NEW_PATH import FILE [--max-line BYTES]"},
 	{"vacuum", cmd_vacuum, "rebuild the database file compactly",
 	 "kvbm-catalog --db PATH vacuum"},
 	{"checkpoint", cmd_checkpoint, "move the WAL into the database and truncate it",
@@ -42,7 +42,7 @@ static const struct cmd commands[] = {
 	 "kvbm-catalog --db PATH sql \"SELECT ...\" [--json]"},
 	{"replay", cmd_replay, "replay a request trace against a real manager",
 	 "kvbm-catalog [--db PATH] replay TRACE --capacity N --policy NAME [--block-size N] "
-	 "[--restart-at N] [--sigkill] [--opt] [--json]"},
+	 "[--restart-at N] [--sigkill] [--opt] [--max-line BYTES] [--max-refs N] [--json]"},
 	{"demo", cmd_demo, "warm restart demo: crash, restart from the catalog, compare",
 	 "kvbm-catalog [--db PATH] demo [TRACE] [--capacity N] [--policy NAME] [--split PERCENT]"},
 };

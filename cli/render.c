@@ -98,6 +98,23 @@ bool cli_parse_u32(const char *s, uint32_t *out)
 	return true;
 }
 
+bool cli_parse_size(const char *s, size_t *out)
+{
+	char *end;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return false;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	const int shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : 0;
+	if (shift)
+		end++;
+	if (errno || *end || v == 0 || v > (SIZE_MAX >> 1) >> shift)
+		return false;
+	*out = (size_t)(v << shift);
+	return true;
+}
+
 bool cli_parse_hash(const char *s, kvbm_hash *out)
 {
 	kvbm_hash v = 0;

@@ -378,6 +378,42 @@ class Errors(CliCase):
         self.fails(2, "", "replay", self.trace, "--capacity", "50", "--policy", "nosuch")
 
 
+    def test_endless_or_huge_input_fails_fast(self):
+        """Traces and import files are read a bounded line at a time: an
+        input with no newline fails at the line limit, a trace that would
+        not fit the memory bound fails naming it, and neither grows."""
+        for cmd in (("replay", "/dev/zero", "--capacity", "10", "--policy", "lru"),
+                    ("--db", self.path("zero.db"), "import", "/dev/zero")):
+            limit = "16777216" if cmd[0] == "replay" else "67108864"
+            self.fails(1, f"/dev/zero: line 1 is longer than {limit} bytes", *cmd)
+        self.assertFalse(os.path.exists(self.path("zero.db")))
+        t = self.path("long-line.jsonl")
+        with open(self.trace) as src, open(t, "w") as dst:
+            lines = src.readlines()
+            dst.writelines(lines[:3])
+            dst.write('{"hash_ids": [%s]}\n' % ", ".join(["7"] * 100))
+        self.fails(1, "long-line.jsonl: line 4 is longer than 200 bytes; --max-line",
+                   "replay", t, "--capacity", "10", "--policy", "lru", "--max-line", "200")
+        self.ok("replay", t, "--capacity", "10", "--policy", "lru", "--max-line", "1K")
+        refs = sum(len(json.loads(l)["hash_ids"]) for l in lines)
+        self.fails(1, "more than 100 block references", "replay", self.trace,
+                   "--capacity", "10", "--policy", "lru", "--max-refs", "100")
+        self.ok("replay", self.trace, "--capacity", "10", "--policy", "lru", "--max-refs",
+                str(refs))
+        self.fails(2, "--max-refs", "replay", self.trace, "--capacity", "10", "--policy", "lru",
+                   "--max-refs", "0")
+        exp = self.path("long.jsonl")
+        self.ok("--db", self.db, "export", "--output", exp)
+        self.fails(1, "long.jsonl: line 1 is longer than 50 bytes", "--db",
+                   self.path("long.db"), "import", exp, "--max-line", "50")
+        self.assertFalse(os.path.exists(self.path("long.db")))
+        nul = self.path("nul.jsonl")
+        with open(exp, "rb") as f, open(nul, "wb") as out:
+            out.write(f.readline().replace(b'"type"', b'"ty\0pe"'))
+        self.fails(1, "nul.jsonl: line 1: holds a NUL byte", "--db", self.path("nul.db"),
+                   "import", nul)
+
+
 class ExportImport(CliCase):
     def test_round_trip_is_exact(self):
         a = self.path("a.jsonl")
