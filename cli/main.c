@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * kvbm-catalog: the operator's tool for a kvbm catalog. Global options
- * (--db, --json, --help, --version) come before the command; each command
- * parses its own options. Exit status: 0 ok, 1 error, 2 usage.
+ * (--db, --json, --help, --version) come before the command (--db and
+ * --json may also follow it); each command parses its own options.
+ * Exit status: 0 ok, 1 error, 2 usage.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,7 @@ static const struct cmd commands[] = {
 static void help(FILE *f)
 {
 	fprintf(f, "usage: kvbm-catalog [--db PATH] [--json] COMMAND [options]\n"
+		   "       kvbm-catalog COMMAND [--db PATH] [options]\n"
 		   "       kvbm-catalog COMMAND --help\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].summary);

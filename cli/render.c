@@ -49,6 +49,20 @@ int cli_options(struct cli *cli, int argc, char **argv, struct opt *opts, char *
 			cli->json = true;
 			continue;
 		}
+		/* The global --db also after the command name. */
+		if (strcmp(a, "--db") == 0 || strncmp(a, "--db=", 5) == 0) {
+			const char *v = a[4] == '=' ? a + 5 : i + 1 < argc ? argv[++i] : NULL;
+			if (!v || !*v) {
+				cli_usage(cli, "option --db needs a PATH");
+				return -1;
+			}
+			if (cli->db && strcmp(cli->db, v) != 0) {
+				cli_usage(cli, "--db given twice ('%s' and '%s')", cli->db, v);
+				return -1;
+			}
+			cli->db = v;
+			continue;
+		}
 		if (strncmp(a, "--", 2) != 0 || strcmp(a, "--") == 0 || a[2] == '\0') {
 			if (*n_pos >= max_pos) {
 				cli_usage(cli, "unexpected argument '%s'", a);

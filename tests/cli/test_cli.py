@@ -162,6 +162,20 @@ class Usage(CliCase):
         self.fails(2, "", "--db", self.db, "blocks", "--limit", "many")
         self.fails(2, "", "--db", self.db, "replay", self.trace, "--policy", "lru")
 
+    def test_db_after_the_command(self):
+        """--db is accepted before or after the command name, with the
+        same result; two different paths are a usage error."""
+        before = self.json_ok("--db", self.db, "info")
+        self.assertEqual(self.json_ok("info", "--db", self.db), before)
+        self.assertEqual(self.json_ok("info", "--db=" + self.db), before)
+        self.assertEqual(self.json_ok("--db", self.db, "info", "--db", self.db), before)
+        self.assertEqual(len(self.json_ok("blocks", "--limit", "3", "--db", self.db)), 3)
+        self.fails(2, "--db given twice", "--db", self.db, "info", "--db", self.path("o.db"))
+        self.fails(2, "--db needs a PATH", "info", "--db")
+        p = self.path("after.db")
+        self.ok("init", "--block-count", "8", "--db", p)
+        self.assertEqual(self.json_ok("info", "--db", p)[0]["block_count"], 8)
+
     def test_replay_help_lists_policies(self):
         out = self.ok("replay", "--help").stdout
         self.assertIn("lru", out)
