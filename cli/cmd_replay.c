@@ -61,7 +61,7 @@ int cmd_replay(struct cli *cli, int argc, char **argv)
 	int n, rc;
 
 	policy_list(policies, sizeof(policies));
-	snprintf(usage, sizeof(usage), "%s\n  policies: %s", cli->usage, policies);
+	snprintf(usage, sizeof(usage), "%s\n  policies: %s (default lru)", cli->usage, policies);
 	cli->usage = usage;
 	if ((rc = cli_options(cli, argc, argv, opts, pos, 1, &n)) != 0)
 		return rc > 0 ? EXIT_OK : EXIT_USAGE;
@@ -69,8 +69,10 @@ int cmd_replay(struct cli *cli, int argc, char **argv)
 		return cli_usage(cli, "give the TRACE file to replay");
 	if (!opts[0].value || !cli_parse_u32(opts[0].value, &o.capacity) || o.capacity == 0)
 		return cli_usage(cli, "--capacity N (blocks, at least 1) is required");
-	if (!opts[1].value || !parse_policy(opts[1].value, &o.policy))
-		return cli_usage(cli, "--policy must be one of: %s", policies);
+	o.policy = KVBM_EVICT_LRU;
+	if (opts[1].value && !parse_policy(opts[1].value, &o.policy))
+		return cli_usage(cli, "--policy must be one of: %s (lru when not given), not '%s'",
+				 policies, opts[1].value);
 	if (opts[2].value && !cli_parse_u32(opts[2].value, &o.block_size))
 		return cli_usage(cli, "--block-size needs a number, not '%s'", opts[2].value);
 	if (opts[3].value && !cli_parse_u32(opts[3].value, &o.restart_at))

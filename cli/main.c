@@ -42,7 +42,7 @@ static const struct cmd commands[] = {
 	{"sql", cmd_sql, "run a read-only SQL query",
 	 "kvbm-catalog --db PATH sql \"SELECT ...\" [--json]"},
 	{"replay", cmd_replay, "replay a request trace against a real manager",
-	 "kvbm-catalog [--db PATH] replay TRACE --capacity N --policy NAME [--block-size N] "
+	 "kvbm-catalog [--db PATH] replay TRACE --capacity N [--policy NAME] [--block-size N] "
 	 "[--restart-at N] [--sigkill] [--opt] [--max-line BYTES] [--max-refs N] [--json]"},
 	{"demo", cmd_demo, "warm restart demo: crash, restart from the catalog, compare",
 	 "kvbm-catalog [--db PATH] demo [TRACE] [--capacity N] [--policy NAME] [--split PERCENT]"},

@@ -180,6 +180,7 @@ class Usage(CliCase):
         out = self.ok("replay", "--help").stdout
         self.assertIn("lru", out)
         self.assertIn("fifo", out)
+        self.assertIn("(default lru)", out)
 
 
 class Inspect(CliCase):
@@ -728,6 +729,19 @@ class Replay(CliCase):
         self.assertEqual(r["requests"], len(reqs))
         self.assertEqual(r["block_refs"], sum(len(h) for h in reqs))
         self.assertAlmostEqual(r["hit_rate"], r["hits"] / r["block_refs"], places=5)
+
+    def test_policy_defaults_to_lru(self):
+        r = json.loads(self.ok("replay", self.trace, "--capacity", "100", "--json").stdout)
+        self.assertEqual(r["policy"], "lru")
+        self.assertEqual(r, {**self.replay(), "seconds": r["seconds"],
+                             "ns_per_ref": r["ns_per_ref"],
+                             "blocks_per_second": r["blocks_per_second"]})
+        fifo = json.loads(self.ok("replay", self.trace, "--capacity", "100", "--policy",
+                                  "fifo", "--json").stdout)
+        self.assertEqual(fifo["policy"], "fifo")
+        self.assertIn("lru when not given", self.fails(2, "not 'nosuch'", "replay", self.trace,
+                                                       "--capacity", "9", "--policy",
+                                                       "nosuch").stderr)
 
     def test_opt_bounds_lru(self):
         r = self.replay("--opt")
