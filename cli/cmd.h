@@ -16,6 +16,7 @@
 #define EXIT_OK 0
 #define EXIT_ERR 1
 #define EXIT_USAGE 2
+#define EXIT_PROBLEMS 3 /* verify ran and found problems */
 
 struct cli {
 	const char *db;    /* --db PATH */

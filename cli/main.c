@@ -3,7 +3,7 @@
  * kvbm-catalog: the operator's tool for a kvbm catalog. Global options
  * (--db, --json, --help, --version) come before the command (--db and
  * --json may also follow it); each command parses its own options.
- * Exit status: 0 ok, 1 error, 2 usage.
+ * Exit status: 0 ok, 1 error, 2 usage, 3 verify found problems.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +28,9 @@ static const struct cmd commands[] = {
 	{"top", cmd_top, "hottest prefixes by access count",
 	 "kvbm-catalog --db PATH top [--limit N] [--json]"},
 	{"verify", cmd_verify, "check integrity and the catalog's invariants",
-	 "kvbm-catalog --db PATH verify [--json]"},
+	 "kvbm-catalog --db PATH verify [--json]\n"
+	 "  exit status: 0 no problems (warnings allowed), 3 problems found, 1 the checks could"
+	 " not run"},
 	{"export", cmd_export, "write the catalog as JSON Lines",
 	 "kvbm-catalog --db PATH export [--output FILE]"},
 	{"import", cmd_import, "build a new catalog from JSON Lines",
@@ -55,7 +57,8 @@ static void help(FILE *f)
 		   "       kvbm-catalog COMMAND --help\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].summary);
-	fprintf(f, "\nexit status: 0 ok, 1 error, 2 usage. See kvbm-catalog(1).\n");
+	fprintf(f, "\nexit status: 0 ok, 1 error, 2 usage, 3 verify found problems."
+		   " See kvbm-catalog(1).\n");
 }
 
 int main(int argc, char **argv)

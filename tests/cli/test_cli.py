@@ -517,7 +517,7 @@ class Verify(CliCase):
 
     def finding(self, p, check, needle):
         """verify fails on p, naming the check and the damage."""
-        r = self.fails(1, "problem", "--db", p, "verify")
+        r = self.fails(3, "problem", "--db", p, "verify")
         self.assertIn(f"problem: {check}: ", r.stdout)
         self.assertIn(needle, r.stdout)
         out = json.loads(run("--db", p, "verify", "--json").stdout)
@@ -638,7 +638,7 @@ class Verify(CliCase):
 
     def test_many_problems_are_counted_not_all_printed(self):
         p = self.damaged("many.db", "UPDATE block_rows SET wseq = -1;")
-        r = self.fails(1, "200 problems", "--db", p, "verify")
+        r = self.fails(3, "200 problems", "--db", p, "verify")
         self.assertIn("problem: rows: ... and 180 more", r.stdout)
         out = json.loads(run("--db", p, "verify", "--json").stdout)
         self.assertEqual(out["problems"], 200)
@@ -653,7 +653,26 @@ class Verify(CliCase):
             f.seek(size // 2)
             f.write(b"\xff" * 4096)
         r = run("--db", p, "verify")
-        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn("problem: integrity: ", r.stdout)
+        self.assertIn("problem", r.stderr.splitlines()[-1])
+        out = json.loads(run("--db", p, "verify", "--json").stdout)
+        self.assertFalse(out["ok"])
+        self.assertGreater(out["problems"], 0)
+
+    def test_exit_codes_tell_problems_from_errors(self):
+        """0 clean (warnings allowed), 3 problems, 1 cannot check, 2 usage."""
+        self.ok("--db", self.db, "verify")
+        p = self.damaged("codes.db", "UPDATE tiers SET block_size = 12;")
+        self.fails(3, "1 problem in", "--db", p, "verify")
+        self.fails(1, "", "--db", self.path("nosuch.db"), "verify")
+        junk = self.path("junk-verify.db")
+        with open(junk, "wb") as f:
+            f.write(b"x" * 4096)
+        self.fails(1, "not a kvbm catalog", "--db", junk, "verify")
+        self.fails(2, "unknown option", "--db", self.db, "verify", "--bogus")
+        self.assertIn("3 problems found", self.ok("verify", "--help").stdout)
+        self.assertIn("3 verify found problems", self.ok("--help").stdout)
 
 
 class Admin(CliCase):
