@@ -21,6 +21,7 @@
 struct cli {
 	const char *db;    /* --db PATH */
 	bool json;         /* --json */
+	bool records;      /* render rows as "key: value" lines, not a table */
 	const char *cmd;   /* the running command, for messages */
 	const char *usage; /* its usage text */
 };
@@ -92,9 +93,10 @@ int cli_registered(const struct cli *cli, sqlite3 *db, unsigned what);
  * add for each id. False when the restore would refuse the text. */
 bool cli_reclaim_parse(const unsigned char *p, void (*add)(uint64_t id, void *user), void *user);
 
-/* Render a prepared statement's rows: an aligned table, or with --json a
- * JSON array of objects (or one object when single is set). Returns an
- * exit code. */
+/* Render a prepared statement's rows: an aligned table, "key: value"
+ * lines (cli->records; a blank line between rows), or with --json a JSON
+ * array of objects (or one object when single is set). Returns an exit
+ * code. */
 int cli_render(const struct cli *cli, sqlite3_stmt *st, bool single);
 /* Prepare sql with optional text binds (NULL-terminated) and render it.
  * single is an int, not a bool: va_start after a promoted type is undefined. */

@@ -34,11 +34,15 @@ static sqlite3 *start(struct cli *cli, int argc, char **argv, struct opt *opts, 
 
 int cmd_info(struct cli *cli, int argc, char **argv)
 {
+	struct opt opts[] = {{"table", false, NULL}, {NULL, false, NULL}};
 	int rc, n;
-	sqlite3 *db = start(cli, argc, argv, NULL, NULL, 0, &n, 0, &rc);
+	sqlite3 *db = start(cli, argc, argv, opts, NULL, 0, &n, 0, &rc);
 
 	if (!db)
 		return rc;
+	/* Twenty columns make a table wider than any terminal: one
+	 * "key: value" line each, unless --table asks for the table. */
+	cli->records = opts[0].value == NULL;
 	rc = cli_query(cli, db,
 		       "SELECT h.tier, m.block_size, m.block_count, m.hash_algorithm,"
 		       " m.hash_encoding, m.hash_seed, " HEX("m.hash_salt") " AS hash_salt,"

@@ -15,7 +15,9 @@ static const struct cmd commands[] = {
 	 "kvbm-catalog --db PATH init --block-count N [--block-size N] [--tier NAME] "
 	 "[--fingerprint TEXT]"},
 	{"info", cmd_info, "identity, schema and health of each tier",
-	 "kvbm-catalog --db PATH info [--json]"},
+	 "kvbm-catalog --db PATH info [--table] [--json]\n"
+	 "  one \"key: value\" line per field, tiers apart by a blank line; --table: one row per"
+	 " tier"},
 	{"stats", cmd_stats, "pool counts and persisted counters",
 	 "kvbm-catalog --db PATH stats [--json]"},
 	{"blocks", cmd_blocks, "list blocks",

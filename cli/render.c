@@ -310,9 +310,38 @@ static int render_table(sqlite3_stmt *st)
 	return rc == SQLITE_DONE ? 0 : rc;
 }
 
+/* One "key: value" line per column, rows apart by a blank line; as the
+ * table, a query that fails half way prints nothing but its error. */
+static int render_records(sqlite3_stmt *st)
+{
+	const int cols = sqlite3_column_count(st);
+	char *out = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&out, &len);
+	int rc, rows = 0;
+
+	if (!mem)
+		return SQLITE_NOMEM;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (rows++)
+			fputc('\n', mem);
+		for (int c = 0; c < cols; c++) {
+			const char *t = (const char *)sqlite3_column_text(st, c);
+			fprintf(mem, "%s: %s\n", sqlite3_column_name(st, c), t ? t : "-");
+		}
+	}
+	fclose(mem);
+	if (rc == SQLITE_DONE)
+		fwrite(out, 1, len, stdout);
+	free(out);
+	return rc == SQLITE_DONE ? 0 : rc;
+}
+
 int cli_render(const struct cli *cli, sqlite3_stmt *st, bool single)
 {
-	const int rc = cli->json ? render_json(st, single) : render_table(st);
+	const int rc = cli->json ? render_json(st, single)
+		       : cli->records ? render_records(st)
+				      : render_table(st);
 
 	/* The connection's message names the cause ("malformed JSON"), the
 	 * code's string only its class. */

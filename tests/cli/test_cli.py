@@ -191,7 +191,26 @@ class Inspect(CliCase):
         self.assertEqual(t["block_count"], 200)
         self.assertEqual(t["schema_version"], t["file_schema_version"])
         self.assertEqual(t["shutdown"], "clean")
-        self.assertIn("tier", self.ok("--db", self.db, "info").stdout.splitlines()[0])
+        lines = self.ok("--db", self.db, "info").stdout.splitlines()
+        self.assertEqual(lines[0], "tier: G1")
+        fields = dict(l.split(": ", 1) for l in lines)
+        self.assertEqual(list(fields), list(t))  # every key, in the JSON's order
+        self.assertEqual((fields["block_count"], fields["shutdown"]), ("200", "clean"))
+        table = self.ok("--db", self.db, "info", "--table").stdout.splitlines()
+        self.assertEqual(len(table), 2)
+        self.assertEqual(table[0].split()[:3], ["tier", "block_size", "block_count"])
+        self.assertEqual(self.json_ok("--db", self.db, "info", "--table"), info)
+
+    def test_info_of_two_tiers(self):
+        p = self.path("two-info.db")
+        self.ok("--db", p, "init", "--block-count", "8", "--tier", "A")
+        self.ok("--db", p, "init", "--block-count", "9", "--tier", "B")
+        blocks = self.ok("--db", p, "info").stdout.split("\n\n")
+        self.assertEqual(len(blocks), 2)
+        self.assertTrue(blocks[0].startswith("tier: A\n"))
+        self.assertTrue(blocks[1].startswith("tier: B\n"))
+        self.assertIn("block_count: 9\n", blocks[1])
+        self.assertEqual(len(self.ok("--db", p, "info", "--table").stdout.splitlines()), 3)
 
     def test_stats_match_rows(self):
         stats = self.json_ok("--db", self.db, "stats")
