@@ -53,6 +53,10 @@ int cli_options(struct cli *cli, int argc, char **argv, struct opt *opts, char *
 		int max_pos, int *n_pos);
 /* Parse an unsigned decimal option value; false on junk or overflow. */
 bool cli_parse_u32(const char *s, uint32_t *out);
+/* Columns whose integers every command prints as 16 hex digits:
+ * seq_hash, parent_hash, hash_salt, hash, parent, root. */
+bool cli_is_hash_column(const char *name);
+#define CLI_HASH_TEXT 17 /* 16 hex digits and the NUL */
 /* Parse a byte count: decimal, optional K, M or G suffix (powers of 1024);
  * false on junk, zero or overflow. */
 bool cli_parse_size(const char *s, size_t *out);

@@ -235,6 +235,30 @@ void cli_json_string(FILE *f, const char *s)
 	fputc('"', f);
 }
 
+bool cli_is_hash_column(const char *name)
+{
+	static const char *const names[] = {"seq_hash", "parent_hash", "hash_salt", "hash",
+					    "parent", "root"};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(name, names[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Column c's text, a hash column's integer as 16 hex digits (into buf):
+ * every command and view shows a hash the same way, as the logs do. */
+static const char *cell_text(sqlite3_stmt *st, int c, char buf[CLI_HASH_TEXT])
+{
+	if (sqlite3_column_type(st, c) == SQLITE_INTEGER &&
+	    cli_is_hash_column(sqlite3_column_name(st, c))) {
+		snprintf(buf, CLI_HASH_TEXT, "%016llx",
+			 (unsigned long long)sqlite3_column_int64(st, c));
+		return buf;
+	}
+	return (const char *)sqlite3_column_text(st, c);
+}
+
 static int render_json(sqlite3_stmt *st, bool single)
 {
 	const int cols = sqlite3_column_count(st);
@@ -251,9 +275,13 @@ static int render_json(sqlite3_stmt *st, bool single)
 				fputs(", ", stdout);
 			cli_json_string(stdout, sqlite3_column_name(st, c));
 			fputs(": ", stdout);
+			char hex[CLI_HASH_TEXT];
 			switch (sqlite3_column_type(st, c)) {
 			case SQLITE_INTEGER:
-				printf("%lld", sqlite3_column_int64(st, c));
+				if (cli_is_hash_column(sqlite3_column_name(st, c)))
+					cli_json_string(stdout, cell_text(st, c, hex));
+				else
+					printf("%lld", sqlite3_column_int64(st, c));
 				break;
 			case SQLITE_FLOAT:
 				printf("%.6g", sqlite3_column_double(st, c));
@@ -289,7 +317,8 @@ static int render_table(sqlite3_stmt *st)
 			cells = realloc(cells, cap * sizeof(*cells));
 		}
 		for (int c = 0; c < cols; c++) {
-			const char *t = (const char *)sqlite3_column_text(st, c);
+			char hex[CLI_HASH_TEXT];
+			const char *t = cell_text(st, c, hex);
 			cells[n] = strdup(t ? t : "-");
 			if (strlen(cells[n]) > width[c])
 				width[c] = strlen(cells[n]);
@@ -326,7 +355,8 @@ static int render_records(sqlite3_stmt *st)
 		if (rows++)
 			fputc('\n', mem);
 		for (int c = 0; c < cols; c++) {
-			const char *t = (const char *)sqlite3_column_text(st, c);
+			char hex[CLI_HASH_TEXT];
+			const char *t = cell_text(st, c, hex);
 			fprintf(mem, "%s: %s\n", sqlite3_column_name(st, c), t ? t : "-");
 		}
 	}

@@ -349,6 +349,43 @@ class Inspect(CliCase):
         self.fails(1, "", "--db", self.db, "sql", "SELECT nosuchcolumn FROM blocks")
         self.assertEqual(self.registered(), before)
 
+    def test_hashes_print_as_16_hex_digits_everywhere(self):
+        """Every command and every view shown through sql prints a hash as
+        16 hex digits, in tables and in JSON alike."""
+        with sqlite3.connect(self.db) as c:
+            h, p, b = c.execute("SELECT seq_hash, parent_hash, block_id FROM blocks"
+                                " WHERE parent_hash IS NOT NULL AND seq_hash < 0"
+                                " LIMIT 1").fetchone()
+        want = {hexhash(h), hexhash(p)}
+        outputs = {
+            "blocks": self.json_ok("--db", self.db, "blocks", "--hash", hexhash(h)),
+            "show": self.json_ok("--db", self.db, "show", "--block", str(b)),
+            "lineage": [r for r in self.json_ok("--db", self.db, "lineage", hexhash(h))
+                        if r["hash"] in want],
+            "sql blocks": self.json_ok("--db", self.db, "sql", "SELECT seq_hash AS hash,"
+                                       " parent_hash AS parent FROM blocks WHERE block_id = ?"
+                                       .replace("?", str(b))),
+            "sql view": self.json_ok("--db", self.db, "sql", "SELECT seq_hash, parent_hash"
+                                     f" FROM prefix_edges WHERE block_id = {b}"),
+            "sql table": self.json_ok("--db", self.db, "sql", "SELECT seq_hash, parent_hash"
+                                      f" FROM block_rows WHERE id = {TIER1 | b}"),
+        }
+        for name, rows in outputs.items():
+            text = {v for r in rows for k, v in r.items()
+                    if k in ("hash", "parent", "seq_hash", "parent_hash")}
+            self.assertTrue(text and text <= want, (name, rows))
+        table = self.ok("--db", self.db, "sql", "SELECT seq_hash, parent_hash FROM"
+                        f" prefix_edges WHERE block_id = {b}").stdout.split()
+        self.assertEqual(table[2:], [hexhash(h), hexhash(p)])
+        rec = self.ok("--db", self.db, "info").stdout
+        self.assertIn("hash_salt: 0000000000000000", rec)
+        # Another column name keeps the stored integer.
+        raw = self.json_ok("--db", self.db, "sql", f"SELECT seq_hash AS n FROM block_rows"
+                           f" WHERE id = {TIER1 | b}")
+        self.assertEqual(raw[0]["n"], h)
+        # Messages too: a short hash asked for is named with all 16 digits.
+        self.fails(1, "no block holds 00000000000000ab", "--db", self.db, "show", "0xab")
+
     def test_views_answer_from_the_shell_schema(self):
         rows = self.json_ok("--db", self.db, "sql", "SELECT * FROM pool_summary")
         self.assertEqual(rows[0]["registered"], len(self.registered()))
