@@ -93,9 +93,11 @@ int cmd_replay(struct cli *cli, int argc, char **argv)
 	if (kvbm_trace_load_ex(pos[0], &lim, &t, err, sizeof(err)) != 0)
 		return cli_error(cli, "%s", err);
 	if (o.restart_at >= t.n_requests) {
+		const uint32_t count = t.n_requests;
 		kvbm_trace_free(&t);
-		return cli_usage(cli, "--restart-at %u is past the last request (%u)", o.restart_at,
-				 t.n_requests);
+		return cli_usage(cli, "--restart-at %u is past the end of %s: it has %u request%s"
+				 " (restart points 1..%u)", o.restart_at, pos[0], count,
+				 count == 1 ? "" : "s", count - 1);
 	}
 	if (kvbm_replay_run(&t, &o, &r, err, sizeof(err)) != 0) {
 		kvbm_trace_free(&t);

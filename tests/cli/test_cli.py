@@ -830,6 +830,20 @@ class Replay(CliCase):
         self.assertIn("after_restart_hit_rate", r)
         self.assertIn("uninterrupted_after_hit_rate", r)
 
+    def test_restart_past_the_end_names_the_request_count(self):
+        t = self.path("blanks.jsonl")
+        with open(self.trace) as src, open(t, "w") as dst:
+            for line in src:
+                dst.write(line + "\n")  # blank lines are not requests
+        for at in ("160", "500"):
+            self.fails(2, f"--restart-at {at} is past the end of {t}: it has 160 requests"
+                       " (restart points 1..159)", "--db", self.path("past.db"), "replay", t,
+                       "--capacity", "100", "--restart-at", at)
+        self.assertFalse(os.path.exists(self.path("past.db")))
+        r = json.loads(self.ok("--db", self.path("last.db"), "replay", t, "--capacity", "100",
+                               "--restart-at", "159", "--json").stdout)
+        self.assertEqual((r["requests"], r["restart_at"]), (160, 159))
+
     def test_piped_output_has_no_progress_bar(self):
         r = self.ok("replay", self.trace, "--capacity", "100", "--policy", "fifo")
         self.assertNotIn("\r", r.stdout + r.stderr)
