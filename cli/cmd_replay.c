@@ -122,9 +122,12 @@ int cmd_replay(struct cli *cli, int argc, char **argv)
 		if (opt)
 			printf(", \"opt_hit_rate\": %.6f", opt_rate);
 		if (o.restart_at)
-			printf(", \"restart_at\": %u, \"after_restart_refs\": %llu,"
+			printf(", \"restart_at\": %u, \"sigkill\": %s, \"after_restart_refs\": %llu,"
+			       " \"after_restart_hits\": %llu,"
 			       " \"after_restart_hit_rate\": %.6f, \"uninterrupted_after_hit_rate\": %.6f",
-			       o.restart_at, (unsigned long long)r.after_refs, r.after_hit_rate,
+			       o.restart_at, o.restart_by_sigkill ? "true" : "false",
+			       (unsigned long long)r.after_refs, (unsigned long long)r.after_hits,
+			       r.after_hit_rate,
 			       r.uninterrupted_after_hit_rate);
 		printf("}\n");
 	} else {

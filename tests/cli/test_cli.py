@@ -844,6 +844,40 @@ class Replay(CliCase):
                                "--restart-at", "159", "--json").stdout)
         self.assertEqual((r["requests"], r["restart_at"]), (160, 159))
 
+    def test_sigkill_reports_the_childs_own_error(self):
+        """The child replaying the first part fails: its message, not only
+        that it failed, reaches stderr, as an in-process restart's does."""
+        p = self.path("bs32.db")
+        self.ok("--db", p, "init", "--block-count", "100", "--block-size", "32")
+        args = ("--db", p, "replay", self.trace, "--capacity", "100", "--restart-at", "80")
+        want = "block_size 16 does not match catalog block_size 32"
+        r = self.fails(1, want, *args, "--sigkill")
+        self.assertIn("in the child", r.stderr)
+        self.fails(1, want, *args)
+
+    def test_json_counts_mean_the_same_with_sigkill(self):
+        """requests, block_refs and hits count the whole trace with and
+        without --sigkill: the part before the restart (the child's, with
+        --sigkill) plus the part after it. A cache that never evicts makes
+        the first part's hits exact: a plain replay of those requests."""
+        with open(self.trace) as f:
+            lines = f.readlines()
+        first = self.path("first80.jsonl")
+        with open(first, "w") as f:
+            f.writelines(lines[:80])
+        before = json.loads(self.ok("--db", self.path("f80.db"), "replay", first,
+                                    "--capacity", "2000", "--json").stdout)
+        refs = sum(len(json.loads(l)["hash_ids"]) for l in lines)
+        for kill in ((), ("--sigkill",)):
+            r = json.loads(self.ok("--db", self.path("k%d.db" % len(kill)), "replay",
+                                   self.trace, "--capacity", "2000", "--restart-at", "80",
+                                   "--json", *kill).stdout)
+            self.assertEqual((r["requests"], r["block_refs"], r["sigkill"]),
+                             (160, refs, bool(kill)))
+            self.assertEqual(r["hits"], before["hits"] + r["after_restart_hits"], kill)
+            self.assertAlmostEqual(r["hit_rate"], r["hits"] / refs, places=5)
+            self.assertEqual(r["after_restart_refs"], refs - before["block_refs"])
+
     def test_piped_output_has_no_progress_bar(self):
         r = self.ok("replay", self.trace, "--capacity", "100", "--policy", "fifo")
         self.assertNotIn("\r", r.stdout + r.stderr)
