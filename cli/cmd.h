@@ -67,6 +67,13 @@ bool cli_parse_hash(const char *s, kvbm_hash *out);
 #define CLI_DB_WRITE 1u /* open read-write */
 #define CLI_DB_OLDER 2u /* accept an older schema (export, sql, maintenance) */
 
+/* EXIT_OK when the directory of path exists, else an error naming the
+ * directory that is missing (or is not one). */
+int cli_check_dir(const struct cli *cli, const char *path);
+/* EXIT_OK when path is an existing regular file, else an error saying
+ * what is missing (file or directory) or what it is instead (a FIFO, a
+ * directory...): nothing opens a FIFO and waits. */
+int cli_check_file(const struct cli *cli, const char *path);
 /* Open the --db catalog and check it is a kvbm catalog of this program's
  * schema (or an older one with CLI_DB_OLDER). NULL after an error. */
 sqlite3 *cli_open_db(const struct cli *cli, unsigned flags);

@@ -61,6 +61,8 @@ int cmd_init(struct cli *cli, int argc, char **argv)
 		cfg.tier = opts[2].value;
 	cfg.model_fingerprint = opts[3].value;
 	cfg.catalog_path = cli->db;
+	if (cli_check_dir(cli, cli->db) != EXIT_OK)
+		return EXIT_ERR;
 	/* Opening an existing tier would restore it, not create it: refuse,
 	 * so init never reports an empty catalog that is not. */
 	if (access(cli->db, F_OK) == 0 && (rc = tier_absent(cli, cfg.tier)) != EXIT_OK)
@@ -239,6 +241,8 @@ int cmd_import(struct cli *cli, int argc, char **argv)
 		return cli_usage(cli, "--max-line needs a number of bytes, not '%s'", opts[0].value);
 	if (access(cli->db, F_OK) == 0)
 		return cli_error(cli, "%s exists; import writes a new catalog only", cli->db);
+	if (cli_check_dir(cli, cli->db) != EXIT_OK)
+		return EXIT_ERR;
 	if (!(in = fopen(pos[0], "r")))
 		return cli_error(cli, "cannot open %s: %s", pos[0], strerror(errno));
 	snprintf(tmp, sizeof(tmp), "%s.import-%d", cli->db, (int)getpid());
@@ -373,8 +377,8 @@ int cmd_migrate(struct cli *cli, int argc, char **argv)
 		return rc > 0 ? EXIT_OK : EXIT_USAGE;
 	if (!cli->db)
 		return cli_usage(cli, "--db PATH is required");
-	if (access(cli->db, F_OK) != 0)
-		return cli_error(cli, "cannot open %s: %s", cli->db, strerror(errno));
+	if (cli_check_file(cli, cli->db) != EXIT_OK)
+		return EXIT_ERR;
 	const bool dry = opts[0].value != NULL;
 	if (kvbm_catalog_migrate(cli->db, dry ? KVBM_MIGRATE_DRY_RUN : 0, &from, &to, err,
 				 sizeof(err)) != KVBM_OK)

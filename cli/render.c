@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cmd.h"
 
@@ -166,21 +167,66 @@ int cli_schema_version(sqlite3 *db)
 	return version;
 }
 
+int cli_check_dir(const struct cli *cli, const char *path)
+{
+	char dir[4096];
+	struct stat sb;
+	const char *slash = strrchr(path, '/');
+
+	if (!slash)
+		return EXIT_OK; /* the working directory */
+	const size_t len = slash == path ? 1 : (size_t)(slash - path);
+	if (len >= sizeof(dir))
+		return cli_error(cli, "path %s is too long", path);
+	memcpy(dir, path, len);
+	dir[len] = '\0';
+	if (stat(dir, &sb) != 0) {
+		if (errno == ENOENT)
+			return cli_error(cli, "directory %s does not exist (for %s)", dir, path);
+		if (errno == ENOTDIR)
+			return cli_error(cli, "%s is not a directory: a part of it is a file (for %s)",
+					 dir, path);
+		return cli_error(cli, "cannot reach directory %s: %s", dir, strerror(errno));
+	}
+	if (!S_ISDIR(sb.st_mode))
+		return cli_error(cli, "%s is not a directory (for %s)", dir, path);
+	return EXIT_OK;
+}
+
+int cli_check_file(const struct cli *cli, const char *path)
+{
+	struct stat sb;
+
+	if (stat(path, &sb) != 0) {
+		const int e = errno;
+		if ((e == ENOENT || e == ENOTDIR) && cli_check_dir(cli, path) != EXIT_OK)
+			return EXIT_ERR;
+		if (e == ENOENT)
+			return cli_error(cli, "%s does not exist", path);
+		return cli_error(cli, "cannot open %s: %s", path, strerror(e));
+	}
+	/* A FIFO would block the open, a directory or device fail later with
+	 * a worse message: refuse them before anything opens the path. */
+	if (!S_ISREG(sb.st_mode))
+		return cli_error(cli, "%s is not a regular file (%s)", path,
+				 S_ISDIR(sb.st_mode)    ? "a directory"
+				 : S_ISFIFO(sb.st_mode) ? "a FIFO"
+				 : S_ISSOCK(sb.st_mode) ? "a socket"
+							: "a device");
+	return EXIT_OK;
+}
+
 sqlite3 *cli_open_db(const struct cli *cli, unsigned flags)
 {
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
-	FILE *probe;
 
 	if (!cli->db) {
 		cli_usage(cli, "--db PATH is required");
 		return NULL;
 	}
-	if (!(probe = fopen(cli->db, "rb"))) {
-		cli_error(cli, "cannot open %s: %s", cli->db, strerror(errno));
+	if (cli_check_file(cli, cli->db) != EXIT_OK)
 		return NULL;
-	}
-	fclose(probe);
 	const int mode = flags & CLI_DB_WRITE ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
 	if (sqlite3_open_v2(cli->db, &db, mode, NULL) != SQLITE_OK) {
 		cli_error(cli, "cannot open %s: %s", cli->db, sqlite3_errmsg(db));

@@ -407,6 +407,36 @@ class Errors(CliCase):
         self.fails(1, "absent.db", "--db", p, "info")
         self.assertFalse(os.path.exists(p))
 
+    def test_missing_directory_is_named(self):
+        """A --db in a directory that does not exist says so, for every
+        command that reads or writes, and nothing is created."""
+        gone = self.path("no-such-dir")
+        db = os.path.join(gone, "x.db")
+        for cmd in (["info"], ["verify"], ["blocks"], ["export"], ["sql", "SELECT 1"],
+                    ["vacuum"], ["checkpoint"], ["migrate"], ["init", "--block-count", "4"],
+                    ["import", V2_EXPORT], ["replay", self.trace, "--capacity", "10"],
+                    ["demo", self.trace, "--capacity", "10"]):
+            self.fails(1, f"directory {gone} does not exist (for {db})", "--db", db, *cmd)
+        self.assertFalse(os.path.exists(gone))
+        self.fails(1, f"{self.trace} is not a directory", "--db",
+                   os.path.join(self.trace, "x.db"), "info")
+        self.fails(1, f"{self.path('nofile.db')} does not exist", "--db",
+                   self.path("nofile.db"), "stats")
+
+    def test_fifo_and_directory_fail_at_once(self):
+        """Nothing opens a FIFO (which would block until a writer came) or
+        a directory: every command refuses them before opening."""
+        fifo = self.path("catalog.fifo")
+        os.mkfifo(fifo)
+        for path, kind in ((fifo, "a FIFO"), (self.dir, "a directory")):
+            for cmd in (["info"], ["stats"], ["blocks"], ["show", "--block", "1"], ["top"],
+                        ["lineage", "ab"], ["verify"], ["export"], ["sql", "SELECT 1"],
+                        ["vacuum"], ["checkpoint"], ["migrate"], ["migrate", "--dry-run"],
+                        ["init", "--block-count", "4"]):
+                r = self.fails(1, f"{path} is not a regular file ({kind})", "--db", path, *cmd)
+                self.assertEqual(r.stdout, "")
+        self.assertTrue(os.path.exists(fifo))
+
     def test_not_a_catalog(self):
         p = self.path("junk.db")
         with open(p, "wb") as f:
