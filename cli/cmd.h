@@ -74,6 +74,12 @@ int cli_check_dir(const struct cli *cli, const char *path);
  * what is missing (file or directory) or what it is instead (a FIFO, a
  * directory...): nothing opens a FIFO and waits. */
 int cli_check_file(const struct cli *cli, const char *path);
+/* Is path (or, when it does not exist, its directory) on a file system
+ * mounted read-only? */
+bool cli_read_only_media(const char *path);
+/* EXIT_OK unless path (or its directory, for a new file) is on a
+ * read-only file system; the error says the command writes it. */
+int cli_check_writable(const struct cli *cli, const char *path);
 /* Open the --db catalog and check it is a kvbm catalog of this program's
  * schema (or an older one with CLI_DB_OLDER). NULL after an error. */
 sqlite3 *cli_open_db(const struct cli *cli, unsigned flags);

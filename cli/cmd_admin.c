@@ -61,7 +61,7 @@ int cmd_init(struct cli *cli, int argc, char **argv)
 		cfg.tier = opts[2].value;
 	cfg.model_fingerprint = opts[3].value;
 	cfg.catalog_path = cli->db;
-	if (cli_check_dir(cli, cli->db) != EXIT_OK)
+	if (cli_check_dir(cli, cli->db) != EXIT_OK || cli_check_writable(cli, cli->db) != EXIT_OK)
 		return EXIT_ERR;
 	/* Opening an existing tier would restore it, not create it: refuse,
 	 * so init never reports an empty catalog that is not. */
@@ -241,7 +241,7 @@ int cmd_import(struct cli *cli, int argc, char **argv)
 		return cli_usage(cli, "--max-line needs a number of bytes, not '%s'", opts[0].value);
 	if (access(cli->db, F_OK) == 0)
 		return cli_error(cli, "%s exists; import writes a new catalog only", cli->db);
-	if (cli_check_dir(cli, cli->db) != EXIT_OK)
+	if (cli_check_dir(cli, cli->db) != EXIT_OK || cli_check_writable(cli, cli->db) != EXIT_OK)
 		return EXIT_ERR;
 	if (!(in = fopen(pos[0], "r")))
 		return cli_error(cli, "cannot open %s: %s", pos[0], strerror(errno));
@@ -380,6 +380,27 @@ int cmd_migrate(struct cli *cli, int argc, char **argv)
 	if (cli_check_file(cli, cli->db) != EXIT_OK)
 		return EXIT_ERR;
 	const bool dry = opts[0].value != NULL;
+	if (!dry && cli_check_writable(cli, cli->db) != EXIT_OK)
+		return EXIT_ERR;
+	if (dry && cli_read_only_media(cli->db)) {
+		/* Read-only media: the read-only connection answers the dry run. */
+		sqlite3 *db = cli_open_db(cli, CLI_DB_OLDER);
+		if (!db)
+			return EXIT_ERR;
+		from = cli_schema_version(db);
+		sqlite3_close(db);
+		fprintf(stderr, "kvbm-catalog: migrate: %s is on a read-only file system: read"
+			" read-only; migrating it needs writable storage\n", cli->db);
+		if (cli->json)
+			printf("{\"from\": %d, \"to\": %d, \"target\": %d, \"dry_run\": true}\n",
+			       from, from, KVBM_SCHEMA_VERSION);
+		else if (from == KVBM_SCHEMA_VERSION)
+			printf("%s is at schema version %d: nothing to do\n", cli->db, from);
+		else
+			printf("would migrate %s from schema version %d to %d\n", cli->db, from,
+			       KVBM_SCHEMA_VERSION);
+		return EXIT_OK;
+	}
 	if (kvbm_catalog_migrate(cli->db, dry ? KVBM_MIGRATE_DRY_RUN : 0, &from, &to, err,
 				 sizeof(err)) != KVBM_OK)
 		return cli_error(cli, "%s", err);

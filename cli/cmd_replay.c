@@ -84,7 +84,8 @@ int cmd_replay(struct cli *cli, int argc, char **argv)
 	if (opts[7].value && (!cli_parse_u32(opts[7].value, &max_refs) || max_refs == 0))
 		return cli_usage(cli, "--max-refs needs a positive number, not '%s'", opts[7].value);
 	lim.max_refs = max_refs;
-	if (cli->db && cli_check_dir(cli, cli->db) != EXIT_OK)
+	if (cli->db && (cli_check_dir(cli, cli->db) != EXIT_OK ||
+			cli_check_writable(cli, cli->db) != EXIT_OK))
 		return EXIT_ERR;
 	o.db = cli->db;
 	o.restart_by_sigkill = opts[4].value != NULL;
@@ -199,7 +200,8 @@ int cmd_demo(struct cli *cli, int argc, char **argv)
 	if (kvbm_trace_load(trace, &t, err, sizeof(err)) != 0)
 		return cli_error(cli, "%s", err);
 	if (cli->db) {
-		if (cli_check_dir(cli, cli->db) != EXIT_OK) {
+		if (cli_check_dir(cli, cli->db) != EXIT_OK ||
+		    cli_check_writable(cli, cli->db) != EXIT_OK) {
 			kvbm_trace_free(&t);
 			return EXIT_ERR;
 		}

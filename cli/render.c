@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cmd.h"
 
@@ -216,6 +217,61 @@ int cli_check_file(const struct cli *cli, const char *path)
 	return EXIT_OK;
 }
 
+bool cli_read_only_media(const char *path)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+
+	if (access(path, W_OK) == 0)
+		return false;
+	if (errno == EROFS)
+		return true;
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path + (slash == path)) : 1,
+		 slash ? path : ".");
+	return access(dir, W_OK) != 0 && errno == EROFS;
+}
+
+int cli_check_writable(const struct cli *cli, const char *path)
+{
+	if (cli_read_only_media(path))
+		return cli_error(cli, "%s is on a read-only file system: %s writes it (the read"
+			  " commands open it read-only)", path, cli->cmd);
+	return EXIT_OK;
+}
+
+/* A WAL-mode catalog on read-only media: SQLite cannot create the -shm
+ * file a WAL reader needs, so the plain read-only open fails on first
+ * read. With no WAL content to replay (the library checkpoints it away
+ * on a clean close) the file alone is the catalog: open it immutable.
+ * With a non-empty -wal its commits would be skipped: refuse instead. */
+static sqlite3 *open_read_only_media(const struct cli *cli)
+{
+	char uri[3 * 4096 + 32], wal[4200];
+	struct stat sb;
+	size_t n = 0;
+	sqlite3 *db = NULL;
+
+	snprintf(wal, sizeof(wal), "%s-wal", cli->db);
+	if (stat(wal, &sb) == 0 && sb.st_size > 0) {
+		cli_error(cli, "%s is on a read-only file system and its WAL %s holds commits that"
+			  " SQLite cannot read without creating %s-shm: copy the files to writable"
+			  " storage", cli->db, wal, cli->db);
+		return NULL;
+	}
+	n += (size_t)snprintf(uri, sizeof(uri), "file:");
+	for (const unsigned char *p = (const unsigned char *)cli->db; *p && n + 4 < sizeof(uri); p++)
+		n += (size_t)(strchr("?#%", *p) || *p < 0x21 || *p > 0x7e
+				      ? snprintf(uri + n, sizeof(uri) - n, "%%%02X", *p)
+				      : snprintf(uri + n, sizeof(uri) - n, "%c", *p));
+	snprintf(uri + n, sizeof(uri) - n, "?immutable=1");
+	if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) != SQLITE_OK) {
+		cli_error(cli, "cannot open %s: %s", cli->db, sqlite3_errmsg(db));
+		sqlite3_close(db);
+		return NULL;
+	}
+	return db;
+}
+
 sqlite3 *cli_open_db(const struct cli *cli, unsigned flags)
 {
 	sqlite3 *db = NULL;
@@ -227,6 +283,8 @@ sqlite3 *cli_open_db(const struct cli *cli, unsigned flags)
 	}
 	if (cli_check_file(cli, cli->db) != EXIT_OK)
 		return NULL;
+	if ((flags & CLI_DB_WRITE) && cli_check_writable(cli, cli->db) != EXIT_OK)
+		return NULL;
 	const int mode = flags & CLI_DB_WRITE ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
 	if (sqlite3_open_v2(cli->db, &db, mode, NULL) != SQLITE_OK) {
 		cli_error(cli, "cannot open %s: %s", cli->db, sqlite3_errmsg(db));
@@ -234,7 +292,13 @@ sqlite3 *cli_open_db(const struct cli *cli, unsigned flags)
 		return NULL;
 	}
 	sqlite3_busy_timeout(db, 5000);
-	const int version = cli_schema_version(db);
+	int version = cli_schema_version(db);
+	if (version < 0 && !(flags & CLI_DB_WRITE) && cli_read_only_media(cli->db)) {
+		sqlite3_close(db);
+		if (!(db = open_read_only_media(cli)))
+			return NULL;
+		version = cli_schema_version(db);
+	}
 	/* meta is a table before version 3 and a view of tiers since. */
 	const bool has_meta =
 		sqlite3_prepare_v2(db, "SELECT tier FROM meta LIMIT 1", -1, &st, NULL) == SQLITE_OK;

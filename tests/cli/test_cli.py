@@ -437,6 +437,53 @@ class Errors(CliCase):
                 self.assertEqual(r.stdout, "")
         self.assertTrue(os.path.exists(fifo))
 
+    def read_only(self, d, *args):
+        """Run the binary with directory d bind-mounted read-only in a
+        mount namespace of its own (nothing outside it sees the mount)."""
+        script = ('mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0" || exit 99;'
+                  ' exec "$@"')
+        return subprocess.run(["unshare", "-m", "sh", "-c", script, d, BIN, *args],
+                              capture_output=True, text=True, timeout=120)
+
+    def test_catalog_on_read_only_media(self):
+        """A valid catalog on a read-only mount is read (not "not a kvbm
+        catalog"); a command that writes says the media is read-only."""
+        d = self.path("ro")
+        os.makedirs(d, exist_ok=True)
+        db = os.path.join(d, "c.db")
+        shutil.copyfile(self.db, db)
+        probe = self.read_only(d, "--version")
+        if shutil.which("unshare") is None or probe.returncode != 0:
+            self.skipTest("no read-only bind mount here (unshare -m and mount need"
+                          " privileges): " + probe.stderr.strip())
+        r = self.read_only(d, "--db", db, "info", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout), self.json_ok("--db", self.db, "info"))
+        for cmd in (["verify"], ["stats"], ["blocks"], ["top"], ["export"],
+                    ["sql", "SELECT count(*) FROM blocks"]):
+            r = self.read_only(d, "--db", db, *cmd)
+            self.assertEqual((r.returncode, r.stdout), (0, self.ok("--db", self.db, *cmd).stdout),
+                             (cmd, r.stderr))
+        for cmd in (["vacuum"], ["checkpoint"], ["migrate"], ["init", "--block-count", "4",
+                    "--tier", "X"], ["replay", self.trace, "--capacity", "10"]):
+            r = self.read_only(d, "--db", db, *cmd)
+            self.assertEqual(r.returncode, 1, (cmd, r.stdout, r.stderr))
+            self.assertIn(f"{db} is on a read-only file system: {cmd[0]} writes it",
+                          r.stderr, cmd)
+        r = self.read_only(d, "--db", os.path.join(d, "new.db"), "import", V2_EXPORT)
+        self.assertIn("new.db is on a read-only file system: import writes it", r.stderr)
+        r = self.read_only(d, "--db", db, "migrate", "--dry-run")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("nothing to do", r.stdout)
+        self.assertIn("read-only file system", r.stderr)
+        # A WAL with commits the file alone does not hold cannot be read
+        # without a -shm file there: refused by name, not misread.
+        with open(db + "-wal", "wb") as f:
+            f.write(b"\0" * 32)
+        r = self.read_only(d, "--db", db, "info")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("its WAL " + db + "-wal holds commits", r.stderr)
+
     def test_not_a_catalog(self):
         p = self.path("junk.db")
         with open(p, "wb") as f:
