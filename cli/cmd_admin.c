@@ -17,6 +17,34 @@
 #include "jsonl.h"
 #include "lines.h"
 
+/* Before a command writes an existing --db: ask the library what the file
+ * is (kvbm_catalog_migrate with KVBM_MIGRATE_DRY_RUN identifies it and
+ * changes nothing), so a file that is not a kvbm catalog is refused as it
+ * was found. *from: its schema version, 0 for an empty file. */
+static int identify(const struct cli *cli, int *from)
+{
+	char err[512];
+
+	if (cli_check_file(cli, cli->db) != EXIT_OK || cli_check_writable(cli, cli->db) != EXIT_OK)
+		return EXIT_ERR;
+	*from = 0;
+	if (kvbm_catalog_migrate(cli->db, KVBM_MIGRATE_DRY_RUN, from, NULL, err, sizeof(err)) !=
+	    KVBM_OK)
+		return cli_error(cli, "%s", err);
+	return EXIT_OK;
+}
+
+/* identify(), and an empty file is not a catalog either. */
+static int identify_catalog(const struct cli *cli, int *from)
+{
+	if (identify(cli, from) != EXIT_OK)
+		return EXIT_ERR;
+	if (*from == 0)
+		return cli_error(cli, "%s is empty, not a kvbm catalog (init makes one); it was left"
+			  " untouched", cli->db);
+	return EXIT_OK;
+}
+
 /* EXIT_OK when the catalog at --db has no tier of that name. */
 static int tier_absent(const struct cli *cli, const char *tier)
 {
@@ -63,9 +91,14 @@ int cmd_init(struct cli *cli, int argc, char **argv)
 	cfg.catalog_path = cli->db;
 	if (cli_check_dir(cli, cli->db) != EXIT_OK || cli_check_writable(cli, cli->db) != EXIT_OK)
 		return EXIT_ERR;
-	/* Opening an existing tier would restore it, not create it: refuse,
-	 * so init never reports an empty catalog that is not. */
-	if (access(cli->db, F_OK) == 0 && (rc = tier_absent(cli, cfg.tier)) != EXIT_OK)
+	/* Only a missing or empty file becomes a new catalog; anything else
+	 * must be one already. Opening an existing tier would restore it, not
+	 * create it: refuse, so init never reports an empty catalog that is
+	 * not. */
+	int from = 0;
+	if (access(cli->db, F_OK) == 0 && identify(cli, &from) != EXIT_OK)
+		return EXIT_ERR;
+	if (from > 0 && (rc = tier_absent(cli, cfg.tier)) != EXIT_OK)
 		return rc;
 	const kvbm_status st = kvbm_open_ex(&cfg, &mgr, err, sizeof(err));
 	if (st != KVBM_OK)
@@ -346,6 +379,11 @@ static int simple_write(struct cli *cli, int argc, char **argv, const char *sql,
 
 	if ((rc = cli_options(cli, argc, argv, NULL, NULL, 0, &n)) != 0)
 		return rc > 0 ? EXIT_OK : EXIT_USAGE;
+	if (!cli->db)
+		return cli_usage(cli, "--db PATH is required");
+	int from;
+	if (identify_catalog(cli, &from) != EXIT_OK)
+		return EXIT_ERR;
 	sqlite3 *db = cli_open_db(cli, CLI_DB_WRITE | CLI_DB_OLDER);
 	if (!db)
 		return cli->db ? EXIT_ERR : EXIT_USAGE;
@@ -401,11 +439,12 @@ int cmd_migrate(struct cli *cli, int argc, char **argv)
 			       KVBM_SCHEMA_VERSION);
 		return EXIT_OK;
 	}
-	if (kvbm_catalog_migrate(cli->db, dry ? KVBM_MIGRATE_DRY_RUN : 0, &from, &to, err,
-				 sizeof(err)) != KVBM_OK)
+	/* Identified first: the library makes an empty file a new catalog,
+	 * which migrate must not do. */
+	if (identify_catalog(cli, &from) != EXIT_OK)
+		return EXIT_ERR;
+	if (!dry && kvbm_catalog_migrate(cli->db, 0, &from, &to, err, sizeof(err)) != KVBM_OK)
 		return cli_error(cli, "%s", err);
-	if (from == 0)
-		return cli_error(cli, "%s is not a kvbm catalog", cli->db);
 	if (cli->json)
 		printf("{\"from\": %d, \"to\": %d, \"target\": %d, \"dry_run\": %s}\n", from,
 		       dry ? from : to, KVBM_SCHEMA_VERSION, dry ? "true" : "false");

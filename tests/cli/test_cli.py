@@ -495,6 +495,40 @@ class Errors(CliCase):
             c.execute("CREATE TABLE t (x)")
         self.fails(1, "not a kvbm catalog", "--db", p2, "info")
 
+    def test_writers_leave_a_foreign_file_untouched(self):
+        """vacuum, checkpoint, migrate, init and import refuse a file that
+        is not a kvbm catalog (the library identifies it first) and leave
+        it byte for byte as it was, with nothing created beside it."""
+        other = self.path("app.db")
+        with sqlite3.connect(other) as c:
+            # The shape the previous CLI let through: user_version 1, a meta table.
+            c.executescript("CREATE TABLE users (name TEXT); CREATE TABLE meta (tier TEXT);"
+                            "INSERT INTO users VALUES ('ann'); PRAGMA user_version = 1;")
+        empty = self.path("empty.db")
+        open(empty, "wb").close()
+        junk = self.path("junk-w.db")
+        with open(junk, "wb") as f:
+            f.write(b"x" * 4096)
+        for path, needle in ((other, "is not a kvbm catalog (application_id 0, user_version 1"),
+                             (empty, "is empty, not a kvbm catalog"),
+                             (junk, "is not a kvbm catalog")):
+            for cmd in (["vacuum"], ["checkpoint"], ["migrate"], ["migrate", "--dry-run"],
+                        ["init", "--block-count", "4"], ["import", V2_EXPORT]):
+                if path == empty and cmd[0] == "init":
+                    continue  # an empty file is the one init may make a catalog
+                with open(path, "rb") as f:
+                    before = f.read()
+                r = self.fails(1, "", "--db", path, *cmd)
+                if cmd[0] != "import":  # import refuses any existing target
+                    self.assertIn(needle, r.stderr, (path, cmd))
+                with open(path, "rb") as f:
+                    self.assertEqual(f.read(), before, (path, cmd))
+                for side in ("-wal", "-shm", "-journal", "-kvbm"):
+                    self.assertFalse(os.path.exists(path + side), (path, cmd, side))
+        # init makes an empty file a catalog.
+        self.ok("--db", empty, "init", "--block-count", "4")
+        self.assertEqual(self.json_ok("--db", empty, "info")[0]["block_count"], 4)
+
     def test_newer_schema_refused(self):
         p = self.copy_fixture("newer.db")
         with sqlite3.connect(p) as c:
