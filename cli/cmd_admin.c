@@ -144,7 +144,15 @@ static int export_table(const struct cli *cli, sqlite3 *db, const struct kvbm_js
 					(unsigned long long)sqlite3_column_int64(st, c));
 			else if (type == SQLITE_INTEGER)
 				fprintf(out, "%lld", sqlite3_column_int64(st, c));
-			else
+			else if (type == SQLITE_BLOB) {
+				/* As hex: a key or token blob holds NUL bytes. */
+				const unsigned char *b = sqlite3_column_blob(st, c);
+				const int len = sqlite3_column_bytes(st, c);
+				fputs("\"x'", out);
+				for (int i = 0; i < len; i++)
+					fprintf(out, "%02x", b[i]);
+				fputs("'\"", out);
+			} else
 				cli_json_string(out, (const char *)sqlite3_column_text(st, c));
 		}
 		fputs("}\n", out);
@@ -209,6 +217,18 @@ static const char *import_line(sqlite3 *db, const struct kvbm_jsonl_field *f, in
 				return "a hash field is not 16 hex digits";
 			}
 			sqlite3_bind_int64(st, i, (sqlite3_int64)h);
+		} else if (kvbm_jsonl_is_blob_column(f[i].key) && f[i].text[0] == 'x' &&
+			   f[i].text[1] == '\'') {
+			/* The decoded blob is shorter than its text: it fits. */
+			const size_t cap = strlen(f[i].text) / 2 + 1;
+			unsigned char *blob = malloc(cap);
+			const long len = blob ? kvbm_jsonl_blob_decode(f[i].text, blob, cap) : -1;
+			if (len < 0) {
+				free(blob);
+				sqlite3_finalize(st);
+				return "a blob field is not x'<hex digits>'";
+			}
+			sqlite3_bind_blob(st, i, blob, (int)len, free);
 		} else
 			sqlite3_bind_text(st, i, f[i].text, -1, SQLITE_STATIC);
 	}

@@ -609,6 +609,32 @@ class ExportImport(CliCase):
             json.loads(line)
         self.assertEqual(self.registered(db2), self.registered())
 
+    def test_blobs_round_trip(self):
+        """block_rows' key and tokens blobs (NUL bytes included) are exported
+        as x'<hex>' and imported back as the same blobs."""
+        p = self.copy_fixture("blobs.db")
+        key = bytes(range(32))
+        with sqlite3.connect(p) as c:
+            c.execute("UPDATE block_rows SET key = ?, tokens = ? WHERE id = ?",
+                      (key, b"\0\1\2\3" * 16 + b"\0\0\0\0", TIER1 | 3))
+            c.execute("UPDATE block_rows SET key = x'' WHERE id = ?", (TIER1 | 4,))
+        a = self.ok("--db", p, "export").stdout
+        self.assertIn('"key": "x\'%s\'"' % key.hex(), a)
+        exp = self.path("blobs.jsonl")
+        with open(exp, "w") as f:
+            f.write(a)
+        db2 = self.path("blobs2.db")
+        self.ok("--db", db2, "import", exp)
+        self.assertEqual(self.ok("--db", db2, "export").stdout, a)
+        with sqlite3.connect(db2) as c:
+            got = c.execute("SELECT key, typeof(key) FROM block_rows WHERE id IN (?, ?)"
+                            " ORDER BY id", (TIER1 | 3, TIER1 | 4)).fetchall()
+        self.assertEqual(got, [(key, "blob"), (b"", "blob")])
+        with open(exp, "w") as f:
+            f.write(a.replace("x'%s'" % key.hex(), "x'0g'"))
+        self.fails(1, "a blob field is not x'<hex digits>'", "--db", self.path("blobs3.db"),
+                   "import", exp)
+
     def test_import_refuses_existing_file_and_bad_input(self):
         a = self.path("b.jsonl")
         self.ok("--db", self.db, "export", "--output", a)
