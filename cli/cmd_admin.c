@@ -40,8 +40,8 @@ static int identify_catalog(const struct cli *cli, int *from)
 	if (identify(cli, from) != EXIT_OK)
 		return EXIT_ERR;
 	if (*from == 0)
-		return cli_error(cli, "%s is empty, not a kvbm catalog (init makes one); it was left"
-			  " untouched", cli->db);
+		return cli_error(cli, "%s is empty, not a kvbm catalog (init makes one); it was"
+				 " left untouched", cli->db);
 	return EXIT_OK;
 }
 
@@ -291,7 +291,8 @@ int cmd_import(struct cli *cli, int argc, char **argv)
 	if (!cli->db || n != 1)
 		return cli_usage(cli, "give --db NEW_PATH and the FILE to import");
 	if (opts[0].value && !cli_parse_size(opts[0].value, &max_line))
-		return cli_usage(cli, "--max-line needs a number of bytes, not '%s'", opts[0].value);
+		return cli_usage(cli, "--max-line needs a number of bytes, not '%s'",
+				 opts[0].value);
 	if (access(cli->db, F_OK) == 0)
 		return cli_error(cli, "%s exists; import writes a new catalog only", cli->db);
 	if (cli_check_dir(cli, cli->db) != EXIT_OK || cli_check_writable(cli, cli->db) != EXIT_OK)
@@ -321,13 +322,14 @@ int cmd_import(struct cli *cli, int argc, char **argv)
 	while ((got = kvbm_lines_next(&lines)) == 1) {
 		line_no = lines.line_no;
 		if (lines.nul) {
-			cli_error(cli, "%s: line %zu: holds a NUL byte, not JSON text", pos[0], line_no);
+			cli_error(cli, "%s: line %zu: holds a NUL byte, not JSON text", pos[0],
+				  line_no);
 			goto out;
 		}
 		free(buf);
 		buf = malloc(lines.len + 1);
-		const int nf = buf ? kvbm_jsonl_parse_object(lines.buf, fields, 32, buf, lines.len + 1)
-				   : -1;
+		const int nf =
+			buf ? kvbm_jsonl_parse_object(lines.buf, fields, 32, buf, lines.len + 1) : -1;
 		const struct kvbm_jsonl_table *tab = nf < 0 ? NULL : kvbm_jsonl_table_of(fields, nf);
 		if (tab && tab->schema && schema && tab->schema != schema) {
 			cli_error(cli, "%s: line %zu: a schema-%d '%s' line, but line %zu is schema %d:"
@@ -350,7 +352,8 @@ int cmd_import(struct cli *cli, int argc, char **argv)
 			  pos[0], lines.line_no, max_line);
 		goto out;
 	} else if (got < 0) {
-		cli_error(cli, "cannot read %s: %s", pos[0], got == -3 ? "out of memory" : strerror(errno));
+		cli_error(cli, "cannot read %s: %s", pos[0],
+			  got == -3 ? "out of memory" : strerror(errno));
 		goto out;
 	}
 	long long dropped = 0;

@@ -80,9 +80,11 @@ int cmd_replay(struct cli *cli, int argc, char **argv)
 	if (o.restart_at && !cli->db)
 		return cli_usage(cli, "--restart-at needs --db PATH: the restart reopens the catalog");
 	if (opts[6].value && !cli_parse_size(opts[6].value, &lim.max_line))
-		return cli_usage(cli, "--max-line needs a number of bytes, not '%s'", opts[6].value);
+		return cli_usage(cli, "--max-line needs a number of bytes, not '%s'",
+				 opts[6].value);
 	if (opts[7].value && (!cli_parse_u32(opts[7].value, &max_refs) || max_refs == 0))
-		return cli_usage(cli, "--max-refs needs a positive number, not '%s'", opts[7].value);
+		return cli_usage(cli, "--max-refs needs a positive number, not '%s'",
+				 opts[7].value);
 	lim.max_refs = max_refs;
 	if (cli->db && (cli_check_dir(cli, cli->db) != EXIT_OK ||
 			cli_check_writable(cli, cli->db) != EXIT_OK))
@@ -125,7 +127,8 @@ int cmd_replay(struct cli *cli, int argc, char **argv)
 		if (opt)
 			printf(", \"opt_hit_rate\": %.6f", opt_rate);
 		if (o.restart_at)
-			printf(", \"restart_at\": %u, \"sigkill\": %s, \"after_restart_refs\": %llu,"
+			printf(", \"restart_at\": %u, \"sigkill\": %s,"
+			       " \"after_restart_refs\": %llu,"
 			       " \"after_restart_hits\": %llu,"
 			       " \"after_restart_hit_rate\": %.6f, \"uninterrupted_after_hit_rate\": %.6f",
 			       o.restart_at, o.restart_by_sigkill ? "true" : "false",
