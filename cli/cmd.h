@@ -16,10 +16,12 @@
 #define EXIT_OK 0
 #define EXIT_ERR 1
 #define EXIT_USAGE 2
+#define EXIT_PROBLEMS 3 /* verify ran and found problems */
 
 struct cli {
 	const char *db;    /* --db PATH */
 	bool json;         /* --json */
+	bool records;      /* render rows as "key: value" lines, not a table */
 	const char *cmd;   /* the running command, for messages */
 	const char *usage; /* its usage text */
 };
@@ -51,6 +53,13 @@ int cli_options(struct cli *cli, int argc, char **argv, struct opt *opts, char *
 		int max_pos, int *n_pos);
 /* Parse an unsigned decimal option value; false on junk or overflow. */
 bool cli_parse_u32(const char *s, uint32_t *out);
+/* Columns whose integers every command prints as 16 hex digits:
+ * seq_hash, parent_hash, hash_salt, hash, parent, root. */
+bool cli_is_hash_column(const char *name);
+#define CLI_HASH_TEXT 17 /* 16 hex digits and the NUL */
+/* Parse a byte count: decimal, optional K, M or G suffix (powers of 1024);
+ * false on junk, zero or overflow. */
+bool cli_parse_size(const char *s, size_t *out);
 /* Parse a hash: 1..16 hex digits, optional 0x. */
 bool cli_parse_hash(const char *s, kvbm_hash *out);
 
@@ -58,6 +67,19 @@ bool cli_parse_hash(const char *s, kvbm_hash *out);
 #define CLI_DB_WRITE 1u /* open read-write */
 #define CLI_DB_OLDER 2u /* accept an older schema (export, sql, maintenance) */
 
+/* EXIT_OK when the directory of path exists, else an error naming the
+ * directory that is missing (or is not one). */
+int cli_check_dir(const struct cli *cli, const char *path);
+/* EXIT_OK when path is an existing regular file, else an error saying
+ * what is missing (file or directory) or what it is instead (a FIFO, a
+ * directory...): nothing opens a FIFO and waits. */
+int cli_check_file(const struct cli *cli, const char *path);
+/* Is path (or, when it does not exist, its directory) on a file system
+ * mounted read-only? */
+bool cli_read_only_media(const char *path);
+/* EXIT_OK unless path (or its directory, for a new file) is on a
+ * read-only file system; the error says the command writes it. */
+int cli_check_writable(const struct cli *cli, const char *path);
 /* Open the --db catalog and check it is a kvbm catalog of this program's
  * schema (or an older one with CLI_DB_OLDER). NULL after an error. */
 sqlite3 *cli_open_db(const struct cli *cli, unsigned flags);
@@ -88,9 +110,10 @@ int cli_registered(const struct cli *cli, sqlite3 *db, unsigned what);
  * add for each id. False when the restore would refuse the text. */
 bool cli_reclaim_parse(const unsigned char *p, void (*add)(uint64_t id, void *user), void *user);
 
-/* Render a prepared statement's rows: an aligned table, or with --json a
- * JSON array of objects (or one object when single is set). Returns an
- * exit code. */
+/* Render a prepared statement's rows: an aligned table, "key: value"
+ * lines (cli->records; a blank line between rows), or with --json a JSON
+ * array of objects (or one object when single is set). Returns an exit
+ * code. */
 int cli_render(const struct cli *cli, sqlite3_stmt *st, bool single);
 /* Prepare sql with optional text binds (NULL-terminated) and render it.
  * single is an int, not a bool: va_start after a promoted type is undefined. */

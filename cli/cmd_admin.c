@@ -15,6 +15,35 @@
 
 #include "cmd.h"
 #include "jsonl.h"
+#include "lines.h"
+
+/* Before a command writes an existing --db: ask the library what the file
+ * is (kvbm_catalog_migrate with KVBM_MIGRATE_DRY_RUN identifies it and
+ * changes nothing), so a file that is not a kvbm catalog is refused as it
+ * was found. *from: its schema version, 0 for an empty file. */
+static int identify(const struct cli *cli, int *from)
+{
+	char err[512];
+
+	if (cli_check_file(cli, cli->db) != EXIT_OK || cli_check_writable(cli, cli->db) != EXIT_OK)
+		return EXIT_ERR;
+	*from = 0;
+	if (kvbm_catalog_migrate(cli->db, KVBM_MIGRATE_DRY_RUN, from, NULL, err, sizeof(err)) !=
+	    KVBM_OK)
+		return cli_error(cli, "%s", err);
+	return EXIT_OK;
+}
+
+/* identify(), and an empty file is not a catalog either. */
+static int identify_catalog(const struct cli *cli, int *from)
+{
+	if (identify(cli, from) != EXIT_OK)
+		return EXIT_ERR;
+	if (*from == 0)
+		return cli_error(cli, "%s is empty, not a kvbm catalog (init makes one); it was"
+				 " left untouched", cli->db);
+	return EXIT_OK;
+}
 
 /* EXIT_OK when the catalog at --db has no tier of that name. */
 static int tier_absent(const struct cli *cli, const char *tier)
@@ -60,9 +89,16 @@ int cmd_init(struct cli *cli, int argc, char **argv)
 		cfg.tier = opts[2].value;
 	cfg.model_fingerprint = opts[3].value;
 	cfg.catalog_path = cli->db;
-	/* Opening an existing tier would restore it, not create it: refuse,
-	 * so init never reports an empty catalog that is not. */
-	if (access(cli->db, F_OK) == 0 && (rc = tier_absent(cli, cfg.tier)) != EXIT_OK)
+	if (cli_check_dir(cli, cli->db) != EXIT_OK || cli_check_writable(cli, cli->db) != EXIT_OK)
+		return EXIT_ERR;
+	/* Only a missing or empty file becomes a new catalog; anything else
+	 * must be one already. Opening an existing tier would restore it, not
+	 * create it: refuse, so init never reports an empty catalog that is
+	 * not. */
+	int from = 0;
+	if (access(cli->db, F_OK) == 0 && identify(cli, &from) != EXIT_OK)
+		return EXIT_ERR;
+	if (from > 0 && (rc = tier_absent(cli, cfg.tier)) != EXIT_OK)
 		return rc;
 	const kvbm_status st = kvbm_open_ex(&cfg, &mgr, err, sizeof(err));
 	if (st != KVBM_OK)
@@ -108,7 +144,15 @@ static int export_table(const struct cli *cli, sqlite3 *db, const struct kvbm_js
 					(unsigned long long)sqlite3_column_int64(st, c));
 			else if (type == SQLITE_INTEGER)
 				fprintf(out, "%lld", sqlite3_column_int64(st, c));
-			else
+			else if (type == SQLITE_BLOB) {
+				/* As hex: a key or token blob holds NUL bytes. */
+				const unsigned char *b = sqlite3_column_blob(st, c);
+				const int len = sqlite3_column_bytes(st, c);
+				fputs("\"x'", out);
+				for (int i = 0; i < len; i++)
+					fprintf(out, "%02x", b[i]);
+				fputs("'\"", out);
+			} else
 				cli_json_string(out, (const char *)sqlite3_column_text(st, c));
 		}
 		fputs("}\n", out);
@@ -173,6 +217,18 @@ static const char *import_line(sqlite3 *db, const struct kvbm_jsonl_field *f, in
 				return "a hash field is not 16 hex digits";
 			}
 			sqlite3_bind_int64(st, i, (sqlite3_int64)h);
+		} else if (kvbm_jsonl_is_blob_column(f[i].key) && f[i].text[0] == 'x' &&
+			   f[i].text[1] == '\'') {
+			/* The decoded blob is shorter than its text: it fits. */
+			const size_t cap = strlen(f[i].text) / 2 + 1;
+			unsigned char *blob = malloc(cap);
+			const long len = blob ? kvbm_jsonl_blob_decode(f[i].text, blob, cap) : -1;
+			if (len < 0) {
+				free(blob);
+				sqlite3_finalize(st);
+				return "a blob field is not x'<hex digits>'";
+			}
+			sqlite3_bind_blob(st, i, blob, (int)len, free);
 		} else
 			sqlite3_bind_text(st, i, f[i].text, -1, SQLITE_STATIC);
 	}
@@ -221,19 +277,26 @@ static int convert_v2(const struct cli *cli, sqlite3 *db, long long *dropped)
 
 int cmd_import(struct cli *cli, int argc, char **argv)
 {
-	char *pos[1], tmp[4096], err[512], *line = NULL, *buf = NULL;
-	size_t cap = 0, line_no = 0;
+	struct opt opts[] = {{"max-line", true, NULL}, {NULL, false, NULL}};
+	char *pos[1], tmp[4096], err[512], *buf = NULL;
+	size_t line_no = 0, max_line = KVBM_IMPORT_MAX_LINE;
 	struct kvbm_jsonl_field fields[32];
-	int n, rc;
+	struct kvbm_lines lines = {0};
+	int n, rc, got;
 	sqlite3 *db = NULL;
 	FILE *in = NULL;
 
-	if ((rc = cli_options(cli, argc, argv, NULL, pos, 1, &n)) != 0)
+	if ((rc = cli_options(cli, argc, argv, opts, pos, 1, &n)) != 0)
 		return rc > 0 ? EXIT_OK : EXIT_USAGE;
 	if (!cli->db || n != 1)
 		return cli_usage(cli, "give --db NEW_PATH and the FILE to import");
+	if (opts[0].value && !cli_parse_size(opts[0].value, &max_line))
+		return cli_usage(cli, "--max-line needs a number of bytes, not '%s'",
+				 opts[0].value);
 	if (access(cli->db, F_OK) == 0)
 		return cli_error(cli, "%s exists; import writes a new catalog only", cli->db);
+	if (cli_check_dir(cli, cli->db) != EXIT_OK || cli_check_writable(cli, cli->db) != EXIT_OK)
+		return EXIT_ERR;
 	if (!(in = fopen(pos[0], "r")))
 		return cli_error(cli, "cannot open %s: %s", pos[0], strerror(errno));
 	snprintf(tmp, sizeof(tmp), "%s.import-%d", cli->db, (int)getpid());
@@ -251,14 +314,22 @@ int cmd_import(struct cli *cli, int argc, char **argv)
 		cli_error(cli, "cannot write %s: %s", tmp, sqlite3_errmsg(db));
 		goto out;
 	}
-	ssize_t len;
 	int schema = 0;
 	size_t schema_line = 0;
-	while ((len = getline(&line, &cap, in)) >= 0) {
-		line_no++;
+	/* One line at a time, each at most max_line bytes: the memory used is
+	 * bounded by the longest line, whatever the file (or /dev/zero). */
+	kvbm_lines_init(&lines, in, max_line);
+	while ((got = kvbm_lines_next(&lines)) == 1) {
+		line_no = lines.line_no;
+		if (lines.nul) {
+			cli_error(cli, "%s: line %zu: holds a NUL byte, not JSON text", pos[0],
+				  line_no);
+			goto out;
+		}
 		free(buf);
-		buf = malloc((size_t)len + 1);
-		const int nf = buf ? kvbm_jsonl_parse_object(line, fields, 32, buf, (size_t)len + 1) : -1;
+		buf = malloc(lines.len + 1);
+		const int nf =
+			buf ? kvbm_jsonl_parse_object(lines.buf, fields, 32, buf, lines.len + 1) : -1;
 		const struct kvbm_jsonl_table *tab = nf < 0 ? NULL : kvbm_jsonl_table_of(fields, nf);
 		if (tab && tab->schema && schema && tab->schema != schema) {
 			cli_error(cli, "%s: line %zu: a schema-%d '%s' line, but line %zu is schema %d:"
@@ -275,6 +346,15 @@ int cmd_import(struct cli *cli, int argc, char **argv)
 			cli_error(cli, "%s: line %zu: %s", pos[0], line_no, problem);
 			goto out;
 		}
+	}
+	if (got == -1) {
+		cli_error(cli, "%s: line %zu is longer than %zu bytes; --max-line raises the limit",
+			  pos[0], lines.line_no, max_line);
+		goto out;
+	} else if (got < 0) {
+		cli_error(cli, "cannot read %s: %s", pos[0],
+			  got == -3 ? "out of memory" : strerror(errno));
+		goto out;
 	}
 	long long dropped = 0;
 	if (schema == 2 && convert_v2(cli, db, &dropped) != EXIT_OK)
@@ -310,7 +390,7 @@ out:
 		snprintf(side, sizeof(side), "%s-shm", tmp);
 		unlink(side);
 	}
-	free(line);
+	kvbm_lines_free(&lines);
 	free(buf);
 	fclose(in);
 	return rc;
@@ -322,6 +402,11 @@ static int simple_write(struct cli *cli, int argc, char **argv, const char *sql,
 
 	if ((rc = cli_options(cli, argc, argv, NULL, NULL, 0, &n)) != 0)
 		return rc > 0 ? EXIT_OK : EXIT_USAGE;
+	if (!cli->db)
+		return cli_usage(cli, "--db PATH is required");
+	int from;
+	if (identify_catalog(cli, &from) != EXIT_OK)
+		return EXIT_ERR;
 	sqlite3 *db = cli_open_db(cli, CLI_DB_WRITE | CLI_DB_OLDER);
 	if (!db)
 		return cli->db ? EXIT_ERR : EXIT_USAGE;
@@ -353,14 +438,36 @@ int cmd_migrate(struct cli *cli, int argc, char **argv)
 		return rc > 0 ? EXIT_OK : EXIT_USAGE;
 	if (!cli->db)
 		return cli_usage(cli, "--db PATH is required");
-	if (access(cli->db, F_OK) != 0)
-		return cli_error(cli, "cannot open %s: %s", cli->db, strerror(errno));
+	if (cli_check_file(cli, cli->db) != EXIT_OK)
+		return EXIT_ERR;
 	const bool dry = opts[0].value != NULL;
-	if (kvbm_catalog_migrate(cli->db, dry ? KVBM_MIGRATE_DRY_RUN : 0, &from, &to, err,
-				 sizeof(err)) != KVBM_OK)
+	if (!dry && cli_check_writable(cli, cli->db) != EXIT_OK)
+		return EXIT_ERR;
+	if (dry && cli_read_only_media(cli->db)) {
+		/* Read-only media: the read-only connection answers the dry run. */
+		sqlite3 *db = cli_open_db(cli, CLI_DB_OLDER);
+		if (!db)
+			return EXIT_ERR;
+		from = cli_schema_version(db);
+		sqlite3_close(db);
+		fprintf(stderr, "kvbm-catalog: migrate: %s is on a read-only file system: read"
+			" read-only; migrating it needs writable storage\n", cli->db);
+		if (cli->json)
+			printf("{\"from\": %d, \"to\": %d, \"target\": %d, \"dry_run\": true}\n",
+			       from, from, KVBM_SCHEMA_VERSION);
+		else if (from == KVBM_SCHEMA_VERSION)
+			printf("%s is at schema version %d: nothing to do\n", cli->db, from);
+		else
+			printf("would migrate %s from schema version %d to %d\n", cli->db, from,
+			       KVBM_SCHEMA_VERSION);
+		return EXIT_OK;
+	}
+	/* Identified first: the library makes an empty file a new catalog,
+	 * which migrate must not do. */
+	if (identify_catalog(cli, &from) != EXIT_OK)
+		return EXIT_ERR;
+	if (!dry && kvbm_catalog_migrate(cli->db, 0, &from, &to, err, sizeof(err)) != KVBM_OK)
 		return cli_error(cli, "%s", err);
-	if (from == 0)
-		return cli_error(cli, "%s is not a kvbm catalog", cli->db);
 	if (cli->json)
 		printf("{\"from\": %d, \"to\": %d, \"target\": %d, \"dry_run\": %s}\n", from,
 		       dry ? from : to, KVBM_SCHEMA_VERSION, dry ? "true" : "false");

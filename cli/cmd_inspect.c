@@ -34,11 +34,15 @@ static sqlite3 *start(struct cli *cli, int argc, char **argv, struct opt *opts, 
 
 int cmd_info(struct cli *cli, int argc, char **argv)
 {
+	struct opt opts[] = {{"table", false, NULL}, {NULL, false, NULL}};
 	int rc, n;
-	sqlite3 *db = start(cli, argc, argv, NULL, NULL, 0, &n, 0, &rc);
+	sqlite3 *db = start(cli, argc, argv, opts, NULL, 0, &n, 0, &rc);
 
 	if (!db)
 		return rc;
+	/* Twenty columns make a table wider than any terminal: one
+	 * "key: value" line each, unless --table asks for the table. */
+	cli->records = opts[0].value == NULL;
 	rc = cli_query(cli, db,
 		       "SELECT h.tier, m.block_size, m.block_count, m.hash_algorithm,"
 		       " m.hash_encoding, m.hash_seed, " HEX("m.hash_salt") " AS hash_salt,"
@@ -246,7 +250,7 @@ int cmd_show(struct cli *cli, int argc, char **argv)
 	struct opt opts[] = {{"block", true, NULL}, {"tier", true, NULL}, {NULL, false, NULL}};
 	char *pos[1];
 	int rc, n;
-	kvbm_hash hash;
+	kvbm_hash hash = 0;
 	uint32_t id;
 	char key[32], sql[2048];
 	sqlite3_stmt *st = NULL;
@@ -292,8 +296,10 @@ int cmd_show(struct cli *cli, int argc, char **argv)
 	sqlite3_bind_text(st, 1, tier, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_ROW) {
+		char shown[CLI_HASH_TEXT];
+		snprintf(shown, sizeof(shown), "%016llx", (unsigned long long)hash);
 		if (n == 1)
-			explain_missing(cli, db, key, tier, pos[0]);
+			explain_missing(cli, db, key, tier, shown);
 		else
 			cli_error(cli, "no block %s in %s%s%s", opts[0].value, cli->db,
 				  *tier ? " tier " : "", tier);

@@ -50,7 +50,10 @@ int cmd_replay(struct cli *cli, int argc, char **argv)
 	struct opt opts[] = {{"capacity", true, NULL},	 {"policy", true, NULL},
 			     {"block-size", true, NULL}, {"restart-at", true, NULL},
 			     {"sigkill", false, NULL},	 {"opt", false, NULL},
+			     {"max-line", true, NULL},	 {"max-refs", true, NULL},
 			     {NULL, false, NULL}};
+	struct kvbm_trace_limits lim = {0};
+	uint32_t max_refs = 0;
 	char *pos[1], err[512], policies[256], usage[1024];
 	struct kvbm_replay_opts o = {0};
 	struct kvbm_replay_result r;
@@ -58,7 +61,7 @@ int cmd_replay(struct cli *cli, int argc, char **argv)
 	int n, rc;
 
 	policy_list(policies, sizeof(policies));
-	snprintf(usage, sizeof(usage), "%s\n  policies: %s", cli->usage, policies);
+	snprintf(usage, sizeof(usage), "%s\n  policies: %s (default lru)", cli->usage, policies);
 	cli->usage = usage;
 	if ((rc = cli_options(cli, argc, argv, opts, pos, 1, &n)) != 0)
 		return rc > 0 ? EXIT_OK : EXIT_USAGE;
@@ -66,26 +69,40 @@ int cmd_replay(struct cli *cli, int argc, char **argv)
 		return cli_usage(cli, "give the TRACE file to replay");
 	if (!opts[0].value || !cli_parse_u32(opts[0].value, &o.capacity) || o.capacity == 0)
 		return cli_usage(cli, "--capacity N (blocks, at least 1) is required");
-	if (!opts[1].value || !parse_policy(opts[1].value, &o.policy))
-		return cli_usage(cli, "--policy must be one of: %s", policies);
+	o.policy = KVBM_EVICT_LRU;
+	if (opts[1].value && !parse_policy(opts[1].value, &o.policy))
+		return cli_usage(cli, "--policy must be one of: %s (lru when not given), not '%s'",
+				 policies, opts[1].value);
 	if (opts[2].value && !cli_parse_u32(opts[2].value, &o.block_size))
 		return cli_usage(cli, "--block-size needs a number, not '%s'", opts[2].value);
 	if (opts[3].value && !cli_parse_u32(opts[3].value, &o.restart_at))
 		return cli_usage(cli, "--restart-at needs a request number, not '%s'", opts[3].value);
 	if (o.restart_at && !cli->db)
 		return cli_usage(cli, "--restart-at needs --db PATH: the restart reopens the catalog");
+	if (opts[6].value && !cli_parse_size(opts[6].value, &lim.max_line))
+		return cli_usage(cli, "--max-line needs a number of bytes, not '%s'",
+				 opts[6].value);
+	if (opts[7].value && (!cli_parse_u32(opts[7].value, &max_refs) || max_refs == 0))
+		return cli_usage(cli, "--max-refs needs a positive number, not '%s'",
+				 opts[7].value);
+	lim.max_refs = max_refs;
+	if (cli->db && (cli_check_dir(cli, cli->db) != EXIT_OK ||
+			cli_check_writable(cli, cli->db) != EXIT_OK))
+		return EXIT_ERR;
 	o.db = cli->db;
 	o.restart_by_sigkill = opts[4].value != NULL;
 	if (isatty(STDERR_FILENO)) {
 		o.progress = progress_bar;
 		o.progress_user = "replay";
 	}
-	if (kvbm_trace_load(pos[0], &t, err, sizeof(err)) != 0)
+	if (kvbm_trace_load_ex(pos[0], &lim, &t, err, sizeof(err)) != 0)
 		return cli_error(cli, "%s", err);
 	if (o.restart_at >= t.n_requests) {
+		const uint32_t count = t.n_requests;
 		kvbm_trace_free(&t);
-		return cli_usage(cli, "--restart-at %u is past the last request (%u)", o.restart_at,
-				 t.n_requests);
+		return cli_usage(cli, "--restart-at %u is past the end of %s: it has %u request%s"
+				 " (restart points 1..%u)", o.restart_at, pos[0], count,
+				 count == 1 ? "" : "s", count - 1);
 	}
 	if (kvbm_replay_run(&t, &o, &r, err, sizeof(err)) != 0) {
 		kvbm_trace_free(&t);
@@ -110,9 +127,13 @@ int cmd_replay(struct cli *cli, int argc, char **argv)
 		if (opt)
 			printf(", \"opt_hit_rate\": %.6f", opt_rate);
 		if (o.restart_at)
-			printf(", \"restart_at\": %u, \"after_restart_refs\": %llu,"
+			printf(", \"restart_at\": %u, \"sigkill\": %s,"
+			       " \"after_restart_refs\": %llu,"
+			       " \"after_restart_hits\": %llu,"
 			       " \"after_restart_hit_rate\": %.6f, \"uninterrupted_after_hit_rate\": %.6f",
-			       o.restart_at, (unsigned long long)r.after_refs, r.after_hit_rate,
+			       o.restart_at, o.restart_by_sigkill ? "true" : "false",
+			       (unsigned long long)r.after_refs, (unsigned long long)r.after_hits,
+			       r.after_hit_rate,
 			       r.uninterrupted_after_hit_rate);
 		printf("}\n");
 	} else {
@@ -182,6 +203,11 @@ int cmd_demo(struct cli *cli, int argc, char **argv)
 	if (kvbm_trace_load(trace, &t, err, sizeof(err)) != 0)
 		return cli_error(cli, "%s", err);
 	if (cli->db) {
+		if (cli_check_dir(cli, cli->db) != EXIT_OK ||
+		    cli_check_writable(cli, cli->db) != EXIT_OK) {
+			kvbm_trace_free(&t);
+			return EXIT_ERR;
+		}
 		if (access(cli->db, F_OK) == 0) {
 			kvbm_trace_free(&t);
 			return cli_error(cli, "%s exists; the demo builds a new catalog", cli->db);

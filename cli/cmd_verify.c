@@ -131,8 +131,12 @@ static int run_check(const struct cli *cli, sqlite3 *db, const char *name, bool 
 			report(cli, name, warning, what, first_json);
 	}
 	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
+	if (rc != SQLITE_DONE) {
+		/* What it printed before it stopped counts: damage found. */
+		if (!warning)
+			*problems += rows;
 		return cli_error(cli, "check %s failed: %s", name, sqlite3_errmsg(db));
+	}
 	if (rows > SHOWN_PER_CHECK) {
 		char more[64];
 		snprintf(more, sizeof(more), "... and %d more", rows - SHOWN_PER_CHECK);
@@ -175,9 +179,14 @@ int cmd_verify(struct cli *cli, int argc, char **argv)
 		       problems == 1 ? "" : "s");
 	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	sqlite3_close(db);
-	if (rc != EXIT_OK)
+	/* Its own exit code: a script tells "the file is damaged" from "the
+	 * checks could not run" (1) and from a usage error (2). A check that
+	 * found damage and then could not go on (a corrupt page) is damage. */
+	if (rc != EXIT_OK && problems == 0)
 		return rc;
-	if (problems)
-		return cli_error(cli, "%d problem%s in %s", problems, problems == 1 ? "" : "s", cli->db);
+	if (problems) {
+		cli_error(cli, "%d problem%s in %s", problems, problems == 1 ? "" : "s", cli->db);
+		return EXIT_PROBLEMS;
+	}
 	return EXIT_OK;
 }

@@ -59,6 +59,28 @@ static int hex_digit(char c)
 				      : -1;
 }
 
+bool kvbm_jsonl_is_blob_column(const char *name)
+{
+	return strcmp(name, "tokens") == 0 || strcmp(name, "key") == 0;
+}
+
+long kvbm_jsonl_blob_decode(const char *text, unsigned char *out, size_t cap)
+{
+	const size_t len = strlen(text);
+
+	if (len < 3 || text[0] != 'x' || text[1] != '\'' || text[len - 1] != '\'' ||
+	    (len - 3) % 2 != 0 || (len - 3) / 2 > cap)
+		return -1;
+	for (size_t i = 0; i < (len - 3) / 2; i++) {
+		const int hi = hex_digit(text[2 + 2 * i]), lo = hex_digit(text[3 + 2 * i]);
+		if (hi < 0 || lo < 0)
+			return -1;
+		out[i] = (unsigned char)(hi << 4 | lo);
+	}
+	return (long)((len - 3) / 2);
+}
+
+
 static const char *parse_string(const char *p, char *out, size_t cap, size_t *len)
 {
 	size_t n = 0;

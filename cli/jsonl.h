@@ -32,6 +32,13 @@ extern const char kvbm_jsonl_staging_sql[];
 
 /* Columns whose integers are exported as 16 hex digits. */
 bool kvbm_jsonl_is_hash_column(const char *name);
+/* Columns that hold blobs (block_rows' tokens and key). A blob in any
+ * column is exported as the string "x'<hex>'" (SQLite's literal); import
+ * turns such a string back into the blob in these columns. */
+bool kvbm_jsonl_is_blob_column(const char *name);
+/* Decode "x'<hex>'" into out (cap bytes); its length, or -1 when text is
+ * not such a literal or does not fit. */
+long kvbm_jsonl_blob_decode(const char *text, unsigned char *out, size_t cap);
 
 /* One field of a line. */
 struct kvbm_jsonl_field {

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * kvbm-catalog: the operator's tool for a kvbm catalog. Global options
- * (--db, --json, --help, --version) come before the command; each command
- * parses its own options. Exit status: 0 ok, 1 error, 2 usage.
+ * (--db, --json, --help, --version) come before the command (--db and
+ * --json may also follow it); each command parses its own options.
+ * Exit status: 0 ok, 1 error, 2 usage, 3 verify found problems.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,9 @@ static const struct cmd commands[] = {
 	 "kvbm-catalog --db PATH init --block-count N [--block-size N] [--tier NAME] "
 	 "[--fingerprint TEXT]"},
 	{"info", cmd_info, "identity, schema and health of each tier",
-	 "kvbm-catalog --db PATH info [--json]"},
+	 "kvbm-catalog --db PATH info [--table] [--json]\n"
+	 "  one \"key: value\" line per field, tiers apart by a blank line; --table: one row per"
+	 " tier"},
 	{"stats", cmd_stats, "pool counts and persisted counters",
 	 "kvbm-catalog --db PATH stats [--json]"},
 	{"blocks", cmd_blocks, "list blocks",
@@ -27,11 +30,13 @@ static const struct cmd commands[] = {
 	{"top", cmd_top, "hottest prefixes by access count",
 	 "kvbm-catalog --db PATH top [--limit N] [--json]"},
 	{"verify", cmd_verify, "check integrity and the catalog's invariants",
-	 "kvbm-catalog --db PATH verify [--json]"},
+	 "kvbm-catalog --db PATH verify [--json]\n"
+	 "  exit status: 0 no problems (warnings allowed), 3 problems found, 1 the checks could"
+	 " not run"},
 	{"export", cmd_export, "write the catalog as JSON Lines",
 	 "kvbm-catalog --db PATH export [--output FILE]"},
 	{"import", cmd_import, "build a new catalog from JSON Lines",
-	 "kvbm-catalog --db NEW_PATH import FILE"},
+	 "kvbm-catalog --db NEW_PATH import FILE [--max-line BYTES]"},
 	{"vacuum", cmd_vacuum, "rebuild the database file compactly",
 	 "kvbm-catalog --db PATH vacuum"},
 	{"checkpoint", cmd_checkpoint, "move the WAL into the database and truncate it",
@@ -41,8 +46,8 @@ static const struct cmd commands[] = {
 	{"sql", cmd_sql, "run a read-only SQL query",
 	 "kvbm-catalog --db PATH sql \"SELECT ...\" [--json]"},
 	{"replay", cmd_replay, "replay a request trace against a real manager",
-	 "kvbm-catalog [--db PATH] replay TRACE --capacity N --policy NAME [--block-size N] "
-	 "[--restart-at N] [--sigkill] [--opt] [--json]"},
+	 "kvbm-catalog [--db PATH] replay TRACE --capacity N [--policy NAME] [--block-size N] "
+	 "[--restart-at N] [--sigkill] [--opt] [--max-line BYTES] [--max-refs N] [--json]"},
 	{"demo", cmd_demo, "warm restart demo: crash, restart from the catalog, compare",
 	 "kvbm-catalog [--db PATH] demo [TRACE] [--capacity N] [--policy NAME] [--split PERCENT]"},
 };
@@ -50,10 +55,12 @@ static const struct cmd commands[] = {
 static void help(FILE *f)
 {
 	fprintf(f, "usage: kvbm-catalog [--db PATH] [--json] COMMAND [options]\n"
+		   "       kvbm-catalog COMMAND [--db PATH] [options]\n"
 		   "       kvbm-catalog COMMAND --help\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].summary);
-	fprintf(f, "\nexit status: 0 ok, 1 error, 2 usage. See kvbm-catalog(1).\n");
+	fprintf(f, "\nexit status: 0 ok, 1 error, 2 usage, 3 verify found problems."
+		   " See kvbm-catalog(1).\n");
 }
 
 int main(int argc, char **argv)

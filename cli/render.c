@@ -8,6 +8,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cmd.h"
 
@@ -47,6 +49,20 @@ int cli_options(struct cli *cli, int argc, char **argv, struct opt *opts, char *
 		}
 		if (strcmp(a, "--json") == 0) {
 			cli->json = true;
+			continue;
+		}
+		/* The global --db also after the command name. */
+		if (strcmp(a, "--db") == 0 || strncmp(a, "--db=", 5) == 0) {
+			const char *v = a[4] == '=' ? a + 5 : i + 1 < argc ? argv[++i] : NULL;
+			if (!v || !*v) {
+				cli_usage(cli, "option --db needs a PATH");
+				return -1;
+			}
+			if (cli->db && strcmp(cli->db, v) != 0) {
+				cli_usage(cli, "--db given twice ('%s' and '%s')", cli->db, v);
+				return -1;
+			}
+			cli->db = v;
 			continue;
 		}
 		if (strncmp(a, "--", 2) != 0 || strcmp(a, "--") == 0 || a[2] == '\0') {
@@ -98,6 +114,23 @@ bool cli_parse_u32(const char *s, uint32_t *out)
 	return true;
 }
 
+bool cli_parse_size(const char *s, size_t *out)
+{
+	char *end;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return false;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	const int shift = *end == 'K' ? 10 : *end == 'M' ? 20 : *end == 'G' ? 30 : 0;
+	if (shift)
+		end++;
+	if (errno || *end || v == 0 || v > (SIZE_MAX >> 1) >> shift)
+		return false;
+	*out = (size_t)(v << shift);
+	return true;
+}
+
 bool cli_parse_hash(const char *s, kvbm_hash *out)
 {
 	kvbm_hash v = 0;
@@ -135,21 +168,123 @@ int cli_schema_version(sqlite3 *db)
 	return version;
 }
 
+int cli_check_dir(const struct cli *cli, const char *path)
+{
+	char dir[4096];
+	struct stat sb;
+	const char *slash = strrchr(path, '/');
+
+	if (!slash)
+		return EXIT_OK; /* the working directory */
+	const size_t len = slash == path ? 1 : (size_t)(slash - path);
+	if (len >= sizeof(dir))
+		return cli_error(cli, "path %s is too long", path);
+	memcpy(dir, path, len);
+	dir[len] = '\0';
+	if (stat(dir, &sb) != 0) {
+		if (errno == ENOENT)
+			return cli_error(cli, "directory %s does not exist (for %s)", dir, path);
+		if (errno == ENOTDIR)
+			return cli_error(cli, "%s is not a directory: a part of it is a file (for %s)",
+					 dir, path);
+		return cli_error(cli, "cannot reach directory %s: %s", dir, strerror(errno));
+	}
+	if (!S_ISDIR(sb.st_mode))
+		return cli_error(cli, "%s is not a directory (for %s)", dir, path);
+	return EXIT_OK;
+}
+
+int cli_check_file(const struct cli *cli, const char *path)
+{
+	struct stat sb;
+
+	if (stat(path, &sb) != 0) {
+		const int e = errno;
+		if ((e == ENOENT || e == ENOTDIR) && cli_check_dir(cli, path) != EXIT_OK)
+			return EXIT_ERR;
+		if (e == ENOENT)
+			return cli_error(cli, "%s does not exist", path);
+		return cli_error(cli, "cannot open %s: %s", path, strerror(e));
+	}
+	/* A FIFO would block the open, a directory or device fail later with
+	 * a worse message: refuse them before anything opens the path. */
+	if (!S_ISREG(sb.st_mode))
+		return cli_error(cli, "%s is not a regular file (%s)", path,
+				 S_ISDIR(sb.st_mode)    ? "a directory"
+				 : S_ISFIFO(sb.st_mode) ? "a FIFO"
+				 : S_ISSOCK(sb.st_mode) ? "a socket"
+							: "a device");
+	return EXIT_OK;
+}
+
+bool cli_read_only_media(const char *path)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+
+	if (access(path, W_OK) == 0)
+		return false;
+	if (errno == EROFS)
+		return true;
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path + (slash == path)) : 1,
+		 slash ? path : ".");
+	return access(dir, W_OK) != 0 && errno == EROFS;
+}
+
+int cli_check_writable(const struct cli *cli, const char *path)
+{
+	if (cli_read_only_media(path))
+		return cli_error(cli, "%s is on a read-only file system: %s writes it (the read"
+			  " commands open it read-only)", path, cli->cmd);
+	return EXIT_OK;
+}
+
+/* A WAL-mode catalog on read-only media: SQLite cannot create the -shm
+ * file a WAL reader needs, so the plain read-only open fails on first
+ * read. With no WAL content to replay (the library checkpoints it away
+ * on a clean close) the file alone is the catalog: open it immutable.
+ * With a non-empty -wal its commits would be skipped: refuse instead. */
+static sqlite3 *open_read_only_media(const struct cli *cli)
+{
+	char uri[3 * 4096 + 32], wal[4200];
+	struct stat sb;
+	size_t n = 0;
+	sqlite3 *db = NULL;
+
+	snprintf(wal, sizeof(wal), "%s-wal", cli->db);
+	if (stat(wal, &sb) == 0 && sb.st_size > 0) {
+		cli_error(cli, "%s is on a read-only file system and its WAL %s holds commits that"
+			  " SQLite cannot read without creating %s-shm: copy the files to writable"
+			  " storage", cli->db, wal, cli->db);
+		return NULL;
+	}
+	n += (size_t)snprintf(uri, sizeof(uri), "file:");
+	for (const unsigned char *p = (const unsigned char *)cli->db; *p && n + 4 < sizeof(uri); p++)
+		n += (size_t)(strchr("?#%", *p) || *p < 0x21 || *p > 0x7e
+				      ? snprintf(uri + n, sizeof(uri) - n, "%%%02X", *p)
+				      : snprintf(uri + n, sizeof(uri) - n, "%c", *p));
+	snprintf(uri + n, sizeof(uri) - n, "?immutable=1");
+	if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) != SQLITE_OK) {
+		cli_error(cli, "cannot open %s: %s", cli->db, sqlite3_errmsg(db));
+		sqlite3_close(db);
+		return NULL;
+	}
+	return db;
+}
+
 sqlite3 *cli_open_db(const struct cli *cli, unsigned flags)
 {
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
-	FILE *probe;
 
 	if (!cli->db) {
 		cli_usage(cli, "--db PATH is required");
 		return NULL;
 	}
-	if (!(probe = fopen(cli->db, "rb"))) {
-		cli_error(cli, "cannot open %s: %s", cli->db, strerror(errno));
+	if (cli_check_file(cli, cli->db) != EXIT_OK)
 		return NULL;
-	}
-	fclose(probe);
+	if ((flags & CLI_DB_WRITE) && cli_check_writable(cli, cli->db) != EXIT_OK)
+		return NULL;
 	const int mode = flags & CLI_DB_WRITE ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY;
 	if (sqlite3_open_v2(cli->db, &db, mode, NULL) != SQLITE_OK) {
 		cli_error(cli, "cannot open %s: %s", cli->db, sqlite3_errmsg(db));
@@ -157,7 +292,13 @@ sqlite3 *cli_open_db(const struct cli *cli, unsigned flags)
 		return NULL;
 	}
 	sqlite3_busy_timeout(db, 5000);
-	const int version = cli_schema_version(db);
+	int version = cli_schema_version(db);
+	if (version < 0 && !(flags & CLI_DB_WRITE) && cli_read_only_media(cli->db)) {
+		sqlite3_close(db);
+		if (!(db = open_read_only_media(cli)))
+			return NULL;
+		version = cli_schema_version(db);
+	}
 	/* meta is a table before version 3 and a view of tiers since. */
 	const bool has_meta =
 		sqlite3_prepare_v2(db, "SELECT tier FROM meta LIMIT 1", -1, &st, NULL) == SQLITE_OK;
@@ -204,6 +345,30 @@ void cli_json_string(FILE *f, const char *s)
 	fputc('"', f);
 }
 
+bool cli_is_hash_column(const char *name)
+{
+	static const char *const names[] = {"seq_hash", "parent_hash", "hash_salt", "hash",
+					    "parent", "root"};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(name, names[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Column c's text, a hash column's integer as 16 hex digits (into buf):
+ * every command and view shows a hash the same way, as the logs do. */
+static const char *cell_text(sqlite3_stmt *st, int c, char buf[CLI_HASH_TEXT])
+{
+	if (sqlite3_column_type(st, c) == SQLITE_INTEGER &&
+	    cli_is_hash_column(sqlite3_column_name(st, c))) {
+		snprintf(buf, CLI_HASH_TEXT, "%016llx",
+			 (unsigned long long)sqlite3_column_int64(st, c));
+		return buf;
+	}
+	return (const char *)sqlite3_column_text(st, c);
+}
+
 static int render_json(sqlite3_stmt *st, bool single)
 {
 	const int cols = sqlite3_column_count(st);
@@ -220,9 +385,13 @@ static int render_json(sqlite3_stmt *st, bool single)
 				fputs(", ", stdout);
 			cli_json_string(stdout, sqlite3_column_name(st, c));
 			fputs(": ", stdout);
+			char hex[CLI_HASH_TEXT];
 			switch (sqlite3_column_type(st, c)) {
 			case SQLITE_INTEGER:
-				printf("%lld", sqlite3_column_int64(st, c));
+				if (cli_is_hash_column(sqlite3_column_name(st, c)))
+					cli_json_string(stdout, cell_text(st, c, hex));
+				else
+					printf("%lld", sqlite3_column_int64(st, c));
 				break;
 			case SQLITE_FLOAT:
 				printf("%.6g", sqlite3_column_double(st, c));
@@ -258,7 +427,8 @@ static int render_table(sqlite3_stmt *st)
 			cells = realloc(cells, cap * sizeof(*cells));
 		}
 		for (int c = 0; c < cols; c++) {
-			const char *t = (const char *)sqlite3_column_text(st, c);
+			char hex[CLI_HASH_TEXT];
+			const char *t = cell_text(st, c, hex);
 			cells[n] = strdup(t ? t : "-");
 			if (strlen(cells[n]) > width[c])
 				width[c] = strlen(cells[n]);
@@ -279,9 +449,39 @@ static int render_table(sqlite3_stmt *st)
 	return rc == SQLITE_DONE ? 0 : rc;
 }
 
+/* One "key: value" line per column, rows apart by a blank line; as the
+ * table, a query that fails half way prints nothing but its error. */
+static int render_records(sqlite3_stmt *st)
+{
+	const int cols = sqlite3_column_count(st);
+	char *out = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&out, &len);
+	int rc, rows = 0;
+
+	if (!mem)
+		return SQLITE_NOMEM;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (rows++)
+			fputc('\n', mem);
+		for (int c = 0; c < cols; c++) {
+			char hex[CLI_HASH_TEXT];
+			const char *t = cell_text(st, c, hex);
+			fprintf(mem, "%s: %s\n", sqlite3_column_name(st, c), t ? t : "-");
+		}
+	}
+	fclose(mem);
+	if (rc == SQLITE_DONE)
+		fwrite(out, 1, len, stdout);
+	free(out);
+	return rc == SQLITE_DONE ? 0 : rc;
+}
+
 int cli_render(const struct cli *cli, sqlite3_stmt *st, bool single)
 {
-	const int rc = cli->json ? render_json(st, single) : render_table(st);
+	const int rc = cli->json ? render_json(st, single)
+		       : cli->records ? render_records(st)
+				      : render_table(st);
 
 	/* The connection's message names the cause ("malformed JSON"), the
 	 * code's string only its class. */

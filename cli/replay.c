@@ -7,6 +7,7 @@
  * part) and reopens it from its catalog, the way a crashed server comes
  * back.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -145,10 +146,20 @@ static int run_range(kvbm_manager *mgr, const struct kvbm_trace *t,
 	return 0;
 }
 
+/* What the child of a SIGKILL restart tells its parent before it is
+ * killed: its counts and, when it failed, its own message. One write of
+ * less than PIPE_BUF bytes, so it arrives whole or not at all. */
+struct child_report {
+	int ok;
+	struct window w;
+	char err[400];
+};
+
 /* The first part in a child that is SIGKILLed once it reports it is done
- * (after its writer committed what it had, as a live server would). */
+ * (after its writer committed what it had, as a live server would). w gets
+ * the child's counts, err its message when it failed. */
 static int run_child_and_kill(const struct kvbm_trace *t, const struct kvbm_replay_opts *o,
-			      uint32_t until, char *err, size_t errlen)
+			      uint32_t until, struct window *w, char *err, size_t errlen)
 {
 	int fds[2];
 
@@ -164,33 +175,60 @@ static int run_child_and_kill(const struct kvbm_trace *t, const struct kvbm_repl
 	}
 	if (pid == 0) {
 		kvbm_manager *mgr = NULL;
-		struct scratch s;
-		struct window w = {0};
-		char cerr[256];
+		struct scratch s = {0};
+		struct child_report rep = {0};
 		close(fds[0]);
 		struct kvbm_replay_opts co = *o;
 		co.progress = NULL;
-		char status = 1;
-		if (open_manager(o, &mgr, cerr, sizeof(cerr)) == KVBM_OK &&
-		    scratch_init(&s, o->capacity) == 0 &&
-		    run_range(mgr, t, &co, o->first, until, &s, &w, cerr, sizeof(cerr)) == 0 &&
-		    kvbm_flush(mgr) == KVBM_OK)
-			status = 0;
-		if (write(fds[1], &status, 1) != 1)
+		kvbm_status st;
+		if (open_manager(o, &mgr, rep.err, sizeof(rep.err)) != KVBM_OK)
+			;
+		else if (scratch_init(&s, o->capacity) != 0)
+			snprintf(rep.err, sizeof(rep.err), "out of memory for a %u-block replay",
+				 o->capacity);
+		else if (run_range(mgr, t, &co, o->first, until, &s, &rep.w, rep.err,
+				   sizeof(rep.err)) != 0)
+			;
+		else if ((st = kvbm_flush(mgr)) != KVBM_OK)
+			fail_kvbm(rep.err, sizeof(rep.err), mgr, st, "flush");
+		else
+			rep.ok = 1;
+		if (write(fds[1], &rep, sizeof(rep)) != (ssize_t)sizeof(rep))
 			_exit(2);
 		for (;;)
 			pause(); /* wait for the kill */
 	}
 	close(fds[1]);
-	char status = 1;
-	const ssize_t got = read(fds[0], &status, 1);
+	struct child_report rep = {0};
+	ssize_t got;
+	do
+		got = read(fds[0], &rep, sizeof(rep));
+	while (got < 0 && errno == EINTR);
 	close(fds[0]);
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	if (got != 1 || status != 0) {
-		snprintf(err, errlen, "the child replaying requests before the restart failed");
+	int status = 0;
+	/* A child that reported waits to be killed; one that did not has
+	 * exited (its end of the pipe closed) and its status says how. */
+	if (got == (ssize_t)sizeof(rep))
+		kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	if (got != (ssize_t)sizeof(rep)) {
+		if (WIFSIGNALED(status))
+			snprintf(err, errlen, "the child replaying requests %u..%u was killed by"
+				 " signal %d before it reported", o->first, until - 1,
+				 WTERMSIG(status));
+		else
+			snprintf(err, errlen, "the child replaying requests %u..%u exited with"
+				 " status %d before it reported", o->first, until - 1,
+				 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 		return -1;
 	}
+	if (!rep.ok) {
+		rep.err[sizeof(rep.err) - 1] = '\0';
+		snprintf(err, errlen, "before the restart (in the child that is killed): %s",
+			 rep.err);
+		return -1;
+	}
+	*w = rep.w;
 	return 0;
 }
 
@@ -216,7 +254,7 @@ int kvbm_replay_run(const struct kvbm_trace *t, const struct kvbm_replay_opts *o
 	}
 	const double t0 = now_s();
 	if (restart && o->restart_by_sigkill && o->db) {
-		if (run_child_and_kill(t, o, restart, err, errlen) != 0)
+		if (run_child_and_kill(t, o, restart, &before, err, errlen) != 0)
 			goto out;
 	} else {
 		if (open_manager(o, &mgr, err, errlen) != KVBM_OK)

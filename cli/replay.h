@@ -39,6 +39,18 @@ int kvbm_trace_load_mem(const char *buf, size_t len, const char *name, struct kv
 			char *err, size_t errlen);
 void kvbm_trace_free(struct kvbm_trace *t);
 
+/* Bounds of a trace load, so a huge or endless input (replay /dev/zero)
+ * fails at once with a message instead of exhausting memory. */
+#define KVBM_TRACE_MAX_REFS ((uint64_t)1 << 25) /* about 1.6 GB while loading */
+struct kvbm_trace_limits {
+	size_t max_line;   /* longest line in bytes; 0: KVBM_TRACE_MAX_LINE (16 MiB) */
+	uint64_t max_refs; /* most block references, and most requests; 0: KVBM_TRACE_MAX_REFS */
+};
+/* kvbm_trace_load with limits (NULL: the defaults, which kvbm_trace_load
+ * and kvbm_trace_load_mem use). The file is read one line at a time. */
+int kvbm_trace_load_ex(const char *path, const struct kvbm_trace_limits *lim,
+		       struct kvbm_trace *out, char *err, size_t errlen);
+
 struct kvbm_replay_opts {
 	uint32_t capacity;          /* blocks in the manager */
 	kvbm_evict_policy policy;

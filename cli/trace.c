@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lines.h"
 #include "replay.h"
 
 struct scan {
@@ -236,6 +237,7 @@ static uint64_t count_unique(const kvbm_hash *h, uint64_t n)
 /* A trace being read line by line, from a file or from memory. */
 struct loader {
 	const char *name; /* path, for messages */
+	uint64_t max_refs; /* most block references, and most requests */
 	struct ids ids;
 	uint32_t *offsets;
 	size_t n_req, cap_req, line_no;
@@ -265,8 +267,15 @@ static int loader_line(struct loader *l, const char *line, size_t len, char *err
 		set_err(err, errlen, "%s: line %zu: %s", l->name, l->line_no, s.err);
 		return -1;
 	}
-	if (l->ids.n > UINT32_MAX) {
-		set_err(err, errlen, "%s: more than 2^32 block references", l->name);
+	/* The whole trace is held in memory (about 24 bytes per reference,
+	 * twice that while it loads): stop at the bound, not at the OOM
+	 * killer. */
+	if (l->ids.n > l->max_refs || l->n_req + 1 > l->max_refs) {
+		set_err(err, errlen,
+			"%s: line %zu: more than %llu %s (a trace is held in memory, about 48"
+			" bytes per block reference); --max-refs raises the limit",
+			l->name, l->line_no, (unsigned long long)l->max_refs,
+			l->ids.n > l->max_refs ? "block references" : "requests");
 		return -1;
 	}
 	l->n_req++;
@@ -320,29 +329,108 @@ out:
 	return rc;
 }
 
-int kvbm_trace_load(const char *path, struct kvbm_trace *out, char *err, size_t errlen)
+/* Bounded line reading (lines.h), here rather than in a file of its own
+ * because every program that builds the trace loader links it. One byte
+ * at a time through the stdio buffer (getc_unlocked): no newline search
+ * runs past the limit, and a NUL byte is data, not the end of the line. */
+void kvbm_lines_init(struct kvbm_lines *l, FILE *f, size_t max)
+{
+	*l = (struct kvbm_lines){.f = f, .max = max};
+}
+
+static bool grow(struct kvbm_lines *l)
+{
+	size_t cap = l->cap ? l->cap * 2 : 4096;
+
+	if (cap > l->max + 2)
+		cap = l->max + 2;
+	char *b = realloc(l->buf, cap);
+	if (!b)
+		return false;
+	l->buf = b;
+	l->cap = cap;
+	return true;
+}
+
+int kvbm_lines_next(struct kvbm_lines *l)
+{
+	int c = EOF;
+
+	l->len = 0;
+	l->nul = false;
+	if (!l->buf && !grow(l))
+		return -3;
+	while ((c = getc_unlocked(l->f)) != EOF && c != '\n') {
+		if (l->len >= l->max) {
+			l->line_no++;
+			return -1;
+		}
+		if (l->len + 2 > l->cap && !grow(l))
+			return -3;
+		l->nul |= c == '\0';
+		l->buf[l->len++] = (char)c;
+	}
+	l->buf[l->len] = '\0';
+	if (c == EOF && ferror(l->f))
+		return -2;
+	if (c == EOF && l->len == 0)
+		return 0;
+	l->line_no++;
+	return 1;
+}
+
+void kvbm_lines_free(struct kvbm_lines *l)
+{
+	free(l->buf);
+	l->buf = NULL;
+	l->cap = l->len = 0;
+}
+
+static void limits_of(const struct kvbm_trace_limits *lim, size_t *max_line, uint64_t *max_refs)
+{
+	*max_line = lim && lim->max_line ? lim->max_line : KVBM_TRACE_MAX_LINE;
+	*max_refs = lim && lim->max_refs ? lim->max_refs : KVBM_TRACE_MAX_REFS;
+	if (*max_refs > UINT32_MAX - 1)
+		*max_refs = UINT32_MAX - 1; /* offsets are 32-bit */
+}
+
+int kvbm_trace_load_ex(const char *path, const struct kvbm_trace_limits *lim,
+		       struct kvbm_trace *out, char *err, size_t errlen)
 {
 	struct loader l = {.name = path};
-	size_t cap_line = 0;
-	char *line = NULL;
-	ssize_t len;
-	int rc = 0;
+	struct kvbm_lines in;
+	size_t max_line;
+	int rc = 0, got;
 
 	memset(out, 0, sizeof(*out));
+	limits_of(lim, &max_line, &l.max_refs);
 	FILE *f = fopen(path, "r");
 	if (!f) {
 		set_err(err, errlen, "cannot open trace %s: %s", path, strerror(errno));
 		return -1;
 	}
-	while (rc == 0 && (len = getline(&line, &cap_line, f)) >= 0)
-		rc = loader_line(&l, line, (size_t)len, err, errlen);
-	if (rc == 0 && ferror(f)) {
+	kvbm_lines_init(&in, f, max_line);
+	while (rc == 0 && (got = kvbm_lines_next(&in)) == 1)
+		rc = loader_line(&l, in.buf, in.len, err, errlen);
+	if (rc == 0 && got == -1) {
+		set_err(err, errlen, "%s: line %zu is longer than %zu bytes; --max-line raises the"
+			" limit", path, in.line_no, max_line);
+		rc = -1;
+	} else if (rc == 0 && got == -2) {
 		set_err(err, errlen, "cannot read trace %s: %s", path, strerror(errno));
 		rc = -1;
+	} else if (rc == 0 && got == -3) {
+		set_err(err, errlen, "%s: line %zu: out of memory", path, in.line_no + 1);
+		rc = -1;
 	}
-	free(line);
+	kvbm_lines_free(&in);
 	fclose(f);
 	return loader_finish(&l, rc, out, err, errlen);
+}
+
+int kvbm_trace_load(const char *path, struct kvbm_trace *out, char *err, size_t errlen)
+{
+	return kvbm_trace_load_ex(path, NULL, out, err, errlen);
 }
 
 int kvbm_trace_load_mem(const char *buf, size_t len, const char *name, struct kvbm_trace *out,
@@ -350,14 +438,22 @@ int kvbm_trace_load_mem(const char *buf, size_t len, const char *name, struct kv
 {
 	struct loader l = {.name = name ? name : "<memory>"};
 	const char *p = buf, *const end = buf ? buf + len : buf;
+	size_t max_line;
 	int rc = 0;
 
 	memset(out, 0, sizeof(*out));
+	limits_of(NULL, &max_line, &l.max_refs);
 	/* Lines as getline() cuts them: up to and including each newline,
 	 * and whatever follows the last one. */
 	while (rc == 0 && p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		const char *next = nl ? nl + 1 : end;
+		if ((size_t)(next - p) - (nl != NULL) > max_line) {
+			set_err(err, errlen, "%s: line %zu is longer than %zu bytes", l.name,
+				l.line_no + 1, max_line);
+			rc = -1;
+			break;
+		}
 		rc = loader_line(&l, p, (size_t)(next - p), err, errlen);
 		p = next;
 	}

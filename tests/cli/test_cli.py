@@ -162,10 +162,25 @@ class Usage(CliCase):
         self.fails(2, "", "--db", self.db, "blocks", "--limit", "many")
         self.fails(2, "", "--db", self.db, "replay", self.trace, "--policy", "lru")
 
+    def test_db_after_the_command(self):
+        """--db is accepted before or after the command name, with the
+        same result; two different paths are a usage error."""
+        before = self.json_ok("--db", self.db, "info")
+        self.assertEqual(self.json_ok("info", "--db", self.db), before)
+        self.assertEqual(self.json_ok("info", "--db=" + self.db), before)
+        self.assertEqual(self.json_ok("--db", self.db, "info", "--db", self.db), before)
+        self.assertEqual(len(self.json_ok("blocks", "--limit", "3", "--db", self.db)), 3)
+        self.fails(2, "--db given twice", "--db", self.db, "info", "--db", self.path("o.db"))
+        self.fails(2, "--db needs a PATH", "info", "--db")
+        p = self.path("after.db")
+        self.ok("init", "--block-count", "8", "--db", p)
+        self.assertEqual(self.json_ok("info", "--db", p)[0]["block_count"], 8)
+
     def test_replay_help_lists_policies(self):
         out = self.ok("replay", "--help").stdout
         self.assertIn("lru", out)
         self.assertIn("fifo", out)
+        self.assertIn("(default lru)", out)
 
 
 class Inspect(CliCase):
@@ -176,7 +191,26 @@ class Inspect(CliCase):
         self.assertEqual(t["block_count"], 200)
         self.assertEqual(t["schema_version"], t["file_schema_version"])
         self.assertEqual(t["shutdown"], "clean")
-        self.assertIn("tier", self.ok("--db", self.db, "info").stdout.splitlines()[0])
+        lines = self.ok("--db", self.db, "info").stdout.splitlines()
+        self.assertEqual(lines[0], "tier: G1")
+        fields = dict(l.split(": ", 1) for l in lines)
+        self.assertEqual(list(fields), list(t))  # every key, in the JSON's order
+        self.assertEqual((fields["block_count"], fields["shutdown"]), ("200", "clean"))
+        table = self.ok("--db", self.db, "info", "--table").stdout.splitlines()
+        self.assertEqual(len(table), 2)
+        self.assertEqual(table[0].split()[:3], ["tier", "block_size", "block_count"])
+        self.assertEqual(self.json_ok("--db", self.db, "info", "--table"), info)
+
+    def test_info_of_two_tiers(self):
+        p = self.path("two-info.db")
+        self.ok("--db", p, "init", "--block-count", "8", "--tier", "A")
+        self.ok("--db", p, "init", "--block-count", "9", "--tier", "B")
+        blocks = self.ok("--db", p, "info").stdout.split("\n\n")
+        self.assertEqual(len(blocks), 2)
+        self.assertTrue(blocks[0].startswith("tier: A\n"))
+        self.assertTrue(blocks[1].startswith("tier: B\n"))
+        self.assertIn("block_count: 9\n", blocks[1])
+        self.assertEqual(len(self.ok("--db", p, "info", "--table").stdout.splitlines()), 3)
 
     def test_stats_match_rows(self):
         stats = self.json_ok("--db", self.db, "stats")
@@ -315,6 +349,43 @@ class Inspect(CliCase):
         self.fails(1, "", "--db", self.db, "sql", "SELECT nosuchcolumn FROM blocks")
         self.assertEqual(self.registered(), before)
 
+    def test_hashes_print_as_16_hex_digits_everywhere(self):
+        """Every command and every view shown through sql prints a hash as
+        16 hex digits, in tables and in JSON alike."""
+        with sqlite3.connect(self.db) as c:
+            h, p, b = c.execute("SELECT seq_hash, parent_hash, block_id FROM blocks"
+                                " WHERE parent_hash IS NOT NULL AND seq_hash < 0"
+                                " LIMIT 1").fetchone()
+        want = {hexhash(h), hexhash(p)}
+        outputs = {
+            "blocks": self.json_ok("--db", self.db, "blocks", "--hash", hexhash(h)),
+            "show": self.json_ok("--db", self.db, "show", "--block", str(b)),
+            "lineage": [r for r in self.json_ok("--db", self.db, "lineage", hexhash(h))
+                        if r["hash"] in want],
+            "sql blocks": self.json_ok("--db", self.db, "sql", "SELECT seq_hash AS hash,"
+                                       " parent_hash AS parent FROM blocks WHERE block_id = ?"
+                                       .replace("?", str(b))),
+            "sql view": self.json_ok("--db", self.db, "sql", "SELECT seq_hash, parent_hash"
+                                     f" FROM prefix_edges WHERE block_id = {b}"),
+            "sql table": self.json_ok("--db", self.db, "sql", "SELECT seq_hash, parent_hash"
+                                      f" FROM block_rows WHERE id = {TIER1 | b}"),
+        }
+        for name, rows in outputs.items():
+            text = {v for r in rows for k, v in r.items()
+                    if k in ("hash", "parent", "seq_hash", "parent_hash")}
+            self.assertTrue(text and text <= want, (name, rows))
+        table = self.ok("--db", self.db, "sql", "SELECT seq_hash, parent_hash FROM"
+                        f" prefix_edges WHERE block_id = {b}").stdout.split()
+        self.assertEqual(table[2:], [hexhash(h), hexhash(p)])
+        rec = self.ok("--db", self.db, "info").stdout
+        self.assertIn("hash_salt: 0000000000000000", rec)
+        # Another column name keeps the stored integer.
+        raw = self.json_ok("--db", self.db, "sql", f"SELECT seq_hash AS n FROM block_rows"
+                           f" WHERE id = {TIER1 | b}")
+        self.assertEqual(raw[0]["n"], h)
+        # Messages too: a short hash asked for is named with all 16 digits.
+        self.fails(1, "no block holds 00000000000000ab", "--db", self.db, "show", "0xab")
+
     def test_views_answer_from_the_shell_schema(self):
         rows = self.json_ok("--db", self.db, "sql", "SELECT * FROM pool_summary")
         self.assertEqual(rows[0]["registered"], len(self.registered()))
@@ -336,6 +407,83 @@ class Errors(CliCase):
         self.fails(1, "absent.db", "--db", p, "info")
         self.assertFalse(os.path.exists(p))
 
+    def test_missing_directory_is_named(self):
+        """A --db in a directory that does not exist says so, for every
+        command that reads or writes, and nothing is created."""
+        gone = self.path("no-such-dir")
+        db = os.path.join(gone, "x.db")
+        for cmd in (["info"], ["verify"], ["blocks"], ["export"], ["sql", "SELECT 1"],
+                    ["vacuum"], ["checkpoint"], ["migrate"], ["init", "--block-count", "4"],
+                    ["import", V2_EXPORT], ["replay", self.trace, "--capacity", "10"],
+                    ["demo", self.trace, "--capacity", "10"]):
+            self.fails(1, f"directory {gone} does not exist (for {db})", "--db", db, *cmd)
+        self.assertFalse(os.path.exists(gone))
+        self.fails(1, f"{self.trace} is not a directory", "--db",
+                   os.path.join(self.trace, "x.db"), "info")
+        self.fails(1, f"{self.path('nofile.db')} does not exist", "--db",
+                   self.path("nofile.db"), "stats")
+
+    def test_fifo_and_directory_fail_at_once(self):
+        """Nothing opens a FIFO (which would block until a writer came) or
+        a directory: every command refuses them before opening."""
+        fifo = self.path("catalog.fifo")
+        os.mkfifo(fifo)
+        for path, kind in ((fifo, "a FIFO"), (self.dir, "a directory")):
+            for cmd in (["info"], ["stats"], ["blocks"], ["show", "--block", "1"], ["top"],
+                        ["lineage", "ab"], ["verify"], ["export"], ["sql", "SELECT 1"],
+                        ["vacuum"], ["checkpoint"], ["migrate"], ["migrate", "--dry-run"],
+                        ["init", "--block-count", "4"]):
+                r = self.fails(1, f"{path} is not a regular file ({kind})", "--db", path, *cmd)
+                self.assertEqual(r.stdout, "")
+        self.assertTrue(os.path.exists(fifo))
+
+    def read_only(self, d, *args):
+        """Run the binary with directory d bind-mounted read-only in a
+        mount namespace of its own (nothing outside it sees the mount)."""
+        script = ('mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0" || exit 99;'
+                  ' exec "$@"')
+        return subprocess.run(["unshare", "-m", "sh", "-c", script, d, BIN, *args],
+                              capture_output=True, text=True, timeout=120)
+
+    def test_catalog_on_read_only_media(self):
+        """A valid catalog on a read-only mount is read (not "not a kvbm
+        catalog"); a command that writes says the media is read-only."""
+        d = self.path("ro")
+        os.makedirs(d, exist_ok=True)
+        db = os.path.join(d, "c.db")
+        shutil.copyfile(self.db, db)
+        probe = self.read_only(d, "--version")
+        if shutil.which("unshare") is None or probe.returncode != 0:
+            self.skipTest("no read-only bind mount here (unshare -m and mount need"
+                          " privileges): " + probe.stderr.strip())
+        r = self.read_only(d, "--db", db, "info", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout), self.json_ok("--db", self.db, "info"))
+        for cmd in (["verify"], ["stats"], ["blocks"], ["top"], ["export"],
+                    ["sql", "SELECT count(*) FROM blocks"]):
+            r = self.read_only(d, "--db", db, *cmd)
+            self.assertEqual((r.returncode, r.stdout), (0, self.ok("--db", self.db, *cmd).stdout),
+                             (cmd, r.stderr))
+        for cmd in (["vacuum"], ["checkpoint"], ["migrate"], ["init", "--block-count", "4",
+                    "--tier", "X"], ["replay", self.trace, "--capacity", "10"]):
+            r = self.read_only(d, "--db", db, *cmd)
+            self.assertEqual(r.returncode, 1, (cmd, r.stdout, r.stderr))
+            self.assertIn(f"{db} is on a read-only file system: {cmd[0]} writes it",
+                          r.stderr, cmd)
+        r = self.read_only(d, "--db", os.path.join(d, "new.db"), "import", V2_EXPORT)
+        self.assertIn("new.db is on a read-only file system: import writes it", r.stderr)
+        r = self.read_only(d, "--db", db, "migrate", "--dry-run")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("nothing to do", r.stdout)
+        self.assertIn("read-only file system", r.stderr)
+        # A WAL with commits the file alone does not hold cannot be read
+        # without a -shm file there: refused by name, not misread.
+        with open(db + "-wal", "wb") as f:
+            f.write(b"\0" * 32)
+        r = self.read_only(d, "--db", db, "info")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("its WAL " + db + "-wal holds commits", r.stderr)
+
     def test_not_a_catalog(self):
         p = self.path("junk.db")
         with open(p, "wb") as f:
@@ -346,6 +494,40 @@ class Errors(CliCase):
         with sqlite3.connect(p2) as c:
             c.execute("CREATE TABLE t (x)")
         self.fails(1, "not a kvbm catalog", "--db", p2, "info")
+
+    def test_writers_leave_a_foreign_file_untouched(self):
+        """vacuum, checkpoint, migrate, init and import refuse a file that
+        is not a kvbm catalog (the library identifies it first) and leave
+        it byte for byte as it was, with nothing created beside it."""
+        other = self.path("app.db")
+        with sqlite3.connect(other) as c:
+            # The shape the previous CLI let through: user_version 1, a meta table.
+            c.executescript("CREATE TABLE users (name TEXT); CREATE TABLE meta (tier TEXT);"
+                            "INSERT INTO users VALUES ('ann'); PRAGMA user_version = 1;")
+        empty = self.path("empty.db")
+        open(empty, "wb").close()
+        junk = self.path("junk-w.db")
+        with open(junk, "wb") as f:
+            f.write(b"x" * 4096)
+        for path, needle in ((other, "is not a kvbm catalog (application_id 0, user_version 1"),
+                             (empty, "is empty, not a kvbm catalog"),
+                             (junk, "is not a kvbm catalog")):
+            for cmd in (["vacuum"], ["checkpoint"], ["migrate"], ["migrate", "--dry-run"],
+                        ["init", "--block-count", "4"], ["import", V2_EXPORT]):
+                if path == empty and cmd[0] == "init":
+                    continue  # an empty file is the one init may make a catalog
+                with open(path, "rb") as f:
+                    before = f.read()
+                r = self.fails(1, "", "--db", path, *cmd)
+                if cmd[0] != "import":  # import refuses any existing target
+                    self.assertIn(needle, r.stderr, (path, cmd))
+                with open(path, "rb") as f:
+                    self.assertEqual(f.read(), before, (path, cmd))
+                for side in ("-wal", "-shm", "-journal", "-kvbm"):
+                    self.assertFalse(os.path.exists(path + side), (path, cmd, side))
+        # init makes an empty file a catalog.
+        self.ok("--db", empty, "init", "--block-count", "4")
+        self.assertEqual(self.json_ok("--db", empty, "info")[0]["block_count"], 4)
 
     def test_newer_schema_refused(self):
         p = self.copy_fixture("newer.db")
@@ -378,6 +560,42 @@ class Errors(CliCase):
         self.fails(2, "", "replay", self.trace, "--capacity", "50", "--policy", "nosuch")
 
 
+    def test_endless_or_huge_input_fails_fast(self):
+        """Traces and import files are read a bounded line at a time: an
+        input with no newline fails at the line limit, a trace that would
+        not fit the memory bound fails naming it, and neither grows."""
+        for cmd in (("replay", "/dev/zero", "--capacity", "10", "--policy", "lru"),
+                    ("--db", self.path("zero.db"), "import", "/dev/zero")):
+            limit = "16777216" if cmd[0] == "replay" else "67108864"
+            self.fails(1, f"/dev/zero: line 1 is longer than {limit} bytes", *cmd)
+        self.assertFalse(os.path.exists(self.path("zero.db")))
+        t = self.path("long-line.jsonl")
+        with open(self.trace) as src, open(t, "w") as dst:
+            lines = src.readlines()
+            dst.writelines(lines[:3])
+            dst.write('{"hash_ids": [%s]}\n' % ", ".join(["7"] * 100))
+        self.fails(1, "long-line.jsonl: line 4 is longer than 200 bytes; --max-line",
+                   "replay", t, "--capacity", "10", "--policy", "lru", "--max-line", "200")
+        self.ok("replay", t, "--capacity", "10", "--policy", "lru", "--max-line", "1K")
+        refs = sum(len(json.loads(l)["hash_ids"]) for l in lines)
+        self.fails(1, "more than 100 block references", "replay", self.trace,
+                   "--capacity", "10", "--policy", "lru", "--max-refs", "100")
+        self.ok("replay", self.trace, "--capacity", "10", "--policy", "lru", "--max-refs",
+                str(refs))
+        self.fails(2, "--max-refs", "replay", self.trace, "--capacity", "10", "--policy", "lru",
+                   "--max-refs", "0")
+        exp = self.path("long.jsonl")
+        self.ok("--db", self.db, "export", "--output", exp)
+        self.fails(1, "long.jsonl: line 1 is longer than 50 bytes", "--db",
+                   self.path("long.db"), "import", exp, "--max-line", "50")
+        self.assertFalse(os.path.exists(self.path("long.db")))
+        nul = self.path("nul.jsonl")
+        with open(exp, "rb") as f, open(nul, "wb") as out:
+            out.write(f.readline().replace(b'"type"', b'"ty\0pe"'))
+        self.fails(1, "nul.jsonl: line 1: holds a NUL byte", "--db", self.path("nul.db"),
+                   "import", nul)
+
+
 class ExportImport(CliCase):
     def test_round_trip_is_exact(self):
         a = self.path("a.jsonl")
@@ -390,6 +608,32 @@ class ExportImport(CliCase):
         for line in b.splitlines():
             json.loads(line)
         self.assertEqual(self.registered(db2), self.registered())
+
+    def test_blobs_round_trip(self):
+        """block_rows' key and tokens blobs (NUL bytes included) are exported
+        as x'<hex>' and imported back as the same blobs."""
+        p = self.copy_fixture("blobs.db")
+        key = bytes(range(32))
+        with sqlite3.connect(p) as c:
+            c.execute("UPDATE block_rows SET key = ?, tokens = ? WHERE id = ?",
+                      (key, b"\0\1\2\3" * 16 + b"\0\0\0\0", TIER1 | 3))
+            c.execute("UPDATE block_rows SET key = x'' WHERE id = ?", (TIER1 | 4,))
+        a = self.ok("--db", p, "export").stdout
+        self.assertIn('"key": "x\'%s\'"' % key.hex(), a)
+        exp = self.path("blobs.jsonl")
+        with open(exp, "w") as f:
+            f.write(a)
+        db2 = self.path("blobs2.db")
+        self.ok("--db", db2, "import", exp)
+        self.assertEqual(self.ok("--db", db2, "export").stdout, a)
+        with sqlite3.connect(db2) as c:
+            got = c.execute("SELECT key, typeof(key) FROM block_rows WHERE id IN (?, ?)"
+                            " ORDER BY id", (TIER1 | 3, TIER1 | 4)).fetchall()
+        self.assertEqual(got, [(key, "blob"), (b"", "blob")])
+        with open(exp, "w") as f:
+            f.write(a.replace("x'%s'" % key.hex(), "x'0g'"))
+        self.fails(1, "a blob field is not x'<hex digits>'", "--db", self.path("blobs3.db"),
+                   "import", exp)
 
     def test_import_refuses_existing_file_and_bad_input(self):
         a = self.path("b.jsonl")
@@ -466,7 +710,7 @@ class Verify(CliCase):
 
     def finding(self, p, check, needle):
         """verify fails on p, naming the check and the damage."""
-        r = self.fails(1, "problem", "--db", p, "verify")
+        r = self.fails(3, "problem", "--db", p, "verify")
         self.assertIn(f"problem: {check}: ", r.stdout)
         self.assertIn(needle, r.stdout)
         out = json.loads(run("--db", p, "verify", "--json").stdout)
@@ -587,7 +831,7 @@ class Verify(CliCase):
 
     def test_many_problems_are_counted_not_all_printed(self):
         p = self.damaged("many.db", "UPDATE block_rows SET wseq = -1;")
-        r = self.fails(1, "200 problems", "--db", p, "verify")
+        r = self.fails(3, "200 problems", "--db", p, "verify")
         self.assertIn("problem: rows: ... and 180 more", r.stdout)
         out = json.loads(run("--db", p, "verify", "--json").stdout)
         self.assertEqual(out["problems"], 200)
@@ -602,7 +846,26 @@ class Verify(CliCase):
             f.seek(size // 2)
             f.write(b"\xff" * 4096)
         r = run("--db", p, "verify")
-        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn("problem: integrity: ", r.stdout)
+        self.assertIn("problem", r.stderr.splitlines()[-1])
+        out = json.loads(run("--db", p, "verify", "--json").stdout)
+        self.assertFalse(out["ok"])
+        self.assertGreater(out["problems"], 0)
+
+    def test_exit_codes_tell_problems_from_errors(self):
+        """0 clean (warnings allowed), 3 problems, 1 cannot check, 2 usage."""
+        self.ok("--db", self.db, "verify")
+        p = self.damaged("codes.db", "UPDATE tiers SET block_size = 12;")
+        self.fails(3, "1 problem in", "--db", p, "verify")
+        self.fails(1, "", "--db", self.path("nosuch.db"), "verify")
+        junk = self.path("junk-verify.db")
+        with open(junk, "wb") as f:
+            f.write(b"x" * 4096)
+        self.fails(1, "not a kvbm catalog", "--db", junk, "verify")
+        self.fails(2, "unknown option", "--db", self.db, "verify", "--bogus")
+        self.assertIn("3 problems found", self.ok("verify", "--help").stdout)
+        self.assertIn("3 verify found problems", self.ok("--help").stdout)
 
 
 class Admin(CliCase):
@@ -679,6 +942,19 @@ class Replay(CliCase):
         self.assertEqual(r["block_refs"], sum(len(h) for h in reqs))
         self.assertAlmostEqual(r["hit_rate"], r["hits"] / r["block_refs"], places=5)
 
+    def test_policy_defaults_to_lru(self):
+        r = json.loads(self.ok("replay", self.trace, "--capacity", "100", "--json").stdout)
+        self.assertEqual(r["policy"], "lru")
+        self.assertEqual(r, {**self.replay(), "seconds": r["seconds"],
+                             "ns_per_ref": r["ns_per_ref"],
+                             "blocks_per_second": r["blocks_per_second"]})
+        fifo = json.loads(self.ok("replay", self.trace, "--capacity", "100", "--policy",
+                                  "fifo", "--json").stdout)
+        self.assertEqual(fifo["policy"], "fifo")
+        self.assertIn("lru when not given", self.fails(2, "not 'nosuch'", "replay", self.trace,
+                                                       "--capacity", "9", "--policy",
+                                                       "nosuch").stderr)
+
     def test_opt_bounds_lru(self):
         r = self.replay("--opt")
         self.assertGreaterEqual(r["opt_hit_rate"], r["hit_rate"])
@@ -690,6 +966,54 @@ class Replay(CliCase):
         self.assertEqual(r["restart_at"], 80)
         self.assertIn("after_restart_hit_rate", r)
         self.assertIn("uninterrupted_after_hit_rate", r)
+
+    def test_restart_past_the_end_names_the_request_count(self):
+        t = self.path("blanks.jsonl")
+        with open(self.trace) as src, open(t, "w") as dst:
+            for line in src:
+                dst.write(line + "\n")  # blank lines are not requests
+        for at in ("160", "500"):
+            self.fails(2, f"--restart-at {at} is past the end of {t}: it has 160 requests"
+                       " (restart points 1..159)", "--db", self.path("past.db"), "replay", t,
+                       "--capacity", "100", "--restart-at", at)
+        self.assertFalse(os.path.exists(self.path("past.db")))
+        r = json.loads(self.ok("--db", self.path("last.db"), "replay", t, "--capacity", "100",
+                               "--restart-at", "159", "--json").stdout)
+        self.assertEqual((r["requests"], r["restart_at"]), (160, 159))
+
+    def test_sigkill_reports_the_childs_own_error(self):
+        """The child replaying the first part fails: its message, not only
+        that it failed, reaches stderr, as an in-process restart's does."""
+        p = self.path("bs32.db")
+        self.ok("--db", p, "init", "--block-count", "100", "--block-size", "32")
+        args = ("--db", p, "replay", self.trace, "--capacity", "100", "--restart-at", "80")
+        want = "block_size 16 does not match catalog block_size 32"
+        r = self.fails(1, want, *args, "--sigkill")
+        self.assertIn("in the child", r.stderr)
+        self.fails(1, want, *args)
+
+    def test_json_counts_mean_the_same_with_sigkill(self):
+        """requests, block_refs and hits count the whole trace with and
+        without --sigkill: the part before the restart (the child's, with
+        --sigkill) plus the part after it. A cache that never evicts makes
+        the first part's hits exact: a plain replay of those requests."""
+        with open(self.trace) as f:
+            lines = f.readlines()
+        first = self.path("first80.jsonl")
+        with open(first, "w") as f:
+            f.writelines(lines[:80])
+        before = json.loads(self.ok("--db", self.path("f80.db"), "replay", first,
+                                    "--capacity", "2000", "--json").stdout)
+        refs = sum(len(json.loads(l)["hash_ids"]) for l in lines)
+        for kill in ((), ("--sigkill",)):
+            r = json.loads(self.ok("--db", self.path("k%d.db" % len(kill)), "replay",
+                                   self.trace, "--capacity", "2000", "--restart-at", "80",
+                                   "--json", *kill).stdout)
+            self.assertEqual((r["requests"], r["block_refs"], r["sigkill"]),
+                             (160, refs, bool(kill)))
+            self.assertEqual(r["hits"], before["hits"] + r["after_restart_hits"], kill)
+            self.assertAlmostEqual(r["hit_rate"], r["hits"] / refs, places=5)
+            self.assertEqual(r["after_restart_refs"], refs - before["block_refs"])
 
     def test_piped_output_has_no_progress_bar(self):
         r = self.ok("replay", self.trace, "--capacity", "100", "--policy", "fifo")
