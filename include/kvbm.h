@@ -210,10 +210,11 @@ typedef enum kvbm_evict_policy {
 	KVBM_EVICT_S3FIFO = 5,    /**< S3-FIFO: small probation queue, main queue, ghost hashes (scan-resistant) */
 	KVBM_EVICT_TWO_QUEUE = 6, /**< 2Q: probation and protected LRU, ghost of evicted hashes (scan-resistant) */
 	KVBM_EVICT_ARC = 7,       /**< ARC: recency and frequency lists with ghosts and an adaptive split (scan-resistant, adapts) */
+	KVBM_EVICT_ADAPTIVE = 8,  /**< LRU that learns from a ghost when to evict blocks used once first */
 } kvbm_evict_policy;
 
 /** Number of kvbm_evict_policy values (valid values are 0..KVBM_EVICT_COUNT-1). */
-#define KVBM_EVICT_COUNT 8
+#define KVBM_EVICT_COUNT 9
 
 /**
  * The canonical lower-case name of a policy ("lru", "fifo", ...).

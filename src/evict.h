@@ -55,6 +55,27 @@ struct kvbm__evict_ops {
 	uint32_t (*frequency)(void *st, uint32_t block, kvbm_hash hash);
 	/* Optional: restore a persisted frequency before the block's insert. */
 	void (*restore_frequency)(void *st, kvbm_hash hash, uint32_t freq);
+	/* Optional pair, both set or both NULL: the policy's adaptive state
+	 * beyond its pooled blocks (which order_key and frequency already
+	 * persist), e.g. a learned split and ghost lists, as an opaque blob
+	 * for warm restart. The blob starts with a 4-byte magic and a 4-byte
+	 * little-endian version; each policy documents the rest beside its
+	 * implementation and rejects versions it does not know.
+	 *
+	 * state_export returns the blob's size in bytes and writes it to buf
+	 * only if buf is not NULL and cap is at least that size (call once
+	 * with NULL to size the buffer; the size holds until the next
+	 * operation on the policy). It does not change the policy and cannot
+	 * fail.
+	 *
+	 * state_import replaces the adaptive state with the blob's. Call it
+	 * on a fresh instance before the restored blocks are inserted (their
+	 * inserts do not touch the adaptive state). Returns KVBM_OK;
+	 * KVBM_E_CORRUPT (not this policy's blob, unknown version, truncated,
+	 * values out of range) or KVBM_E_MISMATCH (written for another
+	 * block_count), and then the policy is unchanged. */
+	size_t (*state_export)(void *st, uint8_t *buf, size_t cap);
+	kvbm_status (*state_import)(void *st, const uint8_t *buf, size_t len);
 };
 
 /* The ops of a policy, or NULL for a value outside kvbm_evict_policy. */

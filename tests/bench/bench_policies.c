@@ -17,7 +17,8 @@
  * Usage: bench_policies [TRACE]  (default: $KVBM_TRACE, else the Mooncake
  * trace in tests/data/traces, relative to the source tree).
  * KVBM_POLICIES=a,b runs only those policies (and LRU);
- * KVBM_KEEP_GENERATED=1 keeps the generated traces in /tmp.
+ * KVBM_KEEP_GENERATED=1 keeps the generated traces in /tmp;
+ * KVBM_CYCLE_ONLY=1 skips the hit-rate tables (cost only).
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -174,6 +175,10 @@ int main(int argc, char **argv)
 	char err[256], gen[64];
 	struct kvbm_trace t;
 
+	if (getenv("KVBM_CYCLE_ONLY")) {
+		run_cycle_table();
+		return 0;
+	}
 	if (!path)
 		path = "tests/data/traces/mooncake_synthetic_trace.jsonl";
 	if (kvbm_trace_load(path, &t, err, sizeof(err)) != 0) {
