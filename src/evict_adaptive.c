@@ -25,10 +25,12 @@
  * ghosts, one lookup per new block instead of two), tagged with the list
  * each came from; |B1| and |B2| are the evictions from each list among
  * roughly the last 8 x c (counters halved when their sum passes the span).
- * A victim's ghost entry is written 16 evictions late, its bucket
- * prefetched meanwhile (evict_ghost.h, deferred adds), and a block's key,
- * list and hash share one 16-byte record: the two cache misses per
- * eviction that LRU does not have are what this policy costs.
+ * Cost: below its target the victim is LRU's, an old block, plus a ghost
+ * write to a random line, where 2Q's victim is a block released moments
+ * ago; docs/BENCHMARKS.md has the figures (about 1.45x LRU on the
+ * eviction-bound cycle, where 2Q is about 1.2x). A deferred ghost write
+ * (bucket prefetched 16 evictions ahead), huge pages for the ghost table
+ * and prefetching the next head were each measured and gained nothing.
  * The sweep that chose them is in docs/BENCHMARKS.md: starts from 0.3 c
  * to 0.7 c and ghosts of 6 to 8 x c all met the issue's bounds.
  *
@@ -49,8 +51,7 @@ enum { T1, T2 };
 #define GHOST_PER_BLOCK 8
 #define P_ONE 65536u /* p is fixed point: P_ONE = one block */
 
-/* What a victim choice reads of a block, in one 16-byte record so a head's
- * key, list and hash cost one cache miss, not three. */
+/* What a victim choice reads of a block, in one 16-byte record. */
 struct node {
 	uint64_t key;   /* release tick << 1 | list (ticks stay below 2^63) */
 	kvbm_hash hash;
@@ -64,7 +65,6 @@ struct adaptive {
 	uint64_t p;          /* T1's target, in 1/P_ONE blocks, 0..c * P_ONE */
 	uint32_t recent[2];  /* evictions from T1, T2 among about the last span */
 	struct kvbm__ghost ghost;
-	struct kvbm__ghost_ring pending; /* evictions not yet in the table */
 	kvbm_hash stash_hash; /* restore_frequency() just before insert() */
 	uint32_t stash_list;
 	bool stashed;
@@ -132,7 +132,7 @@ static void ad_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 	} else if (e->first_tick != e->tick && a->node[b].hash == e->hash) {
 		l = T2; /* back from a hit: used twice */
 	} else {
-		switch (kvbm__ghost_take_deferred(&a->ghost, &a->pending, e->hash)) {
+		switch (kvbm__ghost_take_tagged(&a->ghost, e->hash)) {
 		case T1: { /* new blocks needed more room */
 			const uint64_t d = step(a->recent[T2], a->recent[T1]);
 			a->p = p_max - a->p > d ? a->p + d : p_max;
@@ -178,7 +178,7 @@ static bool ad_victim(void *st, uint32_t *out)
 		l = a->node[h1].key < a->node[h2].key ? T1 : T2; /* LRU */
 	const uint32_t b = l == T1 ? h1 : h2;
 	kvbm__dlist_unlink(a->prev, a->next, &a->lists[l], b);
-	kvbm__ghost_defer_tagged(&a->ghost, &a->pending, a->node[b].hash, (unsigned)l);
+	kvbm__ghost_add_tagged(&a->ghost, a->node[b].hash, (unsigned)l);
 	if (++a->recent[l] > a->ghost.span - a->recent[!l]) {
 		a->recent[T1] /= 2;
 		a->recent[T2] /= 2;
@@ -226,21 +226,18 @@ static void ad_restore_frequency(void *st, kvbm_hash hash, uint32_t freq)
  *       24    4 |B1|: evictions from T1 among about the last span
  *       28    4 |B2|: the same for T2
  *       32    8 ghost adds (evictions remembered so far; stamps count them)
- *       40    4 n, live table entries that follow the header
- *       44    4 m, deferred entries (the ring, oldest first, <= 16)
- *       48 12 n entries: table slot, fingerprint (low bit: list), stamp
- *        . 16 m entries: hash (8), stamp, list (0, 1; 2 = taken)
+ *       40    4 n, live ghost entries that follow
+ *       44 12 n entries: table slot, fingerprint (low bit: list), stamp
  *
- * Only live table entries are written (not expired: adds - stamp <= span),
- * so the blob is at most 48 + 12 x span + 256 bytes, usually far less. The
+ * Only live entries are written (not expired: adds - stamp <= span), so
+ * the blob is at most 44 + 12 x span bytes, usually far less. The
  * table's geometry follows from block_count, so a blob is imported only
  * into a policy of the same block_count.
  */
 #define BLOB_MAGIC 0x4441564bu /* "KVAD" read as a little-endian u32 */
 #define BLOB_VERSION 1u
-#define BLOB_HEADER 48u
+#define BLOB_HEADER 44u
 #define BLOB_ENTRY 12u
-#define BLOB_PENDING 16u
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -282,8 +279,7 @@ static size_t ad_state_export(void *st, uint8_t *buf, size_t cap)
 
 	for (uint64_t i = 0; i < ghost_slots(g); i++)
 		n += live(g, &g->slot[i]);
-	const struct kvbm__ghost_ring *r = &a->pending;
-	const size_t len = BLOB_HEADER + (size_t)n * BLOB_ENTRY + (size_t)r->count * BLOB_PENDING;
+	const size_t len = BLOB_HEADER + (size_t)n * BLOB_ENTRY;
 	if (!buf || cap < len)
 		return len;
 	put32(buf, BLOB_MAGIC);
@@ -295,7 +291,6 @@ static size_t ad_state_export(void *st, uint8_t *buf, size_t cap)
 	put32(buf + 28, a->recent[T2]);
 	put64(buf + 32, g->adds);
 	put32(buf + 40, n);
-	put32(buf + 44, r->count);
 	uint8_t *w = buf + BLOB_HEADER;
 	for (uint64_t i = 0; i < ghost_slots(g); i++) {
 		if (!live(g, &g->slot[i]))
@@ -304,12 +299,6 @@ static size_t ad_state_export(void *st, uint8_t *buf, size_t cap)
 		put32(w + 4, g->slot[i].fingerprint);
 		put32(w + 8, g->slot[i].stamp);
 		w += BLOB_ENTRY;
-	}
-	for (uint32_t k = 0; k < r->count; k++, w += BLOB_PENDING) {
-		const uint32_t i = (r->head + k) % KVBM__GHOST_PENDING;
-		put64(w, r->hash[i]);
-		put32(w + 8, r->stamp[i]);
-		put32(w + 12, r->tag[i]);
 	}
 	return len;
 }
@@ -323,10 +312,9 @@ static kvbm_status ad_state_import(void *st, const uint8_t *buf, size_t len)
 		return KVBM_E_CORRUPT;
 	if (get32(buf + 8) != a->c || get32(buf + 12) != g->span)
 		return KVBM_E_MISMATCH;
-	const uint32_t n = get32(buf + 40), m = get32(buf + 44);
+	const uint32_t n = get32(buf + 40);
 	const uint64_t p = get64(buf + 16);
-	if (m > KVBM__GHOST_PENDING ||
-	    len != BLOB_HEADER + (uint64_t)n * BLOB_ENTRY + (uint64_t)m * BLOB_PENDING ||
+	if (len != BLOB_HEADER + (uint64_t)n * BLOB_ENTRY ||
 	    p > (uint64_t)a->c * P_ONE || get32(buf + 24) > g->span ||
 	    get32(buf + 28) > g->span - get32(buf + 24))
 		return KVBM_E_CORRUPT;
@@ -334,23 +322,12 @@ static kvbm_status ad_state_import(void *st, const uint8_t *buf, size_t len)
 	for (uint32_t k = 0; k < n; k++, r += BLOB_ENTRY)
 		if (get32(r) >= ghost_slots(g) || get32(r + 4) == 0)
 			return KVBM_E_CORRUPT;
-	for (uint32_t k = 0; k < m; k++, r += BLOB_PENDING)
-		if (get32(r + 12) > 2)
-			return KVBM_E_CORRUPT;
 	/* Valid: nothing changed above, everything changes below. */
 	memset(g->slot, 0, ghost_slots(g) * sizeof(*g->slot));
 	r = buf + BLOB_HEADER;
 	for (uint32_t k = 0; k < n; k++, r += BLOB_ENTRY) {
 		g->slot[get32(r)].fingerprint = get32(r + 4);
 		g->slot[get32(r)].stamp = get32(r + 8);
-	}
-	struct kvbm__ghost_ring *ring = &a->pending;
-	ring->head = 0;
-	ring->count = m;
-	for (uint32_t k = 0; k < m; k++, r += BLOB_PENDING) {
-		ring->hash[k] = get64(r);
-		ring->stamp[k] = get32(r + 8);
-		ring->tag[k] = (uint8_t)get32(r + 12);
 	}
 	g->adds = get64(buf + 32);
 	a->p = p;

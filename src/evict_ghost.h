@@ -128,13 +128,10 @@ static inline uint32_t kvbm__ghost_fingerprint_tagged(kvbm_hash h, unsigned tag)
 	return (f ? f : 2) | (tag & 1u); /* never 0, equal but for the tag */
 }
 
-/* Add h with its tag as the eviction numbered `now` (a value of adds
- * already counted: see the deferred adds below). */
-static inline void kvbm__ghost_put_tagged(struct kvbm__ghost *g, kvbm_hash h, unsigned tag,
-					  uint32_t now)
+static inline void kvbm__ghost_add_tagged(struct kvbm__ghost *g, kvbm_hash h, unsigned tag)
 {
 	struct kvbm__ghost_slot *b = kvbm__ghost_at(g, h), *victim = b;
-	const uint32_t fp = kvbm__ghost_fingerprint_tagged(h, tag);
+	const uint32_t fp = kvbm__ghost_fingerprint_tagged(h, tag), now = (uint32_t)g->adds++;
 
 	for (int i = 0; i < KVBM__GHOST_WAYS; i++) {
 		if ((b[i].fingerprint | 1u) == (fp | 1u) || b[i].fingerprint == 0) {
@@ -163,56 +160,6 @@ static inline int kvbm__ghost_take_tagged(struct kvbm__ghost *g, kvbm_hash h)
 		}
 	}
 	return -1;
-}
-
-/*
- * Deferred adds: an eviction's bucket is a cache miss (the table is several
- * times the cache), paid on every eviction. A victim's hash waits in a
- * small ring instead, its bucket prefetched, and is written to the table
- * KVBM__GHOST_PENDING evictions later, when the line has arrived; lookups
- * check the ring first. The result is the table the immediate adds would
- * build, but for a bucket's choice of which entry to replace when a take
- * frees a slot in the meantime.
- */
-#define KVBM__GHOST_PENDING 16
-
-struct kvbm__ghost_ring {
-	kvbm_hash hash[KVBM__GHOST_PENDING];
-	uint32_t stamp[KVBM__GHOST_PENDING];
-	uint8_t tag[KVBM__GHOST_PENDING]; /* 0, 1, or 2 once taken */
-	uint32_t head, count;               /* oldest entry, entries */
-};
-
-static inline void kvbm__ghost_defer_tagged(struct kvbm__ghost *g, struct kvbm__ghost_ring *r,
-					    kvbm_hash h, unsigned tag)
-{
-	if (r->count == KVBM__GHOST_PENDING) {
-		const uint32_t o = r->head;
-		if (r->tag[o] < 2)
-			kvbm__ghost_put_tagged(g, r->hash[o], r->tag[o], r->stamp[o]);
-		r->head = (r->head + 1) % KVBM__GHOST_PENDING;
-		r->count--;
-	}
-	const uint32_t i = (r->head + r->count++) % KVBM__GHOST_PENDING;
-	r->hash[i] = h;
-	r->tag[i] = (uint8_t)(tag & 1u);
-	r->stamp[i] = (uint32_t)g->adds++;
-	kvbm__ghost_prefetch(g, h);
-}
-
-/* As kvbm__ghost_take_tagged, the ring included. */
-static inline int kvbm__ghost_take_deferred(struct kvbm__ghost *g, struct kvbm__ghost_ring *r,
-					    kvbm_hash h)
-{
-	for (uint32_t k = 0; k < r->count; k++) {
-		const uint32_t i = (r->head + k) % KVBM__GHOST_PENDING;
-		if (r->hash[i] == h && r->tag[i] < 2) {
-			const int tag = r->tag[i];
-			r->tag[i] = 2;
-			return (uint32_t)g->adds - r->stamp[i] <= g->span ? tag : -1;
-		}
-	}
-	return kvbm__ghost_take_tagged(g, h);
 }
 
 #endif /* KVBM_EVICT_GHOST_H */

@@ -18,7 +18,8 @@
  * trace in tests/data/traces, relative to the source tree).
  * KVBM_POLICIES=a,b runs only those policies (and LRU);
  * KVBM_KEEP_GENERATED=1 keeps the generated traces in /tmp;
- * KVBM_CYCLE_ONLY=1 skips the hit-rate tables (cost only).
+ * KVBM_CYCLE_ONLY=1 skips the hit-rate tables (cost only);
+ * KVBM_CYCLE_ROUNDS=N takes the best of N rounds of the cycle (default 3).
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -151,9 +152,12 @@ static void run_cycle_table(void)
 {
 	double best[KVBM_EVICT_COUNT];
 
+	const char *r = getenv("KVBM_CYCLE_ROUNDS");
+	const int rounds = r && atoi(r) > 0 ? atoi(r) : 3;
+
 	for (int p = 0; p < KVBM_EVICT_COUNT; p++)
 		best[p] = 1e18;
-	for (int round = 0; round < 3; round++)
+	for (int round = 0; round < rounds; round++)
 		for (int p = 0; p < KVBM_EVICT_COUNT; p++) {
 			if (!selected(p))
 				continue;
@@ -162,7 +166,7 @@ static void run_cycle_table(void)
 				best[p] = ns;
 		}
 	printf("\nfast path per block (allocate+evict, stage, register, release, 1 in 4 hit), "
-	       "64k blocks, best of 3\n%-10s %10s %9s\n", "policy", "ns/block", "vs lru");
+	       "64k blocks, best of %d\n%-10s %10s %9s\n", rounds, "policy", "ns/block", "vs lru");
 	for (int p = 0; p < KVBM_EVICT_COUNT; p++)
 		if (selected(p))
 			printf("%-10s %10.1f %8.2fx\n", kvbm_evict_policy_name((kvbm_evict_policy)p), best[p],
