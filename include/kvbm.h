@@ -210,7 +210,12 @@ typedef enum kvbm_evict_policy {
 	KVBM_EVICT_S3FIFO = 5,    /**< S3-FIFO: small probation queue, main queue, ghost hashes (scan-resistant) */
 	KVBM_EVICT_TWO_QUEUE = 6, /**< 2Q: probation and protected LRU, ghost of evicted hashes (scan-resistant) */
 	KVBM_EVICT_ARC = 7,       /**< ARC: recency and frequency lists with ghosts and an adaptive split (scan-resistant, adapts) */
-	KVBM_EVICT_ADAPTIVE = 8,  /**< LRU that learns from a ghost when to evict blocks used once first */
+	/** LRU until a ghost of evicted hashes shows that blocks used once
+	 *  should go first, then 2Q-like, moving between the two as ARC moves
+	 *  its split (scan-resistant, adapts). A warm restart restores each
+	 *  block's list and order; the learned split and the ghost restart
+	 *  from their initial state until the catalog persists them. */
+	KVBM_EVICT_ADAPTIVE = 8,
 } kvbm_evict_policy;
 
 /** Number of kvbm_evict_policy values (valid values are 0..KVBM_EVICT_COUNT-1). */
