@@ -200,7 +200,7 @@ typedef enum kvbm_dup_policy {
 	KVBM_DUP_REJECT = 1,
 } kvbm_dup_policy;
 
-/** Eviction policy of the inactive pool (one backend each, src/evict_*.c). */
+/** Eviction policy of the inactive pool (one backend each, src/evict/evict_*.c). */
 typedef enum kvbm_evict_policy {
 	KVBM_EVICT_LRU = 0,       /**< least recently released first (default) */
 	KVBM_EVICT_FIFO = 1,      /**< in the order blocks became inactive, never refreshed */

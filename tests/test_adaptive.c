@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "evict.h"
+#include "evict/evict.h"
 #include "test_common.h"
 
 static kvbm_hash H(uint32_t i)

@@ -4,9 +4,10 @@
  * registered but unreferenced and picks eviction victims. It sees only
  * block ids and the facts in kvbm__evict_entry; the manager calls every
  * operation with its lock held, so policies need no locking of their own.
- * Adding a policy is one new file, src/evict_<name>.c, defining a
+ * Adding a policy is one new file, src/evict/evict_<name>.c, defining a
  * `const struct kvbm__evict_ops kvbm__evict_<name>`, plus its line in the
- * table of src/evict.c and its enum value in kvbm.h.
+ * table of src/evict/evict.c, its line in src/evict/meson.build and its
+ * enum value in kvbm.h.
  */
 #ifndef KVBM_EVICT_H
 #define KVBM_EVICT_H
