@@ -200,7 +200,7 @@ typedef enum kvbm_dup_policy {
 	KVBM_DUP_REJECT = 1,
 } kvbm_dup_policy;
 
-/** Eviction policy of the inactive pool (one backend each, src/evict_*.c). */
+/** Eviction policy of the inactive pool (one backend each, src/evict/evict_*.c). */
 typedef enum kvbm_evict_policy {
 	KVBM_EVICT_LRU = 0,       /**< least recently released first (default) */
 	KVBM_EVICT_FIFO = 1,      /**< in the order blocks became inactive, never refreshed */
@@ -210,10 +210,16 @@ typedef enum kvbm_evict_policy {
 	KVBM_EVICT_S3FIFO = 5,    /**< S3-FIFO: small probation queue, main queue, ghost hashes (scan-resistant) */
 	KVBM_EVICT_TWO_QUEUE = 6, /**< 2Q: probation and protected LRU, ghost of evicted hashes (scan-resistant) */
 	KVBM_EVICT_ARC = 7,       /**< ARC: recency and frequency lists with ghosts and an adaptive split (scan-resistant, adapts) */
+	/** LRU until a ghost of evicted hashes shows that blocks used once
+	 *  should go first, then 2Q-like, moving between the two as ARC moves
+	 *  its split (scan-resistant, adapts). A warm restart restores each
+	 *  block's list and order; the learned split and the ghost restart
+	 *  from their initial state until the catalog persists them. */
+	KVBM_EVICT_ADAPTIVE = 8,
 } kvbm_evict_policy;
 
 /** Number of kvbm_evict_policy values (valid values are 0..KVBM_EVICT_COUNT-1). */
-#define KVBM_EVICT_COUNT 8
+#define KVBM_EVICT_COUNT 9
 
 /**
  * The canonical lower-case name of a policy ("lru", "fifo", ...).

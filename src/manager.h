@@ -12,7 +12,7 @@
 #include <stdarg.h>
 
 #include "kvbm.h"
-#include "evict.h"
+#include "evict/evict.h"
 #include "registry.h"
 #include "journal.h"
 

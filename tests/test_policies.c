@@ -135,6 +135,64 @@ static void policies__lineage_evicts_leaves_first(void **state)
 	assert_int_equal(kvbm_close(mgr), KVBM_OK);
 }
 
+/* Lineage, the seed's ghost rule: a block hit on its own (scattered match,
+ * weak upgrade) while its child stays cached still counts as its parent's
+ * child. Without it A becomes a leaf and goes first, leaving B's child C
+ * cached but out of reach of any prefix match. */
+static void policies__lineage_hit_in_mid_chain_keeps_the_root(void **state)
+{
+	(void)state;
+	kvbm_manager *mgr = open_policy(KVBM_EVICT_LINEAGE, 3);
+	const kvbm_hash a = H(0), b = H(1), c = H(2);
+	kvbm_immutable ra = make(mgr, a, 0, 0), rb = make(mgr, b, a, 1), rc = make(mgr, c, b, 2);
+	kvbm_immutable got;
+	uint32_t found = 0;
+
+	assert_int_equal(kvbm_immutable_release(mgr, ra), KVBM_OK); /* root first */
+	assert_int_equal(kvbm_immutable_release(mgr, rb), KVBM_OK);
+	assert_int_equal(kvbm_immutable_release(mgr, rc), KVBM_OK);
+	assert_int_equal(kvbm_match_scattered(mgr, &b, 1, &got, &found), KVBM_OK);
+	assert_int_equal(found, 1);
+	const kvbm_hash first[1] = {c};
+	expect_evicted(mgr, 1, first, 1);
+	/* C gone, B's ghost is pruned: B is a leaf when it returns, A its parent. */
+	assert_int_equal(kvbm_immutable_release(mgr, got), KVBM_OK);
+	const kvbm_hash rest[2] = {b, a};
+	expect_evicted(mgr, 3, rest, 2);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
+/* Lineage: a block that returns while its ghost still has a cached child
+ * takes the ghost's place and is counted once in its parent (counted
+ * twice, A would never be a leaf again and Y would go before it); a ghost
+ * is pruned when its last cached descendant goes. */
+static void policies__lineage_ghosts_return_and_prune(void **state)
+{
+	(void)state;
+	kvbm_manager *mgr = open_policy(KVBM_EVICT_LINEAGE, 5);
+	const kvbm_hash a = H(0), b = H(1), c = H(2), d = H(3), y = H(4);
+	kvbm_immutable r[4] = {make(mgr, a, 0, 0), make(mgr, b, a, 1), make(mgr, c, b, 2),
+			       make(mgr, d, c, 3)};
+	kvbm_immutable got[2];
+	uint32_t found = 0;
+
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(kvbm_immutable_release(mgr, r[i]), KVBM_OK);
+	const kvbm_hash bc[2] = {b, c};
+	assert_int_equal(kvbm_match_scattered(mgr, bc, 2, got, &found), KVBM_OK);
+	assert_int_equal(found, 2);
+	assert_int_equal(kvbm_immutable_release(mgr, got[0]), KVBM_OK); /* B back, C a ghost */
+	cached(mgr, y);
+	/* D first (the only leaf below the ghost C), then B once C's ghost is
+	 * pruned, then A (older than Y). */
+	const kvbm_hash want[4] = {d, b, a, y};
+	expect_evicted(mgr, 4, want, 4);
+	assert_int_equal(kvbm_immutable_release(mgr, got[1]), KVBM_OK);
+	const kvbm_hash last[1] = {c};
+	expect_evicted(mgr, 5, last, 1);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
 /* Lineage: parent hashes that form a cycle (caller input, found by
  * fuzzing) leave no leaf; the least recently released block breaks it. */
 static void policies__lineage_survives_a_parent_cycle(void **state)
@@ -280,7 +338,12 @@ static void policies__property_no_held_block_is_evicted(void **state)
 							 KVBM_OK);
 					assert_false(in);
 				}
-				assert_int_equal(kvbm_stage(mgr, m, h, 4, &c), KVBM_OK);
+				/* Random parents, cycles included: lineage's ghosts and
+				 * leaves see every shape a caller can give them. */
+				const uint32_t pr = (uint32_t)(kvbm_test_rand(&rng) % 64);
+				assert_int_equal(kvbm_stage_lineage(mgr, m, h, pr < 60 ? H(pr) : 0,
+								    1, 4, &c),
+						 KVBM_OK);
 				assert_int_equal(kvbm_register(mgr, c, &held[n_held++]), KVBM_OK);
 			} else if (r < 85 && n_held > 0) {
 				const uint32_t k = (uint32_t)(kvbm_test_rand(&rng) % n_held);
@@ -521,6 +584,8 @@ int main(void)
 		cmocka_unit_test(policies__tail_first_release_evicts_the_tail_first),
 		cmocka_unit_test(policies__multi_lru_protects_frequent_blocks),
 		cmocka_unit_test(policies__lineage_evicts_leaves_first),
+		cmocka_unit_test(policies__lineage_hit_in_mid_chain_keeps_the_root),
+		cmocka_unit_test(policies__lineage_ghosts_return_and_prune),
 		cmocka_unit_test(policies__lineage_survives_a_parent_cycle),
 		cmocka_unit_test(policies__priority_order_ties_and_retention),
 		cmocka_unit_test(policies__s3fifo_2q_arc_resist_one_time_blocks),

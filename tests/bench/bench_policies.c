@@ -1,105 +1,62 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Eviction policies on real and generated traffic (issue 5). For the
- * Mooncake trace and for a generated multi-turn chat workload, at 2,000,
- * 8,000 and 32,000 blocks: every policy's hit rate through the real
- * manager (cli/replay.c: longest cached prefix hits, the rest allocated
- * and registered, all released tail first), Belady's optimum under the
- * same model, the share of the LRU-to-Belady gap each policy closes, and
- * ns per block reference with its ratio to LRU in the same run.
+ * Eviction policies on real and generated traffic (issues 5 and 16). For
+ * the Mooncake trace and the generated workloads of workloads.h (chat,
+ * scan, rag), at 2,000, 8,000 and 32,000 blocks and at a capacity holding
+ * three quarters of the workload's distinct blocks: every policy's hit
+ * rate through the real manager (cli/replay.c: longest cached prefix hits,
+ * the rest allocated and registered, all released tail first), Belady's
+ * optimum under the same model, the share of the LRU-to-Belady gap each
+ * policy closes, and ns per block reference with its ratio to LRU in the
+ * same run. Then the fast-path cost of each policy on an eviction-bound
+ * cycle, against LRU in the same run.
  *
- * The generated workload is there so a policy that wins is not tuned to
- * one trace: sessions pick one of 64 system prompts (16 blocks each) with
- * Zipf(1.0) popularity; each request continues an open session (70%,
- * Zipf(1.0) over the 256 most recent sessions) or opens a new one, and
- * appends 2..12 new blocks to the session's context (capped at 160). Seeded.
+ * The generated workloads are there so a policy that wins is not tuned to
+ * one trace: chat is recency-shaped, scan and rag frequency-shaped.
  *
  * Usage: bench_policies [TRACE]  (default: $KVBM_TRACE, else the Mooncake
  * trace in tests/data/traces, relative to the source tree).
+ * KVBM_POLICIES=a,b runs only those policies (and LRU);
+ * KVBM_KEEP_GENERATED=1 keeps the generated traces in /tmp;
+ * KVBM_CYCLE_ONLY=1 skips the hit-rate tables (cost only);
+ * KVBM_CYCLE_ROUNDS=N takes the best of N rounds of the cycle (default 3).
  */
-#include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
-#include <time.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "replay.h"
+#include "workloads.h"
 
-static const uint32_t capacities[] = {2000, 8000, 32000};
+/* The issue's three capacities, and one holding most of the working set:
+ * three quarters of the workload's distinct blocks. */
+#define N_CAPACITIES 4
 
-static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-
-static double uniform(void)
+static void capacities_of(const struct kvbm_trace *t, uint32_t out[N_CAPACITIES])
 {
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return (double)((rng_state * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0;
+	out[0] = 2000;
+	out[1] = 8000;
+	out[2] = 32000;
+	out[3] = (uint32_t)(t->n_unique * 3 / 4 / 100 * 100);
 }
 
-/* Zipf(s = 1) over 0..n-1 by inverting the harmonic CDF. */
-static uint32_t zipf(uint32_t n, const double *cdf)
+/* KVBM_POLICIES=lru,arc limits the tables to those policies (LRU always
+ * runs: every ratio is against it). */
+static bool selected(int p)
 {
-	const double u = uniform() * cdf[n - 1];
-	uint32_t lo = 0, hi = n - 1;
+	const char *list = getenv("KVBM_POLICIES");
+	const char *name = kvbm_evict_policy_name((kvbm_evict_policy)p);
 
-	while (lo < hi) {
-		const uint32_t mid = (lo + hi) / 2;
-		if (cdf[mid] < u)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-#define PROMPTS 64
-#define PROMPT_BLOCKS 16
-#define RECENT 256
-#define MAX_CONTEXT 160
-#define REQUESTS 4000
-
-/* Write the generated workload as JSONL at path. */
-static int generate(const char *path)
-{
-	static uint32_t ctx[RECENT][MAX_CONTEXT], len[RECENT];
-	double cdf[RECENT];
-	uint32_t next_id = 1000000, n_sessions = 0, newest = 0;
-	FILE *f = fopen(path, "w");
-
-	if (!f)
-		return -1;
-	for (uint32_t i = 0; i < RECENT; i++)
-		cdf[i] = (i ? cdf[i - 1] : 0) + 1.0 / (i + 1);
-	for (uint32_t r = 0; r < REQUESTS; r++) {
-		uint32_t s;
-		if (n_sessions == 0 || uniform() < 0.3) {
-			/* A new session in the ring slot after the newest. */
-			s = n_sessions ? (newest + 1) % RECENT : 0;
-			newest = s;
-			if (n_sessions < RECENT)
-				n_sessions++;
-			const uint32_t p = zipf(PROMPTS, cdf);
-			len[s] = PROMPT_BLOCKS;
-			for (uint32_t i = 0; i < PROMPT_BLOCKS; i++)
-				ctx[s][i] = p * PROMPT_BLOCKS + i;
-		} else {
-			/* Zipf over recency: the k-th most recent session. */
-			const uint32_t k = zipf(n_sessions, cdf);
-			s = (newest + RECENT - k) % RECENT;
-		}
-		const uint32_t add = 2 + (uint32_t)(uniform() * 11);
-		for (uint32_t i = 0; i < add && len[s] < MAX_CONTEXT; i++)
-			ctx[s][len[s]++] = next_id++;
-		fprintf(f, "{\"hash_ids\": [");
-		for (uint32_t i = 0; i < len[s]; i++)
-			fprintf(f, "%s%u", i ? ", " : "", ctx[s][i]);
-		fprintf(f, "]}\n");
-		if (len[s] >= MAX_CONTEXT)
-			len[s] = PROMPT_BLOCKS; /* the conversation starts over */
-	}
-	return fclose(f) == 0 ? 0 : -1;
+	if (!list || p == KVBM_EVICT_LRU)
+		return true;
+	const size_t len = strlen(name);
+	for (const char *s = list; (s = strstr(s, name)) != NULL; s += len)
+		if ((s == list || s[-1] == ',') && (s[len] == ',' || s[len] == 0))
+			return true;
+	return false;
 }
 
 static void run_table(const char *name, const struct kvbm_trace *t)
@@ -110,10 +67,15 @@ static void run_table(const char *name, const struct kvbm_trace *t)
 	       t->n_requests, (unsigned long long)t->n_refs, (unsigned long long)t->n_unique);
 	printf("%-10s %8s %9s %9s %12s %10s %9s\n", "policy", "capacity", "hit rate", "belady",
 	       "gap closed", "ns/ref", "vs lru");
-	for (size_t c = 0; c < sizeof(capacities) / sizeof(capacities[0]); c++) {
+	uint32_t capacities[N_CAPACITIES];
+
+	capacities_of(t, capacities);
+	for (size_t c = 0; c < N_CAPACITIES; c++) {
 		const double belady = (double)kvbm_replay_belady(t, capacities[c]) / (double)t->n_refs;
 		double lru_rate = 0, lru_ns = 0;
 		for (int p = 0; p < KVBM_EVICT_COUNT; p++) {
+			if (!selected(p))
+				continue;
 			struct kvbm_replay_opts o = {.capacity = capacities[c],
 						     .policy = (kvbm_evict_policy)p};
 			struct kvbm_replay_result best = {0};
@@ -190,18 +152,24 @@ static void run_cycle_table(void)
 {
 	double best[KVBM_EVICT_COUNT];
 
+	const char *r = getenv("KVBM_CYCLE_ROUNDS");
+	const int rounds = r && atoi(r) > 0 ? atoi(r) : 3;
+
 	for (int p = 0; p < KVBM_EVICT_COUNT; p++)
 		best[p] = 1e18;
-	for (int round = 0; round < 3; round++)
+	for (int round = 0; round < rounds; round++)
 		for (int p = 0; p < KVBM_EVICT_COUNT; p++) {
+			if (!selected(p))
+				continue;
 			const double ns = cycle_ns((kvbm_evict_policy)p);
 			if (ns < best[p])
 				best[p] = ns;
 		}
 	printf("\nfast path per block (allocate+evict, stage, register, release, 1 in 4 hit), "
-	       "64k blocks, best of 3\n%-10s %10s %9s\n", "policy", "ns/block", "vs lru");
+	       "64k blocks, best of %d\n%-10s %10s %9s\n", rounds, "policy", "ns/block", "vs lru");
 	for (int p = 0; p < KVBM_EVICT_COUNT; p++)
-		printf("%-10s %10.1f %8.2fx\n", kvbm_evict_policy_name((kvbm_evict_policy)p), best[p],
+		if (selected(p))
+			printf("%-10s %10.1f %8.2fx\n", kvbm_evict_policy_name((kvbm_evict_policy)p), best[p],
 		       best[p] / best[KVBM_EVICT_LRU]);
 }
 
@@ -211,6 +179,10 @@ int main(int argc, char **argv)
 	char err[256], gen[64];
 	struct kvbm_trace t;
 
+	if (getenv("KVBM_CYCLE_ONLY")) {
+		run_cycle_table();
+		return 0;
+	}
 	if (!path)
 		path = "tests/data/traces/mooncake_synthetic_trace.jsonl";
 	if (kvbm_trace_load(path, &t, err, sizeof(err)) != 0) {
@@ -220,17 +192,20 @@ int main(int argc, char **argv)
 	run_table("mooncake trace", &t);
 	kvbm_trace_free(&t);
 
-	snprintf(gen, sizeof(gen), "/tmp/kvbm_zipf_chat_%d.jsonl", (int)getpid());
-	if (generate(gen) != 0 || kvbm_trace_load(gen, &t, err, sizeof(err)) != 0) {
-		fprintf(stderr, "bench_policies: generated workload: %s\n", err);
-		return 1;
+	for (int w = KVBM_WORKLOAD_CHAT; w <= KVBM_WORKLOAD_RAG; w++) {
+		snprintf(gen, sizeof(gen), "/tmp/kvbm_workload_%d_%d.jsonl", w, (int)getpid());
+		if (kvbm_workload_write((enum kvbm_workload)w, gen) != 0 ||
+		    kvbm_trace_load(gen, &t, err, sizeof(err)) != 0) {
+			fprintf(stderr, "bench_policies: generated workload %d: %s\n", w, err);
+			return 1;
+		}
+		if (!getenv("KVBM_KEEP_GENERATED"))
+			unlink(gen);
+		else
+			fprintf(stderr, "generated workload kept at %s\n", gen);
+		run_table(kvbm_workload_describe((enum kvbm_workload)w), &t);
+		kvbm_trace_free(&t);
 	}
-	if (!getenv("KVBM_KEEP_GENERATED"))
-		unlink(gen);
-	else
-		fprintf(stderr, "generated workload kept at %s\n", gen);
-	run_table("generated zipf multi-turn chat", &t);
-	kvbm_trace_free(&t);
 	run_cycle_table();
 	return 0;
 }

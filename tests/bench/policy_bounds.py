@@ -12,7 +12,7 @@ new block; then every block of the request is released, tail first. Its
 LRU equals the C replay exactly, which is what makes the figures below
 comparable with bench_policies.
 
-Besides LRU, 2Q (as src/evict_two_queue.c, ghost span counted in
+Besides LRU, 2Q (as src/evict/evict_two_queue.c, ghost span counted in
 evictions) and Belady's MIN (as cli/belady.c), it runs two policies that
 ask what better online information would be worth:
 

@@ -117,4 +117,49 @@ static inline uint32_t kvbm__ghost_size(const struct kvbm__ghost *g)
 	return g->adds < g->span ? (uint32_t)g->adds : g->span;
 }
 
+/*
+ * Tagged use, for a policy that keeps one ghost for two lists (one lookup
+ * per insert instead of two): the fingerprint's low bit names the list an
+ * entry was evicted from, so fingerprints keep 31 bits.
+ */
+static inline uint32_t kvbm__ghost_fingerprint_tagged(kvbm_hash h, unsigned tag)
+{
+	const uint32_t f = kvbm__ghost_fingerprint(h) & ~1u;
+	return (f ? f : 2) | (tag & 1u); /* never 0, equal but for the tag */
+}
+
+static inline void kvbm__ghost_add_tagged(struct kvbm__ghost *g, kvbm_hash h, unsigned tag)
+{
+	struct kvbm__ghost_slot *b = kvbm__ghost_at(g, h), *victim = b;
+	const uint32_t fp = kvbm__ghost_fingerprint_tagged(h, tag), now = (uint32_t)g->adds++;
+
+	for (int i = 0; i < KVBM__GHOST_WAYS; i++) {
+		if ((b[i].fingerprint | 1u) == (fp | 1u) || b[i].fingerprint == 0) {
+			victim = &b[i];
+			break;
+		}
+		if (now - b[i].stamp > now - victim->stamp)
+			victim = &b[i];
+	}
+	victim->fingerprint = fp;
+	victim->stamp = now;
+}
+
+/* The tag h was added with, if within the last span adds (it is forgotten
+ * then); -1 if not remembered. */
+static inline int kvbm__ghost_take_tagged(struct kvbm__ghost *g, kvbm_hash h)
+{
+	struct kvbm__ghost_slot *b = kvbm__ghost_at(g, h);
+	const uint32_t fp = kvbm__ghost_fingerprint_tagged(h, 0) | 1u;
+
+	for (int i = 0; i < KVBM__GHOST_WAYS; i++) {
+		if ((b[i].fingerprint | 1u) == fp) {
+			const uint32_t f = b[i].fingerprint;
+			b[i].fingerprint = 0;
+			return (uint32_t)g->adds - b[i].stamp <= g->span ? (int)(f & 1u) : -1;
+		}
+	}
+	return -1;
+}
+
 #endif /* KVBM_EVICT_GHOST_H */

@@ -4,9 +4,10 @@
  * registered but unreferenced and picks eviction victims. It sees only
  * block ids and the facts in kvbm__evict_entry; the manager calls every
  * operation with its lock held, so policies need no locking of their own.
- * Adding a policy is one new file, src/evict_<name>.c, defining a
+ * Adding a policy is one new file, src/evict/evict_<name>.c, defining a
  * `const struct kvbm__evict_ops kvbm__evict_<name>`, plus its line in the
- * table of src/evict.c and its enum value in kvbm.h.
+ * table of src/evict/evict.c, its line in src/evict/meson.build and its
+ * enum value in kvbm.h.
  */
 #ifndef KVBM_EVICT_H
 #define KVBM_EVICT_H
@@ -55,6 +56,27 @@ struct kvbm__evict_ops {
 	uint32_t (*frequency)(void *st, uint32_t block, kvbm_hash hash);
 	/* Optional: restore a persisted frequency before the block's insert. */
 	void (*restore_frequency)(void *st, kvbm_hash hash, uint32_t freq);
+	/* Optional pair, both set or both NULL: the policy's adaptive state
+	 * beyond its pooled blocks (which order_key and frequency already
+	 * persist), e.g. a learned split and ghost lists, as an opaque blob
+	 * for warm restart. The blob starts with a 4-byte magic and a 4-byte
+	 * little-endian version; each policy documents the rest beside its
+	 * implementation and rejects versions it does not know.
+	 *
+	 * state_export returns the blob's size in bytes and writes it to buf
+	 * only if buf is not NULL and cap is at least that size (call once
+	 * with NULL to size the buffer; the size holds until the next
+	 * operation on the policy). It does not change the policy and cannot
+	 * fail.
+	 *
+	 * state_import replaces the adaptive state with the blob's. Call it
+	 * on a fresh instance before the restored blocks are inserted (their
+	 * inserts do not touch the adaptive state). Returns KVBM_OK;
+	 * KVBM_E_CORRUPT (not this policy's blob, unknown version, truncated,
+	 * values out of range) or KVBM_E_MISMATCH (written for another
+	 * block_count), and then the policy is unchanged. */
+	size_t (*state_export)(void *st, uint8_t *buf, size_t cap);
+	kvbm_status (*state_import)(void *st, const uint8_t *buf, size_t len);
 };
 
 /* The ops of a policy, or NULL for a value outside kvbm_evict_policy. */

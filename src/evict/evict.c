@@ -12,6 +12,7 @@ extern const struct kvbm__evict_ops kvbm__evict_priority;
 extern const struct kvbm__evict_ops kvbm__evict_s3fifo;
 extern const struct kvbm__evict_ops kvbm__evict_two_queue;
 extern const struct kvbm__evict_ops kvbm__evict_arc;
+extern const struct kvbm__evict_ops kvbm__evict_adaptive;
 
 static const struct kvbm__evict_ops *const policies[KVBM_EVICT_COUNT] = {
 	[KVBM_EVICT_LRU] = &kvbm__evict_lru,
@@ -22,6 +23,7 @@ static const struct kvbm__evict_ops *const policies[KVBM_EVICT_COUNT] = {
 	[KVBM_EVICT_S3FIFO] = &kvbm__evict_s3fifo,
 	[KVBM_EVICT_TWO_QUEUE] = &kvbm__evict_two_queue,
 	[KVBM_EVICT_ARC] = &kvbm__evict_arc,
+	[KVBM_EVICT_ADAPTIVE] = &kvbm__evict_adaptive,
 };
 
 static const char *const names[KVBM_EVICT_COUNT] = {
@@ -33,6 +35,7 @@ static const char *const names[KVBM_EVICT_COUNT] = {
 	[KVBM_EVICT_S3FIFO] = "s3fifo",
 	[KVBM_EVICT_TWO_QUEUE] = "2q",
 	[KVBM_EVICT_ARC] = "arc",
+	[KVBM_EVICT_ADAPTIVE] = "adaptive",
 };
 
 const struct kvbm__evict_ops *kvbm__evict_ops_for(kvbm_evict_policy policy)
