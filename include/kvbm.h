@@ -213,8 +213,9 @@ typedef enum kvbm_evict_policy {
 	/** LRU until a ghost of evicted hashes shows that blocks used once
 	 *  should go first, then 2Q-like, moving between the two as ARC moves
 	 *  its split (scan-resistant, adapts). A warm restart restores each
-	 *  block's list and order; the learned split and the ghost restart
-	 *  from their initial state until the catalog persists them. */
+	 *  block's list and order, and the learned split and ghost as of the
+	 *  last clean close (after a crash: as of the last block_count/8
+	 *  evictions). */
 	KVBM_EVICT_ADAPTIVE = 8,
 } kvbm_evict_policy;
 

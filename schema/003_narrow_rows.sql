@@ -96,6 +96,17 @@ CREATE TABLE reclaims (
 	blocks TEXT NOT NULL               -- JSON array of block ids
 );
 
+-- What an eviction policy learned beyond its blocks' rows (the adaptive
+-- policy's split and ghosts), as the policy's own versioned blob: written
+-- at a clean close and after every block_count/8 evictions, read back at
+-- open by the same policy. A missing or unreadable row just starts it
+-- fresh: it only steers eviction.
+CREATE TABLE policy_state (
+	tier_id INTEGER PRIMARY KEY,
+	policy TEXT NOT NULL,              -- kvbm_evict_policy_name() that wrote it
+	state BLOB NOT NULL
+);
+
 -- The file's identity: a random id fixed at creation. Every commit of
 -- every tier bumps commit_seq, so this page is in every commit; the
 -- library keeps the id beside the file too and refuses a WAL whose

@@ -226,6 +226,36 @@ void kvbm__journal_unreclaim_locked(kvbm_manager *mgr)
 	}
 }
 
+size_t kvbm__journal_policy_state(kvbm_manager *mgr, uint8_t **out)
+{
+	size_t n = 0;
+
+	*out = NULL;
+	pthread_mutex_lock(&mgr->lock);
+	if (mgr->evict->state_export) {
+		/* The size holds until the next policy operation: both calls
+		 * under one hold of the lock. */
+		n = mgr->evict->state_export(mgr->evict_state, NULL, 0);
+		if (n && (*out = malloc(n)))
+			mgr->evict->state_export(mgr->evict_state, *out, n);
+		else
+			n = 0;
+	}
+	pthread_mutex_unlock(&mgr->lock);
+	return n;
+}
+
+kvbm_status kvbm__journal_policy_restore(kvbm_manager *mgr, const uint8_t *buf, size_t len)
+{
+	kvbm_status st = KVBM_OK;
+
+	pthread_mutex_lock(&mgr->lock);
+	if (mgr->evict->state_import)
+		st = mgr->evict->state_import(mgr->evict_state, buf, len);
+	pthread_mutex_unlock(&mgr->lock);
+	return st;
+}
+
 void kvbm__journal_unreclaim(kvbm_manager *mgr)
 {
 	pthread_mutex_lock(&mgr->lock);

@@ -78,6 +78,13 @@ void kvbm__journal_failed(kvbm_manager *mgr, const struct kvbm__take *t, kvbm_st
  * (a clean shutdown persists them as registered). Call with the writer
  * stopped, so it cannot reclaim them again. */
 void kvbm__journal_unreclaim(kvbm_manager *mgr);
+/* The eviction policy's adaptive state as a blob (malloc'd into *out, the
+ * caller frees it); 0 and *out NULL when the policy has none or memory
+ * ran out. */
+size_t kvbm__journal_policy_state(kvbm_manager *mgr, uint8_t **out);
+/* Give a fresh policy the state a previous run exported, before restored
+ * blocks are inserted. KVBM_E_CORRUPT/KVBM_E_MISMATCH leave it fresh. */
+kvbm_status kvbm__journal_policy_restore(kvbm_manager *mgr, const uint8_t *buf, size_t len);
 /* The largest allocation seen since the last call (then forgotten), for
  * sizing the reserve. */
 uint32_t kvbm__journal_peak_request(kvbm_manager *mgr);

@@ -8,10 +8,12 @@
  * decisions as the first; without it, it does not; a bad blob changes
  * nothing.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "evict/evict.h"
+#include "journal.h"
 #include "test_common.h"
 
 static kvbm_hash H(uint32_t i)
@@ -277,6 +279,65 @@ static void adaptive__bad_state_blob_changes_nothing(void **state)
 	b.ops->destroy(b.st);
 }
 
+/* With a catalog, a warm restart resumes with the split and ghosts the
+ * policy had learned: the state after the reopen is byte for byte the
+ * one exported at the clean close. */
+static void adaptive__catalog_restart_resumes_the_learned_state(void **state)
+{
+	(void)state;
+	char *dir = kvbm_test_tmpdir("adaptive");
+	char path[512];
+	kvbm_config cfg;
+	uint64_t rng = kvbm_test_seed("adaptive-catalog");
+
+	snprintf(path, sizeof(path), "%s/c.db", dir);
+	kvbm_config_init(&cfg);
+	cfg.block_count = 64;
+	cfg.block_size = 4;
+	cfg.catalog_path = path;
+	cfg.catalog_sync = KVBM_SYNC_OFF;
+	cfg.evict_policy = KVBM_EVICT_ADAPTIVE;
+	kvbm_manager *mgr = kvbm_test_open_cfg(&cfg);
+	/* Reused and one-off blocks, evicting: the split moves, ghosts fill. */
+	for (uint32_t i = 0; i < 2000; i++) {
+		const kvbm_hash h = 1 + (kvbm_test_rand(&rng) % 2 ? kvbm_test_rand(&rng) % 48
+								   : 1000 + i);
+		bool present = false;
+		assert_int_equal(kvbm_contains(mgr, &h, 1, &present, NULL, NULL), KVBM_OK);
+		kvbm_immutable r;
+		uint32_t hit = 0;
+		if (present) {
+			assert_int_equal(kvbm_match(mgr, &h, 1, &r, &hit), KVBM_OK);
+			assert_int_equal(hit, 1);
+		} else {
+			r = kvbm_test_make(mgr, h);
+		}
+		assert_int_equal(kvbm_immutable_release(mgr, r), KVBM_OK);
+	}
+	uint8_t *before = NULL, *after = NULL;
+	const size_t n_before = kvbm__journal_policy_state(mgr, &before);
+	assert_true(n_before > 0);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	mgr = kvbm_test_open_cfg(&cfg);
+	const size_t n_after = kvbm__journal_policy_state(mgr, &after);
+	assert_int_equal(n_after, n_before);
+	assert_memory_equal(after, before, n_before);
+	/* A fresh policy's state is not the learned one. */
+	kvbm_config fresh = cfg;
+	fresh.catalog_path = NULL;
+	kvbm_manager *cold = kvbm_test_open_cfg(&fresh);
+	uint8_t *cold_state = NULL;
+	const size_t n_cold = kvbm__journal_policy_state(cold, &cold_state);
+	assert_true(n_cold != n_before || memcmp(cold_state, before, n_before) != 0);
+	free(cold_state);
+	assert_int_equal(kvbm_close(cold), KVBM_OK);
+	free(before);
+	free(after);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	kvbm_test_rmdir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -284,6 +345,7 @@ int main(void)
 		cmocka_unit_test(adaptive__ghost_hit_on_a_one_off_block_moves_toward_lru),
 		cmocka_unit_test(adaptive__state_round_trip_keeps_every_decision),
 		cmocka_unit_test(adaptive__bad_state_blob_changes_nothing),
+		cmocka_unit_test(adaptive__catalog_restart_resumes_the_learned_state),
 	};
 	return cmocka_run_group_tests_name("adaptive", tests, NULL, NULL);
 }

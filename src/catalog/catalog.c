@@ -321,6 +321,34 @@ static kvbm_status read_catalog_id(struct kvbm__catalog *cat, int64_t *id)
 					    sqlite3_errmsg(cat->db));
 }
 
+/* The policy state a previous run left for this tier, if it was written by
+ * the configured policy (another policy's blob means nothing to this one). */
+static kvbm_status read_policy_state(struct kvbm__catalog *cat)
+{
+	kvbm_manager *mgr = cat->mgr;
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(cat->db, "SELECT policy, state FROM policy_state WHERE tier_id = ?1",
+				    -1, &st, NULL);
+
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, cat->tier_id);
+		rc = sqlite3_step(st);
+		const char *policy = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+		const char *want = kvbm_evict_policy_name(mgr->cfg.evict_policy);
+		if (policy && want && strcmp(policy, want) == 0 &&
+		    sqlite3_column_type(st, 1) == SQLITE_BLOB) {
+			const int len = sqlite3_column_bytes(st, 1);
+			if (len > 0 && (cat->policy_blob = malloc((size_t)len))) {
+				memcpy(cat->policy_blob, sqlite3_column_blob(st, 1), (size_t)len);
+				cat->policy_blob_len = (size_t)len;
+			}
+		}
+		rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_OK ? KVBM_OK : kvbm__sql_fail(mgr, cat->db, rc, "read policy state");
+}
+
 /* After migration, inside the open's transaction: the schema is whole, the
  * lock file belongs to this file, and no other writer owns the tier. */
 static kvbm_status check_ownership(struct kvbm__catalog *cat)
@@ -340,7 +368,7 @@ static kvbm_status check_ownership(struct kvbm__catalog *cat)
 void kvbm__catalog_finalize(struct kvbm__catalog *cat)
 {
 	sqlite3_stmt **const all[] = {&cat->upsert, &cat->add_reclaim, &cat->drop_reclaim,
-				      &cat->stamp, &cat->stamp_clean, &cat->bump};
+				      &cat->stamp, &cat->stamp_clean, &cat->bump, &cat->put_state};
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		sqlite3_finalize(*all[i]);
@@ -361,6 +389,8 @@ static kvbm_status prepare_writer(struct kvbm__catalog *cat)
 		{&cat->drop_reclaim, "DELETE FROM reclaims WHERE rec_id = ?1"},
 		{&cat->stamp, "UPDATE tiers SET last_commit_at = ?2, write_seq = ?3 WHERE tier_id = ?1"},
 		{&cat->bump, "UPDATE catalog SET commit_seq = commit_seq + 1"},
+		{&cat->put_state, "INSERT OR REPLACE INTO policy_state (tier_id, policy, state)"
+				  " VALUES (?1, ?2, ?3)"},
 		{&cat->stamp_clean, "UPDATE tiers SET last_commit_at = ?2, write_seq = ?3,"
 				    " clean_shutdown = 1, last_clean_shutdown_at = ?2 WHERE tier_id = ?1"},
 	};
@@ -379,6 +409,7 @@ static void free_catalog(struct kvbm__catalog *cat)
 	if (!cat)
 		return;
 	kvbm__restore_free(cat->restore);
+	free(cat->policy_blob);
 	kvbm__catalog_finalize(cat);
 	sqlite3_close_v2(cat->db);
 	kvbm__owner_close(&cat->owner);
@@ -438,6 +469,7 @@ kvbm_status kvbm__catalog_prepare(kvbm_manager *mgr)
 	    (st = check_identity(cat, &discarded)) != KVBM_OK ||
 	    (st = kvbm__owner_lock(&cat->owner, mgr, mgr->catalog_path, mgr->tier, cat->tier_id,
 				   cat->incarnation)) != KVBM_OK ||
+	    (!discarded && (st = read_policy_state(cat)) != KVBM_OK) ||
 	    (st = kvbm__restore_read(cat, !migrated && !discarded)) != KVBM_OK)
 		goto rollback;
 	mgr->catalog = cat;
@@ -467,6 +499,13 @@ kvbm_status kvbm__catalog_finish(kvbm_manager *mgr)
 	int rc;
 
 	mgr->catalog = NULL; /* the writer starts only once everything is ready */
+	/* The policy's learned state goes in before its restored blocks; a
+	 * blob it refuses (damage, another block_count) leaves it as fresh,
+	 * which only costs what it had learned. */
+	if (cat->policy_blob)
+		(void)kvbm__journal_policy_restore(mgr, cat->policy_blob, cat->policy_blob_len);
+	free(cat->policy_blob);
+	cat->policy_blob = NULL;
 	if ((st = kvbm__restore_apply(cat)) != KVBM_OK)
 		goto rollback;
 	if ((rc = kvbm__sql_exec(cat->db, "COMMIT")) != SQLITE_OK) {

@@ -20,7 +20,7 @@ struct kvbm__catalog {
 	sqlite3 *db;             /* the only write connection; owned by the writer
 				    thread once it runs */
 	sqlite3_stmt *upsert;    /* one block row */
-	sqlite3_stmt *add_reclaim, *drop_reclaim, *stamp, *stamp_clean, *bump;
+	sqlite3_stmt *add_reclaim, *drop_reclaim, *stamp, *stamp_clean, *bump, *put_state;
 	int64_t tier_id;         /* tiers.tier_id: block_rows.id >> 32 */
 	uint64_t write_seq;      /* tiers.write_seq of the last commit */
 	uint64_t incarnation;
@@ -52,6 +52,9 @@ struct kvbm__catalog {
 	int ckpt_behind;            /* frames the last checkpoint could not copy */
 	uint64_t last_stats_ms;
 	uint64_t rate_ns, rate_evictions; /* last sample of the eviction counter */
+	uint64_t state_evictions;   /* eviction count at the last policy_state write */
+	uint8_t *policy_blob;       /* policy_state read by the open, until imported */
+	size_t policy_blob_len;
 	double evictions_per_s;     /* smoothed */
 	double commit_s;            /* smoothed commit duration */
 };

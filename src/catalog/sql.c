@@ -274,6 +274,22 @@ kvbm_status kvbm__catalog_write(struct kvbm__catalog *cat, bool clean_shutdown, 
 		what = "stats";
 		rc = write_stats(cat, now, clean_shutdown);
 	}
+	/* The policy's learned state: at a clean close, and after every
+	 * block_count/8 evictions (it only steers eviction, so a crash
+	 * losing the latest of it costs little). */
+	const bool state_due = clean_shutdown ||
+			       t->evictions - cat->state_evictions >= mgr->block_count / 8 + 1;
+	uint8_t *state = NULL;
+	size_t state_len = 0;
+	if (rc == SQLITE_OK && state_due && (state_len = kvbm__journal_policy_state(mgr, &state))) {
+		what = "policy state";
+		sqlite3_bind_int64(cat->put_state, 1, cat->tier_id);
+		sqlite3_bind_text(cat->put_state, 2, kvbm_evict_policy_name(mgr->cfg.evict_policy), -1,
+				  SQLITE_STATIC);
+		sqlite3_bind_blob(cat->put_state, 3, state, (int)state_len, SQLITE_STATIC);
+		rc = step_done(cat->put_state);
+	}
+	free(state);
 	if (rc == SQLITE_OK && mgr->cfg.pre_commit &&
 	    mgr->cfg.pre_commit(mgr->cfg.pre_commit_user) != 0) {
 		kvbm__sql_exec(cat->db, "ROLLBACK");
@@ -291,5 +307,7 @@ kvbm_status kvbm__catalog_write(struct kvbm__catalog *cat, bool clean_shutdown, 
 		return st;
 	}
 	cat->write_seq = seq;
+	if (state_due)
+		cat->state_evictions = t->evictions;
 	return KVBM_OK;
 }
