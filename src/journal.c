@@ -70,17 +70,20 @@ void kvbm__journal_take(kvbm_manager *mgr, uint32_t reserve_target, struct kvbm_
 	 * transaction of one row, rather than behind a batch of rows. While
 	 * the reserve runs low, keep transactions short, so the next reclaim
 	 * never waits long behind one in flight. */
-	const uint32_t ready = mgr->reserve.count + mgr->freeing.count + free_blocks;
+	/* Under eviction pressure (the free blocks no longer cover the
+	 * reserve) keep transactions short, so the next reclaim never waits
+	 * long behind rows in flight; reclaims alone when an allocation
+	 * already waits for them. */
+	const bool pressure = free_blocks < reserve_target;
 	uint32_t cap = t->cap;
 	if (mgr->alloc_waiters && t->n_freed)
 		cap = 0;
-	else if (ready < reserve_target / 2 && cap > 512)
+	else if (pressure && cap > 512)
 		cap = 512;
-	/* Newest first only under eviction pressure (the free blocks no
-	 * longer cover the reserve, so allocations evict): otherwise (a cache
+	/* Newest first only under eviction pressure: otherwise (a cache
 	 * filling up) the oldest rows are the next block ids, and SQLite
 	 * appends them to the table fastest in that order. */
-	const bool oldest_first = t->oldest_first || free_blocks >= reserve_target;
+	const bool oldest_first = t->oldest_first || !pressure;
 	while (t->n < cap && mgr->dirty_count > 0) {
 		uint32_t b;
 		if (oldest_first) {
