@@ -162,6 +162,22 @@ int cmd_verify(struct cli *cli, int argc, char **argv)
 	if (cli->json)
 		printf("{\"findings\": [");
 	rc = run_check(cli, db, "integrity", false, "PRAGMA integrity_check", &first, &problems);
+	/* The tables, columns and views the library relies on, checked as the
+	 * library checks them before a restore. */
+	char why[512];
+	const kvbm_status schema = rc == EXIT_OK ? kvbm_catalog_check(cli->db, why, sizeof(why))
+						 : KVBM_OK;
+	if (schema == KVBM_E_IO || schema == KVBM_E_READONLY) {
+		/* The library's own connection could not read it (read-only
+		 * media needs the immutable open this command used): say so. */
+		report(cli, "schema", true, "not checked: the library cannot open the file here",
+		       &first);
+	} else if (schema != KVBM_OK) {
+		report(cli, "schema", false, why, &first);
+		problems++;
+	} else if (rc == EXIT_OK && !cli->json) {
+		printf("ok: schema\n");
+	}
 	/* One read transaction: every check sees the same snapshot of a
 	 * live catalog as the TEMP rows they query. */
 	if (rc == EXIT_OK && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)

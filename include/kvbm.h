@@ -894,6 +894,21 @@ KVBM_API kvbm_status kvbm_hash_sequence(const uint32_t *tokens, size_t n_tokens,
 KVBM_API kvbm_status kvbm_catalog_migrate(const char *path, unsigned flags, int *from, int *to,
 					  char *errbuf, size_t errlen);
 
+/**
+ * Check, without writing anything, that path is a kvbm catalog of this
+ * library's schema with every table, column and view the library reads or
+ * writes (what kvbm_open checks before it restores), for tools such as
+ * kvbm-catalog verify.
+ *
+ * Ownership: errbuf is the caller's (may be NULL).
+ * Thread-safety: any thread; opens its own read-only connection.
+ * Errors: KVBM_E_CORRUPT (not a kvbm catalog, or a missing or broken
+ *   table, column or view; the message names it), KVBM_E_MISMATCH (an older
+ *   schema: migrate it first; or a newer one), KVBM_E_INVAL (NULL path, or
+ *   not a regular file), KVBM_E_IO.
+ */
+KVBM_API kvbm_status kvbm_catalog_check(const char *path, char *errbuf, size_t errlen);
+
 /** Longest full key kvbm_block_key_set() keeps. */
 #define KVBM_KEY_MAX 64
 

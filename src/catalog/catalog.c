@@ -609,6 +609,44 @@ uint64_t kvbm__catalog_incarnation(const struct kvbm__catalog *cat)
 	return cat ? cat->incarnation : 0;
 }
 
+kvbm_status kvbm_catalog_check(const char *path, char *errbuf, size_t errlen)
+{
+	char msg[512] = "";
+	sqlite3 *db = NULL;
+	bool is_new = false;
+	int version = 0;
+	kvbm_status st = path ? kvbm__catalog_check_path(path, &is_new, msg, sizeof(msg))
+			      : (snprintf(msg, sizeof(msg), "invalid argument: path"), KVBM_E_INVAL);
+
+	if (st == KVBM_OK && is_new) {
+		snprintf(msg, sizeof(msg), "%s is empty or missing: not a kvbm catalog", path);
+		st = KVBM_E_CORRUPT;
+	}
+	if (st == KVBM_OK) {
+		const int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+		if (rc != SQLITE_OK) {
+			snprintf(msg, sizeof(msg), "cannot open %s: %s", path, sqlite3_errmsg(db));
+			st = kvbm__sql_status(rc);
+		}
+	}
+	if (st == KVBM_OK) {
+		sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+		st = kvbm__catalog_identify(db, path, false, msg, sizeof(msg));
+	}
+	if (st == KVBM_OK && user_version(db, &version) == SQLITE_OK &&
+	    version != KVBM__SCHEMA_LATEST) {
+		snprintf(msg, sizeof(msg), "%s has schema %d, this library %d: kvbm-catalog migrate",
+			 path, version, KVBM__SCHEMA_LATEST);
+		st = KVBM_E_MISMATCH;
+	}
+	if (st == KVBM_OK)
+		st = kvbm__catalog_check_schema(db, path, msg, sizeof(msg));
+	sqlite3_close(db);
+	if (errbuf && errlen)
+		snprintf(errbuf, errlen, "%s", st == KVBM_OK ? "" : msg);
+	return st;
+}
+
 kvbm_status kvbm_catalog_migrate(const char *path, unsigned flags, int *from, int *to,
 				 char *errbuf, size_t errlen)
 {

@@ -121,8 +121,7 @@ kvbm_status kvbm__catalog_check_schema(sqlite3 *db, const char *path, char *msg,
 		const int rc = sqlite3_prepare_v2(db, probes[i], -1, &st, NULL);
 		sqlite3_finalize(st);
 		if (rc != SQLITE_OK) {
-			MSG("catalog %s is damaged: %s; kvbm-catalog verify names what is wrong",
-			    path, sqlite3_errmsg(db));
+			MSG("catalog %s is damaged: %s", path, sqlite3_errmsg(db));
 			return KVBM_E_CORRUPT;
 		}
 	}
