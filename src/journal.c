@@ -213,17 +213,8 @@ void kvbm__journal_unreclaim_locked(kvbm_manager *mgr)
 	       (b = kvbm__list_pop_tail(mgr, KVBM__IN_FREEING)) != KVBM__NIL ||
 	       (b = kvbm__list_pop_tail(mgr, KVBM__IN_RESERVE)) != KVBM__NIL) {
 		struct kvbm__slot *s = &mgr->slots[b];
-		const struct kvbm__evict_entry e = {
-			.hash = s->hash,
-			.parent = s->parent,
-			.position = s->position,
-			.priority = s->priority,
-			.retention = s->retention,
-			.tick = s->release_tick,
-			.first_tick = s->first_tick,
-		};
 		s->state = KVBM__SLOT_INACTIVE;
-		mgr->evict->insert(mgr->evict_state, b, &e);
+		kvbm__pool_policy_insert(mgr, b, s->release_tick, s->first_tick);
 		mgr->inactive_count++;
 		kvbm__journal_mark(mgr, b);
 	}
@@ -306,16 +297,7 @@ kvbm_status kvbm__restore_block(kvbm_manager *mgr, const struct kvbm__image *img
 	kvbm__registry_insert(&mgr->registry, img->hash, img->block);
 	if (mgr->evict->restore_frequency)
 		mgr->evict->restore_frequency(mgr->evict_state, img->hash, img->frequency);
-	const struct kvbm__evict_entry e = {
-		.hash = s->hash,
-		.parent = s->parent,
-		.position = s->position,
-		.priority = s->priority,
-		.retention = s->retention,
-		.tick = key,
-		.first_tick = key,
-	};
-	mgr->evict->insert(mgr->evict_state, img->block, &e);
+	kvbm__pool_policy_insert(mgr, img->block, key, key);
 	mgr->inactive_count++;
 	return KVBM_OK;
 }

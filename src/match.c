@@ -122,16 +122,7 @@ static void refresh(kvbm_manager *mgr, uint32_t b)
 
 	mgr->evict->remove(mgr->evict_state, b);
 	s->release_tick = ++mgr->clock;
-	const struct kvbm__evict_entry e = {
-		.hash = s->hash,
-		.parent = s->parent,
-		.position = s->position,
-		.priority = s->priority,
-		.retention = s->retention,
-		.tick = s->release_tick,
-		.first_tick = s->first_tick,
-	};
-	mgr->evict->insert(mgr->evict_state, b, &e);
+	kvbm__pool_policy_insert(mgr, b, s->release_tick, s->first_tick);
 	kvbm__journal_mark(mgr, b); /* the catalog keeps the eviction order */
 }
 

@@ -58,16 +58,7 @@ static void put_back(kvbm_manager *mgr, uint32_t b, uint64_t key)
 	struct kvbm__slot *s = &mgr->slots[b];
 
 	s->release_tick = key;
-	const struct kvbm__evict_entry e = {
-		.hash = s->hash,
-		.parent = s->parent,
-		.position = s->position,
-		.priority = s->priority,
-		.retention = s->retention,
-		.tick = key,
-		.first_tick = s->first_tick,
-	};
-	mgr->evict->insert(mgr->evict_state, b, &e);
+	kvbm__pool_policy_insert(mgr, b, key, s->first_tick);
 	kvbm__journal_mark(mgr, b);
 }
 

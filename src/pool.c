@@ -112,10 +112,25 @@ void kvbm__pool_drop_hash(kvbm_manager *mgr, uint32_t b)
 	 * until the writer has recorded it free (journal.c). */
 }
 
+void kvbm__pool_policy_insert(kvbm_manager *mgr, uint32_t b, uint64_t tick, uint64_t first_tick)
+{
+	const struct kvbm__slot *s = &mgr->slots[b];
+	const struct kvbm__evict_entry e = {
+		.hash = s->hash,
+		.parent = s->parent,
+		.position = s->position,
+		.priority = s->priority,
+		.retention = s->retention,
+		.tick = tick,
+		.first_tick = first_tick,
+	};
+
+	mgr->evict->insert(mgr->evict_state, b, &e);
+}
+
 void kvbm__pool_make_inactive(kvbm_manager *mgr, uint32_t b)
 {
 	struct kvbm__slot *s = &mgr->slots[b];
-	struct kvbm__evict_entry e;
 
 	assert(s->state == KVBM__SLOT_PRIMARY && s->refs == 0 && s->dups == 0);
 	mgr->n_primary--;
@@ -127,15 +142,8 @@ void kvbm__pool_make_inactive(kvbm_manager *mgr, uint32_t b)
 	s->release_tick = ++mgr->clock;
 	if (s->first_tick == 0)
 		s->first_tick = s->release_tick;
-	e.hash = s->hash;
-	e.parent = s->parent;
-	e.position = s->position;
-	e.priority = s->priority;
-	e.retention = s->retention;
-	e.tick = s->release_tick;
-	e.first_tick = s->first_tick;
 	s->state = KVBM__SLOT_INACTIVE;
-	mgr->evict->insert(mgr->evict_state, b, &e);
+	kvbm__pool_policy_insert(mgr, b, s->release_tick, s->first_tick);
 	mgr->inactive_count++;
 	kvbm__journal_mark(mgr, b);
 }
