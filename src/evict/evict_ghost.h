@@ -46,8 +46,7 @@ static inline kvbm_status kvbm__ghost_init(struct kvbm__ghost *g, uint32_t span)
 	g->slot = aligned_alloc(64, buckets * KVBM__GHOST_WAYS * sizeof(*g->slot));
 	if (g->slot)
 		memset(g->slot, 0, buckets * KVBM__GHOST_WAYS * sizeof(*g->slot));
-	const uint64_t cap = buckets;
-	g->mask = cap - 1;
+	g->mask = buckets - 1;
 	g->shift = 64 - bits;
 	g->span = span ? span : 1;
 	g->adds = 0;
@@ -78,14 +77,16 @@ static inline void kvbm__ghost_prefetch(const struct kvbm__ghost *g, kvbm_hash h
 	__builtin_prefetch(kvbm__ghost_at(g, h));
 }
 
-static inline void kvbm__ghost_add(struct kvbm__ghost *g, kvbm_hash h)
+/* Remember fp in h's bucket: the same entry again (equal but for the
+ * ignored bits), else a free slot, else the oldest entry. */
+static inline void kvbm__ghost_put(struct kvbm__ghost *g, kvbm_hash h, uint32_t fp,
+				   uint32_t ignore)
 {
 	struct kvbm__ghost_slot *b = kvbm__ghost_at(g, h), *victim = b;
-	const uint32_t fp = kvbm__ghost_fingerprint(h), now = (uint32_t)g->adds++;
+	const uint32_t now = (uint32_t)g->adds++;
 
-	/* The same hash again, else a free slot, else the oldest entry. */
 	for (int i = 0; i < KVBM__GHOST_WAYS; i++) {
-		if (b[i].fingerprint == fp || b[i].fingerprint == 0) {
+		if ((b[i].fingerprint | ignore) == (fp | ignore) || b[i].fingerprint == 0) {
 			victim = &b[i];
 			break;
 		}
@@ -96,19 +97,32 @@ static inline void kvbm__ghost_add(struct kvbm__ghost *g, kvbm_hash h)
 	victim->stamp = now;
 }
 
+/* Forget fp's entry (equal but for the ignored bits); the fingerprint it
+ * had if it was added within the last span adds, else 0. */
+static inline uint32_t kvbm__ghost_pop(struct kvbm__ghost *g, kvbm_hash h, uint32_t fp,
+				       uint32_t ignore)
+{
+	struct kvbm__ghost_slot *b = kvbm__ghost_at(g, h);
+
+	for (int i = 0; i < KVBM__GHOST_WAYS; i++) {
+		if ((b[i].fingerprint | ignore) == (fp | ignore)) {
+			const uint32_t f = b[i].fingerprint;
+			b[i].fingerprint = 0;
+			return (uint32_t)g->adds - b[i].stamp <= g->span ? f : 0;
+		}
+	}
+	return 0;
+}
+
+static inline void kvbm__ghost_add(struct kvbm__ghost *g, kvbm_hash h)
+{
+	kvbm__ghost_put(g, h, kvbm__ghost_fingerprint(h), 0);
+}
+
 /* True if h was added within the last span adds; it is forgotten then. */
 static inline bool kvbm__ghost_take(struct kvbm__ghost *g, kvbm_hash h)
 {
-	struct kvbm__ghost_slot *b = kvbm__ghost_at(g, h);
-	const uint32_t fp = kvbm__ghost_fingerprint(h);
-
-	for (int i = 0; i < KVBM__GHOST_WAYS; i++) {
-		if (b[i].fingerprint == fp) {
-			b[i].fingerprint = 0;
-			return (uint32_t)g->adds - b[i].stamp <= g->span;
-		}
-	}
-	return false;
+	return kvbm__ghost_pop(g, h, kvbm__ghost_fingerprint(h), 0) != 0;
 }
 
 /* Entries a list of span would hold now (for ARC's ratios). */
@@ -130,36 +144,16 @@ static inline uint32_t kvbm__ghost_fingerprint_tagged(kvbm_hash h, unsigned tag)
 
 static inline void kvbm__ghost_add_tagged(struct kvbm__ghost *g, kvbm_hash h, unsigned tag)
 {
-	struct kvbm__ghost_slot *b = kvbm__ghost_at(g, h), *victim = b;
-	const uint32_t fp = kvbm__ghost_fingerprint_tagged(h, tag), now = (uint32_t)g->adds++;
-
-	for (int i = 0; i < KVBM__GHOST_WAYS; i++) {
-		if ((b[i].fingerprint | 1u) == (fp | 1u) || b[i].fingerprint == 0) {
-			victim = &b[i];
-			break;
-		}
-		if (now - b[i].stamp > now - victim->stamp)
-			victim = &b[i];
-	}
-	victim->fingerprint = fp;
-	victim->stamp = now;
+	kvbm__ghost_put(g, h, kvbm__ghost_fingerprint_tagged(h, tag), 1u);
 }
 
 /* The tag h was added with, if within the last span adds (it is forgotten
  * then); -1 if not remembered. */
 static inline int kvbm__ghost_take_tagged(struct kvbm__ghost *g, kvbm_hash h)
 {
-	struct kvbm__ghost_slot *b = kvbm__ghost_at(g, h);
-	const uint32_t fp = kvbm__ghost_fingerprint_tagged(h, 0) | 1u;
+	const uint32_t f = kvbm__ghost_pop(g, h, kvbm__ghost_fingerprint_tagged(h, 0), 1u);
 
-	for (int i = 0; i < KVBM__GHOST_WAYS; i++) {
-		if ((b[i].fingerprint | 1u) == fp) {
-			const uint32_t f = b[i].fingerprint;
-			b[i].fingerprint = 0;
-			return (uint32_t)g->adds - b[i].stamp <= g->span ? (int)(f & 1u) : -1;
-		}
-	}
-	return -1;
+	return f ? (int)(f & 1u) : -1;
 }
 
 #endif /* KVBM_EVICT_GHOST_H */
