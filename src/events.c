@@ -48,7 +48,7 @@ struct kvbm__events {
 	kvbm_event *batch;  /* the dispatcher's copy; only it touches this */
 	uint64_t seq;
 	uint64_t incarnation;
-	uint32_t **pending; /* block_count entries, token copies of staged blocks; lazy */
+	struct kvbm__block_table pending; /* token copies of staged blocks */
 	char *medium;       /* what batches name as their medium */
 	uint32_t pulled;    /* pull mode: events of `batch` the caller took last */
 };
@@ -105,14 +105,13 @@ void kvbm__events_push(kvbm_manager *mgr, kvbm_event_kind kind, uint32_t b)
 			e.parent_hash = s->parent;
 			e.position = s->position;
 			e.num_tokens = mgr->block_size;
-			if (ev->pending && ev->pending[b]) {
-				const uint32_t *copy = ev->pending[b];
+			const uint32_t *copy = kvbm__block_table_take(&ev->pending, b);
+			if (copy) {
 				const char *lora = (const char *)(copy + e.num_tokens + 1);
 				e.tokens = copy;
 				e.lora_name = *lora ? lora : NULL;
 				e.n_extra_keys = copy[e.num_tokens];
 				e.extra_keys = lora + strlen(lora) + 1;
-				ev->pending[b] = NULL;
 			}
 		}
 	}
@@ -162,26 +161,13 @@ bool kvbm__events_attach(kvbm_manager *mgr, uint32_t b, uint32_t *copy)
 		free(copy);
 		return true;
 	}
-	if (!ev->pending) {
-		ev->pending = calloc(mgr->block_count, sizeof(*ev->pending));
-		if (!ev->pending) {
-			free(copy);
-			return false;
-		}
-	}
-	free(ev->pending[b]);
-	ev->pending[b] = copy;
-	return true;
+	return kvbm__block_table_put(&ev->pending, mgr->block_count, b, copy);
 }
 
 void kvbm__events_forget(kvbm_manager *mgr, uint32_t b)
 {
-	struct kvbm__events *ev = mgr->events;
-
-	if (ev && ev->pending) {
-		free(ev->pending[b]);
-		ev->pending[b] = NULL;
-	}
+	if (mgr->events)
+		kvbm__block_table_drop(&mgr->events->pending, b);
 }
 
 static void deliver(struct kvbm__events *ev, uint32_t n)
@@ -323,10 +309,7 @@ out:
 static void free_events(struct kvbm__events *ev)
 {
 	pthread_cond_destroy(&ev->cv);
-	if (ev->pending)
-		for (uint32_t b = 0; b < ev->mgr->block_count; b++)
-			free(ev->pending[b]);
-	free(ev->pending);
+	kvbm__block_table_free(&ev->pending, ev->mgr->block_count);
 	free(ev->medium);
 	free(ev->queue);
 	free(ev->batch);

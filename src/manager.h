@@ -12,6 +12,7 @@
 #include <stdarg.h>
 
 #include "kvbm.h"
+#include "block_table.h"
 #include "evict/evict.h"
 #include "registry.h"
 #include "journal.h"
@@ -122,10 +123,11 @@ struct kvbm_manager {
 	struct kvbm__catalog *catalog;
 
 	struct kvbm__events *events;       /* NULL without an event sink */
-	uint32_t **row_tokens;             /* cfg.catalog_tokens: copies waiting for their row (row_tokens.c) */
-	uint32_t **restored_tokens;        /* restored copies waiting for their announcement */
-	struct kvbm__key **row_keys;       /* kvbm_block_key_set: keys waiting for their row */
-	struct kvbm__key **restored_keys;  /* restored keys waiting for kvbm_block_key_take */
+	/* What rows carry besides the hash (row_extras.c): token copies
+	 * (cfg.catalog_tokens) and struct kvbm__key (kvbm_block_key_set)
+	 * waiting for their row; restored ones waiting for their restart
+	 * announcement and for kvbm_block_key_take. */
+	struct kvbm__block_table row_tokens, restored_tokens, row_keys, restored_keys;
 
 	/* last error, guarded by err_lock (taken after `lock` when both) */
 	pthread_mutex_t err_lock;

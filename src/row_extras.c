@@ -53,95 +53,66 @@ bool kvbm__token_copy_valid(const void *bytes, size_t len, uint32_t block_size)
 	return p == end;
 }
 
-static uint32_t **table(kvbm_manager *mgr, uint32_t ***slot)
+/* Is block b still registered under hash? A row image taken by the writer
+ * gives its extras back only then, as they still describe the block. */
+static bool still_holds(const kvbm_manager *mgr, uint32_t b, kvbm_hash hash)
 {
-	if (!*slot)
-		*slot = calloc(mgr->block_count, sizeof(**slot));
-	return *slot;
+	const struct kvbm__slot *s = &mgr->slots[b];
+
+	return (s->state == KVBM__SLOT_PRIMARY || s->state == KVBM__SLOT_INACTIVE) &&
+	       s->hash == hash;
+}
+
+/* p back into b's entry if b still holds hash and nothing replaced it, else freed. */
+static void give_back(kvbm_manager *mgr, struct kvbm__block_table *t, uint32_t b,
+		      kvbm_hash hash, void *p)
+{
+	if (still_holds(mgr, b, hash) && t->at && !t->at[b])
+		t->at[b] = p;
+	else
+		free(p);
 }
 
 bool kvbm__row_tokens_set(kvbm_manager *mgr, uint32_t b, uint32_t *copy)
 {
-	uint32_t **t = table(mgr, &mgr->row_tokens);
-
-	if (!t) {
-		free(copy);
-		return false;
-	}
-	free(t[b]);
-	t[b] = copy;
-	return true;
+	return kvbm__block_table_put(&mgr->row_tokens, mgr->block_count, b, copy);
 }
 
 void kvbm__row_tokens_drop(kvbm_manager *mgr, uint32_t b)
 {
-	if (mgr->row_tokens) {
-		free(mgr->row_tokens[b]);
-		mgr->row_tokens[b] = NULL;
-	}
+	kvbm__block_table_drop(&mgr->row_tokens, b);
 }
 
 uint32_t *kvbm__row_tokens_take(kvbm_manager *mgr, uint32_t b)
 {
-	if (!mgr->row_tokens)
-		return NULL;
-	uint32_t *copy = mgr->row_tokens[b];
-	mgr->row_tokens[b] = NULL;
-	return copy;
+	return kvbm__block_table_take(&mgr->row_tokens, b);
 }
 
 void kvbm__row_tokens_give_back(kvbm_manager *mgr, const struct kvbm__image *img)
 {
-	struct kvbm__slot *s = &mgr->slots[img->block];
-	const bool same = (s->state == KVBM__SLOT_PRIMARY || s->state == KVBM__SLOT_INACTIVE) &&
-			  s->hash == img->hash;
-
-	if (same && mgr->row_tokens && !mgr->row_tokens[img->block])
-		mgr->row_tokens[img->block] = img->tokens;
-	else
-		free(img->tokens);
+	give_back(mgr, &mgr->row_tokens, img->block, img->hash, img->tokens);
 }
 
 void kvbm__restored_tokens_set(kvbm_manager *mgr, uint32_t b, uint32_t *copy)
 {
-	uint32_t **t = table(mgr, &mgr->restored_tokens);
-
-	if (!t) {
-		free(copy); /* the announcement goes out by hash only */
-		return;
-	}
-	free(t[b]);
-	t[b] = copy;
+	/* Out of memory, the announcement goes out by hash only. */
+	(void)kvbm__block_table_put(&mgr->restored_tokens, mgr->block_count, b, copy);
 }
 
 uint32_t *kvbm__restored_tokens_take(kvbm_manager *mgr, uint32_t b)
 {
-	if (!mgr->restored_tokens)
-		return NULL;
-	uint32_t *copy = mgr->restored_tokens[b];
-	mgr->restored_tokens[b] = NULL;
-	return copy;
-}
-
-static void free_table(uint32_t ***t, uint32_t n)
-{
-	if (!*t)
-		return;
-	for (uint32_t b = 0; b < n; b++)
-		free((*t)[b]);
-	free(*t);
-	*t = NULL;
+	return kvbm__block_table_take(&mgr->restored_tokens, b);
 }
 
 void kvbm__restored_tokens_free(kvbm_manager *mgr)
 {
-	free_table(&mgr->restored_tokens, mgr->block_count);
+	kvbm__block_table_free(&mgr->restored_tokens, mgr->block_count);
 }
 
 void kvbm__row_tokens_free(kvbm_manager *mgr)
 {
-	free_table(&mgr->row_tokens, mgr->block_count);
-	free_table(&mgr->restored_tokens, mgr->block_count);
+	kvbm__block_table_free(&mgr->row_tokens, mgr->block_count);
+	kvbm__block_table_free(&mgr->restored_tokens, mgr->block_count);
 	kvbm__row_keys_free(mgr);
 }
 
@@ -158,95 +129,43 @@ struct kvbm__key *kvbm__key_copy(const void *bytes, uint32_t len)
 	return k;
 }
 
-static struct kvbm__key **key_table(kvbm_manager *mgr, struct kvbm__key ***slot)
-{
-	if (!*slot)
-		*slot = calloc(mgr->block_count, sizeof(**slot));
-	return *slot;
-}
-
 bool kvbm__row_key_set(kvbm_manager *mgr, uint32_t b, struct kvbm__key *k)
 {
-	struct kvbm__key **t = key_table(mgr, &mgr->row_keys);
-
-	if (!t) {
-		free(k);
-		return false;
-	}
-	free(t[b]);
-	t[b] = k;
-	return true;
+	return kvbm__block_table_put(&mgr->row_keys, mgr->block_count, b, k);
 }
 
 struct kvbm__key *kvbm__row_key_take(kvbm_manager *mgr, uint32_t b)
 {
-	if (!mgr->row_keys)
-		return NULL;
-	struct kvbm__key *k = mgr->row_keys[b];
-	mgr->row_keys[b] = NULL;
-	return k;
+	return kvbm__block_table_take(&mgr->row_keys, b);
 }
 
 void kvbm__row_key_give_back(kvbm_manager *mgr, uint32_t b, kvbm_hash hash, struct kvbm__key *k)
 {
-	const struct kvbm__slot *s = &mgr->slots[b];
-	const bool same = (s->state == KVBM__SLOT_PRIMARY || s->state == KVBM__SLOT_INACTIVE) &&
-			  s->hash == hash;
-
-	if (same && mgr->row_keys && !mgr->row_keys[b])
-		mgr->row_keys[b] = k;
-	else
-		free(k);
+	give_back(mgr, &mgr->row_keys, b, hash, k);
 }
 
 void kvbm__restored_key_set(kvbm_manager *mgr, uint32_t b, struct kvbm__key *k)
 {
-	struct kvbm__key **t = key_table(mgr, &mgr->restored_keys);
-
-	if (!t) {
-		free(k); /* its block is then verified as if restored without one */
-		return;
-	}
-	free(t[b]);
-	t[b] = k;
+	/* Out of memory, its block is verified as if restored without one. */
+	(void)kvbm__block_table_put(&mgr->restored_keys, mgr->block_count, b, k);
 }
 
 struct kvbm__key *kvbm__restored_key_take(kvbm_manager *mgr, uint32_t b)
 {
-	if (!mgr->restored_keys)
-		return NULL;
-	struct kvbm__key *k = mgr->restored_keys[b];
-	mgr->restored_keys[b] = NULL;
-	return k;
+	return kvbm__block_table_take(&mgr->restored_keys, b);
 }
 
 void kvbm__row_extras_drop(kvbm_manager *mgr, uint32_t b)
 {
-	kvbm__row_tokens_drop(mgr, b);
-	if (mgr->row_keys) {
-		free(mgr->row_keys[b]);
-		mgr->row_keys[b] = NULL;
-	}
-	if (mgr->restored_keys) {
-		free(mgr->restored_keys[b]);
-		mgr->restored_keys[b] = NULL;
-	}
-}
-
-static void free_key_table(struct kvbm__key ***t, uint32_t n)
-{
-	if (!*t)
-		return;
-	for (uint32_t b = 0; b < n; b++)
-		free((*t)[b]);
-	free(*t);
-	*t = NULL;
+	kvbm__block_table_drop(&mgr->row_tokens, b);
+	kvbm__block_table_drop(&mgr->row_keys, b);
+	kvbm__block_table_drop(&mgr->restored_keys, b);
 }
 
 void kvbm__row_keys_free(kvbm_manager *mgr)
 {
-	free_key_table(&mgr->row_keys, mgr->block_count);
-	free_key_table(&mgr->restored_keys, mgr->block_count);
+	kvbm__block_table_free(&mgr->row_keys, mgr->block_count);
+	kvbm__block_table_free(&mgr->restored_keys, mgr->block_count);
 }
 
 kvbm_status kvbm_block_key_set(kvbm_manager *mgr, kvbm_hash hash, const void *key, uint32_t len)
@@ -281,7 +200,7 @@ kvbm_status kvbm_block_key_take(kvbm_manager *mgr, kvbm_hash hash, void *buf, ui
 	KVBM_CHECK_ARG(mgr, mgr && buf && len);
 	KVBM_LOCK(mgr);
 	const uint32_t b = kvbm__registry_find(&mgr->registry, hash);
-	struct kvbm__key *k = b == KVBM__NIL || !mgr->restored_keys ? NULL : mgr->restored_keys[b];
+	struct kvbm__key *k = b == KVBM__NIL ? NULL : kvbm__block_table_get(&mgr->restored_keys, b);
 	if (!k) {
 		KVBM_UNLOCK(mgr);
 		return kvbm__fail(mgr, KVBM_E_NOTFOUND, "no restored key for hash %016llx",
@@ -294,7 +213,7 @@ kvbm_status kvbm_block_key_take(kvbm_manager *mgr, kvbm_hash hash, void *buf, ui
 				  cap);
 	}
 	memcpy(buf, k->bytes, k->len);
-	mgr->restored_keys[b] = NULL;
+	kvbm__block_table_take(&mgr->restored_keys, b);
 	KVBM_UNLOCK(mgr);
 	free(k);
 	return KVBM_OK;
