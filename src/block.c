@@ -120,6 +120,14 @@ kvbm_status kvbm_mutable_release(kvbm_manager *mgr, kvbm_mutable block)
 	return KVBM_OK;
 }
 
+/* A staged block leaves staging without its own STORED event and row: the
+ * token copies kept for them go. */
+static void drop_staged_tokens(kvbm_manager *mgr, uint32_t b)
+{
+	kvbm__events_forget(mgr, b);
+	kvbm__row_tokens_drop(mgr, b);
+}
+
 /* Stage a mutable block. tokens (may be NULL) is a kvbm__events_token_copy
  * for the block's STORED event; stage owns it from here on. */
 static kvbm_status stage(kvbm_manager *mgr, kvbm_mutable block, kvbm_hash seq_hash,
@@ -229,8 +237,7 @@ kvbm_status kvbm_unstage(kvbm_manager *mgr, kvbm_complete block, kvbm_mutable *o
 		return st;
 	}
 	struct kvbm__slot *s = &mgr->slots[block.block];
-	kvbm__events_forget(mgr, block.block);
-	kvbm__row_tokens_drop(mgr, block.block);
+	drop_staged_tokens(mgr, block.block);
 	s->state = KVBM__SLOT_MUTABLE;
 	s->gen = kvbm__next_gen(s->gen);
 	s->hash = 0;
@@ -257,8 +264,7 @@ kvbm_status kvbm_complete_release(kvbm_manager *mgr, kvbm_complete block)
 	}
 	mgr->n_staged--;
 	mgr->m.inflight_mutable--;
-	kvbm__events_forget(mgr, block.block);
-	kvbm__row_tokens_drop(mgr, block.block);
+	drop_staged_tokens(mgr, block.block);
 	kvbm__pool_free_block(mgr, block.block);
 	KVBM_UNLOCK(mgr);
 	return KVBM_OK;
@@ -287,8 +293,7 @@ static kvbm_immutable register_locked(kvbm_manager *mgr, uint32_t b)
 		kvbm__pool_touch(mgr, b);
 		return kvbm__ref_new(mgr, b);
 	}
-	kvbm__events_forget(mgr, b); /* no STORED: the hash is known already */
-	kvbm__row_tokens_drop(mgr, b);
+	drop_staged_tokens(mgr, b); /* no STORED, no row: the hash is known already */
 	kvbm__pool_resurrect(mgr, existing);
 	kvbm__pool_touch(mgr, existing);
 	if (mgr->cfg.dup_policy == KVBM_DUP_REJECT) {
