@@ -106,9 +106,6 @@ int cli_schema_version(sqlite3 *db);
  * block_id, seq_hash, parent_hash, position, access_count, live), and the
  * SQL function kvbm_reclaim_ok(text). Returns an exit code. */
 int cli_registered(const struct cli *cli, sqlite3 *db, unsigned what);
-/* Parse a reclaim row's blocks text as the library's restore does; calls
- * add for each id. False when the restore would refuse the text. */
-bool cli_reclaim_parse(const unsigned char *p, void (*add)(uint64_t id, void *user), void *user);
 
 /* Render a prepared statement's rows: an aligned table, "key: value"
  * lines (cli->records; a blank line between rows), or with --json a JSON

@@ -6,8 +6,8 @@
  * of its tier with a higher seq lists it, or an unreadable reclaim row of
  * its tier has a higher seq (the library then trusts no older row). The
  * `blocks` view answers the same question in SQL (json_valid, json_each);
- * the CLI parses reclaim rows itself, with the restore's own rules, and
- * indexes the result for its walks.
+ * the CLI parses reclaim rows with the restore's own parser
+ * (src/catalog/reclaim_text.h) and indexes the result for its walks.
  *
  * TEMP tables live in the connection's own temporary database, so all of
  * this works on a read-only connection and leaves the file untouched.
@@ -16,50 +16,14 @@
 #include <string.h>
 
 #include "cmd.h"
-
-/* The restore's parser (src/catalog/restore.c, parse_reclaim), kept
- * identical: what it refuses is exactly what masks a whole tier. Calls
- * add(id) for each listed id when add is set. */
-bool cli_reclaim_parse(const unsigned char *p, void (*add)(uint64_t id, void *user), void *user)
-{
-	if (!p)
-		return false;
-	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-		p++;
-	if (*p++ != '[')
-		return false;
-	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-		p++;
-	if (*p == ']')
-		return true;
-	for (;;) {
-		uint64_t v = 0;
-		int digits = 0;
-		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-			p++;
-		while (*p >= '0' && *p <= '9' && digits < 19) {
-			v = v * 10 + (uint64_t)(*p++ - '0');
-			digits++;
-		}
-		if (digits == 0 || (*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E')
-			return false;
-		if (add)
-			add(v, user);
-		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-			p++;
-		if (*p == ']')
-			return true;
-		if (*p++ != ',')
-			return false;
-	}
-}
+#include "../src/catalog/reclaim_text.h"
 
 /* SQL function kvbm_reclaim_ok(blocks): 1 when the restore can read it. */
 static void reclaim_ok_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
 	(void)argc;
 	const bool ok = sqlite3_value_type(argv[0]) == SQLITE_TEXT &&
-			cli_reclaim_parse(sqlite3_value_text(argv[0]), NULL, NULL);
+			kvbm__reclaim_parse(sqlite3_value_text(argv[0]), NULL, NULL);
 	sqlite3_result_int(ctx, ok);
 }
 
@@ -130,7 +94,7 @@ static int build_mask(const struct cli *cli, sqlite3 *db)
 		const bool text = sqlite3_column_type(rd, 2) == SQLITE_TEXT;
 		/* Ids listed before a parse error are in the mask too; the
 		 * tier-wide bad_seq covers them anyway. */
-		if (!text || !cli_reclaim_parse(sqlite3_column_text(rd, 2), mask_add, &m)) {
+		if (!text || !kvbm__reclaim_parse(sqlite3_column_text(rd, 2), mask_add, &m)) {
 			sqlite3_bind_int64(bad, 1, tier);
 			sqlite3_bind_int64(bad, 2, seq);
 			if (sqlite3_step(bad) != SQLITE_DONE)

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "catalog.h"
+#include "reclaim_text.h"
 
 /* Below this many blocks a second thread costs more than it saves. */
 #define SPLIT_BLOCKS 65536u
@@ -51,48 +52,19 @@ static int by_evict_key(const void *a, const void *b)
 	return x->block < y->block ? -1 : x->block > y->block;
 }
 
-static bool json_space(unsigned char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
+struct mask_add {
+	uint64_t *mask, seq;
+	uint32_t count;
+};
 
-/* Parse a reclaim row's JSON array of block ids into mask[] (the newest
- * seq listing each block). Returns false for text that is not such an
- * array (the reclaimed_blocks view reads the same texts the same way):
- * the caller then trusts no row older than the reclaim. */
-static bool parse_reclaim(const unsigned char *p, uint64_t seq, uint64_t *mask, uint32_t count)
+/* Each block a reclaim row lists is masked by the newest seq listing it;
+ * ids outside the tier mask nothing. */
+static void mask_add(uint64_t id, void *user)
 {
-	if (!p)
-		return false;
-	while (json_space(*p))
-		p++;
-	if (*p++ != '[')
-		return false;
-	while (json_space(*p))
-		p++;
-	if (*p == ']')
-		return true;
-	for (;;) {
-		uint64_t v = 0;
-		int digits = 0;
-		while (json_space(*p))
-			p++;
-		while (*p >= '0' && *p <= '9' && digits < 19) {
-			v = v * 10 + (uint64_t)(*p++ - '0');
-			digits++;
-		}
-		/* Ids past 19 digits, fractions and exponents are not ids. */
-		if (digits == 0 || (*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E')
-			return false;
-		if (v < count && mask[v] < seq)
-			mask[v] = seq;
-		while (json_space(*p))
-			p++;
-		if (*p == ']')
-			return true;
-		if (*p++ != ',')
-			return false;
-	}
+	struct mask_add *m = user;
+
+	if (id < m->count && m->mask[id] < m->seq)
+		m->mask[id] = m->seq;
 }
 
 /* Reclaim rows of the tier into a per-block mask; *all receives the seq of
@@ -117,9 +89,9 @@ static kvbm_status read_reclaims(struct kvbm__catalog *cat, uint64_t **mask, uin
 		}
 		if (seq <= 0)
 			continue; /* masks nothing: every row has wseq >= 0 */
+		struct mask_add m = {*mask, (uint64_t)seq, mgr->block_count};
 		if (sqlite3_column_type(st, 1) != SQLITE_TEXT ||
-		    !parse_reclaim(sqlite3_column_text(st, 1), (uint64_t)seq, *mask,
-				   mgr->block_count)) {
+		    !kvbm__reclaim_parse(sqlite3_column_text(st, 1), mask_add, &m)) {
 			if ((uint64_t)seq > *all)
 				*all = (uint64_t)seq;
 		}
