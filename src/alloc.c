@@ -47,16 +47,13 @@ static uint32_t evict(kvbm_manager *mgr, uint32_t b, kvbm_hash *evicted, uint32_
 static uint32_t ready(const kvbm_manager *mgr)
 {
 	if (!mgr->journal_on)
-		return mgr->reset.count + mgr->reserve.count + mgr->reclaim_pending.count +
-		       mgr->freeing.count + mgr->inactive_count;
+		return mgr->reset.count + kvbm__inactive_pool(mgr);
 	return mgr->reset.count + mgr->reserve.count;
 }
 
 static uint32_t available(const kvbm_manager *mgr)
 {
-	return mgr->reset.count + mgr->reset_unsafe.count + mgr->reset_freeing.count +
-	       mgr->reserve.count + mgr->reclaim_pending.count + mgr->freeing.count +
-	       mgr->inactive_count;
+	return kvbm__reset_pool(mgr) + kvbm__inactive_pool(mgr);
 }
 
 static void take(kvbm_manager *mgr, uint32_t n, kvbm_mutable *out, kvbm_hash *evicted,

@@ -58,8 +58,7 @@ void kvbm__journal_take(kvbm_manager *mgr, uint32_t reserve_target, struct kvbm_
 	mgr->reserve_target = reserve_target;
 	/* Free blocks already serve allocations without a wait; reclaiming
 	 * cached blocks beyond that would only lose them from a restore. */
-	const uint32_t free_blocks =
-		mgr->reset.count + mgr->reset_unsafe.count + mgr->reset_freeing.count;
+	const uint32_t free_blocks = kvbm__reset_pool(mgr);
 	if (reserve_target > free_blocks)
 		kvbm__journal_reclaim_locked(mgr, reserve_target - free_blocks);
 	t->n_freed = 0;

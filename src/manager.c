@@ -319,9 +319,8 @@ uint32_t kvbm_block_size(const kvbm_manager *mgr)
 static void counts_locked(const kvbm_manager *mgr, kvbm_pool_counts *c)
 {
 	c->total = mgr->block_count;
-	c->reset = mgr->reset.count + mgr->reset_unsafe.count + mgr->reset_freeing.count;
-	c->inactive = mgr->inactive_count + mgr->reclaim_pending.count + mgr->reserve.count +
-		      mgr->freeing.count;
+	c->reset = kvbm__reset_pool(mgr);
+	c->inactive = kvbm__inactive_pool(mgr);
 	c->mutable_ = mgr->n_mutable;
 	c->staged = mgr->n_staged;
 	c->registered = mgr->n_primary;

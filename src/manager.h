@@ -226,6 +226,21 @@ void kvbm__row_keys_free(kvbm_manager *mgr);
 /* The block left the registry: drop its tokens and keys. */
 void kvbm__row_extras_drop(kvbm_manager *mgr, uint32_t b);
 
+/* The two pools callers see (kvbm_pool_counts, metrics), summed over the
+ * lists the catalog splits them into; lock held. Reset: free blocks, safe
+ * to hand out or waiting for the catalog. Inactive: cached blocks, in the
+ * eviction policy or on their way out of the registry. */
+static inline uint32_t kvbm__reset_pool(const kvbm_manager *mgr)
+{
+	return mgr->reset.count + mgr->reset_unsafe.count + mgr->reset_freeing.count;
+}
+
+static inline uint32_t kvbm__inactive_pool(const kvbm_manager *mgr)
+{
+	return mgr->inactive_count + mgr->reclaim_pending.count + mgr->reserve.count +
+	       mgr->freeing.count;
+}
+
 /* A fresh non-zero generation after g. */
 static inline uint32_t kvbm__next_gen(uint32_t g)
 {

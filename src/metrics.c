@@ -42,9 +42,8 @@ kvbm_status kvbm_metrics_read(kvbm_manager *mgr, kvbm_metrics *out)
 	KVBM_CHECK_ARG(mgr, mgr && out);
 	pthread_mutex_lock(&mgr->lock);
 	*out = mgr->m;
-	out->reset_pool = mgr->reset.count + mgr->reset_unsafe.count + mgr->reset_freeing.count;
-	out->inactive_pool = mgr->inactive_count + mgr->reclaim_pending.count +
-			     mgr->reserve.count + mgr->freeing.count;
+	out->reset_pool = kvbm__reset_pool(mgr);
+	out->inactive_pool = kvbm__inactive_pool(mgr);
 	out->catalog_pending = mgr->dirty_count + mgr->reclaim_pending.count +
 			       mgr->reset_unsafe.count + mgr->freeing.count +
 			       mgr->reset_freeing.count;
