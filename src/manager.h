@@ -160,7 +160,10 @@ void kvbm__list_unlink(kvbm_manager *mgr, uint32_t b);
 void kvbm__pool_free_block(kvbm_manager *mgr, uint32_t b);   /* -> RESET */
 void kvbm__pool_make_inactive(kvbm_manager *mgr, uint32_t b);/* PRIMARY -> INACTIVE */
 void kvbm__pool_drop_hash(kvbm_manager *mgr, uint32_t b);    /* leaves registry: event + journal */
-uint32_t kvbm__pool_resurrect(kvbm_manager *mgr, uint32_t b);/* INACTIVE/RECLAIM -> PRIMARY */
+/* INACTIVE/RECLAIM -> PRIMARY; false if b was not cached. take_back counts
+ * nothing (pins, touches); resurrect counts a resurrection (a reuse). */
+bool kvbm__pool_take_back(kvbm_manager *mgr, uint32_t b);
+void kvbm__pool_resurrect(kvbm_manager *mgr, uint32_t b);
 /* Put b into the eviction policy with the slot's hash, lineage and priority
  * at the given ticks (the caller sets state and counts). */
 void kvbm__pool_policy_insert(kvbm_manager *mgr, uint32_t b, uint64_t tick, uint64_t first_tick);

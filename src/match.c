@@ -142,12 +142,10 @@ kvbm_status kvbm_touch(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n, u
 			/* The catalog writer took it ahead as a next victim; a
 			 * recent use takes it back, as a hit would, minus the
 			 * hit (the writer reclaims another one instead). */
-			kvbm__pool_resurrect(mgr, b);
-			mgr->m.resurrections--;
+			kvbm__pool_take_back(mgr, b);
 			kvbm__pool_make_inactive(mgr, b);
 			moved++;
-		}
-		else if (mgr->slots[b].state == KVBM__SLOT_PRIMARY)
+		} else if (mgr->slots[b].state == KVBM__SLOT_PRIMARY)
 			/* In use: not in the policy. The new recency is what
 			 * kvbm_unpin returns it to (a plain release makes it
 			 * the most recent anyway). */

@@ -28,9 +28,7 @@ kvbm_status kvbm_pin(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n, kvb
 			out[i] = (kvbm_immutable){0};
 			continue;
 		}
-		const uint64_t resurrections = mgr->m.resurrections;
-		kvbm__pool_resurrect(mgr, b);
-		mgr->m.resurrections = resurrections; /* a pin is not a hit */
+		kvbm__pool_take_back(mgr, b); /* a pin is not a hit */
 		out[i] = kvbm__ref_new(mgr, b);
 		hits++;
 	}

@@ -148,7 +148,7 @@ void kvbm__pool_make_inactive(kvbm_manager *mgr, uint32_t b)
 	kvbm__journal_mark(mgr, b);
 }
 
-uint32_t kvbm__pool_resurrect(kvbm_manager *mgr, uint32_t b)
+bool kvbm__pool_take_back(kvbm_manager *mgr, uint32_t b)
 {
 	struct kvbm__slot *s = &mgr->slots[b];
 
@@ -158,13 +158,18 @@ uint32_t kvbm__pool_resurrect(kvbm_manager *mgr, uint32_t b)
 	} else if (s->state == KVBM__SLOT_RECLAIM) {
 		kvbm__list_unlink(mgr, b);
 	} else {
-		return b;
+		return false;
 	}
 	s->state = KVBM__SLOT_PRIMARY;
 	mgr->n_primary++;
-	mgr->m.resurrections++;
 	kvbm__journal_mark(mgr, b);
-	return b;
+	return true;
+}
+
+void kvbm__pool_resurrect(kvbm_manager *mgr, uint32_t b)
+{
+	if (kvbm__pool_take_back(mgr, b))
+		mgr->m.resurrections++;
 }
 
 void kvbm__pool_touch(kvbm_manager *mgr, uint32_t b)
