@@ -47,9 +47,13 @@ static inline void *kvbm__block_table_take(struct kvbm__block_table *t, uint32_t
 	return p;
 }
 
+/* Called on every eviction: no call into the allocator unless b has an entry. */
 static inline void kvbm__block_table_drop(struct kvbm__block_table *t, uint32_t b)
 {
-	free(kvbm__block_table_take(t, b));
+	void *p = kvbm__block_table_take(t, b);
+
+	if (p)
+		free(p);
 }
 
 static inline void kvbm__block_table_free(struct kvbm__block_table *t, uint32_t block_count)
