@@ -117,13 +117,10 @@ void kvbm__journal_committed(kvbm_manager *mgr, const struct kvbm__take *t, uint
 		s->durable_claim = 0;
 		/* A reclaimed block freed meanwhile (kvbm_reset_inactive) went
 		 * to reset_unsafe: it is as safe as the others now. */
-		if (s->list == KVBM__IN_FREEING) {
-			kvbm__list_unlink(mgr, b);
-			kvbm__list_push_tail(mgr, KVBM__IN_RESERVE, b);
-		} else if (s->list == KVBM__IN_RESET_FREEING || s->list == KVBM__IN_RESET_UNSAFE) {
-			kvbm__list_unlink(mgr, b);
-			kvbm__list_push_tail(mgr, KVBM__IN_RESET, b);
-		}
+		if (s->list == KVBM__IN_FREEING)
+			kvbm__list_move(mgr, b, KVBM__IN_RESERVE);
+		else if (s->list == KVBM__IN_RESET_FREEING || s->list == KVBM__IN_RESET_UNSAFE)
+			kvbm__list_move(mgr, b, KVBM__IN_RESET);
 	}
 	for (uint32_t i = 0; i < t->n; i++) {
 		free(t->imgs[i].tokens);
@@ -161,13 +158,10 @@ void kvbm__journal_failed(kvbm_manager *mgr, const struct kvbm__take *t, kvbm_st
 		struct kvbm__slot *s = &mgr->slots[b];
 		/* Elsewhere: matched back into use, or freed into reset_unsafe;
 		 * its old row may stand either way, and the claim says so. */
-		if (s->list == KVBM__IN_FREEING) {
-			kvbm__list_unlink(mgr, b);
-			kvbm__list_push_tail(mgr, KVBM__IN_RECLAIM_PENDING, b);
-		} else if (s->list == KVBM__IN_RESET_FREEING) {
-			kvbm__list_unlink(mgr, b);
-			kvbm__list_push_tail(mgr, KVBM__IN_RESET_UNSAFE, b);
-		}
+		if (s->list == KVBM__IN_FREEING)
+			kvbm__list_move(mgr, b, KVBM__IN_RECLAIM_PENDING);
+		else if (s->list == KVBM__IN_RESET_FREEING)
+			kvbm__list_move(mgr, b, KVBM__IN_RESET_UNSAFE);
 	}
 	mgr->m.catalog_failures++;
 	mgr->m.catalog_failing = 1;

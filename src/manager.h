@@ -155,6 +155,7 @@ void kvbm__list_push_tail(kvbm_manager *mgr, enum kvbm__list_id id, uint32_t b);
 uint32_t kvbm__list_pop_head(kvbm_manager *mgr, enum kvbm__list_id id);
 uint32_t kvbm__list_pop_tail(kvbm_manager *mgr, enum kvbm__list_id id);
 void kvbm__list_unlink(kvbm_manager *mgr, uint32_t b);
+void kvbm__list_move(kvbm_manager *mgr, uint32_t b, enum kvbm__list_id to); /* to to's tail */
 
 /* Pool transitions (pool.c); lock held. */
 void kvbm__pool_free_block(kvbm_manager *mgr, uint32_t b);   /* -> RESET */

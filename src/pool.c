@@ -60,6 +60,12 @@ void kvbm__list_unlink(kvbm_manager *mgr, uint32_t b)
 	s->list = KVBM__IN_NONE;
 }
 
+void kvbm__list_move(kvbm_manager *mgr, uint32_t b, enum kvbm__list_id to)
+{
+	kvbm__list_unlink(mgr, b);
+	kvbm__list_push_tail(mgr, to, b);
+}
+
 uint32_t kvbm__list_pop_tail(kvbm_manager *mgr, enum kvbm__list_id id)
 {
 	const uint32_t b = list_of(mgr, id)->tail;
