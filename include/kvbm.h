@@ -293,6 +293,7 @@ typedef struct kvbm_config {
 	uint32_t catalog_max_failures; /**< failed commits in a row after which the writer retries once a second; default 8, 0 = at the interval */
 	uint32_t catalog_busy_ms;      /**< how long the writer waits for a competing writer's lock; default 5000 */
 	bool catalog_discard_mismatch; /**< start cold over a mismatching catalog instead of KVBM_E_MISMATCH */
+	bool memory_volatile;          /**< this tier's block memory dies with the process (a GPU tier): open clears the tier's catalog rows and starts cold instead of restoring them; default false (the memory survives, e.g. a host tier in shared memory or a disk tier) */
 	bool catalog_tokens;           /**< keep kvbm_stage_tokens' tokens, LoRA name and extra keys in the catalog, so a restart announces restored blocks with them (routers that key by tokens need them); costs 4 x block_size bytes plus the strings per block in the file, and in memory until the block's row is written; default false */
 	kvbm_pre_commit_fn pre_commit;         /**< optional, see kvbm_pre_commit_fn */
 	void *pre_commit_user;
@@ -1442,6 +1443,139 @@ KVBM_API kvbm_status kvbm_pin(kvbm_manager *mgr, const kvbm_hash *hashes,
  */
 KVBM_API kvbm_status kvbm_unpin(kvbm_manager *mgr, const kvbm_immutable *hs,
 				uint32_t n);
+/** @} */
+
+
+/** @defgroup tiers Tiers: hierarchies, victim previews, copies between tiers
+ *
+ * A server that keeps KV data in several tiers (G1 GPU, G2 host memory, G3
+ * local disk) opens one manager per tier, each with its own block count,
+ * block size and policy, and ties them together with a kvbm_hierarchy:
+ * presence across tiers and the onboarding plan of a request in one call.
+ *
+ * Offload before evict, the protocol (docs/TIERS.md has the whole of it):
+ *  1. kvbm_peek_victims(upper, n): the next n blocks upper would evict,
+ *     changing nothing;
+ *  2. kvbm_pin(upper, their hashes): a pinned block is never evicted, so
+ *     its data stays put while it is copied (a victim hit or evicted since
+ *     the preview comes back pinned or empty: skip the empty ones);
+ *  3. allocate in lower, copy the data, kvbm_stage_from(lower, ..., upper,
+ *     hashes) and kvbm_register_batch(lower, ...): lower now holds them;
+ *  4. kvbm_unpin(upper, ...): the blocks go back to their place in upper's
+ *     eviction order, and the next allocations evict them as previewed.
+ * A block registered below before it leaves above is never missing from
+ * the hierarchy, which is why kvbm_hierarchy_lookup() asks the fastest tier
+ * first.
+ *
+ * Persistence per tier: cfg.memory_volatile says a tier's block memory
+ * dies with the process (a GPU tier). Such a tier may share the catalog
+ * file of the others: it owns its tier of the file like any manager, but
+ * its open clears the tier's rows instead of restoring them.
+ * @{ */
+
+/** One block a tier would evict next. */
+typedef struct kvbm_victim {
+	uint32_t block;     /**< block id in the previewed manager */
+	uint32_t position;  /**< position in its sequence, KVBM_POSITION_UNKNOWN if not staged with lineage */
+	kvbm_hash hash;     /**< sequence hash it holds */
+	kvbm_hash parent;   /**< its parent's sequence hash, 0 for a root or unknown */
+} kvbm_victim;
+
+/**
+ * Preview: the next n cached blocks the manager would evict, in the order
+ * it would evict them if nothing else happened (free blocks are handed
+ * out first and are not listed: kvbm_pool_counts_read() says how many).
+ * Changes nothing: no eviction order, frequency, adaptive state, metric or
+ * catalog row moves. Victims the catalog writer already reclaimed come
+ * first, then the policy's.
+ *
+ * @param n          most victims wanted
+ * @param[out] out   array of n entries; the first *count are filled
+ * @param[out] count victims listed (fewer than n when fewer are cached)
+ *
+ * Ownership: out is the caller's.
+ * Thread-safety: any thread; takes the manager lock once. The answer is a
+ *   snapshot: a hit, pin or release afterwards changes the order.
+ * Errors: KVBM_E_INVAL (NULL mgr, out or count), KVBM_E_UNSUPPORTED (the
+ *   policy cannot preview: lineage, priority, s3fifo), KVBM_E_NOMEM.
+ */
+KVBM_API kvbm_status kvbm_peek_victims(kvbm_manager *mgr, uint32_t n, kvbm_victim *out,
+				       uint32_t *count);
+
+/**
+ * Stage blocks of dst with what src knows of hashes: blocks[i] gets
+ * hashes[i] with the lineage (parent, position) src's block of that hash
+ * has, as kvbm_stage_lineage() would. For a block copied from a higher
+ * tier into a lower one; register the results with kvbm_register_batch().
+ * Frequency, priority and tokens are not copied: the lower tier's policy
+ * learns its own.
+ *
+ * @param dst     manager whose mutable blocks are staged
+ * @param blocks  n mutable guards of dst; consumed on success
+ * @param src     manager that holds every hash (registered, any pool)
+ * @param hashes  n sequence hashes
+ * @param[out] out n complete guards of dst
+ *
+ * Ownership: on KVBM_OK the blocks are consumed and the caller owns out;
+ *   on error nothing changes.
+ * Thread-safety: any thread; takes src's lock, then dst's, never both.
+ * Errors: KVBM_E_INVAL (NULL, dst == src, different block sizes),
+ *   KVBM_E_NOTFOUND (src does not hold some hash: the message names it),
+ *   KVBM_E_STALE (some block is not a live mutable guard of dst, or is
+ *   named twice). The message is recorded on dst.
+ */
+KVBM_API kvbm_status kvbm_stage_from(kvbm_manager *dst, const kvbm_mutable *blocks,
+				     uint32_t n, kvbm_manager *src, const kvbm_hash *hashes,
+				     kvbm_complete *out);
+
+/** Most tiers of one hierarchy. */
+#define KVBM_TIERS_MAX 8
+
+typedef struct kvbm_hierarchy kvbm_hierarchy;
+
+/**
+ * Tie n managers into a hierarchy, fastest tier first (tiers[0] is the
+ * one a request reads from, e.g. G1). The managers stay the caller's and
+ * must outlive the hierarchy; their tier names must differ.
+ *
+ * Ownership: the caller owns *out and frees it with kvbm_hierarchy_free().
+ * Thread-safety: any thread.
+ * Errors: KVBM_E_INVAL (NULL, n == 0 or above KVBM_TIERS_MAX, a manager
+ *   named twice, two tiers with one name), KVBM_E_NOMEM. The message goes
+ *   to tiers[0] when there is one.
+ */
+KVBM_API kvbm_status kvbm_hierarchy_create(kvbm_manager *const *tiers, uint32_t n,
+					   kvbm_hierarchy **out);
+
+/** Free a hierarchy (not its managers). NULL is a no-op. */
+KVBM_API void kvbm_hierarchy_free(kvbm_hierarchy *h);
+
+/** Number of tiers of h. Thread-safety: any thread. */
+KVBM_API uint32_t kvbm_hierarchy_tiers(const kvbm_hierarchy *h);
+
+/**
+ * Which tiers hold each hash of a chain, and the onboarding plan: the
+ * longest prefix the hierarchy holds, with the fastest tier of each block.
+ * Takes each tier's lock once per 256 hashes, fastest first, and looks
+ * up all of them in it before going on, so no lock is taken per hash and
+ * no two are held at once. Changes nothing: no hit, recency or metric.
+ *
+ * @param hashes      sequence hashes of consecutive blocks
+ * @param[out] masks  n masks (may be NULL): bit t set if tier t holds hashes[i]
+ * @param[out] fastest n entries (may be NULL): the lowest tier index holding
+ *                    hashes[i], or 0xff if none holds it
+ * @param[out] prefix length of the prefix every block of which some tier
+ *                    holds (may be NULL): the onboarding plan is fastest[0..prefix)
+ *
+ * Ownership: the arrays are the caller's.
+ * Thread-safety: any thread. A block moving between tiers during the call
+ *   (offloaded below, then evicted above, as the protocol orders it) is
+ *   seen in at least one of them.
+ * Errors: KVBM_E_INVAL (NULL h, NULL hashes with n > 0).
+ */
+KVBM_API kvbm_status kvbm_hierarchy_lookup(kvbm_hierarchy *h, const kvbm_hash *hashes,
+					   uint32_t n, uint8_t *masks, uint8_t *fastest,
+					   uint32_t *prefix);
 /** @} */
 
 #ifdef __cplusplus

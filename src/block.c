@@ -165,7 +165,21 @@ static kvbm_status stage(kvbm_manager *mgr, kvbm_mutable block, kvbm_hash seq_ha
 		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot keep the tokens of block %u",
 				  block.block);
 	}
-	struct kvbm__slot *s = &mgr->slots[block.block];
+	*out = kvbm__stage_locked(mgr, block.block, seq_hash, parent, position);
+	KVBM_UNLOCK(mgr);
+	return KVBM_OK;
+}
+
+bool kvbm__mutable_live(const kvbm_manager *mgr, kvbm_mutable h)
+{
+	return slot_handle_ok(mgr, h.block, h.gen, KVBM__SLOT_MUTABLE);
+}
+
+kvbm_complete kvbm__stage_locked(kvbm_manager *mgr, uint32_t b, kvbm_hash seq_hash,
+				 kvbm_hash parent, uint32_t position)
+{
+	struct kvbm__slot *s = &mgr->slots[b];
+
 	s->state = KVBM__SLOT_STAGED;
 	s->gen = kvbm__next_gen(s->gen);
 	s->hash = seq_hash;
@@ -174,9 +188,7 @@ static kvbm_status stage(kvbm_manager *mgr, kvbm_mutable block, kvbm_hash seq_ha
 	mgr->n_mutable--;
 	mgr->n_staged++;
 	mgr->m.stagings++;
-	*out = (kvbm_complete){.block = block.block, .gen = s->gen};
-	KVBM_UNLOCK(mgr);
-	return KVBM_OK;
+	return (kvbm_complete){.block = b, .gen = s->gen};
 }
 
 kvbm_status kvbm_stage(kvbm_manager *mgr, kvbm_mutable block, kvbm_hash seq_hash,

@@ -177,6 +177,12 @@ uint32_t kvbm__journal_reclaim_locked(kvbm_manager *mgr, uint32_t target);
  * shutdown persists them as registered; lock held. */
 void kvbm__journal_unreclaim_locked(kvbm_manager *mgr);
 
+/* Staging (block.c); lock held. stage_locked: a live mutable block takes
+ * the hash and lineage (position 0 drops the parent). */
+bool kvbm__mutable_live(const kvbm_manager *mgr, kvbm_mutable h);
+kvbm_complete kvbm__stage_locked(kvbm_manager *mgr, uint32_t b, kvbm_hash seq_hash,
+				 kvbm_hash parent, uint32_t position);
+
 /* References (block.c); lock held. */
 kvbm_status kvbm__refs_reserve(kvbm_manager *mgr, uint32_t n);
 kvbm_immutable kvbm__ref_new(kvbm_manager *mgr, uint32_t b); /* after reserve */

@@ -220,7 +220,9 @@ static kvbm_status check_identity(struct kvbm__catalog *cat, bool *discarded)
 	const kvbm_status st_id = write_identity(cat, exists);
 	if (st_id != KVBM_OK)
 		return st_id;
-	*discarded = !matches || !exists;
+	/* A tier whose block memory died with its process holds nothing its
+	 * rows describe. */
+	*discarded = !matches || !exists || mgr->cfg.memory_volatile;
 	if (*discarded) {
 		if ((rc = discard_rows(cat)) != SQLITE_OK)
 			return kvbm__sql_fail(mgr, cat->db, rc, "discard catalog rows");

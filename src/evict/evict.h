@@ -77,6 +77,12 @@ struct kvbm__evict_ops {
 	 * block_count), and then the policy is unchanged. */
 	size_t (*state_export)(void *st, uint8_t *buf, size_t cap);
 	kvbm_status (*state_import)(void *st, const uint8_t *buf, size_t len);
+	/* Optional (NULL: previews unsupported): the next n victims, in the
+	 * order victim() would return them if nothing else happened, into
+	 * out; returns how many (fewer when the pool holds fewer). Changes
+	 * nothing, not even the adaptive state victim() would update.
+	 * scratch holds 2n + 1 entries for the policy's own use. */
+	uint32_t (*peek)(void *st, uint32_t n, uint32_t *out, uint32_t *scratch);
 };
 
 /* The ops of a policy, or NULL for a value outside kvbm_evict_policy. */

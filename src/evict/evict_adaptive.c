@@ -336,6 +336,34 @@ static kvbm_status ad_state_import(void *st, const uint8_t *buf, size_t len)
 	return KVBM_OK;
 }
 
+/* ad_victim's choice replayed on cursors: an eviction moves the counts
+ * in recent[] and the ghost, neither of which the choice reads, and leaves
+ * p alone. */
+static uint32_t ad_peek(void *st, uint32_t n, uint32_t *out, uint32_t *scratch)
+{
+	const struct adaptive *a = st;
+	uint32_t at[2] = {a->lists[T1].head, a->lists[T2].head};
+	uint64_t t1 = a->lists[T1].size;
+	uint32_t got = 0;
+
+	(void)scratch;
+	while (got < n && (at[T1] != KVBM__LIST_NIL || at[T2] != KVBM__LIST_NIL)) {
+		int l;
+		if (at[T2] == KVBM__LIST_NIL)
+			l = T1;
+		else if (at[T1] == KVBM__LIST_NIL)
+			l = T2;
+		else if (t1 * P_ONE > a->p)
+			l = T1;
+		else
+			l = a->node[at[T1]].key < a->node[at[T2]].key ? T1 : T2;
+		out[got++] = at[l];
+		at[l] = a->next[at[l]];
+		t1 -= l == T1;
+	}
+	return got;
+}
+
 const struct kvbm__evict_ops kvbm__evict_adaptive = {
 	.name = "adaptive",
 	.create = ad_create,
@@ -343,6 +371,7 @@ const struct kvbm__evict_ops kvbm__evict_adaptive = {
 	.insert = ad_insert,
 	.remove = ad_remove,
 	.victim = ad_victim,
+	.peek = ad_peek,
 	.order_key = ad_order_key,
 	.touch = ad_touch,
 	.frequency = ad_frequency,

@@ -187,6 +187,27 @@ static void arc_restore_frequency(void *st, kvbm_hash hash, uint32_t freq)
 	a->stashed = true;
 }
 
+/* arc_victim's choice replayed on cursors: evicting changes the list
+ * sizes but not p, so the sequence follows from the two lists alone. */
+static uint32_t arc_peek(void *st, uint32_t n, uint32_t *out, uint32_t *scratch)
+{
+	const struct arc *a = st;
+	uint32_t size[2] = {a->lists[T1].size, a->lists[T2].size};
+	uint32_t at[2] = {a->lists[T1].head, a->lists[T2].head};
+	uint32_t got = 0;
+
+	(void)scratch;
+	while (got < n) {
+		const int l = size[T1] > 0 && (size[T1] > a->p || size[T2] == 0) ? T1 : T2;
+		if (at[l] == KVBM__LIST_NIL)
+			break;
+		out[got++] = at[l];
+		at[l] = a->next[at[l]];
+		size[l]--;
+	}
+	return got;
+}
+
 const struct kvbm__evict_ops kvbm__evict_arc = {
 	.name = "arc",
 	.create = arc_create,
@@ -194,6 +215,7 @@ const struct kvbm__evict_ops kvbm__evict_arc = {
 	.insert = arc_insert,
 	.remove = arc_remove,
 	.victim = arc_victim,
+	.peek = arc_peek,
 	.order_key = arc_order_key,
 	.touch = arc_touch,
 	.frequency = arc_frequency,

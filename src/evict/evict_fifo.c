@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "evict.h"
+#include "evict_heap.h"
 
 #define NIL UINT32_MAX
 
@@ -127,6 +128,13 @@ static uint64_t fifo_order_key(void *st, uint32_t b)
 	return f->key[b];
 }
 
+static uint32_t fifo_peek(void *st, uint32_t n, uint32_t *out, uint32_t *scratch)
+{
+	const struct fifo *f = st;
+
+	return kvbm__heap_peek_ids(f->heap, f->size, f->key, n, out, scratch);
+}
+
 const struct kvbm__evict_ops kvbm__evict_fifo = {
 	.name = "fifo",
 	.create = fifo_create,
@@ -134,5 +142,6 @@ const struct kvbm__evict_ops kvbm__evict_fifo = {
 	.insert = fifo_insert,
 	.remove = fifo_remove,
 	.victim = fifo_victim,
+	.peek = fifo_peek,
 	.order_key = fifo_order_key,
 };

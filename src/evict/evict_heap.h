@@ -104,4 +104,51 @@ static inline uint32_t kvbm__heap_min(const struct kvbm__heap *h)
 	return h->size ? h->ids[0] : UINT32_MAX;
 }
 
+/* The n smallest-key entries of a binary heap (ids in heap order, key per
+ * block), smallest first, without touching it: a second heap of candidate
+ * positions starts at the root, and each position taken adds its two
+ * children, so it never holds more than 2n + 1 (scratch). Equal keys come
+ * out in an order the real heap's pops need not share; kvbm's keys are
+ * release ticks, which are unique. */
+static inline uint32_t kvbm__heap_peek_ids(const uint32_t *ids, uint32_t size, const uint64_t *key,
+					   uint32_t n, uint32_t *out, uint32_t *scratch)
+{
+	uint32_t got = 0, cand = 0;
+
+#define KVBM__PK(i) key[ids[scratch[i]]]
+	if (size)
+		scratch[cand++] = 0;
+	while (got < n && cand) {
+		const uint32_t pos = scratch[0];
+		out[got++] = ids[pos];
+		/* pop the candidate heap's root, then push pos's children */
+		scratch[0] = scratch[--cand];
+		for (uint32_t i = 0;;) {
+			uint32_t c = 2 * i + 1;
+			if (c >= cand)
+				break;
+			if (c + 1 < cand && KVBM__PK(c + 1) < KVBM__PK(c))
+				c++;
+			if (KVBM__PK(c) >= KVBM__PK(i))
+				break;
+			const uint32_t t = scratch[i];
+			scratch[i] = scratch[c];
+			scratch[c] = t;
+			i = c;
+		}
+		for (uint32_t child = 2 * pos + 1; child <= 2 * pos + 2 && child < size; child++) {
+			uint32_t i = cand++;
+			scratch[i] = child;
+			while (i > 0 && KVBM__PK((i - 1) / 2) > KVBM__PK(i)) {
+				const uint32_t t = scratch[i];
+				scratch[i] = scratch[(i - 1) / 2];
+				scratch[(i - 1) / 2] = t;
+				i = (i - 1) / 2;
+			}
+		}
+	}
+#undef KVBM__PK
+	return got;
+}
+
 #endif /* KVBM_EVICT_HEAP_H */

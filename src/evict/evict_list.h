@@ -84,4 +84,15 @@ static inline void kvbm__dlist_unlink(uint32_t *prev, uint32_t *next, struct kvb
 	l->size--;
 }
 
+/* Up to n entries of a list from its head, oldest first. */
+static inline uint32_t kvbm__dlist_peek(const uint32_t *next, const struct kvbm__dlist *l,
+					uint32_t n, uint32_t *out)
+{
+	uint32_t got = 0;
+
+	for (uint32_t b = l->head; got < n && b != KVBM__LIST_NIL; b = next[b])
+		out[got++] = b;
+	return got;
+}
+
 #endif /* KVBM_EVICT_LIST_H */

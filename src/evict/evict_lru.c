@@ -83,6 +83,14 @@ static uint64_t lru_order_key(void *st, uint32_t b)
 	return l->key[b];
 }
 
+static uint32_t lru_peek(void *st, uint32_t n, uint32_t *out, uint32_t *scratch)
+{
+	const struct lru *l = st;
+
+	(void)scratch;
+	return kvbm__dlist_peek(l->next, &l->order, n, out);
+}
+
 const struct kvbm__evict_ops kvbm__evict_lru = {
 	.name = "lru",
 	.create = lru_create,
@@ -91,4 +99,5 @@ const struct kvbm__evict_ops kvbm__evict_lru = {
 	.remove = lru_remove,
 	.victim = lru_victim,
 	.order_key = lru_order_key,
+	.peek = lru_peek,
 };

@@ -175,6 +175,18 @@ static uint64_t mlru_order_key(void *st, uint32_t b)
 	return ((const struct mlru *)st)->key[b];
 }
 
+/* Victims leave the coldest tier first and change no frequency. */
+static uint32_t mlru_peek(void *st, uint32_t n, uint32_t *out, uint32_t *scratch)
+{
+	const struct mlru *m = st;
+	uint32_t got = 0;
+
+	(void)scratch;
+	for (int t = 0; t < TIERS && got < n; t++)
+		got += kvbm__dlist_peek(m->next, &m->tier_list[t], n - got, out + got);
+	return got;
+}
+
 const struct kvbm__evict_ops kvbm__evict_multi_lru = {
 	.name = "multi-lru",
 	.create = mlru_create,
@@ -182,6 +194,7 @@ const struct kvbm__evict_ops kvbm__evict_multi_lru = {
 	.insert = mlru_insert,
 	.remove = mlru_remove,
 	.victim = mlru_victim,
+	.peek = mlru_peek,
 	.order_key = mlru_order_key,
 	.touch = mlru_touch,
 	.frequency = mlru_frequency,

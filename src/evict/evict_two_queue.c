@@ -155,6 +155,16 @@ static void tq_restore_frequency(void *st, kvbm_hash hash, uint32_t freq)
 	t->stashed = true;
 }
 
+/* Probation drains before protected, and a victim moves nothing else. */
+static uint32_t tq_peek(void *st, uint32_t n, uint32_t *out, uint32_t *scratch)
+{
+	const struct tq *t = st;
+	uint32_t got = kvbm__dlist_peek(t->next, &t->queues[PROBATION], n, out);
+
+	(void)scratch;
+	return got + kvbm__dlist_peek(t->next, &t->queues[PROTECTED], n - got, out + got);
+}
+
 const struct kvbm__evict_ops kvbm__evict_two_queue = {
 	.name = "2q",
 	.create = tq_create,
@@ -162,6 +172,7 @@ const struct kvbm__evict_ops kvbm__evict_two_queue = {
 	.insert = tq_insert,
 	.remove = tq_remove,
 	.victim = tq_victim,
+	.peek = tq_peek,
 	.order_key = tq_order_key,
 	.touch = tq_touch,
 	.frequency = tq_frequency,
