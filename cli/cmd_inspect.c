@@ -32,6 +32,30 @@ static sqlite3 *start(struct cli *cli, int argc, char **argv, struct opt *opts, 
 	return db;
 }
 
+/* Per tier, as the TEMP table kv_presence(tier, registered, in_other_tiers):
+ * its registered blocks, and how many of their hashes another tier of the
+ * file also holds (a hierarchy keeps copies of a block in several tiers).
+ * Sorting by hash once keeps it O(n log n) on any size of catalog. */
+static int cross_tier(const struct cli *cli, sqlite3 *db)
+{
+	int rc = cli_registered(cli, db, CLI_ROWS);
+
+	if (rc == EXIT_OK &&
+	    sqlite3_exec(db,
+			 "CREATE TEMP TABLE kv_hash_tiers (seq_hash INTEGER PRIMARY KEY, tiers INTEGER)"
+			 " WITHOUT ROWID;"
+			 "INSERT INTO kv_hash_tiers SELECT seq_hash, count(DISTINCT tier_id) FROM kv_rows"
+			 " WHERE live GROUP BY seq_hash;"
+			 "CREATE TEMP TABLE kv_presence AS SELECT t.name AS tier,"
+			 " count(r.id) AS registered, coalesce(sum(h.tiers > 1), 0) AS in_other_tiers"
+			 " FROM kv_tier t LEFT JOIN kv_rows r ON r.tier_id = t.tier_id AND r.live"
+			 " LEFT JOIN kv_hash_tiers h ON h.seq_hash = r.seq_hash GROUP BY t.tier_id",
+			 NULL, NULL, NULL) != SQLITE_OK)
+		rc = cli_error(cli, "cannot count blocks of %s across tiers: %s", cli->db,
+			       sqlite3_errmsg(db));
+	return rc;
+}
+
 int cmd_info(struct cli *cli, int argc, char **argv)
 {
 	struct opt opts[] = {{"table", false, NULL}, {NULL, false, NULL}};
@@ -43,6 +67,10 @@ int cmd_info(struct cli *cli, int argc, char **argv)
 	/* Twenty columns make a table wider than any terminal: one
 	 * "key: value" line each, unless --table asks for the table. */
 	cli->records = opts[0].value == NULL;
+	if ((rc = cross_tier(cli, db)) != EXIT_OK) {
+		sqlite3_close(db);
+		return rc;
+	}
 	rc = cli_query(cli, db,
 		       "SELECT h.tier, m.block_size, m.block_count, m.hash_algorithm,"
 		       " m.hash_encoding, m.hash_seed, " HEX("m.hash_salt") " AS hash_salt,"
@@ -50,25 +78,12 @@ int cmd_info(struct cli *cli, int argc, char **argv)
 		       " datetime(m.created_at / 1000, 'unixepoch') AS created,"
 		       " h.schema_version, h.file_schema_version, h.incarnation, h.shutdown,"
 		       " h.opened, h.last_commit, h.last_clean_shutdown, h.restored_blocks,"
-		       " h.vetoed_blocks, h.commits, h.failures"
-		       " FROM catalog_health h JOIN meta m USING (tier) ORDER BY h.tier",
+		       " h.vetoed_blocks, h.commits, h.failures, p.registered AS registered_blocks,"
+		       " p.in_other_tiers"
+		       " FROM catalog_health h JOIN meta m USING (tier) JOIN kv_presence p USING (tier)"
+		       " ORDER BY h.tier",
 		       false, NULL);
 	sqlite3_close(db);
-	return rc;
-}
-
-/* Registered rows per tier, as the TEMP table kv_count(tier, registered). */
-static int count_registered(const struct cli *cli, sqlite3 *db)
-{
-	int rc = cli_registered(cli, db, 0);
-
-	if (rc == EXIT_OK &&
-	    sqlite3_exec(db,
-			 "CREATE TEMP TABLE kv_count AS SELECT t.name AS tier,"
-			 " (SELECT count(*) FROM block_rows b WHERE " CLI_TIER_RANGE("t", "b")
-			 " AND " CLI_LIVE("t", "b") ") AS registered FROM kv_tier t",
-			 NULL, NULL, NULL) != SQLITE_OK)
-		rc = cli_error(cli, "cannot count blocks of %s: %s", cli->db, sqlite3_errmsg(db));
 	return rc;
 }
 
@@ -79,11 +94,12 @@ int cmd_stats(struct cli *cli, int argc, char **argv)
 
 	if (!db)
 		return rc;
-	if ((rc = count_registered(cli, db)) != EXIT_OK)
+	if ((rc = cross_tier(cli, db)) != EXIT_OK)
 		goto out;
 #define STAT(name) "(SELECT value FROM stats s WHERE s.tier = m.tier AND s.name = '" name "')"
 	rc = cli_query(cli, db,
 		       "SELECT m.tier, m.block_count, c.registered, m.block_count - c.registered AS free,"
+		       " c.in_other_tiers,"
 		       " " STAT("allocations") " AS allocations,"
 		       " " STAT("evictions") " AS evictions,"
 		       " " STAT("registrations") " AS registrations,"
@@ -93,7 +109,7 @@ int cmd_stats(struct cli *cli, int argc, char **argv)
 			       "match_hashes_requested") ", 0), 4) AS match_hit_rate,"
 		       " " STAT("catalog_commits") " AS commits,"
 		       " " STAT("catalog_failures") " AS failures"
-		       " FROM meta m JOIN kv_count c USING (tier) ORDER BY m.tier",
+		       " FROM meta m JOIN kv_presence c USING (tier) ORDER BY m.tier",
 		       false, NULL);
 #undef STAT
 out:

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "cmd_replay_tiers.h"
 #include "replay.h"
 
 static void progress_bar(uint32_t done, uint32_t total, void *user)
@@ -51,7 +52,7 @@ int cmd_replay(struct cli *cli, int argc, char **argv)
 			     {"block-size", true, NULL}, {"restart-at", true, NULL},
 			     {"sigkill", false, NULL},	 {"opt", false, NULL},
 			     {"max-line", true, NULL},	 {"max-refs", true, NULL},
-			     {NULL, false, NULL}};
+			     {"tiers", true, NULL},	 {NULL, false, NULL}};
 	struct kvbm_trace_limits lim = {0};
 	uint32_t max_refs = 0;
 	char *pos[1], err[512], policies[256], usage[1024];
@@ -67,10 +68,14 @@ int cmd_replay(struct cli *cli, int argc, char **argv)
 		return rc > 0 ? EXIT_OK : EXIT_USAGE;
 	if (n != 1)
 		return cli_usage(cli, "give the TRACE file to replay");
-	if (!opts[0].value || !cli_parse_u32(opts[0].value, &o.capacity) || o.capacity == 0)
-		return cli_usage(cli, "--capacity N (blocks, at least 1) is required");
+	const char *tiers = opts[8].value;
+	if (tiers && (opts[0].value || opts[4].value || opts[5].value))
+		return cli_usage(cli, "--tiers replaces --capacity, and runs without --sigkill or --opt");
+	if (!tiers && (!opts[0].value || !cli_parse_u32(opts[0].value, &o.capacity) ||
+		       o.capacity == 0))
+		return cli_usage(cli, "--capacity N (blocks, at least 1) or --tiers N,N[,N] is required");
 	o.policy = KVBM_EVICT_LRU;
-	if (opts[1].value && !parse_policy(opts[1].value, &o.policy))
+	if (!tiers && opts[1].value && !parse_policy(opts[1].value, &o.policy))
 		return cli_usage(cli, "--policy must be one of: %s (lru when not given), not '%s'",
 				 policies, opts[1].value);
 	if (opts[2].value && !cli_parse_u32(opts[2].value, &o.block_size))
@@ -103,6 +108,12 @@ int cmd_replay(struct cli *cli, int argc, char **argv)
 		return cli_usage(cli, "--restart-at %u is past the end of %s: it has %u request%s"
 				 " (restart points 1..%u)", o.restart_at, pos[0], count,
 				 count == 1 ? "" : "s", count - 1);
+	}
+	if (tiers) {
+		rc = cli_replay_tiers(cli, pos[0], &t, tiers, opts[1].value, o.block_size,
+				      o.restart_at);
+		kvbm_trace_free(&t);
+		return rc;
 	}
 	if (kvbm_replay_run(&t, &o, &r, err, sizeof(err)) != 0) {
 		kvbm_trace_free(&t);

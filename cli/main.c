@@ -47,7 +47,12 @@ static const struct cmd commands[] = {
 	 "kvbm-catalog --db PATH sql \"SELECT ...\" [--json]"},
 	{"replay", cmd_replay, "replay a request trace against a real manager",
 	 "kvbm-catalog [--db PATH] replay TRACE --capacity N [--policy NAME] [--block-size N] "
-	 "[--restart-at N] [--sigkill] [--opt] [--max-line BYTES] [--max-refs N] [--json]"},
+	 "[--restart-at N] [--sigkill] [--opt] [--max-line BYTES] [--max-refs N] [--json]\n"
+	 "       kvbm-catalog [--db PATH] replay TRACE --tiers N,N[,N] [--policy NAME[,NAME...]] "
+	 "[--block-size N] [--restart-at N] [--json]\n"
+	 "  --tiers: a hierarchy G1,G2,..., fastest first; G1 offloads its victims to G2"
+	 " before evicting, a miss in G1 is onboarded from the fastest tier holding it;"
+	 " with --db and --restart-at, G1 (volatile) restarts cold and the others warm"},
 	{"demo", cmd_demo, "warm restart demo: crash, restart from the catalog, compare",
 	 "kvbm-catalog [--db PATH] demo [TRACE] [--capacity N] [--policy NAME] [--split PERCENT]"},
 };

@@ -87,4 +87,34 @@ int kvbm_replay_run(const struct kvbm_trace *t, const struct kvbm_replay_opts *o
  * capacity (a request's blocks are all resident while it is served). */
 uint64_t kvbm_replay_belady(const struct kvbm_trace *t, uint32_t capacity);
 
+/* A hierarchy replay (`replay --tiers`, replay_tiers.c): tier 0 is G1,
+ * whose memory never survives a restart; the lower tiers restore from the
+ * catalog. Each tier at least as large as the one above it. */
+struct kvbm_tiers_opts {
+	uint32_t n;                                /* tiers, 1..KVBM_TIERS_MAX */
+	uint32_t capacity[KVBM_TIERS_MAX];         /* blocks per tier */
+	kvbm_evict_policy policy[KVBM_TIERS_MAX];  /* each tier's own policy */
+	const char *names[KVBM_TIERS_MAX];         /* tier names, "G1".. */
+	uint32_t block_size;                       /* default 16 */
+	const char *db;                            /* one catalog file for every tier, or NULL */
+	uint32_t restart_at;                       /* 0 = never; else crash + reopen before request N */
+	void (*progress)(uint32_t done, uint32_t total, void *user);
+	void *progress_user;
+};
+
+struct kvbm_tiers_result {
+	uint64_t requests, block_refs;
+	uint64_t hits[KVBM_TIERS_MAX];      /* blocks served from each tier */
+	uint64_t evictions[KVBM_TIERS_MAX]; /* blocks each tier evicted */
+	uint64_t offloaded[KVBM_TIERS_MAX]; /* blocks copied from tier t to t + 1 */
+	uint64_t onboarded;                 /* blocks copied up into G1 */
+	uint32_t restored[KVBM_TIERS_MAX];  /* blocks each tier restored at the restart */
+	uint64_t after_refs, after_hits;    /* the window after the restart */
+	uint64_t uninterrupted_after_hits;  /* the same window without the crash */
+	double seconds;
+};
+
+int kvbm_replay_tiers_run(const struct kvbm_trace *t, const struct kvbm_tiers_opts *opts,
+			  struct kvbm_tiers_result *out, char *err, size_t errlen);
+
 #endif /* KVBM_REPLAY_H */

@@ -993,6 +993,75 @@ class Replay(CliCase):
                                "--restart-at", "159", "--json").stdout)
         self.assertEqual((r["requests"], r["restart_at"]), (160, 159))
 
+    def tiers(self, *args):
+        return json.loads(self.ok("replay", self.trace, "--json", *args).stdout)
+
+    def test_one_tier_is_the_plain_replay(self):
+        one = self.tiers("--tiers", "100")
+        plain = self.replay()
+        self.assertEqual(one["hits"], plain["hits"])
+        self.assertEqual(one["tiers"][0]["evictions"], plain["evictions"])
+        self.assertEqual(one["onboarded"], 0)
+
+    def test_tiers_count_hits_per_tier_within_the_bounds(self):
+        """G1 alone is a 60-block LRU; the hierarchy holds at most 60 + 140
+        blocks, so it hits at least what G1 alone does and at most what
+        Belady's optimum does at 200 blocks; every lower-tier hit is a block
+        onboarded into G1."""
+        r = self.tiers("--tiers", "60,140")
+        g1 = json.loads(self.ok("replay", self.trace, "--capacity", "60", "--json").stdout)
+        opt = json.loads(self.ok("replay", self.trace, "--capacity", "200", "--opt",
+                                 "--json").stdout)
+        g1_hits, g2_hits = r["tiers"][0]["hits"], r["tiers"][1]["hits"]
+        self.assertEqual(r["hits"], g1_hits + g2_hits)
+        self.assertEqual(r["onboarded"], g2_hits)
+        self.assertGreater(g2_hits, 0)
+        self.assertGreaterEqual(r["hits"], g1["hits"])
+        self.assertLessEqual(r["hit_rate"], opt["opt_hit_rate"])
+        self.assertGreater(r["tiers"][0]["offloaded"], 0)
+        self.assertEqual([t["policy"] for t in r["tiers"]], ["lru", "lru"])
+        mixed = self.tiers("--tiers", "60,140", "--policy", "lru,2q")
+        self.assertEqual([t["policy"] for t in mixed["tiers"]], ["lru", "2q"])
+
+    def test_tiers_usage_errors(self):
+        self.fails(2, "--tiers replaces --capacity", "replay", self.trace, "--tiers", "10,20",
+                   "--capacity", "10")
+        self.fails(2, "'x' is not a positive number", "replay", self.trace, "--tiers", "10,x")
+        self.fails(2, "one per tier (2)", "replay", self.trace, "--tiers", "10,20",
+                   "--policy", "lru,lru,lru")
+        self.fails(1, "at least as many as the one above", "replay", self.trace, "--tiers",
+                   "20,10")
+
+    def test_tiers_restart_g2_warm_g1_cold(self):
+        """With one catalog file for both tiers, a crash brings G2 back from
+        its rows and G1 (volatile) back empty; info and stats count the
+        hashes both tiers hold, as the blocks view says."""
+        db = self.path("tiers.db")
+        self.fails(2, "--restart-at needs --db", "replay", self.trace, "--tiers", "60,140",
+                   "--restart-at", "100")
+        r = json.loads(self.ok("--db", db, "replay", self.trace, "--json", "--tiers", "60,140",
+                               "--restart-at", "100").stdout)
+        self.assertEqual(r["restart_at"], 100)
+        self.assertEqual(r["tiers"][0]["restored"], 0)
+        self.assertGreater(r["tiers"][1]["restored"], 0)
+        self.assertGreater(r["after_restart_hits"], 0)
+        info = {t["tier"]: t for t in self.json_ok("--db", db, "info")}
+        self.assertEqual(set(info), {"G1", "G2"})
+        with sqlite3.connect(db) as c:
+            live = c.execute("SELECT tier, seq_hash FROM blocks WHERE seq_hash IS NOT NULL"
+                             ).fetchall()
+        by_hash = {}
+        for tier, h in live:
+            by_hash.setdefault(h, set()).add(tier)
+        for tier in ("G1", "G2"):
+            mine = [h for t, h in live if t == tier]
+            self.assertEqual(info[tier]["registered_blocks"], len(mine))
+            self.assertEqual(info[tier]["in_other_tiers"],
+                             sum(1 for h in mine if len(by_hash[h]) > 1))
+        self.assertGreater(info["G1"]["in_other_tiers"], 0)
+        stats = {t["tier"]: t for t in self.json_ok("--db", db, "stats")}
+        self.assertEqual(stats["G2"]["in_other_tiers"], info["G2"]["in_other_tiers"])
+
     def test_sigkill_reports_the_childs_own_error(self):
         """The child replaying the first part fails: its message, not only
         that it failed, reaches stderr, as an in-process restart's does."""
