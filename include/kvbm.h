@@ -1559,6 +1559,8 @@ KVBM_API uint32_t kvbm_hierarchy_tiers(const kvbm_hierarchy *h);
  * Takes each tier's lock once per 256 hashes, fastest first, and looks
  * up all of them in it before going on, so no lock is taken per hash and
  * no two are held at once. Changes nothing: no hit, recency or metric.
+ * Without masks a lower tier is asked only for the hashes no faster tier
+ * holds, which is all an onboarding plan needs (cheaper when G1 hits).
  *
  * @param hashes      sequence hashes of consecutive blocks
  * @param[out] masks  n masks (may be NULL): bit t set if tier t holds hashes[i]

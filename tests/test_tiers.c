@@ -351,7 +351,13 @@ static void test_hierarchy_lookup_matches_each_tier(void **state)
 		}
 		assert_int_equal(prefix, want_prefix);
 		assert_true(prefix >= plen);
+		/* Without masks, lower tiers are asked only for what faster
+		 * ones lack: the plan must not change. */
+		static uint8_t plan[N];
 		uint32_t prefix_only = 0;
+		assert_int_equal(kvbm_hierarchy_lookup(h, hashes, N, NULL, plan, &prefix_only), KVBM_OK);
+		assert_int_equal(prefix_only, prefix);
+		assert_memory_equal(plan, fastest, N);
 		assert_int_equal(kvbm_hierarchy_lookup(h, hashes, N, NULL, NULL, &prefix_only), KVBM_OK);
 		assert_int_equal(prefix_only, prefix);
 	}

@@ -55,20 +55,27 @@ uint32_t kvbm_hierarchy_tiers(const kvbm_hierarchy *h)
 	return h ? h->n : 0;
 }
 
-/* Set bit `bit` of masks[i] for every hash the tier holds. */
+/* Set bit `bit` of masks[i] for every hash the tier holds; with
+ * `unresolved`, only for hashes no faster tier holds (masks[i] == 0): an
+ * onboarding plan needs only the fastest tier of each block. */
 static void probe_tier(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n, uint8_t bit,
-		       uint8_t *masks)
+		       bool unresolved, uint8_t *masks)
 {
 	const struct kvbm__registry *r = &mgr->registry;
+	uint32_t at[BATCH];
 
 	KVBM_LOCK(mgr);
-	for (uint32_t i = 0; i < n; i += BATCH) {
-		const uint32_t len = n - i < BATCH ? n - i : BATCH;
+	for (uint32_t i = 0; i < n;) {
+		uint32_t len = 0;
+		for (; i < n && len < BATCH; i++) {
+			if (unresolved && masks[i])
+				continue;
+			kvbm__registry_prefetch(r, hashes[i]);
+			at[len++] = i;
+		}
 		for (uint32_t j = 0; j < len; j++)
-			kvbm__registry_prefetch(r, hashes[i + j]);
-		for (uint32_t j = 0; j < len; j++)
-			if (kvbm__registry_find(r, hashes[i + j]) != KVBM__NIL)
-				masks[i + j] |= (uint8_t)(1u << bit);
+			if (kvbm__registry_find(r, hashes[at[j]]) != KVBM__NIL)
+				masks[at[j]] |= (uint8_t)(1u << bit);
 	}
 	KVBM_UNLOCK(mgr);
 }
@@ -91,7 +98,7 @@ kvbm_status kvbm_hierarchy_lookup(kvbm_hierarchy *h, const kvbm_hash *hashes, ui
 		/* Fastest first: the offload protocol registers a block below
 		 * before it leaves above, so a block on its way down is seen. */
 		for (uint32_t t = 0; t < h->n; t++)
-			probe_tier(h->tiers[t], hashes + at, len, (uint8_t)t, m);
+			probe_tier(h->tiers[t], hashes + at, len, (uint8_t)t, !masks && t > 0, m);
 		for (uint32_t j = 0; j < len; j++) {
 			if (fastest)
 				fastest[at + j] = m[j] ? (uint8_t)__builtin_ctz(m[j]) : 0xff;
