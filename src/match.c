@@ -97,13 +97,18 @@ kvbm_status kvbm_contains(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n
 	uint32_t count = 0, run = 0;
 	bool in_prefix = true;
 	KVBM_LOCK(mgr);
-	for (uint32_t i = 0; i < n; i++) {
-		const bool p = kvbm__registry_find(&mgr->registry, hashes[i]) != KVBM__NIL;
-		if (present)
-			present[i] = p;
-		count += p;
-		in_prefix = in_prefix && p;
-		run += in_prefix;
+	for (uint32_t i = 0; i < n; i += CHUNK) {
+		const uint32_t len = n - i < CHUNK ? n - i : CHUNK;
+		for (uint32_t j = 0; j < len; j++)
+			kvbm__registry_prefetch(&mgr->registry, hashes[i + j]);
+		for (uint32_t j = 0; j < len; j++) {
+			const bool p = kvbm__registry_find(&mgr->registry, hashes[i + j]) != KVBM__NIL;
+			if (present)
+				present[i + j] = p;
+			count += p;
+			in_prefix = in_prefix && p;
+			run += in_prefix;
+		}
 	}
 	KVBM_UNLOCK(mgr);
 	if (n_present)
