@@ -47,6 +47,7 @@ from ._kvbm import (  # noqa: F401
     hash_chain,
     hash_salt,
     hash_sequence,
+    hierarchy_lookup,
     key_hash,
     key_hashes,
     strerror,

@@ -72,4 +72,9 @@ kvbm_py_handles *kvbm_py_handles_new(kvbm_py_manager *owner, int kind,
 /* The live manager of self or NULL with kvbm.Error (closed). */
 kvbm_manager *kvbm_py_mgr(kvbm_py_manager *self);
 
+/* tiers.c: Manager.peek_victims, Manager.stage_from, kvbm.hierarchy_lookup. */
+PyObject *kvbm_py_peek_victims(kvbm_py_manager *self, PyObject *arg);
+PyObject *kvbm_py_stage_from(kvbm_py_manager *self, PyObject *args);
+PyObject *kvbm_py_hierarchy_lookup(PyObject *module, PyObject *args);
+
 #endif

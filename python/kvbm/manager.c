@@ -116,13 +116,13 @@ static int manager_init(kvbm_py_manager *self, PyObject *args, PyObject *kw)
 				 "catalog_sync", "catalog_batch", "catalog_interval_ms",
 				 "catalog_reserve", "catalog_wait_ms", "catalog_max_failures",
 				 "catalog_busy_ms", "catalog_discard_mismatch", "events",
-				 "event_batch_max", "event_window_ms", NULL};
+				 "event_batch_max", "event_window_ms", "memory_volatile", NULL};
 	static const char *const dups[] = {"allow", "reject"};
 	static const char *const syncs[] = {"normal", "full", "off"};
 	kvbm_config cfg;
 	PyObject *policy = NULL, *catalog = Py_None, *events = Py_None, *path = NULL;
 	const char *dup = NULL, *sync = NULL;
-	int reset = 0, discard = 0, dupv = 0, syncv = 0;
+	int reset = 0, discard = 0, dupv = 0, syncv = 0, volatile_ = 0;
 	unsigned long long salt = 0;
 
 	if (self->mgr) {
@@ -130,13 +130,14 @@ static int manager_init(kvbm_py_manager *self, PyObject *args, PyObject *kw)
 		return -1;
 	}
 	kvbm_config_init(&cfg);
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "I|$IzOzpOzKzIIIIIIpOII", kwlist,
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "I|$IzOzpOzKzIIIIIIpOIIp", kwlist,
 					 &cfg.block_count, &cfg.block_size, &cfg.tier, &policy,
 					 &dup, &reset, &catalog, &cfg.model_fingerprint, &salt,
 					 &sync, &cfg.catalog_batch, &cfg.catalog_interval_ms,
 					 &cfg.catalog_reserve, &cfg.catalog_wait_ms,
 					 &cfg.catalog_max_failures, &cfg.catalog_busy_ms, &discard,
-					 &events, &cfg.event_batch_max, &cfg.event_window_ms))
+					 &events, &cfg.event_batch_max, &cfg.event_window_ms,
+					 &volatile_))
 		return -1;
 	if ((policy && parse_policy(policy, &cfg.evict_policy) < 0) ||
 	    parse_choice(dup, dups, 2, "dup_policy", &dupv) < 0 ||
@@ -146,6 +147,7 @@ static int manager_init(kvbm_py_manager *self, PyObject *args, PyObject *kw)
 	cfg.catalog_sync = (kvbm_sync)syncv;
 	cfg.reset_on_release = reset;
 	cfg.catalog_discard_mismatch = discard;
+	cfg.memory_volatile = volatile_;
 	cfg.hash_salt = salt;
 	if (catalog != Py_None) {
 		if (!PyUnicode_FSConverter(catalog, &path))
@@ -975,6 +977,16 @@ static PyMethodDef manager_methods[] = {
 	 "the eviction order alone."},
 	{"present", CF(manager_present), METH_O,
 	 "present(hashes) -> bytes\n\nOne 0/1 byte per hash (numpy: np.frombuffer(.., bool))."},
+	{"peek_victims", CF(kvbm_py_peek_victims), METH_O,
+	 "peek_victims(n) -> (blocks: array('I'), hashes: array('Q'))\n\n"
+	 "The next n cached blocks this tier would evict, in order, changing nothing\n"
+	 "(kvbm_peek_victims). kvbm.Unsupported for lineage, priority and s3fifo."},
+	{"stage_from", CF(kvbm_py_stage_from), METH_VARARGS,
+	 "stage_from(mutables, source, hashes) -> Handles\n\n"
+	 "Stage every mutable handle with hashes[i] and the lineage `source` (another\n"
+	 "Manager, the tier the data was copied from) has for it (kvbm_stage_from);\n"
+	 "returns complete handles and empties `mutables`. All or nothing:\n"
+	 "kvbm.NotFound when source lacks a hash."},
 	{"touch", CF(manager_touch), METH_O,
 	 "touch(hashes) -> int\n\nRefresh recency without counting a hit (kvbm_touch);\n"
 	 "returns the number of inactive blocks moved."},

@@ -375,6 +375,11 @@ static PyMethodDef module_methods[] = {
 	{"key_hash", py_key_hash, METH_O, "key_hash(key) -> int\n\nkey_hashes() for one key."},
 	{"verify_keys", py_verify_keys, METH_VARARGS, verify_keys_doc},
 	{"strerror", py_strerror, METH_O, "strerror(status) -> str\n\nkvbm_strerror()."},
+	{"hierarchy_lookup", kvbm_py_hierarchy_lookup, METH_VARARGS,
+	 "hierarchy_lookup(managers, hashes) -> (masks: bytes, fastest: bytes, prefix: int)\n\n"
+	 "Which tiers hold each hash (bit t of masks[i] for managers[t], fastest tier\n"
+	 "first), the fastest tier of each (0xff: none) and the longest prefix some\n"
+	 "tier holds: the onboarding plan (kvbm_hierarchy_lookup)."},
 	{NULL, NULL, 0, NULL},
 };
 
