@@ -872,7 +872,7 @@ KVBM_API kvbm_status kvbm_hash_sequence(const uint32_t *tokens, size_t n_tokens,
  * @{ */
 
 /** Schema version this library writes (schema/NNN_*.sql). */
-#define KVBM_SCHEMA_VERSION 3
+#define KVBM_SCHEMA_VERSION 4
 
 /** Flags of kvbm_catalog_migrate(). */
 #define KVBM_MIGRATE_DRY_RUN 1u /**< report what would be applied, change nothing */

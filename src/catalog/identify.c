@@ -114,6 +114,7 @@ kvbm_status kvbm__catalog_check_schema(sqlite3 *db, const char *path, char *msg,
 		"SELECT * FROM hot_blocks", "SELECT * FROM prefix_edges",
 		"SELECT * FROM block_roots", "SELECT * FROM hot_prefixes",
 		"SELECT * FROM chain_depth_histogram", "SELECT * FROM catalog_health",
+		"SELECT * FROM tier_presence",
 	};
 
 	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {

@@ -543,7 +543,7 @@ class Errors(CliCase):
     def test_older_schema_needs_migrate(self):
         p = self.v2_file("old.db")
         for cmd in ("info", "stats", "blocks", "top", "verify"):
-            self.fails(1, "older than this program's 3: upgrade it with kvbm-catalog --db",
+            self.fails(1, "older than this program's 4: upgrade it with kvbm-catalog --db",
                        "--db", p, cmd)
 
     def test_invalid_schema_version(self):
@@ -732,7 +732,7 @@ class Verify(CliCase):
         p = self.damaged("ident.db", "UPDATE tiers SET block_size = 12;")
         self.finding(p, "identity", "block_size 12 is not a power of two")
         p = self.damaged("ident2.db", "UPDATE tiers SET schema_version = 2;")
-        self.finding(p, "identity", "tiers says schema 2 but the file is at 3")
+        self.finding(p, "identity", "tiers says schema 2 but the file is at 4")
 
     def test_block_id_out_of_range(self):
         p = self.damaged("range.db", "UPDATE block_rows SET id = ? WHERE id = ?",
@@ -896,12 +896,12 @@ class Admin(CliCase):
             before = c.execute("SELECT seq_hash, block_id FROM blocks WHERE state = 1"
                                " AND tier = 'G1' ORDER BY evict_key, block_id").fetchall()
         out = self.ok("--db", p, "migrate", "--dry-run").stdout
-        self.assertIn("from schema version 2 to 3", out)
+        self.assertIn("from schema version 2 to 4", out)
         with sqlite3.connect(p) as c:
             self.assertEqual(c.execute("PRAGMA user_version").fetchone()[0], 2)
         self.ok("--db", p, "migrate")
         with sqlite3.connect(p) as c:
-            self.assertEqual(c.execute("PRAGMA user_version").fetchone()[0], 3)
+            self.assertEqual(c.execute("PRAGMA user_version").fetchone()[0], 4)
             after = c.execute("SELECT seq_hash, block_id FROM blocks WHERE tier = 'G1'"
                               " ORDER BY evict_key, block_id").fetchall()
         self.assertEqual(after, before)
