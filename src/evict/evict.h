@@ -80,8 +80,10 @@ struct kvbm__evict_ops {
 	/* Optional (NULL: previews unsupported): the next n victims, in the
 	 * order victim() would return them if nothing else happened, into
 	 * out; returns how many (fewer when the pool holds fewer). Changes
-	 * nothing, not even the adaptive state victim() would update.
-	 * scratch holds 2n + 1 entries for the policy's own use. */
+	 * no decision, not even through the adaptive state victim() would
+	 * update; it may settle lazy bookkeeping victim() would settle first
+	 * (priority demotes expired retentions). scratch holds 2n + 1
+	 * entries for the policy's own use. */
 	uint32_t (*peek)(void *st, uint32_t n, uint32_t *out, uint32_t *scratch);
 };
 

@@ -136,9 +136,12 @@ static void prio_remove(void *st, uint32_t b)
 	}
 }
 
-static bool prio_victim(void *st, uint32_t *out)
+/* Demote the blocks whose retention ran out by now. Lazy: done before a
+ * victim is chosen, and equally before a preview, since demoting earlier
+ * changes no decision (now only grows, so an expired block stays expired,
+ * and frequency() reads expires[], which this keeps). */
+static void settle(struct prio *p)
 {
-	struct prio *p = st;
 	uint32_t b;
 
 	while ((b = kvbm__heap_min(&p->expiry)) != NIL && p->expiry.key[b] <= p->now) {
@@ -146,11 +149,29 @@ static bool prio_victim(void *st, uint32_t *out)
 		p->expiring[b] = 0;
 		kvbm__heap_rekey(&p->order, b, order_of(KVBM_PRIORITY_DEFAULT, p->tick[b]));
 	}
+}
+
+static bool prio_victim(void *st, uint32_t *out)
+{
+	struct prio *p = st;
+	uint32_t b;
+
+	settle(p);
 	if ((b = kvbm__heap_min(&p->order)) == NIL)
 		return false;
 	prio_remove(p, b);
 	*out = b;
 	return true;
+}
+
+/* Victims come out of the order heap by key, and a victim moves nothing
+ * else: now changes only on insert. */
+static uint32_t prio_peek(void *st, uint32_t n, uint32_t *out, uint32_t *scratch)
+{
+	struct prio *p = st;
+
+	settle(p);
+	return kvbm__heap_peek_ids(p->order.ids, p->order.size, p->order.key, n, out, scratch);
 }
 
 static uint64_t prio_order_key(void *st, uint32_t b)
@@ -194,4 +215,5 @@ const struct kvbm__evict_ops kvbm__evict_priority = {
 	.order_key = prio_order_key,
 	.frequency = prio_frequency,
 	.restore_frequency = prio_restore_frequency,
+	.peek = prio_peek,
 };

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""kvbm-catalog's operator queries on a 1,048,576-block schema-3 catalog.
+"""kvbm-catalog's operator queries on a 1,048,576-block schema-4 catalog.
 
 Usage: bench_cli.py KVBM_CATALOG [--blocks N] [--reclaimed N] [--timeout S]
                     [--keep PATH]
@@ -31,7 +31,7 @@ import time
 
 VIEWS = ["meta", "blocks", "reclaimed_blocks", "pool_summary", "eviction_order", "hot_blocks",
          "prefix_edges", "block_roots", "hot_prefixes", "chain_depth_histogram",
-         "catalog_health"]
+         "catalog_health", "tier_presence"]
 CHAIN = 16
 
 
@@ -137,6 +137,7 @@ def main():
                 ("blocks --order evict", ["blocks", "--order", "evict"]),
                 ("blocks --state free", ["blocks", "--state", "free"]),
                 ("stats", ["stats"]),
+                ("info", ["info"]),
                 ("PRAGMA integrity_check", ["sql", "PRAGMA integrity_check"]),
                 ("PRAGMA quick_check", ["sql", "PRAGMA quick_check"])]
         runs += [("count(*) FROM " + v, ["sql", "SELECT count(*) AS n FROM " + v])
