@@ -33,24 +33,30 @@ static sqlite3 *start(struct cli *cli, int argc, char **argv, struct opt *opts, 
 }
 
 /* Per tier, as the TEMP table kv_presence(tier, registered, in_other_tiers):
- * its registered blocks, and how many of their hashes another tier of the
- * file also holds (a hierarchy keeps copies of a block in several tiers).
- * Sorting by hash once keeps it O(n log n) on any size of catalog. */
+ * its registered blocks, and how many of them hold a hash another tier of
+ * the file also holds (a hierarchy keeps copies of a block in several
+ * tiers). One rowid-range scan per tier; with several tiers, one sort of
+ * the registered rows by hash (a window partition) on top, so O(n log n).
+ * A file of one tier skips the sort: nothing can be shared. */
 static int cross_tier(const struct cli *cli, sqlite3 *db)
 {
-	int rc = cli_registered(cli, db, CLI_ROWS);
+	int rc = cli_registered(cli, db, 0);
 
-	if (rc == EXIT_OK &&
-	    sqlite3_exec(db,
-			 "CREATE TEMP TABLE kv_hash_tiers (seq_hash INTEGER PRIMARY KEY, tiers INTEGER)"
-			 " WITHOUT ROWID;"
-			 "INSERT INTO kv_hash_tiers SELECT seq_hash, count(DISTINCT tier_id) FROM kv_rows"
-			 " WHERE live GROUP BY seq_hash;"
-			 "CREATE TEMP TABLE kv_presence AS SELECT t.name AS tier,"
-			 " count(r.id) AS registered, coalesce(sum(h.tiers > 1), 0) AS in_other_tiers"
-			 " FROM kv_tier t LEFT JOIN kv_rows r ON r.tier_id = t.tier_id AND r.live"
-			 " LEFT JOIN kv_hash_tiers h ON h.seq_hash = r.seq_hash GROUP BY t.tier_id",
-			 NULL, NULL, NULL) != SQLITE_OK)
+	if (rc != EXIT_OK)
+		return rc;
+	const char *sql =
+		"CREATE TEMP TABLE kv_presence AS SELECT t.name AS tier,"
+		" (SELECT count(*) FROM block_rows b WHERE " CLI_TIER_RANGE("t", "b")
+		" AND " CLI_LIVE("t", "b") ") AS registered, 0 AS in_other_tiers FROM kv_tier t;"
+		"CREATE TEMP TABLE kv_shared AS SELECT tier_id, sum(lo <> hi) AS n FROM"
+		" (SELECT t.tier_id, min(t.tier_id) OVER w AS lo, max(t.tier_id) OVER w AS hi"
+		"  FROM kv_tier t JOIN block_rows b ON " CLI_TIER_RANGE("t", "b")
+		"  WHERE (SELECT count(*) FROM kv_tier) > 1 AND " CLI_LIVE("t", "b")
+		"  WINDOW w AS (PARTITION BY b.seq_hash))"
+		" GROUP BY tier_id;"
+		"UPDATE kv_presence SET in_other_tiers = coalesce((SELECT s.n FROM kv_shared s"
+		" JOIN kv_tier t USING (tier_id) WHERE t.name = kv_presence.tier), 0);";
+	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
 		rc = cli_error(cli, "cannot count blocks of %s across tiers: %s", cli->db,
 			       sqlite3_errmsg(db));
 	return rc;
