@@ -28,7 +28,7 @@ kvbm_status kvbm_pin(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n, kvb
 			out[i] = (kvbm_immutable){0};
 			continue;
 		}
-		kvbm__pool_take_back(mgr, b); /* a pin is not a hit */
+		kvbm__pool_pin_back(mgr, b); /* a pin is not a hit */
 		out[i] = kvbm__ref_new(mgr, b);
 		hits++;
 	}
@@ -92,7 +92,8 @@ kvbm_status kvbm_unpin(kvbm_manager *mgr, const kvbm_immutable *hs, uint32_t n)
 		const bool had_place = s->state == KVBM__SLOT_PRIMARY && s->first_tick != 0;
 		const uint64_t key = s->release_tick;
 		kvbm__ref_drop(mgr, hs[i]);
-		if (!had_place || s->state != KVBM__SLOT_INACTIVE)
+		/* A policy that holds pinned blocks put it back in place itself. */
+		if (!had_place || s->state != KVBM__SLOT_INACTIVE || mgr->evict->hold)
 			continue;
 		mgr->evict->remove(mgr->evict_state, b);
 		if (backs)
