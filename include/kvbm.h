@@ -1406,7 +1406,8 @@ KVBM_API kvbm_status kvbm_events_take(kvbm_manager *mgr, kvbm_event *out,
  * anyway, and kvbm_unpin() returns it to the recency of this touch.
  * A block the catalog writer already took ahead as a next victim (its
  * reserve) is taken back into the policy the same way. Hashes not
- * registered are skipped.
+ * registered are skipped, except by KVBM_EVICT_VLLM_ARC, which orders
+ * blocks being written and pinned too and adapts to a touched ghost hash.
  *
  * @param[out] n_touched blocks moved (may be NULL)
  *
@@ -1458,8 +1459,9 @@ KVBM_API kvbm_status kvbm_pin(kvbm_manager *mgr, const kvbm_hash *hashes,
  * this drops, and which was cached before it was pinned, goes back into
  * the inactive pool at the recency it had: its release before the pin, or
  * a kvbm_touch() since, instead of as the most recent block. Exact for LRU
- * and ARC (which keep their lists in release order); the other policies
- * take it as a fresh release. A block registered while pinned, never
+ * and ARC (which keep their lists in release order) and VLLM_ARC (which
+ * keeps a pinned block in its list); the other policies take it as a
+ * fresh release. A block registered while pinned, never
  * cached before, is released as usual.
  *
  * Ownership: consumes every live handle in hs.
