@@ -242,3 +242,18 @@ def test_block_ids_follow_vllms_free_list(make):
     assert t.ids(4, 5) == [2, 1]
     t.m.complete_store(t.k([4, 5]), False)   # freed 4 (id 2), then 5 (id 1)
     assert t.ids(6) == [1]
+
+
+def test_kvbm_arc_stays_reachable():
+    """"arc" is vLLM's ARC, "kvbm-arc" kvbm's own: there a block's place is
+    its completed store, in vLLM's its prepared one."""
+    def first_victim(policy):
+        m = kv.KvbmOffloadingManager(block_size=BS, num_blocks=2, cache_policy=policy)
+        m.prepare_store([b"1"])
+        m.prepare_store([b"2"])
+        m.complete_store([b"2"])
+        m.complete_store([b"1"])
+        return m.prepare_store([b"3"]).block_hashes_evicted
+
+    assert first_victim("arc") == [b"1"]
+    assert first_victim("kvbm-arc") == [b"2"]
