@@ -217,10 +217,37 @@ typedef enum kvbm_evict_policy {
 	 *  last clean close (after a crash: as of the last block_count/8
 	 *  evictions). */
 	KVBM_EVICT_ADAPTIVE = 8,
+	/** vLLM's offloading ARC ("vllm-arc"), decision for decision, for an
+	 *  offload tier driven as vLLM's CPUOffloadingManager is (kvbm.vllm's
+	 *  cache_policy="arc"). Unlike KVBM_EVICT_ARC, its T1 and T2 hold
+	 *  every block of the tier: a block enters T1 when kvbm_stage() seals
+	 *  it (still being written) and keeps its place while kvbm_pin()ned;
+	 *  both count in |T1| and are never victims. Only kvbm_touch() moves
+	 *  blocks: a written block of T1, or one of T2, to T2's newest end, a
+	 *  block still being written to T1's newest end; releases and
+	 *  kvbm_match() hits move nothing (a block back from a hit re-enters
+	 *  T1 as new). The target size p of T1 (a float) moves only when
+	 *  kvbm_touch() names a ghost hash, one of the last block_count
+	 *  evicted from T1 (p grows by max(1, |B2|/|B1|)) or from T2 (p
+	 *  shrinks by max(1, |B1|/|B2|)); storing a ghost hash again only
+	 *  forgets it. Victims come from T1 while |T1| >= floor(p), else from
+	 *  T2, else T1.
+	 *
+	 *  Errors: as vLLM, kvbm_allocate() fails with KVBM_E_EXHAUSTED
+	 *  (nothing changed) when |T1| < floor(p) and T2 has no inactive
+	 *  block, even if T1 has some (kvbm_reset_inactive() still drains
+	 *  everything). Ownership and thread-safety: as every policy (the
+	 *  manager's lock). Memory: about 80 bytes per block (two exact ghost
+	 *  lists of block_count hashes each and a map over all three). A warm
+	 *  restart restores each block's list and order; p and the ghosts
+	 *  start empty, as a fresh vLLM manager's. With a catalog the writer
+	 *  takes victims ahead (catalog_reserve), so the order is vLLM's only
+	 *  without one. */
+	KVBM_EVICT_VLLM_ARC = 9,
 } kvbm_evict_policy;
 
 /** Number of kvbm_evict_policy values (valid values are 0..KVBM_EVICT_COUNT-1). */
-#define KVBM_EVICT_COUNT 9
+#define KVBM_EVICT_COUNT 10
 
 /**
  * The canonical lower-case name of a policy ("lru", "fifo", ...).
@@ -1380,7 +1407,8 @@ KVBM_API kvbm_status kvbm_events_take(kvbm_manager *mgr, kvbm_event *out,
  * anyway, and kvbm_unpin() returns it to the recency of this touch.
  * A block the catalog writer already took ahead as a next victim (its
  * reserve) is taken back into the policy the same way. Hashes not
- * registered are skipped.
+ * registered are skipped, except by KVBM_EVICT_VLLM_ARC, which orders
+ * blocks being written and pinned too and adapts to a touched ghost hash.
  *
  * @param[out] n_touched blocks moved (may be NULL)
  *
@@ -1432,8 +1460,9 @@ KVBM_API kvbm_status kvbm_pin(kvbm_manager *mgr, const kvbm_hash *hashes,
  * this drops, and which was cached before it was pinned, goes back into
  * the inactive pool at the recency it had: its release before the pin, or
  * a kvbm_touch() since, instead of as the most recent block. Exact for LRU
- * and ARC (which keep their lists in release order); the other policies
- * take it as a fresh release. A block registered while pinned, never
+ * and ARC (which keep their lists in release order) and VLLM_ARC (which
+ * keeps a pinned block in its list); the other policies take it as a
+ * fresh release. A block registered while pinned, never
  * cached before, is released as usual.
  *
  * Ownership: consumes every live handle in hs.

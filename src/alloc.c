@@ -51,6 +51,18 @@ static uint32_t ready(const kvbm_manager *mgr)
 	return mgr->reset.count + mgr->reserve.count;
 }
 
+/* Whether the policy's own rule finds the victims n blocks need (vllm-arc
+ * may refuse with inactive blocks left, as vLLM's ARC does). With a
+ * catalog the writer takes victims ahead, so this is the writer's call. */
+static bool policy_agrees(kvbm_manager *mgr, uint32_t n)
+{
+	if (!mgr->evict->can_evict || mgr->journal_on)
+		return true;
+	const uint32_t spare = mgr->reset.count + mgr->reserve.count +
+			       mgr->reclaim_pending.count + mgr->freeing.count;
+	return n <= spare || mgr->evict->can_evict(mgr->evict_state, n - spare);
+}
+
 static uint32_t available(const kvbm_manager *mgr)
 {
 	return kvbm__reset_pool(mgr) + kvbm__inactive_pool(mgr);
@@ -130,6 +142,12 @@ kvbm_status kvbm_allocate_ex(kvbm_manager *mgr, uint32_t n, kvbm_mutable *out,
 			st = kvbm__fail(mgr, KVBM_E_EXHAUSTED,
 					"cannot allocate %u blocks: %u free or evictable", n,
 					available(mgr));
+			break;
+		}
+		if (ready(mgr) >= n && !policy_agrees(mgr, n)) {
+			st = kvbm__fail(mgr, KVBM_E_EXHAUSTED,
+					"cannot allocate %u blocks: the %s policy finds too few victims",
+					n, mgr->evict->name);
 			break;
 		}
 		if (ready(mgr) >= n) {

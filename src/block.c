@@ -188,6 +188,8 @@ kvbm_complete kvbm__stage_locked(kvbm_manager *mgr, uint32_t b, kvbm_hash seq_ha
 	mgr->n_mutable--;
 	mgr->n_staged++;
 	mgr->m.stagings++;
+	if (mgr->evict->staged)
+		mgr->evict->staged(mgr->evict_state, b, seq_hash);
 	return (kvbm_complete){.block = b, .gen = s->gen};
 }
 
@@ -258,6 +260,7 @@ kvbm_status kvbm_unstage(kvbm_manager *mgr, kvbm_complete block, kvbm_mutable *o
 	s->reset_on_release = mgr->reset_on_release;
 	mgr->n_staged--;
 	mgr->n_mutable++;
+	kvbm__pool_policy_forget(mgr, block.block);
 	*out = (kvbm_mutable){.block = block.block, .gen = s->gen};
 	KVBM_UNLOCK(mgr);
 	return KVBM_OK;
@@ -306,6 +309,7 @@ static kvbm_immutable register_locked(kvbm_manager *mgr, uint32_t b)
 		return kvbm__ref_new(mgr, b);
 	}
 	drop_staged_tokens(mgr, b); /* no STORED, no row: the hash is known already */
+	kvbm__pool_policy_forget(mgr, b); /* a duplicate is never a victim */
 	kvbm__pool_resurrect(mgr, existing);
 	kvbm__pool_touch(mgr, existing);
 	if (mgr->cfg.dup_policy == KVBM_DUP_REJECT) {

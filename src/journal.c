@@ -74,11 +74,12 @@ void kvbm__journal_take(kvbm_manager *mgr, uint32_t reserve_target, struct kvbm_
 	 * long behind rows in flight; reclaims alone when an allocation
 	 * already waits for them. */
 	const bool pressure = free_blocks < reserve_target;
+	const uint32_t pressure_cap = t->pressure_cap ? t->pressure_cap : 512;
 	uint32_t cap = t->cap;
 	if (mgr->alloc_waiters && t->n_freed)
 		cap = 0;
-	else if (pressure && cap > 512)
-		cap = 512;
+	else if (pressure && cap > pressure_cap)
+		cap = pressure_cap;
 	/* Newest first only under eviction pressure: otherwise (a cache
 	 * filling up) the oldest rows are the next block ids, and SQLite
 	 * appends them to the table fastest in that order. */

@@ -42,6 +42,8 @@ struct kvbm__image {
 struct kvbm__take {
 	struct kvbm__image *imgs; /* rows of registered blocks to upsert */
 	uint32_t cap, n;
+	uint32_t pressure_cap;    /* set by the caller: at most this many rows while
+				     evictions outrun the free blocks (0: 512) */
 	bool oldest_first;        /* set by the caller: take dirty rows FIFO (a flush) */
 	uint32_t *freed;          /* blocks whose committed rows must stop claiming */
 	uint32_t freed_cap, n_freed;

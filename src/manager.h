@@ -164,6 +164,14 @@ void kvbm__pool_drop_hash(kvbm_manager *mgr, uint32_t b);    /* leaves registry:
 /* INACTIVE/RECLAIM -> PRIMARY; false if b was not cached. take_back counts
  * nothing (pins, touches); resurrect counts a resurrection (a reuse). */
 bool kvbm__pool_take_back(kvbm_manager *mgr, uint32_t b);
+/* take_back for a pin: a policy that orders held blocks keeps b's place. */
+bool kvbm__pool_pin_back(kvbm_manager *mgr, uint32_t b);
+/* b left for reset or mutable without entering the pool (policy's forget). */
+static inline void kvbm__pool_policy_forget(kvbm_manager *mgr, uint32_t b)
+{
+	if (mgr->evict->forget)
+		mgr->evict->forget(mgr->evict_state, b);
+}
 void kvbm__pool_resurrect(kvbm_manager *mgr, uint32_t b);
 /* Put b into the eviction policy with the slot's hash, lineage and priority
  * at the given ticks (the caller sets state and counts). */

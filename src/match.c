@@ -131,12 +131,34 @@ static void refresh(kvbm_manager *mgr, uint32_t b)
 	kvbm__journal_mark(mgr, b); /* the catalog keeps the eviction order */
 }
 
+/* kvbm_touch for a policy that orders every hash itself (its use op):
+ * it also hears of hashes being written, pinned, or only remembered as
+ * evicted. Whether an inactive block moved: 1 or 0. */
+static uint32_t use(kvbm_manager *mgr, kvbm_hash h)
+{
+	const uint32_t b = kvbm__registry_find(&mgr->registry, h);
+
+	if (b != KVBM__NIL && mgr->slots[b].state == KVBM__SLOT_RECLAIM) {
+		kvbm__pool_take_back(mgr, b); /* as below */
+		kvbm__pool_make_inactive(mgr, b);
+	}
+	mgr->evict->use(mgr->evict_state, h);
+	if (b == KVBM__NIL || mgr->slots[b].state != KVBM__SLOT_INACTIVE)
+		return 0;
+	kvbm__journal_mark(mgr, b); /* the catalog keeps the eviction order */
+	return 1;
+}
+
 kvbm_status kvbm_touch(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n, uint32_t *n_touched)
 {
 	KVBM_CHECK_ARG(mgr, mgr && (n == 0 || hashes));
 	uint32_t moved = 0;
 	KVBM_LOCK(mgr);
 	for (uint32_t i = 0; i < n; i++) {
+		if (mgr->evict->use) {
+			moved += use(mgr, hashes[i]);
+			continue;
+		}
 		const uint32_t b = kvbm__registry_find(&mgr->registry, hashes[i]);
 		if (b == KVBM__NIL)
 			continue;

@@ -8,7 +8,8 @@
  * not as the most recent block. This is how vLLM's offloading managers
  * treat a block being loaded, or an already-stored block a store names:
  * protected while it lasts, its place in the eviction order unchanged.
- * Exact for the policies that keep release order by key (lru, arc); the
+ * Exact for the policies that keep release order by key (lru, arc), and
+ * for vllm-arc, which keeps a pinned block in its list (its hold op); the
  * others re-insert it as a fresh release.
  */
 #include <stdlib.h>
@@ -28,7 +29,7 @@ kvbm_status kvbm_pin(kvbm_manager *mgr, const kvbm_hash *hashes, uint32_t n, kvb
 			out[i] = (kvbm_immutable){0};
 			continue;
 		}
-		kvbm__pool_take_back(mgr, b); /* a pin is not a hit */
+		kvbm__pool_pin_back(mgr, b); /* a pin is not a hit */
 		out[i] = kvbm__ref_new(mgr, b);
 		hits++;
 	}
@@ -92,7 +93,8 @@ kvbm_status kvbm_unpin(kvbm_manager *mgr, const kvbm_immutable *hs, uint32_t n)
 		const bool had_place = s->state == KVBM__SLOT_PRIMARY && s->first_tick != 0;
 		const uint64_t key = s->release_tick;
 		kvbm__ref_drop(mgr, hs[i]);
-		if (!had_place || s->state != KVBM__SLOT_INACTIVE)
+		/* A policy that holds pinned blocks put it back in place itself. */
+		if (!had_place || s->state != KVBM__SLOT_INACTIVE || mgr->evict->hold)
 			continue;
 		mgr->evict->remove(mgr->evict_state, b);
 		if (backs)

@@ -99,6 +99,7 @@ void kvbm__pool_free_block(kvbm_manager *mgr, uint32_t b)
 	 * block waits on reset_unsafe until a reclaim record listing it
 	 * commits. */
 	kvbm__list_push_tail(mgr, s->durable_claim ? KVBM__IN_RESET_UNSAFE : KVBM__IN_RESET, b);
+	kvbm__pool_policy_forget(mgr, b);
 }
 
 void kvbm__pool_drop_hash(kvbm_manager *mgr, uint32_t b)
@@ -154,12 +155,15 @@ void kvbm__pool_make_inactive(kvbm_manager *mgr, uint32_t b)
 	kvbm__journal_mark(mgr, b);
 }
 
-bool kvbm__pool_take_back(kvbm_manager *mgr, uint32_t b)
+static bool take_back(kvbm_manager *mgr, uint32_t b, bool keep_place)
 {
 	struct kvbm__slot *s = &mgr->slots[b];
 
 	if (s->state == KVBM__SLOT_INACTIVE) {
-		mgr->evict->remove(mgr->evict_state, b);
+		if (keep_place && mgr->evict->hold)
+			mgr->evict->hold(mgr->evict_state, b);
+		else
+			mgr->evict->remove(mgr->evict_state, b);
 		mgr->inactive_count--;
 	} else if (s->state == KVBM__SLOT_RECLAIM) {
 		kvbm__list_unlink(mgr, b);
@@ -170,6 +174,16 @@ bool kvbm__pool_take_back(kvbm_manager *mgr, uint32_t b)
 	mgr->n_primary++;
 	kvbm__journal_mark(mgr, b);
 	return true;
+}
+
+bool kvbm__pool_take_back(kvbm_manager *mgr, uint32_t b)
+{
+	return take_back(mgr, b, false);
+}
+
+bool kvbm__pool_pin_back(kvbm_manager *mgr, uint32_t b)
+{
+	return take_back(mgr, b, true);
 }
 
 void kvbm__pool_resurrect(kvbm_manager *mgr, uint32_t b)

@@ -80,12 +80,16 @@ static void expect_evicted(kvbm_manager *mgr, uint32_t n, const kvbm_hash *want,
 }
 
 /* Every policy: a chain released tail first is evicted tail first, so a
- * shared prefix outlives its continuations. */
+ * shared prefix outlives its continuations. Except vllm-arc, which, as
+ * vLLM's offloading ARC, orders a block by its kvbm_stage (the store's
+ * preparation), never by its release (test_vllm_arc.c). */
 static void policies__tail_first_release_evicts_the_tail_first(void **state)
 {
 	(void)state;
 	ALL_POLICIES
 	{
+		if (p_ == KVBM_EVICT_VLLM_ARC)
+			continue;
 		kvbm_manager *mgr = open_policy((kvbm_evict_policy)p_, 3);
 		kvbm_immutable r[3];
 		for (uint32_t i = 0; i < 3; i++)

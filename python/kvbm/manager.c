@@ -91,7 +91,7 @@ static int parse_policy(PyObject *o, kvbm_evict_policy *out)
 	if (!name || kvbm_evict_policy_parse(name, out) != KVBM_OK) {
 		if (!PyErr_Occurred())
 			kvbm_py_raise(KVBM_E_INVAL, "unknown eviction policy (lru, fifo, multi-lru, "
-						    "lineage, priority, s3fifo, 2q, arc)");
+						    "lineage, priority, s3fifo, 2q, arc, adaptive, vllm-arc)");
 		return -1;
 	}
 	return 0;

@@ -4,7 +4,9 @@
  * manager, in C so a block operation costs a map probe, not a Python dict
  * round trip. It owns three maps keyed by kvbm hash (offload_map.h): the
  * full vLLM key of every block stored in this run (the collision check),
- * the blocks being stored (mutable guards) and the blocks being loaded
+ * the blocks being stored (staged guards: sealed with their hash when the
+ * store is prepared, as vLLM's policies see them from then on, registered
+ * when it completes) and the blocks being loaded
  * (one pin each, with a count of loads in flight), plus a stack of blocks
  * freed by failed stores, reused last-freed-first as vLLM's free list.
  * The semantics (which hashes are stored, evicted, in which block order)
@@ -141,8 +143,8 @@ static void drop_all(kvbm_py_offload *self)
 
 	for (size_t i = 0; mgr && i < self->pending.cap; i++)
 		if (self->pending.h[i])
-			kvbm_mutable_release(mgr, (kvbm_mutable){.block = self->pending.v[i].block,
-								  .gen = self->pending.v[i].gen});
+			kvbm_complete_release(mgr, (kvbm_complete){.block = self->pending.v[i].block,
+								   .gen = self->pending.v[i].gen});
 	for (size_t i = 0; mgr && i < self->loading.cap; i++)
 		if (self->loading.h[i]) {
 			const struct omap_val *v = &self->loading.v[i];
@@ -503,16 +505,34 @@ static PyObject *offload_prepare_store(kvbm_py_offload *self, PyObject *arg)
 		slot[s++] = mut[i];
 	for (uint32_t i = 0; i < n_spare; i++)
 		slot[s++] = self->spare[--self->n_spare];
-	to_store = PyList_New(n_store);
-	evicted_list = PyList_New(n_ev);
-	for (Py_ssize_t i = 0; to_store && i < n_store; i++) {
+	/* Sealed now, in call order: a policy that counts blocks being
+	 * written (vllm-arc) files them where vLLM's insert does. */
+	const uint32_t bs = kvbm_block_size(mgr);
+	for (uint32_t i = 0; i < want; i++) {
+		kvbm_complete c;
+		if ((st = kvbm_stage(mgr, slot[i], store_h[i], bs, &c)) != KVBM_OK) {
+			for (uint32_t j = 0; j < want; j++) { /* cannot happen: handles are fresh */
+				struct omap_val *v = omap_get(&self->pending, store_h[j]);
+				if (j < i)
+					kvbm_complete_release(mgr, (kvbm_complete){.block = v->block,
+										   .gen = v->gen});
+				else
+					kvbm_mutable_release(mgr, slot[j]);
+			}
+			PyMem_Free(slot);
+			kvbm_py_raise_mgr(mgr, st);
+			goto undo;
+		}
 		struct omap_val *v = omap_get(&self->pending, store_h[i]);
-		v->block = slot[i].block;
-		v->gen = slot[i].gen;
-		ids[i] = slot[i].block;
-		PyList_SET_ITEM(to_store, i, Py_NewRef(items[store_at[i]]));
+		v->block = c.block;
+		v->gen = c.gen;
+		ids[i] = c.block;
 	}
 	PyMem_Free(slot);
+	to_store = PyList_New(n_store);
+	evicted_list = PyList_New(n_ev);
+	for (Py_ssize_t i = 0; to_store && i < n_store; i++)
+		PyList_SET_ITEM(to_store, i, Py_NewRef(items[store_at[i]]));
 	for (uint32_t i = 0; evicted_list && i < n_ev; i++) {
 		PyObject *key = evicted_key(self, ev[i]);
 		if (!key)
@@ -567,7 +587,6 @@ static PyObject *offload_complete_store(kvbm_py_offload *self, PyObject *args)
 	uint64_t *reg_h = PyMem_Malloc(n ? (size_t)n * sizeof(*reg_h) : 1);
 	PyObject **reg_key = PyMem_Malloc(n ? (size_t)n * sizeof(*reg_key) : 1);
 	uint32_t m = 0;
-	const uint32_t bs = kvbm_block_size(mgr);
 	if (!comp || !refs || !reg_h || !reg_key) {
 		PyErr_NoMemory();
 		goto out;
@@ -576,20 +595,20 @@ static PyObject *offload_complete_store(kvbm_py_offload *self, PyObject *args)
 		struct omap_val *p = omap_get(&self->pending, hs[i]);
 		if (!p || !same_key(p->key, items[i]))
 			continue; /* already stored, never prepared: ignored, as vLLM */
-		const kvbm_mutable mu = {.block = p->block, .gen = p->gen};
+		const kvbm_complete staged = {.block = p->block, .gen = p->gen};
 		omap_pop(&self->pending, hs[i], NULL);
 		const struct omap_val *known = omap_get(&self->keys, hs[i]);
-		kvbm_status st = KVBM_OK;
-		if (success && !(known && !same_key(known->key, items[i])))
-			st = kvbm_stage(mgr, mu, hs[i], bs, &comp[m]);
-		else /* failed, or a 64-bit collision with a stored key */
-			st = spare_push(self, mu) < 0 ? KVBM_E_NOMEM : KVBM_E_NOTFOUND;
-		if (st == KVBM_OK) {
+		if (success && !(known && !same_key(known->key, items[i]))) {
+			comp[m] = staged;
 			reg_h[m] = hs[i];
 			reg_key[m++] = items[i];
-		} else if (st != KVBM_E_NOTFOUND) {
-			kvbm_mutable_release(mgr, mu);
+			continue;
 		}
+		/* Failed, or a 64-bit collision with a stored key: the block
+		 * goes back to mutable, on the stack vLLM's free list is. */
+		kvbm_mutable mu;
+		if (kvbm_unstage(mgr, staged, &mu) == KVBM_OK && spare_push(self, mu) < 0)
+			kvbm_mutable_release(mgr, mu);
 	}
 	kvbm_status st = m ? kvbm_register_batch(mgr, comp, m, refs) : KVBM_OK;
 	if (st == KVBM_OK) /* in call order: the first key is evicted first */

@@ -15,7 +15,7 @@
 
 struct omap_val {
 	PyObject *key;            /* the full vLLM key (bytes), owned */
-	uint32_t block, ref, gen; /* a guard: mutable (block, gen) or pinned (all three) */
+	uint32_t block, ref, gen; /* a guard: staged (block, gen) or pinned (all three) */
 	uint32_t count;           /* loads in flight (loading map) */
 };
 

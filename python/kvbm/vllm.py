@@ -24,11 +24,14 @@ What maps to what:
   out: never-used blocks in ascending order, then the evicted ones in the
   reverse of their eviction order, then those freed by failed stores, last
   freed first;
-- eviction order is kvbm's policy ("lru", "arc", or any kvbm policy name),
-  fed as vLLM feeds its own: stores enter in call order, ``touch`` moves
-  blocks to the most recent end, lookups and loads leave the order alone.
-  For lru this is vLLM's behaviour call for call (tested against vLLM's
-  own manager); the differences, arc first, are in docs/PYTHON.md.
+- eviction order is kvbm's policy: "lru" is kvbm's lru, "arc" kvbm's
+  vllm-arc (a transcription of vLLM's ARCCachePolicy: blocks being
+  written or loaded keep their places in T1/T2), "kvbm-arc" kvbm's own
+  arc, any other kvbm policy name that policy; fed as vLLM feeds its own:
+  stores enter in call order, ``touch`` moves blocks to the most recent
+  end, lookups and loads leave the order alone. For lru and arc this is
+  vLLM's behaviour call for call (tested against vLLM's own manager); the
+  differences are in docs/PYTHON.md.
 
 Keys: vLLM's ``BlockHash`` is bytes. kvbm indexes by 64 bits,
 ``XXH3_64(key, seed 0)`` (0 mapped to 1; ``kvbm.key_hash``), and keeps the
@@ -161,6 +164,11 @@ def _spec(raw_ids: bytes):
     return spec
 
 
+# vLLM's names for its policies -> kvbm's. kvbm's own ARC, which differs
+# from vLLM's (docs/PYTHON.md, "Differences"), stays reachable as "kvbm-arc".
+_POLICY_NAMES = {"arc": "vllm-arc", "kvbm-arc": "arc"}
+
+
 class KvbmOffloadingManager(OffloadingManager):
     """vLLM's CPU OffloadingManager with kvbm as its index.
 
@@ -168,7 +176,9 @@ class KvbmOffloadingManager(OffloadingManager):
         block_size: tokens per offloaded block (a power of two up to 1024:
             kvbm's block size, checked against the catalog on reopen).
         num_blocks: blocks in the tier (block ids are 0..num_blocks-1).
-        cache_policy: "lru" or "arc" as vLLM's, or any kvbm policy name.
+        cache_policy: "lru" or "arc" as vLLM's (kvbm's "lru" and
+            "vllm-arc"), "kvbm-arc" for kvbm's own ARC, or any other kvbm
+            policy name.
         enable_events: collect stored/removed OffloadingEvents for
             take_events().
         catalog: path of a kvbm catalog: the index survives a restart.
@@ -189,7 +199,8 @@ class KvbmOffloadingManager(OffloadingManager):
             # suits a GPU tier), so stores rarely wait for the writer.
             # After a crash those next victims come back free, not cached.
             kvbm_options.setdefault("catalog_reserve", max(1, min(num_blocks // 8, 8192)))
-        self._m = Manager(block_count=num_blocks, block_size=block_size, policy=cache_policy,
+        self._m = Manager(block_count=num_blocks, block_size=block_size,
+                          policy=_POLICY_NAMES.get(cache_policy, cache_policy),
                           dup_policy="reject", catalog=catalog, **kvbm_options)
         self._ix = OffloadIndex(self._m, catalog is not None)
 

@@ -57,6 +57,7 @@ struct kvbm__catalog {
 	size_t policy_blob_len;
 	double evictions_per_s;     /* smoothed */
 	double commit_s;            /* smoothed commit duration */
+	double row_s;               /* smoothed commit duration per block row */
 };
 
 /* The WAL file is cut back to this size whenever it is reset (SQLite's

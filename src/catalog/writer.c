@@ -86,9 +86,6 @@ static uint32_t reserve_target(struct kvbm__catalog *cat, uint64_t now)
 {
 	kvbm_manager *mgr = cat->mgr;
 	const uint32_t fixed = mgr->cfg.catalog_reserve;
-
-	if (fixed)
-		return fixed;
 	const uint64_t evictions = cat->take.evictions;
 	if (cat->rate_ns && now > cat->rate_ns) {
 		const double dt = (double)(now - cat->rate_ns) / 1e9;
@@ -99,6 +96,8 @@ static uint32_t reserve_target(struct kvbm__catalog *cat, uint64_t now)
 	}
 	cat->rate_ns = now;
 	cat->rate_evictions = evictions;
+	if (fixed)
+		return fixed;
 	const double commit_s = cat->commit_s > 1e-3 ? cat->commit_s : 1e-3;
 	const double want = 4.0 * cat->evictions_per_s * commit_s +
 			    2.0 * (double)kvbm__journal_peak_request(mgr);
@@ -107,6 +106,23 @@ static uint32_t reserve_target(struct kvbm__catalog *cat, uint64_t now)
 	const uint32_t hi = mgr->block_count / 8 > 1 ? mgr->block_count / 8 : 1;
 	const uint32_t lo = hi < 16 ? hi : 16;
 	return want < lo ? lo : want > hi ? hi : (uint32_t)want;
+}
+
+/* Under eviction pressure, how many rows one commit may carry: as many as
+ * the writer commits while allocations use up half the reserve, so the
+ * wake at half (alloc.c) finds the writer between commits, not inside a
+ * long one, and the reclaims the allocations need go out before the
+ * reserve runs dry. A batch of 512 rows took ~0.5 ms while an unpaced
+ * replay used up 1,024 reserved blocks in ~0.45 ms, so nearly every refill
+ * came too late (docs/BENCHMARKS.md, "Python binding and kvbm.vllm").
+ * Rows left behind are written later, or never if their block is evicted
+ * first (then none is needed). */
+static uint32_t pressure_cap(const struct kvbm__catalog *cat, uint32_t reserve)
+{
+	if (cat->evictions_per_s <= 0 || cat->row_s <= 0)
+		return 512;
+	const double rows = 0.5 * reserve / cat->evictions_per_s / cat->row_s;
+	return rows < 32 ? 32 : rows > 512 ? 512 : (uint32_t)rows;
 }
 
 /* Commit one take. Returns KVBM_OK, or the failure already reported to
@@ -137,6 +153,10 @@ static kvbm_status commit_take(struct kvbm__catalog *cat, bool clean_shutdown)
 				 cat->take.imgs, cat->take.n);
 	const uint64_t dt = mono_ns() - t0;
 	cat->commit_s = cat->commit_s == 0 ? dt / 1e9 : 0.8 * cat->commit_s + 0.2 * (dt / 1e9);
+	if (cat->take.n >= 32) { /* a commit's fixed cost stays out of the per-row figure */
+		const double per_row = dt / 1e9 / cat->take.n;
+		cat->row_s = cat->row_s == 0 ? per_row : 0.8 * cat->row_s + 0.2 * per_row;
+	}
 	kvbm__journal_committed(cat->mgr, &cat->take, dt);
 	cat->consecutive_failures = 0;
 	checkpoint(cat, false);
@@ -163,7 +183,9 @@ kvbm_status kvbm__writer_drain(struct kvbm__catalog *cat, bool clean_shutdown, b
 	do {
 		/* A clean shutdown persists the reserve as registered blocks
 		 * (kvbm_close put them back): reclaim none now. */
-		kvbm__journal_take(mgr, clean_shutdown ? 0 : reserve_target(cat, mono_ns()), t);
+		const uint32_t reserve = clean_shutdown ? 0 : reserve_target(cat, mono_ns());
+		t->pressure_cap = pressure_cap(cat, reserve);
+		kvbm__journal_take(mgr, reserve, t);
 		if (budget == UINT64_MAX)
 			budget = (uint64_t)t->n + t->n_freed + t->pending;
 		budget -= t->n + t->n_freed < budget ? t->n + t->n_freed : budget;

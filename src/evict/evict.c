@@ -13,6 +13,7 @@ extern const struct kvbm__evict_ops kvbm__evict_s3fifo;
 extern const struct kvbm__evict_ops kvbm__evict_two_queue;
 extern const struct kvbm__evict_ops kvbm__evict_arc;
 extern const struct kvbm__evict_ops kvbm__evict_adaptive;
+extern const struct kvbm__evict_ops kvbm__evict_vllm_arc;
 
 static const struct kvbm__evict_ops *const policies[KVBM_EVICT_COUNT] = {
 	[KVBM_EVICT_LRU] = &kvbm__evict_lru,
@@ -24,6 +25,7 @@ static const struct kvbm__evict_ops *const policies[KVBM_EVICT_COUNT] = {
 	[KVBM_EVICT_TWO_QUEUE] = &kvbm__evict_two_queue,
 	[KVBM_EVICT_ARC] = &kvbm__evict_arc,
 	[KVBM_EVICT_ADAPTIVE] = &kvbm__evict_adaptive,
+	[KVBM_EVICT_VLLM_ARC] = &kvbm__evict_vllm_arc,
 };
 
 static const char *const names[KVBM_EVICT_COUNT] = {
@@ -36,6 +38,7 @@ static const char *const names[KVBM_EVICT_COUNT] = {
 	[KVBM_EVICT_TWO_QUEUE] = "2q",
 	[KVBM_EVICT_ARC] = "arc",
 	[KVBM_EVICT_ADAPTIVE] = "adaptive",
+	[KVBM_EVICT_VLLM_ARC] = "vllm-arc",
 };
 
 const struct kvbm__evict_ops *kvbm__evict_ops_for(kvbm_evict_policy policy)

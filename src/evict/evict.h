@@ -85,6 +85,32 @@ struct kvbm__evict_ops {
 	 * (priority demotes expired retentions). scratch holds 2n + 1
 	 * entries for the policy's own use. */
 	uint32_t (*peek)(void *st, uint32_t n, uint32_t *out, uint32_t *scratch);
+
+	/*
+	 * Optional, for a policy that also orders blocks outside the pool, as
+	 * vLLM's offloading ARC counts blocks being written or loaded in its
+	 * lists. Set all five or none.
+	 *
+	 * staged: block b (out of the pool) was sealed with hash and is being
+	 * written; the policy may give it a place now. Its insert, when it is
+	 * registered and released, comes with the same hash.
+	 * forget: block b went back to reset or mutable without entering the
+	 * pool (a failed or duplicate store): drop whatever staged or hold
+	 * recorded. Called for every block freed; a no-op for unknown ones.
+	 * hold: block b, in the pool, is pinned: it leaves the pool (never a
+	 * victim) but keeps its place, and its next insert puts it back there
+	 * (the manager then skips kvbm_unpin's re-insert at the old key).
+	 * use: kvbm_touch named hash, registered or not; the policy moves its
+	 * own entries and the manager does not re-insert the block.
+	 * can_evict: whether n victims in a row exist under the policy's own
+	 * rule; allocation fails with KVBM_E_EXHAUSTED when not, although
+	 * blocks may be inactive (victim itself still returns any block then,
+	 * for the callers that must drain the pool). */
+	void (*staged)(void *st, uint32_t block, kvbm_hash hash);
+	void (*forget)(void *st, uint32_t block);
+	void (*hold)(void *st, uint32_t block);
+	void (*use)(void *st, kvbm_hash hash);
+	bool (*can_evict)(void *st, uint32_t n);
 };
 
 /* The ops of a policy, or NULL for a value outside kvbm_evict_policy. */

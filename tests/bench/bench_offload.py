@@ -12,6 +12,8 @@
    and on, in one process, rounds alternating; best round kept. Time per
    block operation = time / blocks named in all calls. Hit counts must be
    equal for lru (checked: the replay doubles as a differential test).
+   Then the same for arc: vLLM's ARCCachePolicy against kvbm.vllm's arc
+   (kvbm's vllm-arc policy), catalog off; hit counts must be equal too.
 2. A 1,000-hash match from Python (Manager.match + release) against the
    same call from C (bench_match1000, kvbm_match + release_batch).
 
@@ -141,6 +143,30 @@ def bench_managers(args, reqs):
     return best, ops, hits
 
 
+def bench_arc(args, reqs):
+    """vLLM's arc against kvbm.vllm's (catalog off): time and hits."""
+    from vllm.v1.kv_offload.cpu_manager import CPUOffloadingManager  # noqa: E402
+
+    from kvbm.vllm import KvbmOffloadingManager
+
+    makers = {
+        "vllm arc": lambda: CPUOffloadingManager(block_size=512, num_blocks=args.blocks,
+                                                 cache_policy="arc"),
+        "kvbm arc": lambda: KvbmOffloadingManager(block_size=512, num_blocks=args.blocks,
+                                                  cache_policy="arc"),
+    }
+    best, hits = {}, {}
+    for _ in range(max(1, args.rounds // 2)):
+        for name, make in makers.items():
+            mgr = make()
+            secs, ops, h = replay(mgr, reqs)
+            if hasattr(mgr, "close"):
+                mgr.close()
+            best[name] = min(best.get(name, secs), secs)
+            hits[name] = h
+    return best, ops, hits
+
+
 def bench_binding(args):
     import kvbm
 
@@ -190,6 +216,11 @@ def main():
               f"{hits[name]} blocks hit)")
     print(f"vllm/kvbm time per block: {best['vllm'] / best['kvbm']:.2f}x (target >= 3x)")
     print(f"catalog on/off: {best['kvbm+catalog'] / best['kvbm']:.2f}x (target <= 1.5x)")
+    arc, aops, ahits = bench_arc(args, reqs)
+    for name, secs in arc.items():
+        print(f"{name:13s} {secs * 1e9 / aops:7.1f} ns per block op  ({aops} block ops, "
+              f"{ahits[name]} blocks hit)")
+    print(f"vllm/kvbm time per block, arc: {arc['vllm arc'] / arc['kvbm arc']:.2f}x")
     if not args.no_paced:
         paced, pops = bench_paced(args, reqs, stamps)
         print(f"paced at {args.speedup:g}x the trace's arrival rate, time inside the calls: "
@@ -197,6 +228,9 @@ def main():
               f"ns per block op, on/off {paced['on'] / paced['off']:.2f}x (target <= 1.5x)")
     if not hits["vllm"] == hits["kvbm"] == hits["kvbm+catalog"]:
         print("MISMATCH: lru hit counts differ from vLLM's manager")
+        return 1
+    if ahits["vllm arc"] != ahits["kvbm arc"]:
+        print("MISMATCH: arc hit counts differ from vLLM's manager")
         return 1
     return 0
 
