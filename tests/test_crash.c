@@ -39,10 +39,6 @@ static uint32_t env_u32(const char *name, uint32_t dflt)
 	return v && *v ? (uint32_t)strtoul(v, NULL, 10) : dflt;
 }
 
-struct record {
-	uint64_t magic;
-	kvbm_hash hash;
-};
 #define MAGIC 0x6b76626d72656331ull
 
 static char *dir;
@@ -128,7 +124,7 @@ static void child_workload(int phys, int progress, uint64_t seed)
 			for (uint32_t i = 0; i < miss; i++) {
 				const uint32_t pos = hit + i;
 				/* The data write happens before kvbm learns the hash. */
-				const struct record r = {MAGIC, hashes[pos]};
+				const struct kvbm_test_record r = {MAGIC, hashes[pos]};
 				if (pwrite(phys, &r, sizeof(r), (off_t)mut[i].block * sizeof(r)) !=
 				    (ssize_t)sizeof(r))
 					_exit(5);
@@ -175,26 +171,8 @@ static kvbm_status second_owner(void)
 static uint32_t check_restored(void)
 {
 	kvbm_manager *mgr = open_catalog();
-	const int phys = open(phys_path, O_RDONLY);
-	uint32_t restored = 0;
+	const uint32_t restored = kvbm_test_check_data(mgr, n_blocks, phys_path, MAGIC);
 
-	assert_true(phys >= 0);
-	for (uint32_t b = 0; b < n_blocks; b++) {
-		kvbm_block_info info;
-		struct record r = {0, 0};
-		assert_int_equal(kvbm_block_info_read(mgr, b, &info), KVBM_OK);
-		if (info.state == KVBM_BLOCK_RESET)
-			continue;
-		assert_int_equal(info.state, KVBM_BLOCK_INACTIVE);
-		assert_int_equal(pread(phys, &r, sizeof(r), (off_t)b * sizeof(r)), sizeof(r));
-		if (r.magic != MAGIC || r.hash != info.hash) {
-			fprintf(stderr, "block %u restored as %016llx but holds %016llx\n", b,
-				(unsigned long long)info.hash, (unsigned long long)r.hash);
-			fail();
-		}
-		restored++;
-	}
-	close(phys);
 	assert_int_equal(kvbm_close_ex(mgr, KVBM_CLOSE_DISCARD), KVBM_OK);
 	return restored;
 }

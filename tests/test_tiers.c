@@ -464,10 +464,6 @@ static void test_offload_protocol_and_a_hit_after_the_preview(void **state)
 
 /* ---- per-tier persistence, killed ------------------------------------ */
 
-struct record {
-	uint64_t magic;
-	kvbm_hash hash;
-};
 #define MAGIC 0x6b76626d74696572ull
 #define G1_BLOCKS 16u
 #define G2_BLOCKS 48u
@@ -509,7 +505,7 @@ static kvbm_hash chain_hash(uint32_t chain, uint32_t pos)
 
 static int write_record(int fd, uint32_t block, kvbm_hash hash)
 {
-	const struct record r = {MAGIC, hash};
+	const struct kvbm_test_record r = {MAGIC, hash};
 	return pwrite(fd, &r, sizeof(r), (off_t)block * sizeof(r)) == (ssize_t)sizeof(r) ? 0 : -1;
 }
 
@@ -622,33 +618,6 @@ static uint32_t rows_of_tier(const char *tier)
 	return n;
 }
 
-/* Every restored block of the tier holds, in its data file, the hash the
- * catalog restored. Returns how many were restored. */
-static uint32_t check_tier(kvbm_manager *mgr, uint32_t blocks, const char *phys)
-{
-	const int fd = open(phys, O_RDONLY);
-	uint32_t restored = 0;
-
-	assert_true(fd >= 0);
-	for (uint32_t b = 0; b < blocks; b++) {
-		kvbm_block_info info;
-		struct record r = {0, 0};
-		assert_int_equal(kvbm_block_info_read(mgr, b, &info), KVBM_OK);
-		if (info.state == KVBM_BLOCK_RESET)
-			continue;
-		assert_int_equal(info.state, KVBM_BLOCK_INACTIVE);
-		assert_int_equal(pread(fd, &r, sizeof(r), (off_t)b * sizeof(r)), sizeof(r));
-		if (r.magic != MAGIC || r.hash != info.hash) {
-			fprintf(stderr, "block %u restored as %016llx but holds %016llx\n", b,
-				(unsigned long long)info.hash, (unsigned long long)r.hash);
-			fail();
-		}
-		restored++;
-	}
-	close(fd);
-	return restored;
-}
-
 /* Twelve kills of a process running the offload protocol between G1 and
  * G2 in one catalog file. In most rounds G1 is volatile: it must come back
  * cold, its rows gone, while every block G2 restores holds, in G2's data
@@ -699,12 +668,12 @@ static void test_volatile_g1_and_surviving_g2_after_sigkill(void **state)
 		kvbm_manager *g2 = open_persistent(1), *g1 = open_persistent(0);
 		assert_non_null(g1);
 		assert_non_null(g2);
-		restored[1] += check_tier(g2, G2_BLOCKS, phys_path[1]);
+		restored[1] += kvbm_test_check_data(g2, G2_BLOCKS, phys_path[1], MAGIC);
 		if (g1_volatile) {
 			assert_int_equal(kvbm_test_counts(g1).inactive, 0);
 			assert_int_equal(kvbm_test_counts(g1).reset, G1_BLOCKS);
 		} else {
-			restored[0] += check_tier(g1, G1_BLOCKS, phys_path[0]);
+			restored[0] += kvbm_test_check_data(g1, G1_BLOCKS, phys_path[0], MAGIC);
 		}
 		assert_int_equal(kvbm_close_ex(g1, KVBM_CLOSE_DISCARD), KVBM_OK);
 		assert_int_equal(kvbm_close_ex(g2, KVBM_CLOSE_DISCARD), KVBM_OK);

@@ -2,6 +2,7 @@
 /* Fixtures shared by the cmocka suites: invariant checks, seeds, temp dirs. */
 #include <ftw.h>
 #include <inttypes.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,4 +177,30 @@ void kvbm_test_assert_error(kvbm_manager *mgr, kvbm_status code, const char *nee
 		fprintf(stderr, "message '%s' lacks '%s'\n", buf, needle);
 		fail();
 	}
+}
+
+uint32_t kvbm_test_check_data(kvbm_manager *mgr, uint32_t blocks, const char *path,
+			      uint64_t magic)
+{
+	const int fd = open(path, O_RDONLY);
+	uint32_t cached = 0;
+
+	assert_true(fd >= 0);
+	for (uint32_t b = 0; b < blocks; b++) {
+		kvbm_block_info info;
+		struct kvbm_test_record r = {0, 0};
+		assert_int_equal(kvbm_block_info_read(mgr, b, &info), KVBM_OK);
+		if (info.state == KVBM_BLOCK_RESET)
+			continue;
+		assert_int_equal(info.state, KVBM_BLOCK_INACTIVE);
+		assert_int_equal(pread(fd, &r, sizeof(r), (off_t)b * sizeof(r)), sizeof(r));
+		if (r.magic != magic || r.hash != info.hash) {
+			fprintf(stderr, "block %u restored as %016llx but holds %016llx\n", b,
+				(unsigned long long)info.hash, (unsigned long long)r.hash);
+			fail();
+		}
+		cached++;
+	}
+	close(fd);
+	return cached;
 }

@@ -47,4 +47,16 @@ void kvbm_test_assert_counts(kvbm_manager *mgr, uint32_t reset, uint32_t inactiv
 /* Assert the last error code and that its message contains needle. */
 void kvbm_test_assert_error(kvbm_manager *mgr, kvbm_status code, const char *needle);
 
+/* The crash tests' stand-in for KV memory: a file of one record per block,
+ * written with "this block now holds hash" before kvbm learns the hash. */
+struct kvbm_test_record {
+	uint64_t magic;
+	kvbm_hash hash;
+};
+/* Every cached block of mgr (block ids below blocks) must be inactive and
+ * hold, in the data file at path, a record with magic naming the hash kvbm
+ * restored for it; fails the test otherwise. Returns how many were cached. */
+uint32_t kvbm_test_check_data(kvbm_manager *mgr, uint32_t blocks, const char *path,
+			      uint64_t magic);
+
 #endif
