@@ -1526,7 +1526,7 @@ typedef struct kvbm_victim {
  * Thread-safety: any thread; takes the manager lock once. The answer is a
  *   snapshot: a hit, pin or release afterwards changes the order.
  * Errors: KVBM_E_INVAL (NULL mgr, out or count), KVBM_E_UNSUPPORTED (the
- *   policy cannot preview: lineage, s3fifo), KVBM_E_NOMEM.
+ *   policy cannot preview: lineage, s3fifo, vllm-arc), KVBM_E_NOMEM.
  */
 KVBM_API kvbm_status kvbm_peek_victims(kvbm_manager *mgr, uint32_t n, kvbm_victim *out,
 				       uint32_t *count);

@@ -158,7 +158,8 @@ static void test_preview_predicts_and_changes_nothing(void **state)
 
 static void test_preview_unsupported_policies_say_so(void **state)
 {
-	static const kvbm_evict_policy policies[] = {KVBM_EVICT_LINEAGE, KVBM_EVICT_S3FIFO};
+	static const kvbm_evict_policy policies[] = {KVBM_EVICT_LINEAGE, KVBM_EVICT_S3FIFO,
+						     KVBM_EVICT_VLLM_ARC};
 
 	for (size_t p = 0; p < sizeof(policies) / sizeof(*policies); p++) {
 		kvbm_manager *mgr = kvbm_test_open(4, BS, policies[p], KVBM_DUP_ALLOW);

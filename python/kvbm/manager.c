@@ -980,7 +980,7 @@ static PyMethodDef manager_methods[] = {
 	{"peek_victims", CF(kvbm_py_peek_victims), METH_O,
 	 "peek_victims(n) -> (blocks: array('I'), hashes: array('Q'))\n\n"
 	 "The next n cached blocks this tier would evict, in order, changing nothing\n"
-	 "(kvbm_peek_victims). kvbm.Unsupported for lineage and s3fifo."},
+	 "(kvbm_peek_victims). kvbm.Unsupported for lineage, s3fifo and vllm-arc."},
 	{"stage_from", CF(kvbm_py_stage_from), METH_VARARGS,
 	 "stage_from(mutables, source, hashes) -> Handles\n\n"
 	 "Stage every mutable handle with hashes[i] and the lineage `source` (another\n"
