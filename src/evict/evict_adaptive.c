@@ -51,15 +51,20 @@ enum { T1, T2 };
 #define GHOST_PER_BLOCK 8
 #define P_ONE 65536u /* p is fixed point: P_ONE = one block */
 
-/* What a victim choice reads of a block, in one 16-byte record. */
+/* Everything an eviction touches of a block, in one 32-byte record (two
+ * per cache line, never straddling one): the victim's key and hash, its
+ * links, and through them its successor, the next head. With the links
+ * in prev/next arrays beside the records an eviction touched up to three
+ * more lines, each a miss once the lists no longer follow block ids. */
 struct node {
 	uint64_t key;   /* release tick << 1 | list (ticks stay below 2^63) */
 	kvbm_hash hash;
+	uint32_t prev, next; /* KVBM__LIST_NIL at either end */
+	uint64_t pad;
 };
 
 struct adaptive {
-	uint32_t *prev, *next;
-	struct node *node;
+	struct node *node; /* 64-byte aligned */
 	struct kvbm__dlist lists[2];
 	uint32_t c;          /* block_count */
 	uint64_t p;          /* T1's target, in 1/P_ONE blocks, 0..c * P_ONE */
@@ -76,8 +81,6 @@ static void ad_destroy(void *st)
 
 	if (!a)
 		return;
-	free(a->prev);
-	free(a->next);
 	free(a->node);
 	kvbm__ghost_free(&a->ghost);
 	free(a);
@@ -97,14 +100,15 @@ static kvbm_status ad_create(const struct kvbm__evict_params *p, void **out)
 		return KVBM_E_NOMEM;
 	a->c = p->block_count;
 	a->p = (uint64_t)a->c * P_ONE / 2;
-	const bool ok = (a->prev = malloc(p->block_count * sizeof(*a->prev))) &&
-			(a->next = malloc(p->block_count * sizeof(*a->next))) &&
-			(a->node = calloc(p->block_count, sizeof(*a->node))) &&
+	/* aligned_alloc wants a size that is a multiple of the alignment. */
+	const size_t bytes = ((size_t)p->block_count * sizeof(*a->node) + 63) & ~(size_t)63;
+	const bool ok = (a->node = aligned_alloc(64, bytes ? bytes : 64)) &&
 			kvbm__ghost_init(&a->ghost, ghost_span(p->block_count)) == KVBM_OK;
 	if (!ok) {
 		ad_destroy(a);
 		return KVBM_E_NOMEM;
 	}
+	memset(a->node, 0, bytes);
 	kvbm__dlist_init(&a->lists[T1]);
 	kvbm__dlist_init(&a->lists[T2]);
 	*out = a;
@@ -118,6 +122,37 @@ static uint64_t step(uint32_t mine, uint32_t theirs)
 	const uint64_t m = mine ? mine : 1, t = theirs ? theirs : 1;
 
 	return m > t ? m * P_ONE / t : P_ONE;
+}
+
+/* evict_list.h's list over the records' own links. */
+static void append(struct adaptive *a, int l, uint32_t b, uint64_t key, kvbm_hash hash)
+{
+	struct kvbm__dlist *list = &a->lists[l];
+
+	a->node[b] = (struct node){.key = key, .hash = hash, .prev = list->tail,
+				   .next = KVBM__LIST_NIL};
+	if (list->tail != KVBM__LIST_NIL)
+		a->node[list->tail].next = b;
+	else
+		list->head = b;
+	list->tail = b;
+	list->size++;
+}
+
+static void unlink_node(struct adaptive *a, int l, uint32_t b)
+{
+	struct kvbm__dlist *list = &a->lists[l];
+	const uint32_t prev = a->node[b].prev, next = a->node[b].next;
+
+	if (prev != KVBM__LIST_NIL)
+		a->node[prev].next = next;
+	else
+		list->head = next;
+	if (next != KVBM__LIST_NIL)
+		a->node[next].prev = prev;
+	else
+		list->tail = prev;
+	list->size--;
 }
 
 static void ad_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
@@ -149,15 +184,14 @@ static void ad_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 			break;
 		}
 	}
-	a->node[b] = (struct node){.key = e->tick << 1 | (uint64_t)l, .hash = e->hash};
-	kvbm__dlist_append(a->prev, a->next, &a->lists[l], b);
+	append(a, l, b, e->tick << 1 | (uint64_t)l, e->hash);
 }
 
 static void ad_remove(void *st, uint32_t b)
 {
 	struct adaptive *a = st;
 
-	kvbm__dlist_unlink(a->prev, a->next, &a->lists[a->node[b].key & 1], b);
+	unlink_node(a, (int)(a->node[b].key & 1), b);
 }
 
 static bool ad_victim(void *st, uint32_t *out)
@@ -177,7 +211,7 @@ static bool ad_victim(void *st, uint32_t *out)
 	else
 		l = a->node[h1].key < a->node[h2].key ? T1 : T2; /* LRU */
 	const uint32_t b = l == T1 ? h1 : h2;
-	kvbm__dlist_unlink(a->prev, a->next, &a->lists[l], b);
+	unlink_node(a, l, b);
 	kvbm__ghost_add_tagged(&a->ghost, a->node[b].hash, (unsigned)l);
 	if (++a->recent[l] > a->ghost.span - a->recent[!l]) {
 		a->recent[T1] /= 2;
