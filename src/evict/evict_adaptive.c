@@ -26,9 +26,9 @@
  * each came from; |B1| and |B2| are the evictions from each list among
  * roughly the last 8 x c (counters halved when their sum passes the span).
  * The ghost is evict_ghost16.h's, 2.6 bytes an entry: with evict_ghost.h's
- * 16 (an 8 MB table for 64k blocks) its adds and lookups took about 35
- * of the 157 ns per block of the eviction-bound cycle in
- * docs/BENCHMARKS.md, prefetched or not. The sweep that chose the parameters is there too:
+ * 16 (an 8 MB table for 64k blocks) its adds and lookups took about 35 of
+ * the 157 ns per block of the eviction-bound cycle in docs/BENCHMARKS.md,
+ * prefetched or not. The sweep that chose the parameters is there too:
  * starts from 0.3 c to 0.7 c and ghosts of 6 to 8 x c all met the issue's
  * bounds with the previous ghost.
  *

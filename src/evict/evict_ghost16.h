@@ -8,8 +8,8 @@
  * fingerprint and a 32-bit stamp) at half load, 16 bytes per remembered
  * hash: for a ghost of 8 x 64k blocks an 8 MB table, four times the L2
  * cache, so each add and each lookup was a miss that prefetching did not
- * hide (docs/BENCHMARKS.md, issue 16). This one spends 2 bytes per entry
- * at 80% load: 1.3 MB for the same ghost.
+ * hide (docs/BENCHMARKS.md, issue 16). This one spends 2 bytes a slot at
+ * 80% load, 2.6 bytes per remembered hash: 1.3 MB for the same ghost.
  *
  * Layout: buckets of one 64-byte line, 32 lanes of 16 bits: 31 entries and
  * a cursor naming the next lane to overwrite, so a bucket forgets its
@@ -17,8 +17,9 @@
  * empty lane), the list it was evicted from and a 3-bit epoch, the add
  * count in quarters of the span when it was written: an entry more than
  * KVBM__G16_LIVE epochs old is forgotten, so an entry lives for 0.75 to 1
- * span adds, unless 31 later adds to its bucket push it out first (the
- * table has 1.25 slots per span entry, so that is rare). The stamp is
+ * span adds, unless 31 later adds to its bucket push it out first (with
+ * 1.25 slots per span entry, 1 entry in 8 that reaches a whole span, 1 in
+ * 200 of those that reach 0.75 span). The stamp is
  * needed: with only the buckets' own forgetting (an entry lives for the
  * next 31 adds to its bucket, span on average but spread by +-18%) the
  * Mooncake trace at 2,000 blocks lost 0.9 points. The epoch wraps after 8
@@ -59,16 +60,17 @@
 #define KVBM__G16_LOAD_DEN 4
 
 /* Adds wait this many adds with their bucket prefetched: written at once,
- * each add stalled on a miss. */
+ * each add stalled on a miss (the cycle of docs/BENCHMARKS.md: 1.39x LRU
+ * instead of 1.34x). */
 #define KVBM__G16_QUEUE 8
 
 struct kvbm__ghost16 {
-	uint64_t *word;  /* n_buckets x KVBM__G16_WORDS, 64-byte aligned */
+	uint64_t *word;      /* n_buckets x KVBM__G16_WORDS, 64-byte aligned */
 	uint32_t n_buckets;
-	uint32_t span;   /* the nominal number of evictions remembered */
-	uint32_t epoch_len; /* adds per epoch: span / 4, rounded up */
+	uint32_t span;       /* the nominal number of evictions remembered */
+	uint32_t epoch_len;  /* adds per epoch: span / 4, rounded up */
 	uint32_t epoch_left; /* adds before the epoch moves on, 1..epoch_len */
-	uint32_t epoch;  /* 0..7 */
+	uint32_t epoch;      /* 0..7 */
 	/* The last adds, oldest at q_head, not yet in their buckets; a
 	 * q_tag of KVBM__G16_VOID is an entry taken back while queued. */
 	kvbm_hash q_hash[KVBM__G16_QUEUE];
