@@ -6,13 +6,16 @@
  * state_export / state_import ops: a second instance rebuilt the way the
  * catalog rebuilds a pool, with the state imported, makes the same
  * decisions as the first; without it, it does not; a bad blob changes
- * nothing.
+ * nothing; a blob of the previous format (version 1) brings its split and
+ * counters, not its ghost. And the compact ghost itself.
  */
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "evict/evict.h"
+#include "evict/evict_ghost16.h"
 #include "journal.h"
 #include "test_common.h"
 
@@ -259,9 +262,10 @@ static void adaptive__bad_state_blob_changes_nothing(void **state)
 
 	assert_int_equal(b.ops->state_import(b.st, blob, len - 1), KVBM_E_CORRUPT);
 	assert_int_equal(b.ops->state_import(b.st, blob, 8), KVBM_E_CORRUPT);
-	blob[4] = 2; /* a version this build does not know */
+	const uint8_t version = blob[4];
+	blob[4] = 3; /* a version this build does not know */
 	assert_int_equal(b.ops->state_import(b.st, blob, len), KVBM_E_CORRUPT);
-	blob[4] = 1;
+	blob[4] = version;
 	blob[8] ^= 1; /* written for another block_count */
 	assert_int_equal(b.ops->state_import(b.st, blob, len), KVBM_E_MISMATCH);
 	blob[8] ^= 1;
@@ -338,6 +342,195 @@ static void adaptive__catalog_restart_resumes_the_learned_state(void **state)
 	free(dir);
 }
 
+static void le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void le64(uint8_t *p, uint64_t v)
+{
+	le32(p, (uint32_t)v);
+	le32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* A version 1 blob as the previous release wrote it for block_count c
+ * (ghost span 8 c): header, then two live ghost entries (slot,
+ * fingerprint, stamp). Returns its length. */
+#define V1_P (20ull * 65536 + 123)
+#define V1_B1 100u
+#define V1_B2 50u
+
+static size_t v1_blob(uint8_t *buf, uint32_t c, uint32_t slot)
+{
+	memcpy(buf, "KVAD", 4);
+	le32(buf + 4, 1);
+	le32(buf + 8, c);
+	le32(buf + 12, 8 * c);
+	le64(buf + 16, V1_P);
+	le32(buf + 24, V1_B1);
+	le32(buf + 28, V1_B2);
+	le64(buf + 32, 5000);
+	le32(buf + 40, 2);
+	le32(buf + 44, slot);
+	le32(buf + 48, 0x12340);
+	le32(buf + 52, 4990);
+	le32(buf + 56, 7);
+	le32(buf + 60, 0x991);
+	le32(buf + 64, 4995);
+	return 68;
+}
+
+/* A state exported by this build carries V1's split and counters, and no
+ * ghost: nothing queued, every lane of the table empty. */
+static void expect_v1_split_empty_ghost(const uint8_t *st, size_t len)
+{
+	assert_true(len > 48);
+	assert_int_equal(rd32(st + 4), 2);
+	assert_int_equal(rd32(st + 16) | (uint64_t)rd32(st + 20) << 32, V1_P);
+	assert_int_equal(rd32(st + 24), V1_B1);
+	assert_int_equal(rd32(st + 28), V1_B2);
+	assert_int_equal(rd32(st + 36), 0); /* epoch */
+	assert_int_equal(rd32(st + 44), 0); /* queued */
+	for (size_t i = 48; i < len; i++)
+		if (st[i])
+			fail_msg("byte %zu of the ghost is %u, want empty", i, st[i]);
+}
+
+/* The previous release's blob (its ghost table cannot be mapped into
+ * this one) imports its split and counters and starts with an empty
+ * ghost; a damaged one is refused and changes nothing. */
+static void adaptive__version_1_blob_imports_its_split_with_an_empty_ghost(void **state)
+{
+	(void)state;
+	uint64_t rng = kvbm_test_seed("adaptive");
+	uint8_t v1[68];
+	struct sim b;
+	size_t before_len, len;
+
+	sim_open(&b);
+	for (int i = 0; i < 1000; i++)
+		sim_ref(&b, next_hash(&rng));
+	uint8_t *before = export_blob(&b, &before_len);
+	/* Damaged: a slot past version 1's table (1,024 slots for 64
+	 * blocks), or cut short. */
+	assert_int_equal(b.ops->state_import(b.st, v1, v1_blob(v1, BLOCKS, 1024)), KVBM_E_CORRUPT);
+	assert_int_equal(b.ops->state_import(b.st, v1, v1_blob(v1, BLOCKS, 5) - 1), KVBM_E_CORRUPT);
+	assert_int_equal(b.ops->state_import(b.st, v1, v1_blob(v1, BLOCKS + 1, 5)), KVBM_E_MISMATCH);
+	uint8_t *same = export_blob(&b, &len);
+	assert_int_equal(len, before_len);
+	assert_memory_equal(same, before, len);
+
+	assert_int_equal(b.ops->state_import(b.st, v1, v1_blob(v1, BLOCKS, 1023)), KVBM_OK);
+	uint8_t *after = export_blob(&b, &len);
+	expect_v1_split_empty_ghost(after, len);
+	free(after);
+	free(same);
+	free(before);
+	b.ops->destroy(b.st);
+}
+
+/* A catalog whose policy_state row the previous release wrote: the open
+ * succeeds and the policy resumes with that split, its ghost empty. */
+static void adaptive__catalog_of_the_previous_release_keeps_its_split(void **state)
+{
+	(void)state;
+	char *dir = kvbm_test_tmpdir("adaptive");
+	char path[512];
+	kvbm_config cfg;
+	uint8_t v1[68];
+	sqlite3 *db;
+	sqlite3_stmt *st;
+
+	snprintf(path, sizeof(path), "%s/c.db", dir);
+	kvbm_config_init(&cfg);
+	cfg.block_count = 64;
+	cfg.block_size = 4;
+	cfg.catalog_path = path;
+	cfg.catalog_sync = KVBM_SYNC_OFF;
+	cfg.evict_policy = KVBM_EVICT_ADAPTIVE;
+	kvbm_manager *mgr = kvbm_test_open_cfg(&cfg);
+	for (uint32_t i = 0; i < 200; i++) {
+		kvbm_immutable r = kvbm_test_make(mgr, 1 + i);
+		assert_int_equal(kvbm_immutable_release(mgr, r), KVBM_OK);
+	}
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "UPDATE policy_state SET state = ?1", -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_blob(st, 1, v1, (int)v1_blob(v1, 64, 5), SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	assert_int_equal(sqlite3_changes(db), 1);
+	sqlite3_finalize(st);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+
+	mgr = kvbm_test_open_cfg(&cfg);
+	uint8_t *now = NULL;
+	const size_t n = kvbm__journal_policy_state(mgr, &now);
+	expect_v1_split_empty_ghost(now, n);
+	free(now);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	kvbm_test_rmdir(dir);
+	free(dir);
+}
+
+/* The lane search against a plain loop, on random buckets seeded with
+ * the fingerprint at random places (the cursor lane never matches). */
+static void ghost16__find_is_the_first_matching_entry_lane(void **state)
+{
+	(void)state;
+	uint64_t rng = kvbm_test_seed("ghost16");
+	uint64_t b[KVBM__G16_WORDS];
+
+	for (int round = 0; round < 20000; round++) {
+		const uint32_t fp = (uint32_t)kvbm_test_rand(&rng) & KVBM__G16_FP;
+		for (unsigned i = 0; i < KVBM__G16_LANES; i++) {
+			const uint64_t r = kvbm_test_rand(&rng);
+			uint32_t v = (uint32_t)(r >> 16) & 0xffffu;
+			if (r % 23 == 0) /* any list and epoch */
+				v = fp | (uint32_t)(r >> 40 & ~KVBM__G16_FP & 0xffffu);
+			kvbm__ghost16_set(b, i, v);
+		}
+		unsigned want = KVBM__G16_ENTRIES;
+		for (unsigned i = 0; i < KVBM__G16_ENTRIES && want == KVBM__G16_ENTRIES; i++)
+			if ((kvbm__ghost16_lane(b, i) & KVBM__G16_FP) == fp)
+				want = i;
+		assert_int_equal(kvbm__ghost16_find(b, fp), want);
+	}
+}
+
+/* An entry lives for 0.75 to 1 span adds: the last half span of adds are
+ * all remembered with their list, adds more than a span old are
+ * forgotten (but for fingerprint collisions, about 1 lookup in 130). */
+static void ghost16__remembers_about_the_last_span_evictions(void **state)
+{
+	(void)state;
+	struct kvbm__ghost16 g;
+	const uint32_t span = 2000;
+	uint32_t old_found = 0;
+
+	assert_int_equal(kvbm__ghost16_init(&g, span), KVBM_OK);
+	assert_true((uint64_t)g.n_buckets * KVBM__G16_ENTRIES >= span * 5 / 4);
+	for (uint32_t i = 0; i < 3 * span; i++)
+		kvbm__ghost16_add(&g, H(i), i & 1);
+	for (uint32_t i = 3 * span - span / 2; i < 3 * span; i++)
+		assert_int_equal(kvbm__ghost16_take(&g, H(i)), (int)(i & 1));
+	for (uint32_t i = 3 * span - span / 2; i < 3 * span; i++)
+		assert_int_equal(kvbm__ghost16_take(&g, H(i)), -1); /* taken: forgotten */
+	/* 1.25 to 1.75 spans old: past their stamp, whatever their bucket
+	 * did (two spans old, the 3-bit epoch wraps). */
+	for (uint32_t i = span + span / 4; i < span + 3 * span / 4; i++)
+		old_found += kvbm__ghost16_take(&g, H(i)) >= 0;
+	assert_true(old_found <= span / 100);
+	kvbm__ghost16_free(&g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -346,6 +539,10 @@ int main(void)
 		cmocka_unit_test(adaptive__state_round_trip_keeps_every_decision),
 		cmocka_unit_test(adaptive__bad_state_blob_changes_nothing),
 		cmocka_unit_test(adaptive__catalog_restart_resumes_the_learned_state),
+		cmocka_unit_test(adaptive__version_1_blob_imports_its_split_with_an_empty_ghost),
+		cmocka_unit_test(adaptive__catalog_of_the_previous_release_keeps_its_split),
+		cmocka_unit_test(ghost16__find_is_the_first_matching_entry_lane),
+		cmocka_unit_test(ghost16__remembers_about_the_last_span_evictions),
 	};
 	return cmocka_run_group_tests_name("adaptive", tests, NULL, NULL);
 }

@@ -20,19 +20,17 @@
  *
  * Parameters, fixed for every capacity and workload: p starts at c / 2
  * (no evidence either way); p is kept to 1/65536 of a block so steps
- * smaller than one block still add up; one ghost table remembers the last
+ * smaller than one block still add up; one ghost remembers the last 6 to
  * 8 x c evicted hashes of both lists (as many entries as ARC's two 4 x c
  * ghosts, one lookup per new block instead of two), tagged with the list
  * each came from; |B1| and |B2| are the evictions from each list among
  * roughly the last 8 x c (counters halved when their sum passes the span).
- * Cost: below its target the victim is LRU's, an old block, plus a ghost
- * write to a random line, where 2Q's victim is a block released moments
- * ago; docs/BENCHMARKS.md has the figures (about 1.45x LRU on the
- * eviction-bound cycle, where 2Q is about 1.2x). A deferred ghost write
- * (bucket prefetched 16 evictions ahead), huge pages for the ghost table
- * and prefetching the next head were each measured and gained nothing.
- * The sweep that chose them is in docs/BENCHMARKS.md: starts from 0.3 c
- * to 0.7 c and ghosts of 6 to 8 x c all met the issue's bounds.
+ * The ghost is evict_ghost16.h's, 2.6 bytes an entry: with evict_ghost.h's
+ * 16 (an 8 MB table for 64k blocks) its adds and lookups took about 35 of
+ * the 157 ns per block of the eviction-bound cycle in docs/BENCHMARKS.md,
+ * prefetched or not. The sweep that chose the parameters is there too:
+ * starts from 0.3 c to 0.7 c and ghosts of 6 to 8 x c all met the issue's
+ * bounds with the previous ghost.
  *
  * Persistence: the catalog keeps each pooled block's list as its frequency
  * (1 = T2) and its release tick as the order key; p, the ghost counters
@@ -43,7 +41,7 @@
 #include <string.h>
 
 #include "evict.h"
-#include "evict_ghost.h"
+#include "evict_ghost16.h"
 #include "evict_list.h"
 
 enum { T1, T2 };
@@ -51,20 +49,25 @@ enum { T1, T2 };
 #define GHOST_PER_BLOCK 8
 #define P_ONE 65536u /* p is fixed point: P_ONE = one block */
 
-/* What a victim choice reads of a block, in one 16-byte record. */
+/* Everything an eviction touches of a block, in one 32-byte record (two
+ * per cache line, never straddling one): the victim's key and hash, its
+ * links, and through them its successor, the next head. With the links
+ * in prev/next arrays beside the records an eviction touched up to three
+ * more lines, each a miss once the lists no longer follow block ids. */
 struct node {
 	uint64_t key;   /* release tick << 1 | list (ticks stay below 2^63) */
 	kvbm_hash hash;
+	uint32_t prev, next; /* KVBM__LIST_NIL at either end */
+	uint64_t pad;
 };
 
 struct adaptive {
-	uint32_t *prev, *next;
-	struct node *node;
+	struct node *node; /* 64-byte aligned */
 	struct kvbm__dlist lists[2];
 	uint32_t c;          /* block_count */
 	uint64_t p;          /* T1's target, in 1/P_ONE blocks, 0..c * P_ONE */
 	uint32_t recent[2];  /* evictions from T1, T2 among about the last span */
-	struct kvbm__ghost ghost;
+	struct kvbm__ghost16 ghost;
 	kvbm_hash stash_hash; /* restore_frequency() just before insert() */
 	uint32_t stash_list;
 	bool stashed;
@@ -76,10 +79,8 @@ static void ad_destroy(void *st)
 
 	if (!a)
 		return;
-	free(a->prev);
-	free(a->next);
 	free(a->node);
-	kvbm__ghost_free(&a->ghost);
+	kvbm__ghost16_free(&a->ghost);
 	free(a);
 }
 
@@ -97,14 +98,15 @@ static kvbm_status ad_create(const struct kvbm__evict_params *p, void **out)
 		return KVBM_E_NOMEM;
 	a->c = p->block_count;
 	a->p = (uint64_t)a->c * P_ONE / 2;
-	const bool ok = (a->prev = malloc(p->block_count * sizeof(*a->prev))) &&
-			(a->next = malloc(p->block_count * sizeof(*a->next))) &&
-			(a->node = calloc(p->block_count, sizeof(*a->node))) &&
-			kvbm__ghost_init(&a->ghost, ghost_span(p->block_count)) == KVBM_OK;
+	/* aligned_alloc wants a size that is a multiple of the alignment. */
+	const size_t bytes = ((size_t)p->block_count * sizeof(*a->node) + 63) & ~(size_t)63;
+	const bool ok = (a->node = aligned_alloc(64, bytes ? bytes : 64)) &&
+			kvbm__ghost16_init(&a->ghost, ghost_span(p->block_count)) == KVBM_OK;
 	if (!ok) {
 		ad_destroy(a);
 		return KVBM_E_NOMEM;
 	}
+	memset(a->node, 0, bytes);
 	kvbm__dlist_init(&a->lists[T1]);
 	kvbm__dlist_init(&a->lists[T2]);
 	*out = a;
@@ -120,6 +122,37 @@ static uint64_t step(uint32_t mine, uint32_t theirs)
 	return m > t ? m * P_ONE / t : P_ONE;
 }
 
+/* evict_list.h's list over the records' own links. */
+static void append(struct adaptive *a, int l, uint32_t b, uint64_t key, kvbm_hash hash)
+{
+	struct kvbm__dlist *list = &a->lists[l];
+
+	a->node[b] = (struct node){.key = key, .hash = hash, .prev = list->tail,
+				   .next = KVBM__LIST_NIL};
+	if (list->tail != KVBM__LIST_NIL)
+		a->node[list->tail].next = b;
+	else
+		list->head = b;
+	list->tail = b;
+	list->size++;
+}
+
+static void unlink_node(struct adaptive *a, int l, uint32_t b)
+{
+	struct kvbm__dlist *list = &a->lists[l];
+	const uint32_t prev = a->node[b].prev, next = a->node[b].next;
+
+	if (prev != KVBM__LIST_NIL)
+		a->node[prev].next = next;
+	else
+		list->head = next;
+	if (next != KVBM__LIST_NIL)
+		a->node[next].prev = prev;
+	else
+		list->tail = prev;
+	list->size--;
+}
+
 static void ad_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 {
 	struct adaptive *a = st;
@@ -132,7 +165,7 @@ static void ad_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 	} else if (e->first_tick != e->tick && a->node[b].hash == e->hash) {
 		l = T2; /* back from a hit: used twice */
 	} else {
-		switch (kvbm__ghost_take_tagged(&a->ghost, e->hash)) {
+		switch (kvbm__ghost16_take(&a->ghost, e->hash)) {
 		case T1: { /* new blocks needed more room */
 			const uint64_t d = step(a->recent[T2], a->recent[T1]);
 			a->p = p_max - a->p > d ? a->p + d : p_max;
@@ -149,15 +182,14 @@ static void ad_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 			break;
 		}
 	}
-	a->node[b] = (struct node){.key = e->tick << 1 | (uint64_t)l, .hash = e->hash};
-	kvbm__dlist_append(a->prev, a->next, &a->lists[l], b);
+	append(a, l, b, e->tick << 1 | (uint64_t)l, e->hash);
 }
 
 static void ad_remove(void *st, uint32_t b)
 {
 	struct adaptive *a = st;
 
-	kvbm__dlist_unlink(a->prev, a->next, &a->lists[a->node[b].key & 1], b);
+	unlink_node(a, (int)(a->node[b].key & 1), b);
 }
 
 static bool ad_victim(void *st, uint32_t *out)
@@ -177,8 +209,8 @@ static bool ad_victim(void *st, uint32_t *out)
 	else
 		l = a->node[h1].key < a->node[h2].key ? T1 : T2; /* LRU */
 	const uint32_t b = l == T1 ? h1 : h2;
-	kvbm__dlist_unlink(a->prev, a->next, &a->lists[l], b);
-	kvbm__ghost_add_tagged(&a->ghost, a->node[b].hash, (unsigned)l);
+	unlink_node(a, l, b);
+	kvbm__ghost16_add(&a->ghost, a->node[b].hash, (unsigned)l);
 	if (++a->recent[l] > a->ghost.span - a->recent[!l]) {
 		a->recent[T1] /= 2;
 		a->recent[T2] /= 2;
@@ -189,7 +221,7 @@ static bool ad_victim(void *st, uint32_t *out)
 
 static void ad_touch(void *st, kvbm_hash hash)
 {
-	kvbm__ghost_prefetch(&((const struct adaptive *)st)->ghost, hash);
+	kvbm__ghost16_prefetch(&((const struct adaptive *)st)->ghost, hash);
 }
 
 static uint64_t ad_order_key(void *st, uint32_t b)
@@ -215,29 +247,47 @@ static void ad_restore_frequency(void *st, kvbm_hash hash, uint32_t freq)
 }
 
 /*
- * The adaptive state blob, version 1, all integers little-endian:
+ * The adaptive state blob, version 2, all integers little-endian:
  *
  *   offset size field
  *        0    4 magic "KVAD"
- *        4    4 version (1)
+ *        4    4 version (2)
  *        8    4 block_count the state was built for
  *       12    4 ghost span (8 x block_count)
  *       16    8 p, T1's target in 1/65536 blocks (<= block_count * 65536)
  *       24    4 |B1|: evictions from T1 among about the last span
  *       28    4 |B2|: the same for T2
- *       32    8 ghost adds (evictions remembered so far; stamps count them)
- *       40    4 n, live ghost entries that follow
- *       44 12 n entries: table slot, fingerprint (low bit: list), stamp
+ *       32    4 n, ghost buckets (1.25 x span / 31, rounded up)
+ *       36    4 the ghost's epoch (0..7)
+ *       40    4 adds left in that epoch (1..span / 4 rounded up)
+ *       44    4 q, evictions queued for the table (<= 8), oldest first
+ *       48 12 q queued evictions: hash (8), list (4: 0 or 1; 2 for one
+ *               taken back while queued, kept since it still holds its
+ *               place in the queue)
+ *    48+12q 64 n buckets, each 32 16-bit lanes: 31 entries (0 = empty,
+ *               else fingerprint, list, epoch: evict_ghost16.h), then the
+ *               bucket's cursor (< 31)
  *
- * Only live entries are written (not expired: adds - stamp <= span), so
- * the blob is at most 44 + 12 x span bytes, usually far less. The
- * table's geometry follows from block_count, so a blob is imported only
- * into a policy of the same block_count.
+ * The table is written whole: at 2.6 bytes per remembered eviction it is
+ * smaller than version 1's live entries (12 bytes each) once the ghost
+ * has filled, and its geometry follows from block_count, so a blob is
+ * imported only into a policy of the same block_count.
+ *
+ * Version 1 (the previous release: 8-way buckets of 32-bit fingerprints
+ * and stamps) is checked as it always was and then imports its split
+ * and counters (offsets 16-31, the same fields) with an empty ghost: its
+ * entries cannot be placed in this table, which files a hash by bits of
+ * the hash that version 1 did not keep. The split is what takes long to
+ * learn; the ghost refills within span evictions.
  */
 #define BLOB_MAGIC 0x4441564bu /* "KVAD" read as a little-endian u32 */
-#define BLOB_VERSION 1u
-#define BLOB_HEADER 44u
-#define BLOB_ENTRY 12u
+#define BLOB_VERSION 2u
+#define BLOB_HEADER 48u
+#define BLOB_QUEUED 12u
+#define BLOB_BUCKET (2u * KVBM__G16_LANES)
+#define V1_HEADER 44u
+#define V1_ENTRY 12u
+#define V1_WAYS 8u
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -251,9 +301,14 @@ static void put64(uint8_t *p, uint64_t v)
 	put32(p + 4, (uint32_t)(v >> 32));
 }
 
+static uint32_t get16(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+}
+
 static uint32_t get32(const uint8_t *p)
 {
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+	return get16(p) | get16(p + 2) << 16;
 }
 
 static uint64_t get64(const uint8_t *p)
@@ -261,25 +316,13 @@ static uint64_t get64(const uint8_t *p)
 	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
 }
 
-static uint64_t ghost_slots(const struct kvbm__ghost *g)
-{
-	return (g->mask + 1) * KVBM__GHOST_WAYS;
-}
-
-static bool live(const struct kvbm__ghost *g, const struct kvbm__ghost_slot *s)
-{
-	return s->fingerprint != 0 && (uint32_t)g->adds - s->stamp <= g->span;
-}
-
 static size_t ad_state_export(void *st, uint8_t *buf, size_t cap)
 {
 	const struct adaptive *a = st;
-	const struct kvbm__ghost *g = &a->ghost;
-	uint32_t n = 0;
+	const struct kvbm__ghost16 *g = &a->ghost;
+	const uint32_t q = g->q_len;
+	const size_t len = BLOB_HEADER + (size_t)q * BLOB_QUEUED + (size_t)g->n_buckets * BLOB_BUCKET;
 
-	for (uint64_t i = 0; i < ghost_slots(g); i++)
-		n += live(g, &g->slot[i]);
-	const size_t len = BLOB_HEADER + (size_t)n * BLOB_ENTRY;
 	if (!buf || cap < len)
 		return len;
 	put32(buf, BLOB_MAGIC);
@@ -289,47 +332,115 @@ static size_t ad_state_export(void *st, uint8_t *buf, size_t cap)
 	put64(buf + 16, a->p);
 	put32(buf + 24, a->recent[T1]);
 	put32(buf + 28, a->recent[T2]);
-	put64(buf + 32, g->adds);
-	put32(buf + 40, n);
+	put32(buf + 32, g->n_buckets);
+	put32(buf + 36, g->epoch);
+	put32(buf + 40, g->epoch_left);
+	put32(buf + 44, q);
 	uint8_t *w = buf + BLOB_HEADER;
-	for (uint64_t i = 0; i < ghost_slots(g); i++) {
-		if (!live(g, &g->slot[i]))
-			continue;
-		put32(w, (uint32_t)i);
-		put32(w + 4, g->slot[i].fingerprint);
-		put32(w + 8, g->slot[i].stamp);
-		w += BLOB_ENTRY;
+	for (uint32_t i = 0; i < g->q_len; i++) {
+		const uint32_t k = (g->q_head + i) % KVBM__G16_QUEUE;
+		put64(w, g->q_hash[k]);
+		put32(w + 8, g->q_tag[k] == KVBM__G16_VOID ? 2 : g->q_tag[k]);
+		w += BLOB_QUEUED;
+	}
+	for (uint32_t k = 0; k < g->n_buckets; k++) {
+		const uint64_t *b = &g->word[(size_t)k * KVBM__G16_WORDS];
+		for (unsigned i = 0; i < KVBM__G16_LANES; i++, w += 2) {
+			const uint32_t v = kvbm__ghost16_lane(b, i);
+			w[0] = (uint8_t)v;
+			w[1] = (uint8_t)(v >> 8);
+		}
 	}
 	return len;
+}
+
+/* The slots of version 1's table for a span: a power of two of 8-way
+ * buckets, at least 2 x span slots (evict_ghost.h's geometry). */
+static uint64_t v1_slots(uint32_t span)
+{
+	uint64_t buckets = 2;
+
+	while (buckets * V1_WAYS < 2ull * span)
+		buckets <<= 1;
+	return buckets * V1_WAYS;
+}
+
+/* Version 1's split and counters, if the blob is whole and in range. */
+static kvbm_status v1_check(const struct adaptive *a, const uint8_t *buf, size_t len)
+{
+	const struct kvbm__ghost16 *g = &a->ghost;
+
+	if (len < V1_HEADER)
+		return KVBM_E_CORRUPT;
+	const uint32_t n = get32(buf + 40);
+	if (len != V1_HEADER + (uint64_t)n * V1_ENTRY)
+		return KVBM_E_CORRUPT;
+	const uint8_t *r = buf + V1_HEADER;
+	for (uint32_t k = 0; k < n; k++, r += V1_ENTRY)
+		if (get32(r) >= v1_slots(g->span) || get32(r + 4) == 0)
+			return KVBM_E_CORRUPT;
+	return KVBM_OK;
 }
 
 static kvbm_status ad_state_import(void *st, const uint8_t *buf, size_t len)
 {
 	struct adaptive *a = st;
-	struct kvbm__ghost *g = &a->ghost;
+	struct kvbm__ghost16 *g = &a->ghost;
 
-	if (!buf || len < BLOB_HEADER || get32(buf) != BLOB_MAGIC || get32(buf + 4) != BLOB_VERSION)
+	if (!buf || len < 32 || get32(buf) != BLOB_MAGIC)
+		return KVBM_E_CORRUPT;
+	const uint32_t version = get32(buf + 4);
+	if (version != 1 && version != BLOB_VERSION)
 		return KVBM_E_CORRUPT;
 	if (get32(buf + 8) != a->c || get32(buf + 12) != g->span)
 		return KVBM_E_MISMATCH;
-	const uint32_t n = get32(buf + 40);
 	const uint64_t p = get64(buf + 16);
-	if (len != BLOB_HEADER + (uint64_t)n * BLOB_ENTRY ||
-	    p > (uint64_t)a->c * P_ONE || get32(buf + 24) > g->span ||
+	if (p > (uint64_t)a->c * P_ONE || get32(buf + 24) > g->span ||
 	    get32(buf + 28) > g->span - get32(buf + 24))
 		return KVBM_E_CORRUPT;
-	const uint8_t *r = buf + BLOB_HEADER;
-	for (uint32_t k = 0; k < n; k++, r += BLOB_ENTRY)
-		if (get32(r) >= ghost_slots(g) || get32(r + 4) == 0)
+	const size_t table = (size_t)g->n_buckets * BLOB_BUCKET;
+	const uint8_t *lanes = NULL;
+	uint32_t q = 0;
+	if (version == 1) {
+		const kvbm_status st1 = v1_check(a, buf, len);
+		if (st1 != KVBM_OK)
+			return st1;
+	} else {
+		if (len < BLOB_HEADER || get32(buf + 32) != g->n_buckets ||
+		    get32(buf + 36) > KVBM__G16_EPOCH || get32(buf + 40) == 0 ||
+		    get32(buf + 40) > g->epoch_len || get32(buf + 44) > KVBM__G16_QUEUE)
 			return KVBM_E_CORRUPT;
-	/* Valid: nothing changed above, everything changes below. */
-	memset(g->slot, 0, ghost_slots(g) * sizeof(*g->slot));
-	r = buf + BLOB_HEADER;
-	for (uint32_t k = 0; k < n; k++, r += BLOB_ENTRY) {
-		g->slot[get32(r)].fingerprint = get32(r + 4);
-		g->slot[get32(r)].stamp = get32(r + 8);
+		q = get32(buf + 44);
+		if (len != BLOB_HEADER + (size_t)q * BLOB_QUEUED + table)
+			return KVBM_E_CORRUPT;
+		for (uint32_t i = 0; i < q; i++)
+			if (get32(buf + BLOB_HEADER + (size_t)i * BLOB_QUEUED + 8) > 2)
+				return KVBM_E_CORRUPT;
+		lanes = buf + BLOB_HEADER + (size_t)q * BLOB_QUEUED;
+		for (uint32_t k = 0; k < g->n_buckets; k++)
+			if (get16(lanes + (size_t)k * BLOB_BUCKET + 2 * KVBM__G16_ENTRIES) >=
+			    KVBM__G16_ENTRIES)
+				return KVBM_E_CORRUPT;
 	}
-	g->adds = get64(buf + 32);
+	/* Valid: nothing changed above, everything changes below. */
+	memset(g->word, 0, table);
+	g->q_head = 0;
+	g->q_len = q;
+	g->epoch = version == BLOB_VERSION ? get32(buf + 36) : 0;
+	g->epoch_left = version == BLOB_VERSION ? get32(buf + 40) : g->epoch_len;
+	for (uint32_t i = 0; i < q; i++) {
+		const uint8_t *r = buf + BLOB_HEADER + (size_t)i * BLOB_QUEUED;
+		g->q_hash[i] = get64(r);
+		g->q_tag[i] = get32(r + 8) == 2 ? KVBM__G16_VOID : (uint8_t)get32(r + 8);
+	}
+	if (lanes) {
+		const uint8_t *r = lanes;
+		for (uint32_t k = 0; k < g->n_buckets; k++) {
+			uint64_t *b = &g->word[(size_t)k * KVBM__G16_WORDS];
+			for (unsigned i = 0; i < KVBM__G16_LANES; i++, r += 2)
+				kvbm__ghost16_set(b, i, get16(r));
+		}
+	}
 	a->p = p;
 	a->recent[T1] = get32(buf + 24);
 	a->recent[T2] = get32(buf + 28);
@@ -358,7 +469,7 @@ static uint32_t ad_peek(void *st, uint32_t n, uint32_t *out, uint32_t *scratch)
 		else
 			l = a->node[at[T1]].key < a->node[at[T2]].key ? T1 : T2;
 		out[got++] = at[l];
-		at[l] = a->next[at[l]];
+		at[l] = a->node[at[l]].next;
 		t1 -= l == T1;
 	}
 	return got;
