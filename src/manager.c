@@ -12,6 +12,7 @@
 
 #include "events.h"
 #include "manager.h"
+#include "table_alloc.h"
 
 void kvbm_config_init(kvbm_config *cfg)
 {
@@ -83,7 +84,7 @@ static void free_manager(kvbm_manager *mgr)
 	if (mgr->evict && mgr->evict_state)
 		mgr->evict->destroy(mgr->evict_state);
 	kvbm__registry_free(&mgr->registry);
-	free(mgr->slots);
+	kvbm__table_free(mgr->slots, (size_t)mgr->block_count * sizeof(*mgr->slots));
 	free(mgr->refs);
 	free(mgr->dirty);
 	kvbm__row_tokens_free(mgr);
@@ -130,7 +131,7 @@ static kvbm_status build_pools(kvbm_manager *mgr)
 	mgr->reset.head = mgr->reset.tail = KVBM__NIL;
 	mgr->reset_unsafe = mgr->reclaim_pending = mgr->reserve = mgr->reset;
 	mgr->freeing = mgr->reset_freeing = mgr->reset;
-	mgr->slots = calloc(n, sizeof(*mgr->slots));
+	mgr->slots = kvbm__table_alloc((size_t)n * sizeof(*mgr->slots));
 	if (!mgr->slots)
 		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot allocate %u blocks", n);
 	if (kvbm__registry_init(&mgr->registry, n) != KVBM_OK)

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "registry.h"
+#include "table_alloc.h"
 
 #define EMPTY UINT32_MAX
 
@@ -21,7 +22,7 @@ kvbm_status kvbm__registry_init(struct kvbm__registry *r, uint32_t max_entries)
 		cap <<= 1;
 		bits++;
 	}
-	r->slots = malloc(cap * sizeof(*r->slots));
+	r->slots = kvbm__table_alloc(cap * sizeof(*r->slots));
 	if (!r->slots)
 		return KVBM_E_NOMEM;
 	for (uint64_t i = 0; i < cap; i++)
@@ -34,7 +35,7 @@ kvbm_status kvbm__registry_init(struct kvbm__registry *r, uint32_t max_entries)
 
 void kvbm__registry_free(struct kvbm__registry *r)
 {
-	free(r->slots);
+	kvbm__table_free(r->slots, (r->mask + 1) * sizeof(*r->slots));
 	r->slots = NULL;
 }
 
