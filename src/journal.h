@@ -94,20 +94,27 @@ uint32_t kvbm__journal_peak_request(kvbm_manager *mgr);
  * the manager goes through exactly one of: kvbm__restore_stage (img's
  * block holds img->hash, in no pool yet) or kvbm__restore_blank (a free
  * block, appended to part, a reset list of the caller's own kept in block
- * order). These may run on several threads at once, each over blocks of
- * its own. Then, on one thread, kvbm__restore_block for the staged blocks
- * in ascending (evict_key, block) order registers each and puts it in the
- * policy; KVBM_E_CORRUPT (the message says why) for an id out of range, a
- * block given twice or a hash already restored, and the block is free
- * again. kvbm__restore_unstage frees a staged block not restored (a veto).
- * kvbm__restore_end makes the parts, in block order, the reset pool;
- * relink when a staged block was freed again. */
+ * order); a staged block's hash may be entered in the registry then
+ * (kvbm__restore_claim; false, and nothing entered, if another block's
+ * claim holds it). These may run on several threads at once, each over
+ * blocks of its own. kvbm__restore_claimed then says whether every staged
+ * block was claimed (n of them) or the claims are void (a claim failed,
+ * or some blocks were not claimed): claimed below is that answer. Then,
+ * on one thread, kvbm__restore_block for the staged blocks in ascending
+ * (evict_key, block) order puts each in the policy (and, unless claimed,
+ * the registry); KVBM_E_CORRUPT (the message says why) for an id out of
+ * range, a block given twice or a hash already restored, and the block
+ * is free again. kvbm__restore_unstage frees a staged block that is not
+ * restored (a veto). kvbm__restore_end makes the parts, in block order,
+ * the reset pool; relink when a staged block was freed again. */
 struct kvbm__list;
 void kvbm__restore_stage(kvbm_manager *mgr, const struct kvbm__image *img);
 void kvbm__restore_blank(kvbm_manager *mgr, struct kvbm__list *part, uint32_t b);
+bool kvbm__restore_claim(kvbm_manager *mgr, uint32_t b);
+void kvbm__restore_claimed(kvbm_manager *mgr, bool all, uint32_t n);
 kvbm_status kvbm__restore_block(kvbm_manager *mgr, uint32_t b, uint64_t evict_key,
-				uint32_t frequency);
-void kvbm__restore_unstage(kvbm_manager *mgr, uint32_t b);
+				uint32_t frequency, bool claimed);
+void kvbm__restore_unstage(kvbm_manager *mgr, uint32_t b, bool claimed);
 void kvbm__restore_end(kvbm_manager *mgr, const struct kvbm__list *parts, int n, bool relink);
 
 /* --- implemented by the catalog (src/catalog/) --- */

@@ -5,9 +5,13 @@
  * every other block, so it is written into the slot table by the threads
  * that read the rows, each in block order over blocks of its own, where
  * the writes are sequential and the slot table's page faults are taken
- * on two cores. Only the registry and the eviction policy need the
- * restore's eviction order: kvbm__restore_block does that part, on one
- * thread, and is where a duplicate hash is refused exactly as if the
+ * on two cores. The registry's content does not depend on the order
+ * either, as long as no hash is given twice: the readers enter the hashes
+ * too (kvbm__restore_claim). Only the eviction policy needs the restore's
+ * eviction order: kvbm__restore_block does that part, on one thread. A
+ * hash given twice must go to the block first in eviction order, so then
+ * the readers' entries are dropped and kvbm__restore_block does the
+ * registry's part as well, refusing the later block exactly as if the
  * blocks had been restored one by one.
  */
 #include "manager.h"
@@ -54,13 +58,28 @@ void kvbm__restore_stage(kvbm_manager *mgr, const struct kvbm__image *img)
 	};
 }
 
-void kvbm__restore_unstage(kvbm_manager *mgr, uint32_t b)
+bool kvbm__restore_claim(kvbm_manager *mgr, uint32_t b)
 {
+	return kvbm__registry_insert_shared(&mgr->registry, mgr->slots[b].hash, b);
+}
+
+void kvbm__restore_claimed(kvbm_manager *mgr, bool all, uint32_t n)
+{
+	if (all)
+		mgr->registry.count = n;
+	else
+		kvbm__registry_clear(&mgr->registry);
+}
+
+void kvbm__restore_unstage(kvbm_manager *mgr, uint32_t b, bool claimed)
+{
+	if (claimed)
+		(void)kvbm__registry_remove(&mgr->registry, mgr->slots[b].hash);
 	blank_slot(&mgr->slots[b]);
 }
 
 kvbm_status kvbm__restore_block(kvbm_manager *mgr, uint32_t b, uint64_t evict_key,
-				uint32_t frequency)
+				uint32_t frequency, bool claimed)
 {
 	if (b >= mgr->block_count)
 		return kvbm__fail(mgr, KVBM_E_CORRUPT, "row for block %u is out of range (block_count %u)",
@@ -69,7 +88,7 @@ kvbm_status kvbm__restore_block(kvbm_manager *mgr, uint32_t b, uint64_t evict_ke
 	/* A staged slot has no epoch until this call gives it one. */
 	if (s->state != KVBM__SLOT_INACTIVE || s->epoch != 0)
 		return kvbm__fail(mgr, KVBM_E_CORRUPT, "block %u is restored twice", b);
-	if (kvbm__registry_find(&mgr->registry, s->hash) != KVBM__NIL) {
+	if (!claimed && kvbm__registry_find(&mgr->registry, s->hash) != KVBM__NIL) {
 		const kvbm_hash hash = s->hash;
 		blank_slot(s);
 		return kvbm__fail(mgr, KVBM_E_CORRUPT, "hash %016llx is claimed by two blocks",
@@ -81,7 +100,8 @@ kvbm_status kvbm__restore_block(kvbm_manager *mgr, uint32_t b, uint64_t evict_ke
 	const uint64_t key = evict_key > mgr->clock ? evict_key : mgr->clock + 1;
 	mgr->clock = key > s->access_tick ? key : s->access_tick;
 	s->release_tick = s->first_tick = key;
-	kvbm__registry_insert(&mgr->registry, s->hash, b);
+	if (!claimed)
+		kvbm__registry_insert(&mgr->registry, s->hash, b);
 	if (mgr->evict->restore_frequency)
 		mgr->evict->restore_frequency(mgr->evict_state, s->hash, frequency);
 	kvbm__pool_policy_insert(mgr, b, key, key);

@@ -13,10 +13,12 @@
  * has not changed any (no migration, no discard). Each thread owns the
  * blocks of its half and writes what their rows hold straight into the
  * slot table (kvbm__restore_stage, kvbm__restore_blank: order-free, and
- * sequential in block order), keeping only a 24-byte entry per block to
- * sort by eviction key. kvbm__restore_read runs both; kvbm__restore_apply
- * then merges the two sorted halves into the registry and policy, the
- * part that needs eviction order.
+ * sequential in block order), enters their hashes in the registry
+ * (kvbm__restore_claim, safe against the other thread's), and keeps only
+ * a 24-byte entry per block to sort by eviction key. kvbm__restore_read
+ * runs both; kvbm__restore_apply then merges the two sorted halves into
+ * the policy, the part that needs eviction order (and into the registry
+ * too when a hash was given twice, which only that order settles).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -45,6 +47,9 @@ struct half {
 	uint32_t b_lo, b_hi;    /* the blocks it stages or blanks, [b_lo, b_hi) */
 	uint32_t next;          /* the first of them not yet written */
 	struct kvbm__list part; /* its free blocks, in block order */
+	uint32_t pending;       /* staged, its registry claim not yet made */
+	uint32_t claimed;       /* registry claims made */
+	bool dup;               /* a claim failed: a hash given twice */
 	const uint64_t *mask;   /* per block: newest reclaim seq listing it */
 	uint64_t all;           /* rows older than this are not trusted */
 	struct kvbm__order *order; /* a staged block or stray per row kept */
@@ -173,6 +178,24 @@ static bool keep_extras(struct half *h, sqlite3_stmt *st, uint32_t block)
 	return true;
 }
 
+/* Claim the registry entry of the block staged before block (KVBM__NIL:
+ * none follows). Claims lag a row behind, so the entry's cache miss,
+ * started at staging, is taken while SQLite steps to the next row. */
+static void claim_previous(struct half *h, uint32_t block)
+{
+	kvbm_manager *mgr = h->cat->mgr;
+
+	if (block != KVBM__NIL)
+		kvbm__registry_prefetch(&mgr->registry, mgr->slots[block].hash);
+	if (h->pending != KVBM__NIL && !h->dup) {
+		if (kvbm__restore_claim(mgr, h->pending))
+			h->claimed++;
+		else
+			h->dup = true; /* the merge enters them all, in order */
+	}
+	h->pending = block;
+}
+
 /* Read the rows of [lo, hi], stage or blank the half's blocks, sort what
  * was staged. Writes only the slots of the half's own blocks, so two
  * halves can run at once. */
@@ -248,6 +271,7 @@ static void read_half(struct half *h)
 		blank_to(h, block);
 		kvbm__restore_stage(mgr, &img);
 		h->next = block + 1;
+		claim_previous(h, block);
 		if (!keep_extras(h, st, block)) {
 			h->nomem = true;
 			goto out;
@@ -255,6 +279,7 @@ static void read_half(struct half *h)
 	}
 	if (rc == SQLITE_DONE)
 		rc = SQLITE_OK;
+	claim_previous(h, KVBM__NIL);
 	blank_to(h, h->b_hi);
 	if (h->n > 1) {
 		struct kvbm__order *spare = malloc(h->n * sizeof(*spare));
@@ -336,6 +361,7 @@ struct kvbm__restore {
 	struct half h[2];
 	uint64_t *mask;
 	uint32_t damaged;
+	bool claimed;           /* the readers entered every staged hash */
 };
 
 void kvbm__restore_free(struct kvbm__restore *r)
@@ -371,9 +397,14 @@ kvbm_status kvbm__restore_read(struct kvbm__catalog *cat, bool may_split)
 		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot start the restore");
 	struct half *h = r->h;
 	const struct kvbm__list none = {KVBM__NIL, KVBM__NIL, 0};
-	h[0] = (struct half){
-		.cat = cat, .db = cat->db, .lo = lo, .hi = hi, .b_hi = count, .part = none};
-	h[1] = (struct half){.cat = cat, .part = none};
+	h[0] = (struct half){.cat = cat,
+			     .db = cat->db,
+			     .lo = lo,
+			     .hi = hi,
+			     .b_hi = count,
+			     .part = none,
+			     .pending = KVBM__NIL};
+	h[1] = (struct half){.cat = cat, .part = none, .pending = KVBM__NIL};
 	kvbm_status status = read_reclaims(cat, &r->mask, &h[0].all);
 	if (status != KVBM_OK)
 		goto fail;
@@ -417,6 +448,8 @@ kvbm_status kvbm__restore_read(struct kvbm__catalog *cat, bool may_split)
 		if (h[k].max_wseq > cat->write_seq)
 			cat->write_seq = h[k].max_wseq;
 	}
+	r->claimed = !h[0].dup && !h[1].dup;
+	kvbm__restore_claimed(mgr, r->claimed, h[0].claimed + h[1].claimed);
 	kvbm__restore_free(cat->restore);
 	cat->restore = r;
 	return KVBM_OK;
@@ -493,7 +526,8 @@ kvbm_status kvbm__restore_apply(struct kvbm__catalog *cat)
 		if (at[k] + 16 < h[k].n) {
 			const struct kvbm__order *ahead = &h[k].order[at[k] + 16];
 			if (ahead->block < mgr->block_count) {
-				kvbm__registry_prefetch(&mgr->registry, ahead->hash);
+				if (!r->claimed)
+					kvbm__registry_prefetch(&mgr->registry, ahead->hash);
 				__builtin_prefetch(&mgr->slots[ahead->block], 1);
 				__builtin_prefetch((const char *)&mgr->slots[ahead->block + 1] - 1, 1);
 			}
@@ -501,12 +535,13 @@ kvbm_status kvbm__restore_apply(struct kvbm__catalog *cat)
 		/* Damaged rows (id out of range, a hash given twice) are
 		 * refused by the core and deleted like vetoed ones. */
 		if (validate(mgr, &h[k], e) &&
-		    kvbm__restore_block(mgr, e->block, e->evict_key, e->frequency) == KVBM_OK) {
+		    kvbm__restore_block(mgr, e->block, e->evict_key, e->frequency, r->claimed) ==
+			    KVBM_OK) {
 			restored++;
 			continue;
 		}
 		if (e->block < mgr->block_count) {
-			kvbm__restore_unstage(mgr, e->block);
+			kvbm__restore_unstage(mgr, e->block, r->claimed);
 			relink = true;
 		}
 		vetoed++;
