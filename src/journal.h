@@ -106,8 +106,11 @@ uint32_t kvbm__journal_peak_request(kvbm_manager *mgr);
  * range, a block given twice or a hash already restored, and the block
  * is free again. kvbm__restore_unstage frees a staged block that is not
  * restored (a veto). kvbm__restore_end makes the parts, in block order,
- * the reset pool; relink when a staged block was freed again. */
+ * the reset pool; relink when a staged block was freed again.
+ * kvbm__restore_wants_frequency: does the policy use the frequency
+ * argument of kvbm__restore_block (else it may be anything)? */
 struct kvbm__list;
+bool kvbm__restore_wants_frequency(const kvbm_manager *mgr);
 void kvbm__restore_stage(kvbm_manager *mgr, const struct kvbm__image *img);
 void kvbm__restore_blank(kvbm_manager *mgr, struct kvbm__list *part, uint32_t b);
 bool kvbm__restore_claim(kvbm_manager *mgr, uint32_t b);

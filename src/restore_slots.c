@@ -58,6 +58,11 @@ void kvbm__restore_stage(kvbm_manager *mgr, const struct kvbm__image *img)
 	};
 }
 
+bool kvbm__restore_wants_frequency(const kvbm_manager *mgr)
+{
+	return mgr->evict->restore_frequency != NULL;
+}
+
 bool kvbm__restore_claim(kvbm_manager *mgr, uint32_t b)
 {
 	return kvbm__registry_insert_shared(&mgr->registry, mgr->slots[b].hash, b);

@@ -15,7 +15,7 @@
  * slot table (kvbm__restore_stage, kvbm__restore_blank: order-free, and
  * sequential in block order), enters their hashes in the registry
  * (kvbm__restore_claim, safe against the other thread's), and keeps only
- * a 24-byte entry per block to sort by eviction key. kvbm__restore_read
+ * a 16-byte entry per block to sort by eviction key. kvbm__restore_read
  * runs both; kvbm__restore_apply then merges the two sorted halves into
  * the policy, the part that needs eviction order (and into the registry
  * too when a hash was given twice, which only that order settles).
@@ -31,6 +31,23 @@
 
 /* Below this many blocks a second thread costs more than it saves. */
 #define SPLIT_BLOCKS 65536u
+
+/* The columns read_half selects, in this order; then frequency (when
+ * selected) and tokens (when selected). */
+enum {
+	C_ID,
+	C_WSEQ,
+	C_HASH,
+	C_PARENT,
+	C_POSITION,
+	C_TICK,
+	C_COUNT,
+	C_PRIORITY,
+	C_RETENTION,
+	C_ORDER,
+	C_KEY,
+	C_FREQUENCY,
+};
 
 /* What a restored block carries besides its slot, handed to the core once
  * the block is known to be restored. */
@@ -144,26 +161,26 @@ static void blank_to(struct half *h, uint32_t b)
 }
 
 /* The key and tokens of the current row, for a block being staged. */
-static bool keep_extras(struct half *h, sqlite3_stmt *st, uint32_t block)
+static bool keep_extras(struct half *h, sqlite3_stmt *st, uint32_t block, int c_tokens)
 {
 	const kvbm_manager *mgr = h->cat->mgr;
 	struct kvbm__key *key = NULL;
 	uint32_t *tokens = NULL;
 
-	if (sqlite3_column_type(st, 11) == SQLITE_BLOB) {
-		const int len = sqlite3_column_bytes(st, 11);
+	if (sqlite3_column_type(st, C_KEY) == SQLITE_BLOB) {
+		const int len = sqlite3_column_bytes(st, C_KEY);
 		/* A key of another length is damage: the block restores
 		 * without one, as if none was recorded. */
 		if (len > 0 && len <= KVBM_KEY_MAX &&
-		    !(key = kvbm__key_copy(sqlite3_column_blob(st, 11), (uint32_t)len)))
+		    !(key = kvbm__key_copy(sqlite3_column_blob(st, C_KEY), (uint32_t)len)))
 			return false;
 	}
 	if (mgr->cfg.catalog_tokens && mgr->cfg.event_sink &&
-	    sqlite3_column_type(st, 12) == SQLITE_BLOB) {
+	    sqlite3_column_type(st, c_tokens) == SQLITE_BLOB) {
 		/* Kept for the restart announcement; a damaged blob only
 		 * makes it an announcement by hash. */
-		const void *blob = sqlite3_column_blob(st, 12);
-		const size_t len = (size_t)sqlite3_column_bytes(st, 12);
+		const void *blob = sqlite3_column_blob(st, c_tokens);
+		const size_t len = (size_t)sqlite3_column_bytes(st, c_tokens);
 		if (kvbm__token_copy_valid(blob, len, mgr->block_size) && (tokens = malloc(len)))
 			memcpy(tokens, blob, len);
 	}
@@ -203,30 +220,31 @@ static void read_half(struct half *h)
 {
 	kvbm_manager *mgr = h->cat->mgr;
 	const uint32_t count = mgr->block_count;
+	/* Each column costs per row: frequency only for a policy that
+	 * keeps frequencies, tokens only with catalog_tokens (see C_*). */
+	const bool frequency = kvbm__restore_wants_frequency(mgr);
+	char sql[320];
+	snprintf(sql, sizeof(sql),
+		 "SELECT id, wseq, seq_hash, parent_hash, position, access_tick, access_count,"
+		 " priority, retention, evict_key, key%s%s FROM block_rows WHERE id BETWEEN ?1 AND ?2",
+		 frequency ? ", frequency" : "", mgr->cfg.catalog_tokens ? ", tokens" : "");
+	const int c_tokens = C_FREQUENCY + frequency;
 	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(h->db,
-				    mgr->cfg.catalog_tokens
-					    ? "SELECT id, wseq, seq_hash, parent_hash, position, access_tick,"
-					      " access_count, frequency, priority, retention, evict_key, key,"
-					      " tokens FROM block_rows WHERE id BETWEEN ?1 AND ?2"
-					    : "SELECT id, wseq, seq_hash, parent_hash, position, access_tick,"
-					      " access_count, frequency, priority, retention, evict_key, key"
-					      " FROM block_rows WHERE id BETWEEN ?1 AND ?2",
-				    -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(h->db, sql, -1, &st, NULL);
 
 	if (rc != SQLITE_OK)
 		goto out;
 	sqlite3_bind_int64(st, 1, h->lo);
 	sqlite3_bind_int64(st, 2, h->hi);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const uint32_t block = (uint32_t)(sqlite3_column_int64(st, 0) & 0xffffffff);
-		const sqlite3_int64 wseq = sqlite3_column_int64(st, 1);
+		const uint32_t block = (uint32_t)(sqlite3_column_int64(st, C_ID) & 0xffffffff);
+		const sqlite3_int64 wseq = sqlite3_column_int64(st, C_WSEQ);
 		if (wseq > 0 && (uint64_t)wseq > h->max_wseq)
 			h->max_wseq = (uint64_t)wseq;
 		const bool masked = wseq < 0 || (uint64_t)wseq < h->all ||
 				    (h->mask && block < count && (uint64_t)wseq < h->mask[block]);
 		/* A NULL hash is damage: never restore it as hash 0. */
-		if (masked || sqlite3_column_type(st, 2) != SQLITE_INTEGER) {
+		if (masked || sqlite3_column_type(st, C_HASH) != SQLITE_INTEGER) {
 			h->damaged += !masked;
 			if (!room(&h->dropped, h->n_dropped, &h->cap_dropped, sizeof(*h->dropped),
 				  1024)) {
@@ -242,22 +260,23 @@ static void read_half(struct half *h)
 			h->nomem = true;
 			goto out;
 		}
-		const sqlite3_int64 prio = sqlite3_column_int64(st, 8);
+		const sqlite3_int64 prio = sqlite3_column_int64(st, C_PRIORITY);
 		const struct kvbm__image img = {
 			.block = block,
-			.hash = (kvbm_hash)sqlite3_column_int64(st, 2),
-			.parent = (kvbm_hash)sqlite3_column_int64(st, 3),
-			.position = sqlite3_column_type(st, 4) == SQLITE_NULL
+			.hash = (kvbm_hash)sqlite3_column_int64(st, C_HASH),
+			.parent = (kvbm_hash)sqlite3_column_int64(st, C_PARENT),
+			.position = sqlite3_column_type(st, C_POSITION) == SQLITE_NULL
 					    ? KVBM_POSITION_UNKNOWN
-					    : (uint32_t)sqlite3_column_int64(st, 4),
-			.access_tick = (uint64_t)sqlite3_column_int64(st, 5),
-			.access_count = (uint32_t)sqlite3_column_int64(st, 6),
-			.frequency = (uint32_t)sqlite3_column_int64(st, 7),
+					    : (uint32_t)sqlite3_column_int64(st, C_POSITION),
+			.access_tick = (uint64_t)sqlite3_column_int64(st, C_TICK),
+			.access_count = (uint32_t)sqlite3_column_int64(st, C_COUNT),
+			.frequency =
+				frequency ? (uint32_t)sqlite3_column_int64(st, C_FREQUENCY) : 0,
 			.priority = prio < 0 || prio > 100 ? KVBM_PRIORITY_DEFAULT : (uint32_t)prio,
-			.retention = (uint32_t)sqlite3_column_int64(st, 9),
-			.evict_key = (uint64_t)sqlite3_column_int64(st, 10),
+			.retention = (uint32_t)sqlite3_column_int64(st, C_RETENTION),
+			.evict_key = (uint64_t)sqlite3_column_int64(st, C_ORDER),
 		};
-		h->order[h->n++] = (struct kvbm__order){img.evict_key, img.hash, block, img.frequency};
+		h->order[h->n++] = (struct kvbm__order){img.evict_key, block, img.frequency};
 		if (block >= count) {
 			/* Refused in eviction order (after the veto callback
 			 * has seen it), like any damaged row the core refuses. */
@@ -272,7 +291,7 @@ static void read_half(struct half *h)
 		kvbm__restore_stage(mgr, &img);
 		h->next = block + 1;
 		claim_previous(h, block);
-		if (!keep_extras(h, st, block)) {
+		if (!keep_extras(h, st, block, c_tokens)) {
 			h->nomem = true;
 			goto out;
 		}
@@ -524,13 +543,16 @@ kvbm_status kvbm__restore_apply(struct kvbm__catalog *cat)
 		/* Entries come in eviction order, so their hashes and blocks
 		 * land at random: start the cache misses of a later one now. */
 		if (at[k] + 16 < h[k].n) {
-			const struct kvbm__order *ahead = &h[k].order[at[k] + 16];
-			if (ahead->block < mgr->block_count) {
-				if (!r->claimed)
-					kvbm__registry_prefetch(&mgr->registry, ahead->hash);
-				__builtin_prefetch(&mgr->slots[ahead->block], 1);
-				__builtin_prefetch((const char *)&mgr->slots[ahead->block + 1] - 1, 1);
+			const uint32_t ahead = h[k].order[at[k] + 16].block;
+			if (ahead < mgr->block_count) {
+				__builtin_prefetch(&mgr->slots[ahead], 1);
+				__builtin_prefetch((const char *)&mgr->slots[ahead + 1] - 1, 1);
 			}
+			/* Unclaimed, the registry is probed too: with the hash of
+			 * a slot prefetched eight entries ago. */
+			const uint32_t near = h[k].order[at[k] + 8].block;
+			if (!r->claimed && near < mgr->block_count)
+				kvbm__registry_prefetch(&mgr->registry, mgr->slots[near].hash);
 		}
 		/* Damaged rows (id out of range, a hash given twice) are
 		 * refused by the core and deleted like vetoed ones. */

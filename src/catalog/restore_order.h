@@ -12,11 +12,10 @@
 
 #include "kvbm.h"
 
-/* What the ordered step needs of a staged block, without touching its
- * slot: the hash is here so its registry probe can be started ahead. */
+/* What the ordered step needs of a staged block besides its slot (16
+ * bytes: the sort moves each entry once per pass). */
 struct kvbm__order {
 	uint64_t evict_key;
-	kvbm_hash hash;
 	uint32_t block;
 	uint32_t frequency;
 };
