@@ -108,9 +108,18 @@ uint32_t kvbm__journal_peak_request(kvbm_manager *mgr);
  * restored (a veto). kvbm__restore_end makes the parts, in block order,
  * the reset pool; relink when a staged block was freed again.
  * kvbm__restore_wants_frequency: does the policy use the frequency
- * argument of kvbm__restore_block (else it may be anything)? */
+ * argument of kvbm__restore_block (else it may be anything)?
+ * kvbm__restore_staged: a staged block's hash, parent and position (the
+ * rest of img zeroed). kvbm__restore_restored: did b's kvbm__restore_block
+ * succeed? kvbm__restore_prefetch starts the cache misses of b's slot,
+ * _prefetch_probe those of its hash's registry probe (read from the
+ * slot, so best long after the slot's own prefetch). */
 struct kvbm__list;
 bool kvbm__restore_wants_frequency(const kvbm_manager *mgr);
+void kvbm__restore_staged(const kvbm_manager *mgr, uint32_t b, struct kvbm__image *img);
+bool kvbm__restore_restored(const kvbm_manager *mgr, uint32_t b);
+void kvbm__restore_prefetch(const kvbm_manager *mgr, uint32_t b);
+void kvbm__restore_prefetch_probe(const kvbm_manager *mgr, uint32_t b);
 void kvbm__restore_stage(kvbm_manager *mgr, const struct kvbm__image *img);
 void kvbm__restore_blank(kvbm_manager *mgr, struct kvbm__list *part, uint32_t b);
 bool kvbm__restore_claim(kvbm_manager *mgr, uint32_t b);

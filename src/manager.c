@@ -97,8 +97,7 @@ static void free_manager(kvbm_manager *mgr)
 	free(mgr);
 }
 
-/* The configuration part of a manager: cheap, and all the catalog's open
- * reads while the pools are built beside it. */
+/* The configuration part of a manager: cheap. */
 static kvbm_status build_config(kvbm_manager *mgr, const kvbm_config *cfg)
 {
 	bool failed = false;

@@ -58,6 +58,31 @@ void kvbm__restore_stage(kvbm_manager *mgr, const struct kvbm__image *img)
 	};
 }
 
+void kvbm__restore_staged(const kvbm_manager *mgr, uint32_t b, struct kvbm__image *img)
+{
+	const struct kvbm__slot *s = &mgr->slots[b];
+
+	*img = (struct kvbm__image){.block = b, .hash = s->hash, .parent = s->parent,
+				    .position = s->position};
+}
+
+bool kvbm__restore_restored(const kvbm_manager *mgr, uint32_t b)
+{
+	return mgr->slots[b].state == KVBM__SLOT_INACTIVE;
+}
+
+void kvbm__restore_prefetch(const kvbm_manager *mgr, uint32_t b)
+{
+	/* A slot straddles two cache lines. */
+	__builtin_prefetch(&mgr->slots[b], 1);
+	__builtin_prefetch((const char *)&mgr->slots[b + 1] - 1, 1);
+}
+
+void kvbm__restore_prefetch_probe(const kvbm_manager *mgr, uint32_t b)
+{
+	kvbm__registry_prefetch(&mgr->registry, mgr->slots[b].hash);
+}
+
 bool kvbm__restore_wants_frequency(const kvbm_manager *mgr)
 {
 	return mgr->evict->restore_frequency != NULL;

@@ -203,7 +203,7 @@ static void claim_previous(struct half *h, uint32_t block)
 	kvbm_manager *mgr = h->cat->mgr;
 
 	if (block != KVBM__NIL)
-		kvbm__registry_prefetch(&mgr->registry, mgr->slots[block].hash);
+		kvbm__restore_prefetch_probe(mgr, block);
 	if (h->pending != KVBM__NIL && !h->dup) {
 		if (kvbm__restore_claim(mgr, h->pending))
 			h->claimed++;
@@ -490,8 +490,9 @@ static bool validate(kvbm_manager *mgr, const struct half *h, const struct kvbm_
 	if (!mgr->cfg.restore_validate)
 		return true;
 	if (e->block < mgr->block_count) {
-		const struct kvbm__slot *s = &mgr->slots[e->block];
-		return mgr->cfg.restore_validate(e->block, s->hash, s->parent, s->position,
+		struct kvbm__image img;
+		kvbm__restore_staged(mgr, e->block, &img);
+		return mgr->cfg.restore_validate(e->block, img.hash, img.parent, img.position,
 						 mgr->cfg.restore_user);
 	}
 	const struct kvbm__image *img =
@@ -506,7 +507,7 @@ static void hand_over_extras(kvbm_manager *mgr, struct half *h)
 {
 	for (size_t i = 0; i < h->n_extras; i++) {
 		struct extra *x = &h->extras[i];
-		if (mgr->slots[x->block].state == KVBM__SLOT_INACTIVE) {
+		if (kvbm__restore_restored(mgr, x->block)) {
 			if (x->tokens)
 				kvbm__restored_tokens_set(mgr, x->block, x->tokens);
 			if (x->key)
@@ -544,15 +545,13 @@ kvbm_status kvbm__restore_apply(struct kvbm__catalog *cat)
 		 * land at random: start the cache misses of a later one now. */
 		if (at[k] + 16 < h[k].n) {
 			const uint32_t ahead = h[k].order[at[k] + 16].block;
-			if (ahead < mgr->block_count) {
-				__builtin_prefetch(&mgr->slots[ahead], 1);
-				__builtin_prefetch((const char *)&mgr->slots[ahead + 1] - 1, 1);
-			}
+			if (ahead < mgr->block_count)
+				kvbm__restore_prefetch(mgr, ahead);
 			/* Unclaimed, the registry is probed too: with the hash of
 			 * a slot prefetched eight entries ago. */
 			const uint32_t near = h[k].order[at[k] + 8].block;
 			if (!r->claimed && near < mgr->block_count)
-				kvbm__registry_prefetch(&mgr->registry, mgr->slots[near].hash);
+				kvbm__restore_prefetch_probe(mgr, near);
 		}
 		/* Damaged rows (id out of range, a hash given twice) are
 		 * refused by the core and deleted like vetoed ones. */
