@@ -259,39 +259,3 @@ uint32_t kvbm__journal_peak_request(kvbm_manager *mgr)
 	pthread_mutex_unlock(&mgr->lock);
 	return peak;
 }
-
-kvbm_status kvbm__restore_block(kvbm_manager *mgr, const struct kvbm__image *img)
-{
-	if (img->block >= mgr->block_count)
-		return kvbm__fail(mgr, KVBM_E_CORRUPT, "row for block %u is out of range (block_count %u)",
-				  img->block, mgr->block_count);
-	struct kvbm__slot *s = &mgr->slots[img->block];
-	if (s->state != KVBM__SLOT_RESET)
-		return kvbm__fail(mgr, KVBM_E_CORRUPT, "block %u is restored twice", img->block);
-	if (kvbm__registry_find(&mgr->registry, img->hash) != KVBM__NIL)
-		return kvbm__fail(mgr, KVBM_E_CORRUPT, "hash %016llx is claimed by two blocks",
-				  (unsigned long long)img->hash);
-	kvbm__list_unlink(mgr, img->block);
-	s->state = KVBM__SLOT_INACTIVE;
-	s->hash = img->hash;
-	s->parent = img->parent;
-	s->position = img->position;
-	s->access_count = img->access_count;
-	s->access_tick = img->access_tick;
-	s->priority = img->priority;
-	s->retention = img->retention;
-	s->reset_on_release = mgr->reset_on_release;
-	s->durable_claim = 1;
-	mgr->epoch_next = kvbm__next_gen(mgr->epoch_next);
-	s->epoch = mgr->epoch_next;
-	/* Keys become the new ticks, so the clock must stay ahead of them. */
-	const uint64_t key = img->evict_key > mgr->clock ? img->evict_key : mgr->clock + 1;
-	mgr->clock = key > img->access_tick ? key : img->access_tick;
-	s->release_tick = s->first_tick = key;
-	kvbm__registry_insert(&mgr->registry, img->hash, img->block);
-	if (mgr->evict->restore_frequency)
-		mgr->evict->restore_frequency(mgr->evict_state, img->hash, img->frequency);
-	kvbm__pool_policy_insert(mgr, img->block, key, key);
-	mgr->inactive_count++;
-	return KVBM_OK;
-}

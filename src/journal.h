@@ -91,21 +91,55 @@ kvbm_status kvbm__journal_policy_restore(kvbm_manager *mgr, const uint8_t *buf, 
  * sizing the reserve. */
 uint32_t kvbm__journal_peak_request(kvbm_manager *mgr);
 
-/* Restore, called only from kvbm__catalog_open before the manager is
- * shared: put block in the inactive pool holding img->hash. Images must
- * come in ascending evict_key order. Returns KVBM_E_CORRUPT (the message
- * says why) for an id out of range, a block given twice, or a hash already
- * restored; the caller frees such rows. */
-kvbm_status kvbm__restore_block(kvbm_manager *mgr, const struct kvbm__image *img);
+/* Restore (restore_slots.c), called only from the catalog's open before
+ * the manager is shared, in two steps. First, order-free, every block of
+ * the manager goes through exactly one of: kvbm__restore_stage (img's
+ * block holds img->hash, in no pool yet) or kvbm__restore_blank (a free
+ * block, appended to part, a reset list of the caller's own kept in block
+ * order); a staged block's hash may be entered in the registry then
+ * (kvbm__restore_claim; false, and nothing entered, if another block's
+ * claim holds it). These may run on several threads at once, each over
+ * blocks of its own. kvbm__restore_claimed then says whether every staged
+ * block was claimed (n of them) or the claims are void (a claim failed,
+ * or some blocks were not claimed): claimed below is that answer. Then,
+ * on one thread, kvbm__restore_block for the staged blocks in ascending
+ * (evict_key, block) order puts each in the policy (and, unless claimed,
+ * the registry); KVBM_E_CORRUPT (the message says why) for an id out of
+ * range, a block given twice or a hash already restored, and the block
+ * is free again. kvbm__restore_unstage frees a staged block that is not
+ * restored (a veto). kvbm__restore_end makes the parts, in block order,
+ * the reset pool; relink when a staged block was freed again.
+ * kvbm__restore_wants_frequency: does the policy use the frequency
+ * argument of kvbm__restore_block (else it may be anything)?
+ * kvbm__restore_staged: a staged block's hash, parent and position (the
+ * rest of img zeroed). kvbm__restore_restored: did b's kvbm__restore_block
+ * succeed? kvbm__restore_prefetch starts the cache misses of b's slot,
+ * _prefetch_probe those of its hash's registry probe (read from the
+ * slot, so best long after the slot's own prefetch). */
+struct kvbm__list;
+bool kvbm__restore_wants_frequency(const kvbm_manager *mgr);
+void kvbm__restore_staged(const kvbm_manager *mgr, uint32_t b, struct kvbm__image *img);
+bool kvbm__restore_restored(const kvbm_manager *mgr, uint32_t b);
+void kvbm__restore_prefetch(const kvbm_manager *mgr, uint32_t b);
+void kvbm__restore_prefetch_probe(const kvbm_manager *mgr, uint32_t b);
+void kvbm__restore_stage(kvbm_manager *mgr, const struct kvbm__image *img);
+void kvbm__restore_blank(kvbm_manager *mgr, struct kvbm__list *part, uint32_t b);
+bool kvbm__restore_claim(kvbm_manager *mgr, uint32_t b);
+void kvbm__restore_claimed(kvbm_manager *mgr, bool all, uint32_t n);
+kvbm_status kvbm__restore_block(kvbm_manager *mgr, uint32_t b, uint64_t evict_key,
+				uint32_t frequency, bool claimed);
+void kvbm__restore_unstage(kvbm_manager *mgr, uint32_t b, bool claimed);
+void kvbm__restore_end(kvbm_manager *mgr, const struct kvbm__list *parts, int n, bool relink);
 
 /* --- implemented by the catalog (src/catalog/) --- */
 
-/* Opening a catalog, in two halves so the pools can be built meanwhile.
- * prepare: open or create the file named by mgr->cfg, check what it is and
- * its identity, take the tier's ownership and read the rows to restore,
- * inside the open's transaction; touches only mgr's configuration (and
- * its error message). Sets mgr->catalog. finish: with the pools built,
- * restore into mgr (kvbm__restore_block), commit, start the writer.
+/* Opening a catalog, in two halves. prepare, with the pools allocated but
+ * their slot table not yet written: open or create the file named by
+ * mgr->cfg, check what it is and its identity, take the tier's ownership
+ * and read the rows to restore, inside the open's transaction, staging
+ * or blanking every block of the slot table (kvbm__restore_stage, _blank).
+ * Sets mgr->catalog. finish: restore the staged blocks into the registry
+ * and policy (kvbm__restore_block), commit, start the writer.
  * abort: give up a prepared open (rollback, free). On failure each frees
  * what it made and clears mgr->catalog. Called by kvbm_open only, before
  * the manager is shared. */

@@ -6,11 +6,16 @@
  * bits. Load factor stays at or below 1/2, which keeps linear probes short
  * and lets deletion shift entries back instead of leaving tombstones.
  */
+#include <sched.h>
 #include <stdlib.h>
 
 #include "registry.h"
+#include "table_alloc.h"
 
 #define EMPTY UINT32_MAX
+/* An entry a shared insert has claimed but not yet filled (block ids are
+ * below KVBM_MAX_BLOCKS). */
+#define BUSY (UINT32_MAX - 1)
 
 kvbm_status kvbm__registry_init(struct kvbm__registry *r, uint32_t max_entries)
 {
@@ -21,7 +26,7 @@ kvbm_status kvbm__registry_init(struct kvbm__registry *r, uint32_t max_entries)
 		cap <<= 1;
 		bits++;
 	}
-	r->slots = malloc(cap * sizeof(*r->slots));
+	r->slots = kvbm__table_alloc(cap * sizeof(*r->slots));
 	if (!r->slots)
 		return KVBM_E_NOMEM;
 	for (uint64_t i = 0; i < cap; i++)
@@ -34,7 +39,7 @@ kvbm_status kvbm__registry_init(struct kvbm__registry *r, uint32_t max_entries)
 
 void kvbm__registry_free(struct kvbm__registry *r)
 {
-	free(r->slots);
+	kvbm__table_free(r->slots, (r->mask + 1) * sizeof(*r->slots));
 	r->slots = NULL;
 }
 
@@ -58,6 +63,39 @@ void kvbm__registry_insert(struct kvbm__registry *r, kvbm_hash hash, uint32_t bl
 	r->slots[i].hash = hash;
 	r->slots[i].block = block;
 	r->count++;
+}
+
+/* An entry is claimed by moving its block from EMPTY to BUSY, filled, then
+ * published by storing the block with release order: a thread that finds
+ * a block other than EMPTY or BUSY (acquire) sees the hash beside it. */
+bool kvbm__registry_insert_shared(struct kvbm__registry *r, kvbm_hash hash, uint32_t block)
+{
+	for (uint64_t i = kvbm__registry_home(r, hash);; i = (i + 1) & r->mask) {
+		struct kvbm__registry_entry *e = &r->slots[i];
+		uint32_t b = __atomic_load_n(&e->block, __ATOMIC_ACQUIRE);
+		if (b == EMPTY) {
+			if (__atomic_compare_exchange_n(&e->block, &b, BUSY, false, __ATOMIC_ACQUIRE,
+							__ATOMIC_ACQUIRE)) {
+				e->hash = hash;
+				__atomic_store_n(&e->block, block, __ATOMIC_RELEASE);
+				return true;
+			}
+		}
+		/* Another thread is between its claim and its store. */
+		while (b == BUSY) {
+			sched_yield();
+			b = __atomic_load_n(&e->block, __ATOMIC_ACQUIRE);
+		}
+		if (e->hash == hash)
+			return false;
+	}
+}
+
+void kvbm__registry_clear(struct kvbm__registry *r)
+{
+	for (uint64_t i = 0; i <= r->mask; i++)
+		r->slots[i].block = EMPTY;
+	r->count = 0;
 }
 
 bool kvbm__registry_remove(struct kvbm__registry *r, kvbm_hash hash)

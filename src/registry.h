@@ -43,6 +43,13 @@ static inline void kvbm__registry_prefetch(const struct kvbm__registry *r, kvbm_
 uint32_t kvbm__registry_find(const struct kvbm__registry *r, kvbm_hash hash);
 /* Insert; hash must not be present and count < max_entries. */
 void kvbm__registry_insert(struct kvbm__registry *r, kvbm_hash hash, uint32_t block);
+/* Insert from one of several threads filling an empty registry at once
+ * (a restore's readers), with no other access meanwhile: false, and
+ * nothing inserted, if hash is already present. count is not kept: the
+ * caller sets it once the threads are joined. */
+bool kvbm__registry_insert_shared(struct kvbm__registry *r, kvbm_hash hash, uint32_t block);
+/* Empty the registry. */
+void kvbm__registry_clear(struct kvbm__registry *r);
 /* Remove hash; returns false if it was not present. */
 bool kvbm__registry_remove(struct kvbm__registry *r, kvbm_hash hash);
 
