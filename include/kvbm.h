@@ -313,7 +313,7 @@ typedef struct kvbm_config {
 	const char *model_fingerprint; /**< identity of the weights; a catalog written for another is refused */
 	uint64_t hash_salt;            /**< salt hash the caller uses (kvbm_hash_salt), part of the hash identity */
 	kvbm_sync catalog_sync;        /**< default KVBM_SYNC_NORMAL */
-	uint32_t catalog_batch;        /**< max block rows per transaction; default 4096 */
+	uint32_t catalog_batch;        /**< max block rows per transaction; default 8192 (the writer copies a batch of row images under the manager lock, so a larger batch holds it longer) */
 	uint32_t catalog_interval_ms;  /**< commit at least this often when dirty; default 50 */
 	uint32_t catalog_reserve;      /**< blocks kept durably reclaimed ahead of allocation; 0 (default) = sized from demand, see the catalog group */
 	uint32_t catalog_wait_ms;      /**< longest kvbm_allocate waits for the writer; default 5000 */

@@ -27,7 +27,7 @@ void kvbm_config_init(kvbm_config *cfg)
 	cfg->multi_lru_thresholds[1] = 8;
 	cfg->multi_lru_thresholds[2] = 15;
 	cfg->catalog_sync = KVBM_SYNC_NORMAL;
-	cfg->catalog_batch = 4096;
+	cfg->catalog_batch = 8192;
 	cfg->catalog_interval_ms = 50;
 	cfg->catalog_wait_ms = 5000;
 	cfg->catalog_max_failures = 8;

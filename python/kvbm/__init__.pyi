@@ -82,7 +82,7 @@ class Manager:
         model_fingerprint: str | None = None,
         hash_salt: int = 0,
         catalog_sync: Literal["normal", "full", "off"] | None = "normal",
-        catalog_batch: int = 4096,
+        catalog_batch: int = 8192,
         catalog_interval_ms: int = 50,
         catalog_reserve: int = 0,
         catalog_wait_ms: int = 5000,
