@@ -108,6 +108,7 @@ struct model {
 	kvbm_manager *mgr;
 	uint32_t total, block_size;
 	bool reject, reset_on_release;
+	kvbm_evict_policy policy;
 
 	kvbm_mutable mut[MAX_BLOCKS];
 	uint32_t n_mut;
@@ -355,7 +356,10 @@ static void op_allocate(struct model *m, struct input *in)
 
 	expected(m, &e);
 	const kvbm_status st = kvbm_allocate_ex(m->mgr, n, out, evicted, &n_evicted);
-	if (n > e.reset + e.inactive) {
+	/* vllm-arc refuses as vLLM's ARC does when its target names an empty
+	 * list, with inactive blocks left (kvbm.h); nothing changes then. */
+	const bool may_refuse = m->policy == KVBM_EVICT_VLLM_ARC && n > e.reset;
+	if (n > e.reset + e.inactive || (may_refuse && st == KVBM_E_EXHAUSTED)) {
 		CHECK(st == KVBM_E_EXHAUSTED);
 		CHECK(n_evicted == 0);
 		return;
@@ -687,6 +691,49 @@ static void op_contains(struct model *m, struct input *in)
 	CHECK(n_present == want && prefix == run);
 }
 
+/* A preview lists min(k, inactive) distinct cached, unreferenced blocks,
+ * says the same twice, and (when no free block goes first) names exactly
+ * what the next allocation evicts. */
+static void op_preview(struct model *m, struct input *in)
+{
+	const uint8_t b = get8(in);
+	const uint32_t k = 1 + b % 16;
+	kvbm_victim v[16], again[16];
+	uint32_t got = 99, got2 = 99;
+	struct expect e;
+
+	expected(m, &e);
+	const kvbm_status st = kvbm_peek_victims(m->mgr, k, v, &got);
+	if (m->policy == KVBM_EVICT_LINEAGE || m->policy == KVBM_EVICT_S3FIFO ||
+	    m->policy == KVBM_EVICT_VLLM_ARC) {
+		CHECK(st == KVBM_E_UNSUPPORTED && got == 0);
+		return;
+	}
+	CHECK(st == KVBM_OK);
+	CHECK(got == (k < e.inactive ? k : e.inactive));
+	CHECK(kvbm_peek_victims(m->mgr, k, again, &got2) == KVBM_OK && got2 == got);
+	CHECK(memcmp(v, again, got * sizeof(*v)) == 0);
+	for (uint32_t i = 0; i < got; i++) {
+		CHECK(find_reg(m, v[i].hash) >= 0 && !active(m, v[i].hash));
+		for (uint32_t j = 0; j < i; j++)
+			CHECK(v[j].block != v[i].block);
+	}
+	if (!(b & 0x80) || e.reset > 0 || got == 0)
+		return;
+	kvbm_mutable out[16];
+	kvbm_hash evicted[16];
+	uint32_t n_evicted = 0;
+	CHECK(kvbm_allocate_ex(m->mgr, got, out, evicted, &n_evicted) == KVBM_OK);
+	CHECK(n_evicted == got);
+	for (uint32_t i = 0; i < got; i++) {
+		CHECK(evicted[i] == v[i].hash && out[i].block == v[i].block);
+		drop_reg(m, find_reg(m, evicted[i]));
+		CHECK(m->n_mut < MAX_BLOCKS);
+		m->ror[out[i].block] = m->reset_on_release;
+		m->mut[m->n_mut++] = out[i];
+	}
+}
+
 static void op_set_flags(struct model *m, struct input *in)
 {
 	const uint8_t sel = get8(in), prio = get8(in);
@@ -851,6 +898,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	m.block_size = cfg.block_size;
 	m.reject = cfg.dup_policy == KVBM_DUP_REJECT;
 	m.reset_on_release = cfg.reset_on_release;
+	m.policy = cfg.evict_policy;
 	CHECK(kvbm_total_blocks(m.mgr) == m.total && kvbm_block_size(m.mgr) == m.block_size);
 	check_all(&m);
 
@@ -877,8 +925,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 18: op_contains(&m, &in); break;
 		default: {
 			const uint8_t sub = get8(&in);
-			if (sub < 0x60)
+			if (sub < 0x40)
 				op_set_flags(&m, &in);
+			else if (sub < 0x60)
+				op_preview(&m, &in);
 			else if (sub < 0xc0)
 				op_stale(&m, &in);
 			else if (sub < 0xf0)
