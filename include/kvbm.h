@@ -1576,10 +1576,20 @@ typedef struct kvbm_hierarchy kvbm_hierarchy;
 KVBM_API kvbm_status kvbm_hierarchy_create(kvbm_manager *const *tiers, uint32_t n,
 					   kvbm_hierarchy **out);
 
-/** Free a hierarchy (not its managers). NULL is a no-op. */
+/**
+ * Free a hierarchy; its managers stay open and the caller's.
+ *
+ * Ownership: h is freed; NULL is a no-op.
+ * Thread-safety: no lookup on h may run concurrently or follow.
+ * Errors: none.
+ */
 KVBM_API void kvbm_hierarchy_free(kvbm_hierarchy *h);
 
-/** Number of tiers of h. Thread-safety: any thread. */
+/**
+ * Number of tiers of h (0 for NULL).
+ *
+ * Ownership: none. Thread-safety: any thread. Errors: none.
+ */
 KVBM_API uint32_t kvbm_hierarchy_tiers(const kvbm_hierarchy *h);
 
 /**
