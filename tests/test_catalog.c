@@ -17,23 +17,10 @@
 
 #include "test_common.h"
 
-struct fixture {
-	char *dir;
-	char path[512];
-	kvbm_config cfg;
-};
-
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
+	struct kvbm_test_catalog *f = kvbm_test_catalog_new("catalog", 16);
 
-	f->dir = kvbm_test_tmpdir("catalog");
-	snprintf(f->path, sizeof(f->path), "%s/catalog.db", f->dir);
-	kvbm_config_init(&f->cfg);
-	f->cfg.block_count = 16;
-	f->cfg.block_size = 4;
-	f->cfg.catalog_path = f->path;
-	f->cfg.catalog_sync = KVBM_SYNC_OFF;
 	f->cfg.model_fingerprint = "llama-test-weights";
 	*state = f;
 	return 0;
@@ -41,11 +28,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	struct fixture *f = *state;
-
-	kvbm_test_rmdir(f->dir);
-	free(f->dir);
-	free(f);
+	kvbm_test_catalog_free(*state);
 	return 0;
 }
 
@@ -98,7 +81,7 @@ static int64_t query_int(sqlite3 *db, const char *sql)
 
 static void catalog__creates_schema_and_identity(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	kvbm_manager *mgr = open_ok(&f->cfg);
 	sqlite3 *db = reader(f->path);
 
@@ -121,7 +104,7 @@ static void catalog__creates_schema_and_identity(void **state)
 
 static void catalog__restores_registry_in_eviction_order(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	kvbm_manager *mgr = open_ok(&f->cfg);
 
 	add_chain(mgr, 0, 5);
@@ -157,7 +140,7 @@ static void catalog__restores_registry_in_eviction_order(void **state)
 
 static void catalog__restores_priority_and_access_counts(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	kvbm_manager *mgr = open_ok(&f->cfg);
 	kvbm_immutable r[1];
 	uint32_t hit;
@@ -188,7 +171,7 @@ static void catalog__restores_priority_and_access_counts(void **state)
 
 static void catalog__flush_makes_rows_visible_to_readers(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	f->cfg.catalog_interval_ms = 60000; /* only flush can commit */
 	kvbm_manager *mgr = open_ok(&f->cfg);
 	sqlite3 *db = reader(f->path);
@@ -206,7 +189,7 @@ static void catalog__flush_makes_rows_visible_to_readers(void **state)
 
 static void catalog__coalesces_repeated_changes(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	f->cfg.catalog_interval_ms = 60000;
 	kvbm_manager *mgr = open_ok(&f->cfg);
 	const kvbm_hash h = h_of(0);
@@ -229,7 +212,7 @@ static void catalog__coalesces_repeated_changes(void **state)
 	assert_int_equal(kvbm_close(mgr), KVBM_OK);
 }
 
-static void expect_mismatch(struct fixture *f, const char *needle)
+static void expect_mismatch(struct kvbm_test_catalog *f, const char *needle)
 {
 	kvbm_manager *mgr = NULL;
 	char err[512];
@@ -244,7 +227,7 @@ static void expect_mismatch(struct fixture *f, const char *needle)
 
 static void catalog__refuses_other_configurations(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	kvbm_manager *mgr = open_ok(&f->cfg);
 
 	add_chain(mgr, 0, 3);
@@ -288,7 +271,7 @@ static void catalog__refuses_other_configurations(void **state)
 
 static void catalog__refuses_newer_schema(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	kvbm_manager *mgr = open_ok(&f->cfg);
 	sqlite3 *db = NULL;
 
@@ -303,7 +286,7 @@ static void catalog__refuses_newer_schema(void **state)
  * file) say nothing about the geometry they were written for: start cold. */
 static void catalog__rows_without_identity_are_not_restored(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	kvbm_manager *mgr = open_ok(&f->cfg);
 	sqlite3 *db = NULL;
 
@@ -333,7 +316,7 @@ static void write_file(const char *path, const void *data, size_t len)
 
 static void catalog__rejects_files_that_are_not_catalogs(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	kvbm_manager *mgr = NULL;
 	char err[512];
 	char junk[4096];
@@ -357,7 +340,7 @@ static void catalog__rejects_files_that_are_not_catalogs(void **state)
 
 static void catalog__reports_read_only_directory(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	kvbm_manager *mgr = NULL;
 	char err[512];
 
@@ -377,7 +360,7 @@ static int refuse_commits(void *user)
 
 static void catalog__pre_commit_hook_runs_and_can_refuse(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	int calls = 0;
 	f->cfg.pre_commit = refuse_commits;
 	f->cfg.pre_commit_user = &calls;
@@ -411,7 +394,7 @@ static bool veto_odd_positions(uint32_t block, kvbm_hash hash, kvbm_hash parent,
 
 static void catalog__restore_validation_can_veto(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	kvbm_manager *mgr = open_ok(&f->cfg);
 	int seen = 0;
 
@@ -434,7 +417,7 @@ static void catalog__restore_validation_can_veto(void **state)
 
 static void catalog__damaged_rows_are_freed_not_restored(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	kvbm_manager *mgr = open_ok(&f->cfg);
 	sqlite3 *db = NULL;
 
@@ -468,7 +451,7 @@ static void catalog__damaged_rows_are_freed_not_restored(void **state)
 
 static void catalog__discarded_close_keeps_only_committed_state(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	f->cfg.catalog_interval_ms = 60000;
 	kvbm_manager *mgr = open_ok(&f->cfg);
 
@@ -492,7 +475,7 @@ static void catalog__discarded_close_keeps_only_committed_state(void **state)
  * commit's reclaim row, not a row of its own. */
 static void catalog__eviction_costs_about_one_row(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	f->cfg.catalog_interval_ms = 60000; /* only flush and waiting allocators commit */
 	kvbm_manager *mgr = open_ok(&f->cfg);
 	kvbm_metrics before, after;
@@ -535,7 +518,7 @@ static void catalog__eviction_costs_about_one_row(void **state)
  * file: nothing needs reclaiming, and the allocation does not wait. */
 static void catalog__unwritten_registrations_need_no_reclaim(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	f->cfg.catalog_interval_ms = 60000;
 	kvbm_manager *mgr = open_ok(&f->cfg);
 	kvbm_metrics m;
@@ -554,7 +537,7 @@ static void catalog__unwritten_registrations_need_no_reclaim(void **state)
  * rewritten is not restored, though its old row is still in the file. */
 static void catalog__reclaimed_blocks_are_not_restored_after_a_crash(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	f->cfg.catalog_interval_ms = 60000;
 	kvbm_manager *mgr = open_ok(&f->cfg);
 
@@ -597,7 +580,7 @@ static void catalog__reclaimed_blocks_are_not_restored_after_a_crash(void **stat
  * listed any block: no row older than it is trusted. */
 static void catalog__unreadable_reclaim_row_distrusts_older_rows(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	kvbm_manager *mgr = open_ok(&f->cfg);
 	sqlite3 *db = NULL;
 
@@ -633,7 +616,7 @@ static void catalog__unreadable_reclaim_row_distrusts_older_rows(void **state)
  * the documented bound. */
 static void catalog__wal_shrinks_once_a_reader_leaves(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	char wal[600];
 	struct stat sb;
 
@@ -668,7 +651,7 @@ static void catalog__wal_shrinks_once_a_reader_leaves(void **state)
  * evictions raises it, and it never passes an eighth of the cache. */
 static void catalog__reserve_follows_the_eviction_rate(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	f->cfg.block_count = 4096;
 	kvbm_manager *mgr = open_ok(&f->cfg);
 	kvbm_metrics m;
@@ -699,7 +682,7 @@ static void catalog__reserve_follows_the_eviction_rate(void **state)
  * included: it is put back into the policy once the writer has stopped. */
 static void catalog__clean_close_keeps_the_reserve(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	f->cfg.block_count = 256;
 	f->cfg.catalog_interval_ms = 1; /* a writer that cycles all the time, */
 	f->cfg.catalog_batch = 8;        /* woken by every few dirty rows */
@@ -724,7 +707,7 @@ static void catalog__clean_close_keeps_the_reserve(void **state)
  * crash, once; a re-registered block does not inherit the old key. */
 static void catalog__full_keys_survive_a_restart(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	f->cfg.catalog_interval_ms = 60000;
 	kvbm_manager *mgr = open_ok(&f->cfg);
 	unsigned char key[32], got[64];

@@ -18,23 +18,11 @@
 
 #define BLOCKS 16
 
-struct fixture {
-	char *dir;
-	char path[512];
-	kvbm_config cfg;
-};
-
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-
 	fault_vfs_reset();
-	f->dir = kvbm_test_tmpdir("faults");
-	snprintf(f->path, sizeof(f->path), "%s/catalog.db", f->dir);
-	kvbm_config_init(&f->cfg);
-	f->cfg.block_count = BLOCKS;
-	f->cfg.block_size = 4;
-	f->cfg.catalog_path = f->path;
+	struct kvbm_test_catalog *f = kvbm_test_catalog_new("faults", BLOCKS);
+
 	f->cfg.catalog_sync = KVBM_SYNC_FULL;
 	f->cfg.catalog_interval_ms = 60000; /* commits only when the test asks */
 	f->cfg.catalog_wait_ms = 200;
@@ -47,12 +35,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	struct fixture *f = *state;
-
 	fault_vfs_reset();
-	kvbm_test_rmdir(f->dir);
-	free(f->dir);
-	free(f);
+	kvbm_test_catalog_free(*state);
 	return 0;
 }
 
@@ -117,7 +101,7 @@ static kvbm_manager *crash_and_reopen(kvbm_manager *mgr, const kvbm_config *cfg)
 
 static void faults__open_failure_is_reported_and_leaves_nothing(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	kvbm_manager *mgr = NULL;
 	char err[512] = "";
 
@@ -137,7 +121,7 @@ static void faults__open_failure_is_reported_and_leaves_nothing(void **state)
 /* The schema's first write fails: open refuses, and a retry succeeds. */
 static void faults__disk_full_while_creating(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	kvbm_manager *mgr = NULL;
 	char err[512] = "";
 
@@ -155,7 +139,7 @@ static void faults__disk_full_while_creating(void **state)
 
 /* Shared body: a write-path fault set by arm() makes commits fail with
  * want; the manager serves throughout and recovers when it clears. */
-static void serve_through_fault(struct fixture *f, void (*arm)(void), kvbm_status want)
+static void serve_through_fault(struct kvbm_test_catalog *f, void (*arm)(void), kvbm_status want)
 {
 	kvbm_manager *mgr = open_ok(&f->cfg);
 
@@ -215,7 +199,7 @@ static void faults__io_error_on_sync_then_recovers(void **state)
 /* A crash while commits fail restores exactly the last committed state. */
 static void faults__crash_during_failures_restores_committed_state(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	kvbm_manager *mgr = open_ok(&f->cfg);
 
 	assert_int_equal(add_chain(mgr, 0, 4), KVBM_OK);
@@ -236,7 +220,7 @@ static void faults__crash_during_failures_restores_committed_state(void **state)
  * still names is never handed out. */
 static void faults__eviction_waits_for_a_durable_reclaim(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	kvbm_mutable m[BLOCKS];
 	kvbm_manager *mgr = open_ok(&f->cfg);
 
@@ -278,7 +262,7 @@ static void faults__eviction_waits_for_a_durable_reclaim(void **state)
  * the next open restores what was committed, never starts cold. */
 static void faults__persistent_failure_keeps_the_file(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	kvbm_mutable m[BLOCKS];
 
 	f->cfg.catalog_max_failures = 2; /* then retries once a second */
@@ -323,7 +307,7 @@ static void faults__persistent_failure_keeps_the_file(void **state)
  * configured wait and succeed once it lets go. */
 static void faults__competing_writer_busy_then_recovers(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	sqlite3 *other = NULL;
 	kvbm_manager *mgr = open_ok(&f->cfg);
 
@@ -349,7 +333,7 @@ static void faults__competing_writer_busy_then_recovers(void **state)
  * left as a crash would leave it: restorable to the last commit. */
 static void faults__failed_clean_close_is_reported(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	kvbm_manager *mgr = open_ok(&f->cfg);
 
 	assert_int_equal(add_chain(mgr, 0, 4), KVBM_OK);

@@ -19,34 +19,15 @@
 
 #include "test_common.h"
 
-struct fixture {
-	char *dir;
-	char path[512];
-	kvbm_config cfg;
-};
-
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-
-	f->dir = kvbm_test_tmpdir("owner");
-	snprintf(f->path, sizeof(f->path), "%s/catalog.db", f->dir);
-	kvbm_config_init(&f->cfg);
-	f->cfg.block_count = 16;
-	f->cfg.block_size = 4;
-	f->cfg.catalog_path = f->path;
-	f->cfg.catalog_sync = KVBM_SYNC_OFF;
-	*state = f;
+	*state = kvbm_test_catalog_new("owner", 16);
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	struct fixture *f = *state;
-
-	kvbm_test_rmdir(f->dir);
-	free(f->dir);
-	free(f);
+	kvbm_test_catalog_free(*state);
 	return 0;
 }
 
@@ -95,7 +76,7 @@ static bool exists(const char *path, const char *suffix)
 
 static void owner__second_writer_of_a_tier_is_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	char err[512], pid[32];
 	kvbm_manager *a = kvbm_test_open_cfg(&f->cfg), *b = NULL;
 
@@ -121,7 +102,7 @@ static void owner__second_writer_of_a_tier_is_refused(void **state)
  * is killed (the lock dies with its holder; no stale lock to clean). */
 static void owner__killed_owner_never_blocks_a_restart(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	char err[512], pid_text[32];
 	int ready[2];
 	kvbm_manager *b = NULL;
@@ -157,7 +138,7 @@ static void owner__killed_owner_never_blocks_a_restart(void **state)
 
 static void owner__foreign_database_is_left_untouched(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	sqlite3 *db = NULL;
 	char err[512];
 	kvbm_manager *m = NULL;
@@ -196,7 +177,7 @@ static void owner__foreign_database_is_left_untouched(void **state)
 
 static void owner__only_missing_or_empty_files_are_initialised(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	char err[512];
 	kvbm_manager *m = NULL;
 
@@ -246,7 +227,7 @@ static void owner__only_missing_or_empty_files_are_initialised(void **state)
  * away, and the refused open writes none of it into the file. */
 static void owner__wal_of_another_catalog_is_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	char other[600], other_wal[700], wal[700], err[512];
 	kvbm_manager *m = NULL;
 
@@ -302,7 +283,7 @@ static void owner__wal_of_another_catalog_is_refused(void **state)
  * name, instead of restoring and then failing every commit. */
 static void owner__damaged_schema_is_refused_by_name(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	char err[512];
 	kvbm_manager *m = kvbm_test_open_cfg(&f->cfg);
 	sqlite3 *db = NULL;
@@ -331,7 +312,7 @@ static void owner__damaged_schema_is_refused_by_name(void **state)
  * released everything queued commits. */
 static void owner__foreign_long_transaction_is_waited_out(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	sqlite3 *other = NULL;
 
 	f->cfg.catalog_busy_ms = 20;
@@ -359,7 +340,7 @@ static void owner__foreign_long_transaction_is_waited_out(void **state)
  * file adopts it instead of being refused as another catalog's. */
 static void owner__deleted_catalog_starts_fresh(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	kvbm_manager *m = kvbm_test_open_cfg(&f->cfg);
 
 	add_block(m, 9);

@@ -16,34 +16,15 @@
 
 #define BLOCKS 65536u
 
-struct fixture {
-	char *dir;
-	char path[512];
-	kvbm_config cfg;
-};
-
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-
-	f->dir = kvbm_test_tmpdir("restore");
-	snprintf(f->path, sizeof(f->path), "%s/catalog.db", f->dir);
-	kvbm_config_init(&f->cfg);
-	f->cfg.block_count = BLOCKS;
-	f->cfg.block_size = 4;
-	f->cfg.catalog_path = f->path;
-	f->cfg.catalog_sync = KVBM_SYNC_OFF;
-	*state = f;
+	*state = kvbm_test_catalog_new("restore", BLOCKS);
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	struct fixture *f = *state;
-
-	kvbm_test_rmdir(f->dir);
-	free(f->dir);
-	free(f);
+	kvbm_test_catalog_free(*state);
 	return 0;
 }
 
@@ -54,7 +35,7 @@ static kvbm_hash h_of(uint32_t i)
 
 /* Fill the whole tier with chains of 16 released tail first, then close:
  * block b holds h_of(b) at position b % 16. */
-static void fill_and_close(struct fixture *f)
+static void fill_and_close(struct kvbm_test_catalog *f)
 {
 	kvbm_manager *mgr = kvbm_test_open_cfg(&f->cfg);
 	kvbm_mutable m[16];
@@ -113,7 +94,7 @@ static long long query_int(const char *path, const char *sql)
 
 static void restore__both_halves_come_back(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 
 	fill_and_close(f);
 	kvbm_manager *mgr = kvbm_test_open_cfg(&f->cfg);
@@ -135,7 +116,7 @@ static void restore__both_halves_come_back(void **state)
 
 static void restore__a_hash_twice_across_halves_goes_to_the_earlier_row(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	char sql[512];
 
 	fill_and_close(f);
@@ -173,7 +154,7 @@ static bool veto_every_third(uint32_t block, kvbm_hash hash, kvbm_hash parent, u
 
 static void restore__a_veto_frees_its_block_and_hash(void **state)
 {
-	struct fixture *f = *state;
+	struct kvbm_test_catalog *f = *state;
 	uint32_t seen = 0;
 
 	fill_and_close(f);

@@ -204,3 +204,25 @@ uint32_t kvbm_test_check_data(kvbm_manager *mgr, uint32_t blocks, const char *pa
 	close(fd);
 	return cached;
 }
+
+struct kvbm_test_catalog *kvbm_test_catalog_new(const char *tag, uint32_t blocks)
+{
+	struct kvbm_test_catalog *c = calloc(1, sizeof(*c));
+
+	assert_non_null(c);
+	c->dir = kvbm_test_tmpdir(tag);
+	snprintf(c->path, sizeof(c->path), "%s/catalog.db", c->dir);
+	kvbm_config_init(&c->cfg);
+	c->cfg.block_count = blocks;
+	c->cfg.block_size = 4;
+	c->cfg.catalog_path = c->path;
+	c->cfg.catalog_sync = KVBM_SYNC_OFF;
+	return c;
+}
+
+void kvbm_test_catalog_free(struct kvbm_test_catalog *c)
+{
+	kvbm_test_rmdir(c->dir);
+	free(c->dir);
+	free(c);
+}

@@ -47,6 +47,17 @@ void kvbm_test_assert_counts(kvbm_manager *mgr, uint32_t reset, uint32_t inactiv
 /* Assert the last error code and that its message contains needle. */
 void kvbm_test_assert_error(kvbm_manager *mgr, kvbm_status code, const char *needle);
 
+/* The catalog suites' fixture: a fresh directory, path = dir/catalog.db,
+ * and cfg for a manager of `blocks` 4-token blocks on it (sync OFF). */
+struct kvbm_test_catalog {
+	char *dir;
+	char path[512];
+	kvbm_config cfg;
+};
+struct kvbm_test_catalog *kvbm_test_catalog_new(const char *tag, uint32_t blocks);
+/* Remove the directory and free c. */
+void kvbm_test_catalog_free(struct kvbm_test_catalog *c);
+
 /* The crash tests' stand-in for KV memory: a file of one record per block,
  * written with "this block now holds hash" before kvbm learns the hash. */
 struct kvbm_test_record {
