@@ -41,6 +41,18 @@ static inline void kvbm__registry_prefetch(const struct kvbm__registry *r, kvbm_
 
 /* Block id holding hash, or UINT32_MAX. */
 uint32_t kvbm__registry_find(const struct kvbm__registry *r, kvbm_hash hash);
+
+/* kvbm__registry_find of n hashes (a batch of a few dozen) into ids, their
+ * home slots prefetched together first: the lookups miss the cache
+ * independently, so issuing the loads at once overlaps the misses. */
+static inline void kvbm__registry_find_batch(const struct kvbm__registry *r,
+					     const kvbm_hash *hashes, uint32_t n, uint32_t *ids)
+{
+	for (uint32_t j = 0; j < n; j++)
+		kvbm__registry_prefetch(r, hashes[j]);
+	for (uint32_t j = 0; j < n; j++)
+		ids[j] = kvbm__registry_find(r, hashes[j]);
+}
 /* Insert; hash must not be present and count < max_entries. */
 void kvbm__registry_insert(struct kvbm__registry *r, kvbm_hash hash, uint32_t block);
 /* Insert from one of several threads filling an empty registry at once
