@@ -19,14 +19,6 @@
 
 #include "replay.h"
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static int fail_kvbm(char *err, size_t len, kvbm_manager *mgr, kvbm_status st, const char *what)
 {
 	char msg[256] = "";
@@ -252,7 +244,7 @@ int kvbm_replay_run(const struct kvbm_trace *t, const struct kvbm_replay_opts *o
 		snprintf(err, errlen, "out of memory for a %u-block replay", o->capacity);
 		goto out;
 	}
-	const double t0 = now_s();
+	const double t0 = kvbm_replay_now_s();
 	if (restart && o->restart_by_sigkill && o->db) {
 		if (run_child_and_kill(t, o, restart, &before, err, errlen) != 0)
 			goto out;
@@ -274,7 +266,7 @@ int kvbm_replay_run(const struct kvbm_trace *t, const struct kvbm_replay_opts *o
 		if (run_range(mgr, t, o, restart, last, &s, &after, err, errlen) != 0)
 			goto out;
 	}
-	const double t1 = now_s();
+	const double t1 = kvbm_replay_now_s();
 	const struct window all = {before.refs + after.refs, before.hits + after.hits,
 				   before.evictions + after.evictions,
 				   before.requests + after.requests};

@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "kvbm.h"
 
@@ -86,6 +87,15 @@ int kvbm_replay_run(const struct kvbm_trace *t, const struct kvbm_replay_opts *o
 /* Hits of Belady's offline optimum under the same replay model and
  * capacity (a request's blocks are all resident while it is served). */
 uint64_t kvbm_replay_belady(const struct kvbm_trace *t, uint32_t capacity);
+
+/* The replays' wall clock, in seconds. */
+static inline double kvbm_replay_now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 /* A hierarchy replay (`replay --tiers`, replay_tiers.c): tier 0 is G1,
  * whose memory never survives a restart; the lower tiers restore from the

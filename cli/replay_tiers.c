@@ -35,14 +35,6 @@ struct tiers_run {
 	size_t errlen;
 };
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static int fail(struct tiers_run *r, uint32_t t, kvbm_status st, const char *what)
 {
 	char msg[256] = "";
@@ -304,7 +296,7 @@ static int replay(const struct kvbm_trace *tr, const struct kvbm_tiers_opts *o, 
 	}
 	if (open_tiers(&r) != 0)
 		goto done;
-	const double t0 = now_s();
+	const double t0 = kvbm_replay_now_s();
 	if (run_range(&r, tr, 0, split, &refs, &hits) != 0)
 		goto done;
 	refs = 0;
@@ -334,7 +326,7 @@ static int replay(const struct kvbm_trace *tr, const struct kvbm_tiers_opts *o, 
 		goto done;
 	out->after_refs = refs;
 	out->after_hits = hits;
-	out->seconds = now_s() - t0;
+	out->seconds = kvbm_replay_now_s() - t0;
 	rc = 0;
 done:
 	close_tiers(&r, 0);
