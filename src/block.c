@@ -345,6 +345,7 @@ kvbm_status kvbm_register_batch(kvbm_manager *mgr, const kvbm_complete *blocks, 
 			break;
 		}
 		mgr->slots[blocks[i].block].state = KVBM__SLOT_MUTABLE;
+		kvbm__registry_prefetch_presence(&mgr->registry, mgr->slots[blocks[i].block].hash);
 	}
 	for (uint32_t j = 0; j < i; j++)
 		mgr->slots[blocks[j].block].state = KVBM__SLOT_STAGED;

@@ -105,6 +105,8 @@ void kvbm__pool_free_block(kvbm_manager *mgr, uint32_t b)
 void kvbm__pool_drop_hash(kvbm_manager *mgr, uint32_t b)
 {
 	struct kvbm__slot *s = &mgr->slots[b];
+
+	kvbm__registry_prefetch_presence(&mgr->registry, s->hash);
 	const bool removed = kvbm__registry_remove(&mgr->registry, s->hash);
 
 	assert(removed);

@@ -34,6 +34,8 @@ kvbm_status kvbm__registry_init(struct kvbm__registry *r, uint32_t max_entries)
 	r->mask = cap - 1;
 	r->shift = 64 - bits;
 	r->count = 0;
+	r->presence = NULL;
+	r->presence_bit = 0;
 	return KVBM_OK;
 }
 
@@ -63,6 +65,8 @@ void kvbm__registry_insert(struct kvbm__registry *r, kvbm_hash hash, uint32_t bl
 	r->slots[i].hash = hash;
 	r->slots[i].block = block;
 	r->count++;
+	if (r->presence)
+		kvbm__presence_set(r->presence, hash, r->presence_bit);
 }
 
 /* An entry is claimed by moving its block from EMPTY to BUSY, filled, then
@@ -78,6 +82,10 @@ bool kvbm__registry_insert_shared(struct kvbm__registry *r, kvbm_hash hash, uint
 							__ATOMIC_ACQUIRE)) {
 				e->hash = hash;
 				__atomic_store_n(&e->block, block, __ATOMIC_RELEASE);
+				/* (A restore runs at open, before any hierarchy
+				 * can hold the tier; kept for completeness.) */
+				if (r->presence)
+					kvbm__presence_set(r->presence, hash, r->presence_bit);
 				return true;
 			}
 		}
@@ -93,8 +101,11 @@ bool kvbm__registry_insert_shared(struct kvbm__registry *r, kvbm_hash hash, uint
 
 void kvbm__registry_clear(struct kvbm__registry *r)
 {
-	for (uint64_t i = 0; i <= r->mask; i++)
+	for (uint64_t i = 0; i <= r->mask; i++) {
+		if (r->presence && r->slots[i].block != EMPTY)
+			kvbm__presence_clear(r->presence, r->slots[i].hash, r->presence_bit);
 		r->slots[i].block = EMPTY;
+	}
 	r->count = 0;
 }
 
@@ -122,5 +133,7 @@ bool kvbm__registry_remove(struct kvbm__registry *r, kvbm_hash hash)
 	}
 	r->slots[hole].block = EMPTY;
 	r->count--;
+	if (r->presence)
+		kvbm__presence_clear(r->presence, hash, r->presence_bit);
 	return true;
 }

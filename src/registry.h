@@ -5,12 +5,15 @@
  * linear probing and backward-shift deletion, sized at open for the most
  * entries it can ever hold (one per block), so it never grows or
  * allocates after kvbm__registry_init. Not thread-safe by itself: the
- * manager lock guards it.
+ * manager lock guards it. A tier in a hierarchy also mirrors every change
+ * into the hierarchy's presence index (src/tiers/presence.h), from here,
+ * so that no path that changes the registry can miss it.
  */
 #ifndef KVBM_REGISTRY_H
 #define KVBM_REGISTRY_H
 
 #include "kvbm.h"
+#include "tiers/presence.h"
 
 struct kvbm__registry_entry {
 	kvbm_hash hash;
@@ -22,6 +25,11 @@ struct kvbm__registry {
 	uint64_t mask;     /* capacity - 1, capacity a power of two >= 2 * max entries */
 	uint32_t shift;    /* 64 - log2(capacity), for Fibonacci hashing */
 	uint32_t count;
+	/* The presence index of the hierarchy this tier is in, NULL outside
+	 * one (kvbm_hierarchy_create/free set it under the manager lock);
+	 * every insertion and removal sets or clears bit presence_bit. */
+	struct kvbm__presence *presence;
+	uint32_t presence_bit;
 };
 
 kvbm_status kvbm__registry_init(struct kvbm__registry *r, uint32_t max_entries);
@@ -37,6 +45,16 @@ static inline uint64_t kvbm__registry_home(const struct kvbm__registry *r, kvbm_
 static inline void kvbm__registry_prefetch(const struct kvbm__registry *r, kvbm_hash hash)
 {
 	__builtin_prefetch(&r->slots[kvbm__registry_home(r, hash)]);
+}
+
+/* In a hierarchy, start loading hash's presence entry, which inserting
+ * or removing hash will update: issued before the registry's own probe,
+ * the two misses overlap. Outside one, a NULL test. */
+static inline void kvbm__registry_prefetch_presence(const struct kvbm__registry *r,
+						    kvbm_hash hash)
+{
+	if (r->presence)
+		kvbm__presence_prefetch(r->presence, hash);
 }
 
 /* Block id holding hash, or UINT32_MAX. */
