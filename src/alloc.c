@@ -107,6 +107,12 @@ static void take(kvbm_manager *mgr, uint32_t n, kvbm_mutable *out, kvbm_hash *ev
 				__builtin_prefetch(s);
 				__builtin_prefetch(s + sizeof(struct kvbm__slot) - 1);
 			}
+			/* In a hierarchy each eviction also updates its
+			 * index: the victims' entries miss together too. */
+			if (mgr->registry.presence)
+				for (uint32_t k = 0; k < n_victims; k++)
+					kvbm__presence_prefetch(mgr->registry.presence,
+								mgr->slots[victims[k]].hash);
 			b = victims[0];
 			next_victim = 1;
 			mgr->inactive_count--;

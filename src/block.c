@@ -183,6 +183,8 @@ kvbm_complete kvbm__stage_locked(kvbm_manager *mgr, uint32_t b, kvbm_hash seq_ha
 	s->state = KVBM__SLOT_STAGED;
 	s->gen = kvbm__next_gen(s->gen);
 	s->hash = seq_hash;
+	/* Registering will update the hierarchy's index: start the miss. */
+	kvbm__registry_prefetch_presence(&mgr->registry, seq_hash);
 	s->parent = position == 0 ? 0 : parent;
 	s->position = position;
 	mgr->n_mutable--;

@@ -163,12 +163,13 @@ static void lock_run(struct kvbm__presence *p, kvbm_hash hash, uint32_t *first, 
 
 	lock_range(p, f, k);
 	for (;;) {
+		const uint64_t stripe_mask = ((uint64_t)1 << p->stripe_bits) - 1;
 		uint64_t i = home;
+		uint32_t off = 0; /* stripes of the run before i's */
 		*found = UINT64_MAX;
 		for (;; i = (i + 1) & p->mask) {
-			const uint32_t off = (stripe_of(p, i) + p->stripes - f) % p->stripes;
-			if (off >= k) {
-				/* The run goes on into the next stripe. */
+			if ((i & stripe_mask) == 0 && i != home && ++off == k && k < p->stripes) {
+				/* The run goes on into a stripe not held. */
 				if (f + k < p->stripes) {
 					stripe_lock(p, f + k);
 					k++;

@@ -6,17 +6,26 @@
  * alternate, best of N kept). Chains of 64 hashes, each held by G1 with
  * probability 1/2, by G2 with 1/2, by either with 3/4, at random places
  * of two 32 MiB registries, so every probe misses the
- * cache as a server's would. A third figure, the same lookup on a
- * hierarchy of G1 alone, separates the cost of a second registry from
- * the lookup's own batching. Usage: bench_tiers [rounds].
+ * cache as a server's would. The lookup reads the hierarchy's presence
+ * index (one probe per hash for all tiers); a third figure, the same
+ * lookup on a hierarchy of G1 alone, separates the index's size from the
+ * number of tiers. Last, the price the index puts on a member tier: the
+ * allocate -> stage -> register -> release cycle with evictions (as
+ * bench_core's) of a tier inside a hierarchy against an identical tier
+ * alone, alternating. Usage: bench_tiers [rounds [cycle]] ("cycle": only
+ * the last).
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "kvbm.h"
 
 #define BLOCKS (1u << 20)
+/* The fast-path cycle: bench_core's tier size and length. */
+#define CYCLE_BLOCKS (1u << 16)
+#define CYCLE_OPS (1u << 19)
 #define CHAIN 64u
 #define CHAINS 16384u
 
@@ -104,6 +113,63 @@ static void measure(kvbm_hierarchy *h, kvbm_manager *base, const kvbm_hash *chai
 	*plan = (double)best_p / per;
 }
 
+/* ns per block of the cycle on mgr, new keys from *next on, one block
+ * per call or 32 (register_batch, release_batch); the tier is full, so
+ * every allocation evicts. */
+static double cycle(kvbm_manager *mgr, uint64_t *next, uint32_t per_call)
+{
+	kvbm_mutable m[32];
+	kvbm_complete c[32];
+	kvbm_immutable h[32];
+	const uint64_t t0 = now_ns();
+
+	for (uint32_t i = 0; i < CYCLE_OPS / per_call; i++) {
+		check("allocate", kvbm_allocate(mgr, per_call, m));
+		for (uint32_t j = 0; j < per_call; j++)
+			check("stage", kvbm_stage(mgr, m[j], mix((*next)++), 16, &c[j]));
+		check("register", kvbm_register_batch(mgr, c, per_call, h));
+		check("release", kvbm_immutable_release_batch(mgr, h, per_call));
+	}
+	return (double)(now_ns() - t0) / CYCLE_OPS;
+}
+
+/* The cycle of a tier of `blocks` in a hierarchy over a 1M-block G2
+ * against an identical tier alone, rounds alternating, best of each. */
+static void price(uint32_t blocks, int rounds)
+{
+	/* Keys far from the other tiers' (and from each other's). */
+	uint64_t next_in = 1ull << 40, next_alone = 1ull << 41;
+	kvbm_manager *alone = filled("G1", next_alone, blocks);
+	kvbm_manager *t[2] = {filled("G1", next_in, blocks), filled("G2", 0, BLOCKS)};
+	kvbm_hierarchy *h = NULL;
+	double in1 = 1e30, al1 = 1e30, in32 = 1e30, al32 = 1e30;
+
+	next_in += blocks;
+	next_alone += blocks;
+	check("hierarchy", kvbm_hierarchy_create(t, 2, &h));
+	(void)cycle(t[0], &next_in, 1);
+	(void)cycle(alone, &next_alone, 1);
+	for (int r = 0; r < rounds; r++) {
+		double x = cycle(alone, &next_alone, 1);
+		al1 = x < al1 ? x : al1;
+		x = cycle(t[0], &next_in, 1);
+		in1 = x < in1 ? x : in1;
+		x = cycle(alone, &next_alone, 32);
+		al32 = x < al32 ? x : al32;
+		x = cycle(t[0], &next_in, 32);
+		in32 = x < in32 ? x : in32;
+	}
+	printf("cycle     %7.1f ns/block  (a G1 of %u in a hierarchy over a G2 of %u, 1/call)"
+	       "  baseline the same G1 alone %7.1f ns/block  ratio %.2f\n",
+	       in1, blocks, BLOCKS, al1, in1 / al1);
+	printf("cycle     %7.1f ns/block  (the same, 32/call)  baseline alone %7.1f ns/block"
+	       "  ratio %.2f\n", in32, al32, in32 / al32);
+	kvbm_hierarchy_free(h);
+	kvbm_close(alone);
+	kvbm_close(t[0]);
+	kvbm_close(t[1]);
+}
+
 int main(int argc, char **argv)
 {
 	const int rounds = argc > 1 ? atoi(argv[1]) : 5;
@@ -113,15 +179,25 @@ int main(int argc, char **argv)
 
 	for (size_t i = 0; i < (size_t)CHAINS * CHAIN; i++)
 		chains[i] = mix(mix(++seed) % (2 * (uint64_t)BLOCKS));
+	if (argc > 2 && strcmp(argv[2], "cycle") == 0) {
+		price(CYCLE_BLOCKS, rounds);
+		price(BLOCKS, rounds);
+		free(chains);
+		return 0;
+	}
 	{
 		/* Two 1M-block tiers: G1 holds keys [0, 1M), G2 [BLOCKS / 2,
 		 * 1.5M), so a chain key drawn from [0, 2M) is in each half the
 		 * time: every probe of either registry misses the cache. */
 		kvbm_manager *t[2] = {filled("G1", 0, BLOCKS), filled("G2", BLOCKS / 2, BLOCKS)};
 		kvbm_hierarchy *h = NULL, *h1 = NULL;
+		uint64_t t0 = now_ns();
 		check("hierarchy", kvbm_hierarchy_create(t, 2, &h));
-		check("hierarchy", kvbm_hierarchy_create(t, 1, &h1));
+		const double made = (double)(now_ns() - t0) / 1e6;
 		measure(h, t[0], chains, rounds, &l, &c, &p);
+		/* A tier is in one hierarchy at a time. */
+		kvbm_hierarchy_free(h);
+		check("hierarchy", kvbm_hierarchy_create(t, 1, &h1));
 		measure(h1, t[0], chains, rounds, &solo, &c1, &p1);
 		printf("presence  %7.1f ns/hash  (G1 and G2 of %u blocks each, chains of %u)  baseline"
 		       " kvbm_contains on G1 alone %7.1f ns/hash  ratio %.2f  (target <= 1.5)\n",
@@ -129,8 +205,9 @@ int main(int argc, char **argv)
 		printf("plan      %7.1f ns/hash  (fastest tier only: G2 asked for G1's misses)  ratio"
 		       " %.2f\n", p, p / c);
 		printf("presence  one-tier hierarchy (G1 alone, same lookup) %7.1f ns/hash: two tiers"
-		       " cost %.2fx one\n", solo, l / solo);
-		kvbm_hierarchy_free(h);
+		       " cost %.2fx one (its own baseline %.1f ns/hash)\n", solo, l / solo, c1);
+		printf("create    %7.1f ms  (kvbm_hierarchy_create of the two 1M tiers: the index"
+		       " filled from both registries)\n", made);
 		kvbm_hierarchy_free(h1);
 		kvbm_close(t[0]);
 		kvbm_close(t[1]);
@@ -151,5 +228,7 @@ int main(int argc, char **argv)
 		kvbm_close(t[1]);
 	}
 	free(chains);
+	price(CYCLE_BLOCKS, rounds);
+	price(BLOCKS, rounds);
 	return 0;
 }
