@@ -31,6 +31,7 @@ from ._kvbm import (  # noqa: F401
     Exhausted,
     Full,
     Handles,
+    Hierarchy,
     InvalidArgument,
     Manager,
     Mismatch,

@@ -12,6 +12,8 @@
 
 #include "kvbm.h"
 
+struct kvbm_py_hierarchy;
+
 /* A Manager: owns one kvbm_manager. */
 typedef struct {
 	PyObject_HEAD
@@ -19,7 +21,18 @@ typedef struct {
 	PyObject *sink;         /* Python callable for push-mode events, or NULL */
 	int pull;               /* opened with kvbm_event_pull_sink */
 	PyObject *weakrefs;
+	struct kvbm_py_hierarchy *hierarchy; /* the open kvbm.Hierarchy it is in
+						(borrowed: it holds us), or NULL */
 } kvbm_py_manager;
+
+/* A Hierarchy: owns one kvbm_hierarchy and its presence index, and holds
+ * its Managers, which close it before they close. */
+typedef struct kvbm_py_hierarchy {
+	PyObject_HEAD
+	kvbm_hierarchy *h;      /* NULL once closed */
+	uint32_t n;
+	kvbm_py_manager *tiers[KVBM_TIERS_MAX]; /* strong references */
+} kvbm_py_hierarchy;
 
 /* What a Handles object holds. */
 /* KIND_PINNED entries are immutable references taken by kvbm_pin and given
@@ -40,6 +53,7 @@ typedef struct {
 extern PyTypeObject kvbm_py_manager_type;
 extern PyTypeObject kvbm_py_handles_type;
 extern PyTypeObject kvbm_py_offload_type; /* offload.c: kvbm.vllm's per-key state */
+extern PyTypeObject kvbm_py_hierarchy_type; /* tiers.c: kvbm.Hierarchy */
 extern PyTypeObject *kvbm_py_event_type;
 
 /* Raise the kvbm.Error subclass for st; msg may be NULL (then strerror). */
@@ -72,9 +86,13 @@ kvbm_py_handles *kvbm_py_handles_new(kvbm_py_manager *owner, int kind,
 /* The live manager of self or NULL with kvbm.Error (closed). */
 kvbm_manager *kvbm_py_mgr(kvbm_py_manager *self);
 
-/* tiers.c: Manager.peek_victims, Manager.stage_from, kvbm.hierarchy_lookup. */
+/* tiers.c: Manager.peek_victims, Manager.stage_from, kvbm.hierarchy_lookup,
+ * kvbm.Hierarchy. */
 PyObject *kvbm_py_peek_victims(kvbm_py_manager *self, PyObject *arg);
 PyObject *kvbm_py_stage_from(kvbm_py_manager *self, PyObject *args);
 PyObject *kvbm_py_hierarchy_lookup(PyObject *module, PyObject *args);
+/* Free hy's kvbm_hierarchy (detaching its tiers) and forget its Managers'
+ * back-pointers; a closed one is a no-op. */
+void kvbm_py_hierarchy_close(kvbm_py_hierarchy *hy);
 
 #endif

@@ -192,6 +192,9 @@ static kvbm_status close_mgr(kvbm_py_manager *self, unsigned flags)
 
 	if (!mgr)
 		return KVBM_OK;
+	/* A hierarchy must not outlive its managers: detach it first. */
+	if (self->hierarchy)
+		kvbm_py_hierarchy_close(self->hierarchy);
 	self->mgr = NULL; /* handles released later see a closed manager */
 	/* The dispatcher may be inside the sink, waiting for the GIL. */
 	Py_BEGIN_ALLOW_THREADS

@@ -379,7 +379,9 @@ static PyMethodDef module_methods[] = {
 	 "hierarchy_lookup(managers, hashes) -> (masks: bytes, fastest: bytes, prefix: int)\n\n"
 	 "Which tiers hold each hash (bit t of masks[i] for managers[t], fastest tier\n"
 	 "first), the fastest tier of each (0xff: none) and the longest prefix some\n"
-	 "tier holds: the onboarding plan (kvbm_hierarchy_lookup)."},
+	 "tier holds: the onboarding plan (kvbm_hierarchy_lookup).\n"
+	 "Builds the hierarchy's presence index for this one call (time and memory\n"
+	 "in the tiers' block counts): keep a kvbm.Hierarchy to look up repeatedly."},
 	{NULL, NULL, 0, NULL},
 };
 
@@ -419,11 +421,12 @@ PyMODINIT_FUNC PyInit__kvbm(void)
 	kvbm_py_event_type = PyStructSequence_NewType(&event_desc);
 	if (!array_ctor || !kvbm_py_event_type || kvbm_py_errors_init(m) < 0 ||
 	    PyType_Ready(&kvbm_py_manager_type) < 0 || PyType_Ready(&kvbm_py_handles_type) < 0 ||
-	    PyType_Ready(&kvbm_py_offload_type) < 0 ||
+	    PyType_Ready(&kvbm_py_offload_type) < 0 || PyType_Ready(&kvbm_py_hierarchy_type) < 0 ||
 	    PyModule_AddObjectRef(m, "Event", (PyObject *)kvbm_py_event_type) < 0 ||
 	    PyModule_AddObjectRef(m, "Manager", (PyObject *)&kvbm_py_manager_type) < 0 ||
 	    PyModule_AddObjectRef(m, "Handles", (PyObject *)&kvbm_py_handles_type) < 0 ||
 	    PyModule_AddObjectRef(m, "OffloadIndex", (PyObject *)&kvbm_py_offload_type) < 0 ||
+	    PyModule_AddObjectRef(m, "Hierarchy", (PyObject *)&kvbm_py_hierarchy_type) < 0 ||
 	    PyModule_AddStringConstant(m, "__version__", kvbm_version()) < 0 ||
 	    PyModule_AddIntConstant(m, "EVENT_STORED", KVBM_EVENT_STORED) < 0 ||
 	    PyModule_AddIntConstant(m, "EVENT_REMOVED", KVBM_EVENT_REMOVED) < 0 ||

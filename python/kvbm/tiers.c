@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Tiers from Python: victim previews, stage_from between two Managers and
- * hierarchy lookups (include/kvbm.h, group "tiers"; docs/TIERS.md).
+ * Tiers from Python: victim previews, stage_from between two Managers,
+ * one-off hierarchy lookups and kvbm.Hierarchy, which keeps a hierarchy
+ * and its presence index (include/kvbm.h, group "tiers"; docs/TIERS.md).
  */
 #include "binding.h"
 
@@ -100,61 +101,212 @@ done:
 	return res;
 }
 
-PyObject *kvbm_py_hierarchy_lookup(PyObject *module, PyObject *args)
+/* The n live Managers of a sequence into tiers (and objs, may be NULL).
+ * Returns n, or -1 with an exception. */
+static Py_ssize_t tiers_of(PyObject *tiers_o, kvbm_manager **tiers, kvbm_py_manager **objs)
 {
-	PyObject *tiers_o, *ho;
-	kvbm_manager *tiers[KVBM_TIERS_MAX];
-
-	(void)module;
-	if (!PyArg_ParseTuple(args, "OO", &tiers_o, &ho))
-		return NULL;
 	PyObject *seq = PySequence_Fast(tiers_o, "managers must be a sequence of kvbm.Manager");
 	if (!seq)
-		return NULL;
+		return -1;
 	const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
 	if (n < 1 || n > KVBM_TIERS_MAX) {
 		Py_DECREF(seq);
-		return kvbm_py_raise(KVBM_E_INVAL, "a hierarchy has 1 to 8 managers");
+		kvbm_py_raise(KVBM_E_INVAL, "a hierarchy has 1 to 8 managers");
+		return -1;
 	}
 	for (Py_ssize_t i = 0; i < n; i++) {
 		PyObject *o = PySequence_Fast_GET_ITEM(seq, i);
 		if (!PyObject_TypeCheck(o, &kvbm_py_manager_type)) {
 			Py_DECREF(seq);
 			PyErr_SetString(PyExc_TypeError, "managers must be kvbm.Manager objects");
-			return NULL;
+			return -1;
 		}
 		if (!(tiers[i] = kvbm_py_mgr((kvbm_py_manager *)o))) {
 			Py_DECREF(seq);
-			return NULL;
+			return -1;
 		}
+		if (objs)
+			objs[i] = (kvbm_py_manager *)o;
 	}
+	Py_DECREF(seq);
+	return n;
+}
+
+/* (masks, fastest, prefix) of hashes ho in hier; errors go to first. */
+static PyObject *lookup(kvbm_hierarchy *hier, kvbm_manager *first, PyObject *ho)
+{
 	kvbm_py_ints h;
-	kvbm_hierarchy *hier = NULL;
 	PyObject *res = NULL;
-	if (kvbm_py_ints_get(ho, 8, &h) < 0) {
-		Py_DECREF(seq);
+
+	if (kvbm_py_ints_get(ho, 8, &h) < 0)
 		return NULL;
-	}
-	kvbm_status st = kvbm_hierarchy_create(tiers, (uint32_t)n, &hier);
-	if (st != KVBM_OK) {
-		res = kvbm_py_raise_mgr(tiers[0], st);
-		goto out;
+	if (h.n > UINT32_MAX) {
+		kvbm_py_ints_release(&h);
+		return kvbm_py_raise(KVBM_E_INVAL, "more than 2**32 - 1 hashes");
 	}
 	PyObject *masks = PyBytes_FromStringAndSize(NULL, h.n);
 	PyObject *fastest = masks ? PyBytes_FromStringAndSize(NULL, h.n) : NULL;
 	uint32_t prefix = 0;
 	if (fastest) {
-		st = kvbm_hierarchy_lookup(hier, h.p, (uint32_t)h.n,
-					   (uint8_t *)PyBytes_AS_STRING(masks),
-					   (uint8_t *)PyBytes_AS_STRING(fastest), &prefix);
+		/* The GIL stays held: a Manager closing meanwhile would free
+		 * the hierarchy under the lookup. */
+		const kvbm_status st = kvbm_hierarchy_lookup(hier, h.p, (uint32_t)h.n,
+							     (uint8_t *)PyBytes_AS_STRING(masks),
+							     (uint8_t *)PyBytes_AS_STRING(fastest),
+							     &prefix);
 		res = st == KVBM_OK ? Py_BuildValue("OOI", masks, fastest, prefix)
-				    : kvbm_py_raise_mgr(tiers[0], st);
+				    : kvbm_py_raise_mgr(first, st);
 	}
 	Py_XDECREF(masks);
 	Py_XDECREF(fastest);
-out:
-	kvbm_hierarchy_free(hier);
 	kvbm_py_ints_release(&h);
-	Py_DECREF(seq);
 	return res;
 }
+
+PyObject *kvbm_py_hierarchy_lookup(PyObject *module, PyObject *args)
+{
+	PyObject *tiers_o, *ho;
+	kvbm_manager *tiers[KVBM_TIERS_MAX];
+	kvbm_hierarchy *hier = NULL;
+
+	(void)module;
+	if (!PyArg_ParseTuple(args, "OO", &tiers_o, &ho))
+		return NULL;
+	const Py_ssize_t n = tiers_of(tiers_o, tiers, NULL);
+	if (n < 0)
+		return NULL;
+	const kvbm_status st = kvbm_hierarchy_create(tiers, (uint32_t)n, &hier);
+	if (st != KVBM_OK)
+		return kvbm_py_raise_mgr(tiers[0], st);
+	PyObject *res = lookup(hier, tiers[0], ho);
+	kvbm_hierarchy_free(hier);
+	return res;
+}
+
+/* ---- kvbm.Hierarchy ---------------------------------------------------- */
+
+void kvbm_py_hierarchy_close(kvbm_py_hierarchy *hy)
+{
+	if (!hy->h)
+		return;
+	/* Every Manager of hy is still open: one closing calls this first. */
+	kvbm_hierarchy_free(hy->h);
+	hy->h = NULL;
+	for (uint32_t i = 0; i < hy->n; i++)
+		hy->tiers[i]->hierarchy = NULL;
+}
+
+static int hierarchy_init(kvbm_py_hierarchy *self, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = {"managers", NULL};
+	PyObject *tiers_o;
+	kvbm_manager *tiers[KVBM_TIERS_MAX];
+	kvbm_py_manager *objs[KVBM_TIERS_MAX];
+
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "O", kwlist, &tiers_o))
+		return -1;
+	if (self->h) {
+		kvbm_py_raise(KVBM_E_INVAL, "Hierarchy is already initialised");
+		return -1;
+	}
+	const Py_ssize_t n = tiers_of(tiers_o, tiers, objs);
+	if (n < 0)
+		return -1;
+	/* With the GIL held throughout, so no Manager closes while its
+	 * registry fills the index. */
+	const kvbm_status st = kvbm_hierarchy_create(tiers, (uint32_t)n, &self->h);
+	if (st != KVBM_OK) {
+		kvbm_py_raise_mgr(tiers[0], st);
+		return -1;
+	}
+	self->n = (uint32_t)n;
+	for (Py_ssize_t i = 0; i < n; i++) {
+		self->tiers[i] = (kvbm_py_manager *)Py_NewRef((PyObject *)objs[i]);
+		objs[i]->hierarchy = self;
+	}
+	return 0;
+}
+
+static void hierarchy_dealloc(kvbm_py_hierarchy *self)
+{
+	kvbm_py_hierarchy_close(self);
+	for (uint32_t i = 0; i < self->n; i++)
+		Py_CLEAR(self->tiers[i]);
+	Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *hierarchy_lookup(kvbm_py_hierarchy *self, PyObject *ho)
+{
+	if (!self->h)
+		return kvbm_py_raise(KVBM_E_INVAL, "Hierarchy is closed");
+	return lookup(self->h, self->tiers[0]->mgr, ho);
+}
+
+static PyObject *hierarchy_close(kvbm_py_hierarchy *self, PyObject *unused)
+{
+	(void)unused;
+	kvbm_py_hierarchy_close(self);
+	Py_RETURN_NONE;
+}
+
+static PyObject *hierarchy_enter(PyObject *self, PyObject *unused)
+{
+	(void)unused;
+	return Py_NewRef(self);
+}
+
+static PyObject *hierarchy_exit(kvbm_py_hierarchy *self, PyObject *args)
+{
+	(void)args;
+	kvbm_py_hierarchy_close(self);
+	Py_RETURN_FALSE;
+}
+
+static PyObject *hierarchy_get_tiers(kvbm_py_hierarchy *self, void *closure)
+{
+	(void)closure;
+	return PyLong_FromUnsignedLong(self->h ? self->n : 0);
+}
+
+static PyObject *hierarchy_get_closed(kvbm_py_hierarchy *self, void *closure)
+{
+	(void)closure;
+	return PyBool_FromLong(self->h == NULL);
+}
+
+static PyMethodDef hierarchy_methods[] = {
+	{"lookup", (PyCFunction)hierarchy_lookup, METH_O,
+	 "lookup(hashes) -> (masks: bytes, fastest: bytes, prefix: int)\n\n"
+	 "kvbm.hierarchy_lookup() against this hierarchy's presence index: one probe\n"
+	 "per hash for all tiers, no index to build."},
+	{"close", (PyCFunction)hierarchy_close, METH_NOARGS,
+	 "close()\n\nFree the presence index and detach the Managers (kvbm_hierarchy_free);\n"
+	 "a Manager closing closes its Hierarchy first."},
+	{"__enter__", hierarchy_enter, METH_NOARGS, NULL},
+	{"__exit__", (PyCFunction)hierarchy_exit, METH_VARARGS, "close()"},
+	{NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef hierarchy_getset[] = {
+	{"tiers", (getter)hierarchy_get_tiers, NULL, "number of tiers (0 once closed)", NULL},
+	{"closed", (getter)hierarchy_get_closed, NULL, "closed, or its Managers' closing closed it",
+	 NULL},
+	{NULL, NULL, NULL, NULL, NULL},
+};
+
+PyTypeObject kvbm_py_hierarchy_type = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "kvbm.Hierarchy",
+	.tp_basicsize = sizeof(kvbm_py_hierarchy),
+	.tp_dealloc = (destructor)hierarchy_dealloc,
+	.tp_flags = Py_TPFLAGS_DEFAULT,
+	.tp_doc = "Hierarchy(managers)\n\n"
+		  "Managers tied fastest first (kvbm_hierarchy_create), with a presence index\n"
+		  "filled once from their registries and kept up to date by them. A Manager\n"
+		  "is in one Hierarchy at a time (kvbm.Busy otherwise); closing a Manager\n"
+		  "closes its Hierarchy. A context manager that closes on exit.",
+	.tp_methods = hierarchy_methods,
+	.tp_getset = hierarchy_getset,
+	.tp_init = (initproc)hierarchy_init,
+	.tp_new = PyType_GenericNew,
+};

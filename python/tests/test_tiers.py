@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Tiers from Python: previews, stage_from, hierarchy_lookup, volatile tiers."""
+"""Tiers from Python: previews, stage_from, hierarchy_lookup, Hierarchy, volatile tiers."""
 import pytest
 
 import kvbm
@@ -70,3 +70,44 @@ def test_volatile_tier_restarts_cold_beside_a_warm_one(tmp_path):
     assert list(masks) == [2, 2, 2] and prefix == 3
     g1.close()
     g2.close()
+
+
+def test_hierarchy_keeps_its_index_across_lookups_and_changes():
+    g1 = kvbm.Manager(block_count=4, block_size=BS, tier="G1")
+    g2 = kvbm.Manager(block_count=8, block_size=BS, tier="G2")
+    cached(g2, [0xB0, 0xB1])
+    with kvbm.Hierarchy([g1, g2]) as h:
+        assert h.tiers == 2 and not h.closed
+        assert h.lookup([0xB0, 0xB1, 0xB2]) == (bytes([2, 2, 0]), bytes([1, 1, 0xFF]), 2)
+        # The tiers update the index as they change: no new Hierarchy needed.
+        cached(g1, [0xB0, 0xB2, 0xB3, 0xB4])
+        masks, fastest, prefix = h.lookup([0xB0, 0xB1, 0xB2])
+        assert list(masks) == [3, 2, 1] and list(fastest) == [0, 1, 0] and prefix == 3
+        cached(g1, [0xC0])  # G1 is full: evicts one of the four
+        probe = [0xB0, 0xB2, 0xB3, 0xB4, 0xC0]
+        in_g1 = list(g1.present(probe))
+        assert in_g1.count(1) == 4 and in_g1[-1]
+        want = [(1 if a else 0) | (2 if x in (0xB0, 0xB1) else 0) for a, x in zip(in_g1, probe)]
+        assert list(h.lookup(probe)[0]) == want
+        # A manager is in one hierarchy at a time.
+        with pytest.raises(kvbm.Busy, match="already in a hierarchy"):
+            kvbm.Hierarchy([g2])
+        with pytest.raises(kvbm.Busy):
+            kvbm.hierarchy_lookup([g1, g2], [1])
+    assert h.closed and h.tiers == 0
+    with pytest.raises(kvbm.Error, match="closed"):
+        h.lookup([1])
+    # Closed, it let its managers go: they may join another.
+    again = kvbm.Hierarchy([g2, g1])
+    assert list(again.lookup([0xB1, 0xC0, 0xD0])[0]) == [1, 2, 0]
+    # Closing a manager closes its hierarchy first (no dangling tier).
+    g1.close()
+    assert again.closed
+    with pytest.raises(kvbm.Error):
+        again.lookup([1])
+    with pytest.raises(kvbm.Error):
+        kvbm.Hierarchy([g1, g2])
+    assert list(kvbm.hierarchy_lookup([g2], [0xB1])[0]) == [1]
+    g2.close()
+    with pytest.raises(TypeError):
+        kvbm.Hierarchy([object()])

@@ -19,8 +19,11 @@
  * counter was odd or has moved: since a writer holds all its stripes for
  * its whole change, an unchanged set of counters means the run was read
  * in one state, and the answer is that hash's entry at one instant. All
- * shared accesses are atomic (relaxed for slots, acquire/release on the
- * counters), so the C11 model, and TSan, see no race.
+ * shared accesses are atomic, so the C11 model, and TSan, see no race.
+ * Slot stores are release and slot loads acquire rather than relaxed
+ * between fences (TSan does not model fences): a reader that loads a
+ * value a writer stored then sees the writer's odd counter at its second
+ * reading. On x86 both are plain moves.
  */
 #include <sched.h>
 #include <stdlib.h>
@@ -113,9 +116,6 @@ static void stripe_lock(struct kvbm__presence *p, uint32_t s)
 							    __ATOMIC_RELAXED))
 			break;
 	}
-	/* The odd count must be visible before any slot store: a reader
-	 * that sees a new slot value then sees the counter moved. */
-	__atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
 static void stripe_unlock(struct kvbm__presence *p, uint32_t s)
@@ -143,12 +143,23 @@ static void unlock_range(struct kvbm__presence *p, uint32_t first, uint32_t n)
 
 static inline uint32_t load_mask(const struct kvbm__presence_entry *e)
 {
-	return __atomic_load_n(&e->mask, __ATOMIC_RELAXED);
+	return __atomic_load_n(&e->mask, __ATOMIC_ACQUIRE);
 }
 
 static inline kvbm_hash load_hash(const struct kvbm__presence_entry *e)
 {
-	return __atomic_load_n(&e->hash, __ATOMIC_RELAXED);
+	return __atomic_load_n(&e->hash, __ATOMIC_ACQUIRE);
+}
+
+/* A slot store after the stripe's counter went odd (see the top). */
+static inline void store_mask(struct kvbm__presence_entry *e, uint32_t m)
+{
+	__atomic_store_n(&e->mask, m, __ATOMIC_RELEASE);
+}
+
+static inline void store_hash(struct kvbm__presence_entry *e, kvbm_hash h)
+{
+	__atomic_store_n(&e->hash, h, __ATOMIC_RELEASE);
 }
 
 /* The probe run of hash, locked: every stripe from its home slot to the
@@ -204,11 +215,11 @@ void kvbm__presence_set(struct kvbm__presence *p, kvbm_hash hash, uint32_t bit)
 	lock_run(p, hash, &first, &n, &found, &empty);
 	if (found != UINT64_MAX) {
 		struct kvbm__presence_entry *e = &p->slots[found];
-		__atomic_store_n(&e->mask, load_mask(e) | (1u << bit), __ATOMIC_RELAXED);
+		store_mask(e, load_mask(e) | (1u << bit));
 	} else {
 		struct kvbm__presence_entry *e = &p->slots[empty];
-		__atomic_store_n(&e->hash, hash, __ATOMIC_RELAXED);
-		__atomic_store_n(&e->mask, 1u << bit, __ATOMIC_RELAXED);
+		store_hash(e, hash);
+		store_mask(e, 1u << bit);
 	}
 	unlock_range(p, first, n);
 }
@@ -225,7 +236,7 @@ void kvbm__presence_clear(struct kvbm__presence *p, kvbm_hash hash, uint32_t bit
 	}
 	const uint32_t left = load_mask(&p->slots[found]) & ~(1u << bit);
 	if (left) {
-		__atomic_store_n(&p->slots[found].mask, left, __ATOMIC_RELAXED);
+		store_mask(&p->slots[found], left);
 		unlock_range(p, first, n);
 		return;
 	}
@@ -237,12 +248,12 @@ void kvbm__presence_clear(struct kvbm__presence *p, kvbm_hash hash, uint32_t bit
 		const kvbm_hash hj = load_hash(e);
 		const uint64_t h = kvbm__presence_home(p, hj);
 		if (((j - h) & p->mask) >= ((j - hole) & p->mask)) {
-			__atomic_store_n(&p->slots[hole].hash, hj, __ATOMIC_RELAXED);
-			__atomic_store_n(&p->slots[hole].mask, load_mask(e), __ATOMIC_RELAXED);
+			store_hash(&p->slots[hole], hj);
+			store_mask(&p->slots[hole], load_mask(e));
 			hole = j;
 		}
 	}
-	__atomic_store_n(&p->slots[hole].mask, 0, __ATOMIC_RELAXED);
+	store_mask(&p->slots[hole], 0);
 	unlock_range(p, first, n);
 }
 
@@ -295,9 +306,8 @@ static uint32_t read_mask(struct kvbm__presence *p, kvbm_hash hash)
 		}
 		if (busy)
 			continue;
-		/* Slot loads before the counters' second reading (pairs with
-		 * the writer's release fence after it makes a counter odd). */
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		/* The slot loads were acquire: the counters read now are at
+		 * least as new as any writer whose stores they saw. */
 		bool same = true;
 		for (uint32_t j = 0; j < k; j++)
 			same = same && __atomic_load_n(&p->seq[at[j]], __ATOMIC_RELAXED) == seen[j];
