@@ -42,7 +42,7 @@ static inline uint64_t kvbm__presence_home(const struct kvbm__presence *p, kvbm_
  * misses the cache, so the index's miss overlaps it. */
 static inline void kvbm__presence_prefetch(const struct kvbm__presence *p, kvbm_hash hash)
 {
-	__builtin_prefetch(&p->slots[kvbm__presence_home(p, hash)], 1);
+	__builtin_prefetch(&p->slots[kvbm__presence_home(p, hash)]);
 }
 
 /* Tier `bit` now holds hash / no longer holds it. Any thread; concurrent
