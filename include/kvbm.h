@@ -391,7 +391,8 @@ KVBM_API kvbm_status kvbm_open_ex(const kvbm_config *cfg, kvbm_manager **out,
  * released: registered ones as inactive, others as reset. With a catalog,
  * every queued change is committed and the clean-shutdown mark is written.
  * All outstanding handles become invalid; using them, or mgr, afterwards is
- * undefined behaviour.
+ * undefined behaviour. A manager in a kvbm_hierarchy must be left by
+ * kvbm_hierarchy_free() first (the hierarchy would keep using it).
  *
  * Ownership: mgr is freed even when an error is returned. NULL is a no-op.
  * Thread-safety: no other call on mgr may run concurrently or follow.
@@ -1493,8 +1494,25 @@ KVBM_API kvbm_status kvbm_unpin(kvbm_manager *mgr, const kvbm_immutable *hs,
  *  4. kvbm_unpin(upper, ...): the blocks go back to their place in upper's
  *     eviction order, and the next allocations evict them as previewed.
  * A block registered below before it leaves above is never missing from
- * the hierarchy, which is why kvbm_hierarchy_lookup() asks the fastest tier
- * first.
+ * the hierarchy: kvbm_hierarchy_lookup() reads each hash's tier mask at
+ * one instant, and the protocol's order (bit below set, then bit above
+ * cleared) never passes through an empty mask.
+ *
+ * The presence index. A hierarchy owns a table of hash -> mask of the
+ * tiers holding it, sized once for the sum of its tiers' block counts
+ * (16 bytes a slot, a power of two >= 2x the blocks: 64 MiB for two 1M
+ * tiers, 4 bytes per 1,024 slots of stripe counters besides) and filled
+ * from each tier's registry when the hierarchy is created. From then on
+ * every change of a member tier's registry (a registration that is not
+ * a duplicate, an eviction, a reset, a release with reset-on-release)
+ * also updates the index, under that tier's own lock, so a lookup is one
+ * probe per hash whatever the number of tiers and takes no manager lock.
+ * The price is on the member tiers' fast path: each such change also
+ * updates the index, one more random memory access per block registered
+ * and per block evicted (prefetched at kvbm_stage() and for a batch of
+ * victims; docs/BENCHMARKS.md measures it). A manager in no hierarchy
+ * pays one predictable NULL test per change. A manager is in at most one
+ * hierarchy at a time.
  *
  * Persistence per tier: cfg.memory_volatile says a tier's block memory
  * dies with the process (a GPU tier). Such a tier may share the catalog
@@ -1565,22 +1583,33 @@ typedef struct kvbm_hierarchy kvbm_hierarchy;
 /**
  * Tie n managers into a hierarchy, fastest tier first (tiers[0] is the
  * one a request reads from, e.g. G1). The managers stay the caller's and
- * must outlive the hierarchy; their tier names must differ.
+ * must outlive the hierarchy (free it before closing any of them); their
+ * tier names must differ. Allocates the hierarchy's presence index for
+ * the sum of the tiers' block counts (see the group's text) and fills it
+ * from each tier's registry under that tier's lock, one tier at a time:
+ * time linear in the blocks (0.07-0.25 s for two 1M-block tiers), during
+ * which each tier's other calls wait only while its own registry is copied.
+ * The managers then keep the index current themselves.
  *
  * Ownership: the caller owns *out and frees it with kvbm_hierarchy_free().
- * Thread-safety: any thread.
+ * Thread-safety: any thread, concurrently with calls on the managers.
  * Errors: KVBM_E_INVAL (NULL, n == 0 or above KVBM_TIERS_MAX, a manager
- *   named twice, two tiers with one name), KVBM_E_NOMEM. The message goes
- *   to tiers[0] when there is one.
+ *   named twice, two tiers with one name), KVBM_E_BUSY (a manager is
+ *   already in a hierarchy; the message names it; none of the managers
+ *   is left attached), KVBM_E_NOMEM (the index). The message goes to
+ *   tiers[0] when there is one.
  */
 KVBM_API kvbm_status kvbm_hierarchy_create(kvbm_manager *const *tiers, uint32_t n,
 					   kvbm_hierarchy **out);
 
 /**
- * Free a hierarchy; its managers stay open and the caller's.
+ * Free a hierarchy and its presence index. Its managers are detached
+ * (each under its lock: their calls may run meanwhile), stay open and the
+ * caller's, and may join another hierarchy.
  *
  * Ownership: h is freed; NULL is a no-op.
- * Thread-safety: no lookup on h may run concurrently or follow.
+ * Thread-safety: any thread; no lookup on h may run concurrently or
+ *   follow, and every manager of h must still be open.
  * Errors: none.
  */
 KVBM_API void kvbm_hierarchy_free(kvbm_hierarchy *h);
@@ -1595,11 +1624,10 @@ KVBM_API uint32_t kvbm_hierarchy_tiers(const kvbm_hierarchy *h);
 /**
  * Which tiers hold each hash of a chain, and the onboarding plan: the
  * longest prefix the hierarchy holds, with the fastest tier of each block.
- * Takes each tier's lock once per 256 hashes, fastest first, and looks
- * up all of them in it before going on, so no lock is taken per hash and
- * no two are held at once. Changes nothing: no hit, recency or metric.
- * Without masks a lower tier is asked only for the hashes no faster tier
- * holds, which is all an onboarding plan needs (cheaper when G1 hits).
+ * Reads the hierarchy's presence index: one probe per hash for all tiers,
+ * no manager lock. Changes nothing: no hit, recency or metric. With
+ * nothing changing concurrently the answer is exactly what the tiers'
+ * registries hold (what kvbm_contains() on each would say).
  *
  * @param hashes      sequence hashes of consecutive blocks
  * @param[out] masks  n masks (may be NULL): bit t set if tier t holds hashes[i]
@@ -1609,9 +1637,12 @@ KVBM_API uint32_t kvbm_hierarchy_tiers(const kvbm_hierarchy *h);
  *                    holds (may be NULL): the onboarding plan is fastest[0..prefix)
  *
  * Ownership: the arrays are the caller's.
- * Thread-safety: any thread. A block moving between tiers during the call
- *   (offloaded below, then evicted above, as the protocol orders it) is
- *   seen in at least one of them.
+ * Thread-safety: any thread, concurrently with the tiers' own calls (the
+ *   index is lock-free for readers; a lookup retries a hash whose entry a
+ *   tier is changing). Each mask is a snapshot of that hash at one
+ *   instant; different hashes may be read at different instants. A block
+ *   moving between tiers during the call (registered below, then evicted
+ *   above, as the protocol orders it) is seen in at least one of them.
  * Errors: KVBM_E_INVAL (NULL h, NULL hashes with n > 0).
  */
 KVBM_API kvbm_status kvbm_hierarchy_lookup(kvbm_hierarchy *h, const kvbm_hash *hashes,
