@@ -311,7 +311,7 @@ static kvbm_manager *open_tier(const char *name, uint32_t blocks)
 }
 
 /* Masks against each tier's own kvbm_contains, over chains longer than
- * one lock span, and the onboarding plan rule. */
+ * one pass of the lookup (256 hashes), and the onboarding plan rule. */
 static void test_hierarchy_lookup_matches_each_tier(void **state)
 {
 	enum { N = 700 };
@@ -335,8 +335,8 @@ static void test_hierarchy_lookup_matches_each_tier(void **state)
 				if (!have)
 					cache(t[k], x);
 			}
-		/* Every other round, a present prefix longer than one lock
-		 * span: what no tier holds goes to G3, which is larger than
+		/* Every other round, a present prefix longer than one pass
+		 * of the lookup: what no tier holds goes to G3, larger than
 		 * everything the test ever caches, so nothing leaves it. */
 		const uint32_t plen = round % 2 ? 300 + round : 0;
 		for (uint32_t i = 0; i < plen; i++) {
@@ -364,8 +364,8 @@ static void test_hierarchy_lookup_matches_each_tier(void **state)
 		}
 		assert_int_equal(prefix, want_prefix);
 		assert_true(prefix >= plen);
-		/* Without masks, lower tiers are asked only for what faster
-		 * ones lack: the plan must not change. */
+		/* Without masks (the caller's array not written) the plan
+		 * must not change. */
 		static uint8_t plan[N];
 		uint32_t prefix_only = 0;
 		assert_int_equal(kvbm_hierarchy_lookup(h, hashes, N, NULL, plan, &prefix_only), KVBM_OK);
