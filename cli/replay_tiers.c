@@ -66,7 +66,7 @@ static int open_tiers(struct tiers_run *r)
 			return -1;
 		}
 	}
-	const kvbm_status st = kvbm_hierarchy_create(r->tier, r->o->n, &r->h);
+	const kvbm_status st = kvbm_hierarchy_create(r->tier, r->o->n, 0, &r->h);
 	return st == KVBM_OK ? 0 : fail(r, 0, st, "hierarchy");
 }
 

@@ -1494,25 +1494,34 @@ KVBM_API kvbm_status kvbm_unpin(kvbm_manager *mgr, const kvbm_immutable *hs,
  *  4. kvbm_unpin(upper, ...): the blocks go back to their place in upper's
  *     eviction order, and the next allocations evict them as previewed.
  * A block registered below before it leaves above is never missing from
- * the hierarchy: kvbm_hierarchy_lookup() reads each hash's tier mask at
- * one instant, and the protocol's order (bit below set, then bit above
- * cleared) never passes through an empty mask.
+ * the hierarchy: kvbm_hierarchy_lookup() asks the tiers fastest first (or,
+ * with a presence index, reads each hash's tier mask at one instant), and
+ * the protocol's order (registered below, then evicted above) never
+ * passes through a moment when no tier holds it.
  *
- * The presence index. A hierarchy owns a table of hash -> mask of the
- * tiers holding it, sized once for the sum of its tiers' block counts
- * (16 bytes a slot, a power of two >= 2x the blocks: 64 MiB for two 1M
- * tiers, 4 bytes per 1,024 slots of stripe counters besides) and filled
- * from each tier's registry when the hierarchy is created. From then on
- * every change of a member tier's registry (a registration that is not
- * a duplicate, an eviction, a reset, a release with reset-on-release)
- * also updates the index, under that tier's own lock, so a lookup is one
- * probe per hash whatever the number of tiers and takes no manager lock.
- * The price is on the member tiers' fast path: each such change also
- * updates the index, one more random memory access per block registered
- * and per block evicted (prefetched at kvbm_stage() and for a batch of
- * victims; docs/BENCHMARKS.md measures it). A manager in no hierarchy
- * pays one predictable NULL test per change. A manager is in at most one
- * hierarchy at a time.
+ * Presence, two ways. By default a lookup asks each tier's own registry,
+ * fastest tier first, under that tier's lock for up to 256 hashes at a
+ * time: one probe per hash and tier, and nothing added to any tier's fast
+ * path. With KVBM_HIERARCHY_PRESENCE_INDEX the hierarchy owns a table of
+ * hash -> mask of the tiers holding it, sized once for the sum of its
+ * tiers' block counts (16 bytes a slot, a power of two >= 2x the blocks:
+ * 64 MiB for two 1M tiers, 4 bytes per 1,024 slots of stripe counters
+ * besides) and filled from each tier's registry when the hierarchy is
+ * created. From then on every change of a member tier's registry (a
+ * registration that is not a duplicate, an eviction, a reset, a release
+ * with reset-on-release) also updates the index, under that tier's own
+ * lock, so a lookup is one probe per hash whatever the number of tiers
+ * and takes no manager lock. The price is on the member tiers' fast path:
+ * one more random memory access per block registered and per block
+ * evicted (prefetched at kvbm_stage() and for a batch of victims), which
+ * docs/BENCHMARKS.md measures at +90-230 ns per block, 1.8-2.7x the
+ * allocate-register-release cycle of a lone tier, where a second tier's
+ * probe costs a lookup ~20 ns per hash. So the index pays where lookups
+ * outnumber registrations and evictions by about ten to one (a router
+ * asking many candidate prefixes, a workload that mostly hits), and costs
+ * where most looked-up blocks are then registered (a cold or churning
+ * cache). A manager in no indexed hierarchy pays one predictable NULL
+ * test per change; a manager is in at most one indexed hierarchy at a time.
  *
  * Persistence per tier: cfg.memory_volatile says a tier's block memory
  * dies with the process (a GPU tier). Such a tier may share the catalog
@@ -1578,34 +1587,41 @@ KVBM_API kvbm_status kvbm_stage_from(kvbm_manager *dst, const kvbm_mutable *bloc
 /** Most tiers of one hierarchy. */
 #define KVBM_TIERS_MAX 8
 
+/** kvbm_hierarchy_create() flag: keep a presence index shared by the
+ * tiers (see the group's text for what it costs and when it pays). */
+#define KVBM_HIERARCHY_PRESENCE_INDEX (1u << 0)
+
 typedef struct kvbm_hierarchy kvbm_hierarchy;
 
 /**
  * Tie n managers into a hierarchy, fastest tier first (tiers[0] is the
  * one a request reads from, e.g. G1). The managers stay the caller's and
  * must outlive the hierarchy (free it before closing any of them); their
- * tier names must differ. Allocates the hierarchy's presence index for
- * the sum of the tiers' block counts (see the group's text) and fills it
- * from each tier's registry under that tier's lock, one tier at a time:
- * time linear in the blocks (0.07-0.25 s for two 1M-block tiers), during
- * which each tier's other calls wait only while its own registry is copied.
- * The managers then keep the index current themselves.
+ * tier names must differ. With flags 0 this only records the tiers. With
+ * KVBM_HIERARCHY_PRESENCE_INDEX it allocates the hierarchy's presence
+ * index for the sum of the tiers' block counts (see the group's text) and
+ * fills it from each tier's registry under that tier's lock, one tier at
+ * a time: time linear in the blocks (0.07-0.25 s for two 1M-block tiers),
+ * during which each tier's other calls wait only while its own registry
+ * is copied. The managers then keep the index current themselves.
+ *
+ * @param flags  0 or KVBM_HIERARCHY_PRESENCE_INDEX
  *
  * Ownership: the caller owns *out and frees it with kvbm_hierarchy_free().
  * Thread-safety: any thread, concurrently with calls on the managers.
  * Errors: KVBM_E_INVAL (NULL, n == 0 or above KVBM_TIERS_MAX, a manager
- *   named twice, two tiers with one name), KVBM_E_BUSY (a manager is
- *   already in a hierarchy; the message names it; none of the managers
- *   is left attached), KVBM_E_NOMEM (the index). The message goes to
- *   tiers[0] when there is one.
+ *   named twice, two tiers with one name, an unknown flag), KVBM_E_BUSY
+ *   (with the index: a manager is already in an indexed hierarchy; the
+ *   message names it; none of the managers is left attached),
+ *   KVBM_E_NOMEM. The message goes to tiers[0] when there is one.
  */
 KVBM_API kvbm_status kvbm_hierarchy_create(kvbm_manager *const *tiers, uint32_t n,
-					   kvbm_hierarchy **out);
+					   uint32_t flags, kvbm_hierarchy **out);
 
 /**
- * Free a hierarchy and its presence index. Its managers are detached
- * (each under its lock: their calls may run meanwhile), stay open and the
- * caller's, and may join another hierarchy.
+ * Free a hierarchy and its presence index if it has one. Its managers
+ * are detached (each under its lock: their calls may run meanwhile), stay
+ * open and the caller's, and may join another hierarchy.
  *
  * Ownership: h is freed; NULL is a no-op.
  * Thread-safety: any thread; no lookup on h may run concurrently or
@@ -1624,8 +1640,10 @@ KVBM_API uint32_t kvbm_hierarchy_tiers(const kvbm_hierarchy *h);
 /**
  * Which tiers hold each hash of a chain, and the onboarding plan: the
  * longest prefix the hierarchy holds, with the fastest tier of each block.
- * Reads the hierarchy's presence index: one probe per hash for all tiers,
- * no manager lock. Changes nothing: no hit, recency or metric. With
+ * With a presence index, one probe of it per hash for all tiers and no
+ * manager lock; without, each tier's registry fastest first, one lock at a
+ * time per 256 hashes (and with masks NULL, a slower tier is asked only
+ * for the hashes no faster tier holds). Changes nothing: no hit, recency or metric. With
  * nothing changing concurrently the answer is exactly what the tiers'
  * registries hold (what kvbm_contains() on each would say).
  *
@@ -1639,10 +1657,12 @@ KVBM_API uint32_t kvbm_hierarchy_tiers(const kvbm_hierarchy *h);
  * Ownership: the arrays are the caller's.
  * Thread-safety: any thread, concurrently with the tiers' own calls (the
  *   index is lock-free for readers; a lookup retries a hash whose entry a
- *   tier is changing). Each mask is a snapshot of that hash at one
- *   instant; different hashes may be read at different instants. A block
- *   moving between tiers during the call (registered below, then evicted
- *   above, as the protocol orders it) is seen in at least one of them.
+ *   tier is changing). With the index each mask is a snapshot of that
+ *   hash at one instant; without, of each tier at the instant it was
+ *   asked. Different hashes may be read at different instants. Either
+ *   way a block moving between tiers during the call (registered below,
+ *   then evicted above, as the protocol orders it) is seen in at least
+ *   one of them.
  * Errors: KVBM_E_INVAL (NULL h, NULL hashes with n > 0).
  */
 KVBM_API kvbm_status kvbm_hierarchy_lookup(kvbm_hierarchy *h, const kvbm_hash *hashes,

@@ -178,7 +178,7 @@ static void index_agrees_after_mixes(uint32_t tiers)
 	for (int life = 0; life < 2; life++) {
 		for (uint32_t k = 0; k < tiers; k++)
 			t[k] = m[k].mgr = open_cataloged(cat, k);
-		assert_int_equal(kvbm_hierarchy_create(t, tiers, &h), KVBM_OK);
+		assert_int_equal(kvbm_hierarchy_create(t, tiers, KVBM_HIERARCHY_PRESENCE_INDEX, &h), KVBM_OK);
 		assert_index_agrees(h, t, tiers, 0, UNIVERSE + 2);
 		if (life == 1) {
 			bool any[UNIVERSE];
@@ -294,20 +294,20 @@ static void test_presence_second_hierarchy_is_refused(void **state)
 	kvbm_hierarchy *h = NULL, *h2 = NULL;
 
 	cache(t[1], 5);
-	assert_int_equal(kvbm_hierarchy_create(t, 2, &h), KVBM_OK);
+	assert_int_equal(kvbm_hierarchy_create(t, 2, KVBM_HIERARCHY_PRESENCE_INDEX, &h), KVBM_OK);
 	kvbm_manager *over[2] = {t[2], t[1]};
-	assert_int_equal(kvbm_hierarchy_create(over, 2, &h2), KVBM_E_BUSY);
+	assert_int_equal(kvbm_hierarchy_create(over, 2, KVBM_HIERARCHY_PRESENCE_INDEX, &h2), KVBM_E_BUSY);
 	assert_null(h2);
 	kvbm_test_assert_msg(t[2], "tier 1 (G2) is already in a hierarchy");
 	/* G3 was attached before G2 was refused: the refusal detached it. */
-	assert_int_equal(kvbm_hierarchy_create(&t[2], 1, &h2), KVBM_OK);
+	assert_int_equal(kvbm_hierarchy_create(&t[2], 1, KVBM_HIERARCHY_PRESENCE_INDEX, &h2), KVBM_OK);
 	cache(t[2], 6);
 	assert_index_agrees(h2, &t[2], 1, 0, 16);
 	kvbm_hierarchy_free(h2);
 	assert_index_agrees(h, t, 2, 0, 16);
 	kvbm_hierarchy_free(h);
 	/* Once freed, its tiers may join another. */
-	assert_int_equal(kvbm_hierarchy_create(&t[1], 2, &h), KVBM_OK);
+	assert_int_equal(kvbm_hierarchy_create(&t[1], 2, KVBM_HIERARCHY_PRESENCE_INDEX, &h), KVBM_OK);
 	assert_index_agrees(h, &t[1], 2, 0, 16);
 	kvbm_hierarchy_free(h);
 	for (int k = 0; k < 3; k++)
@@ -323,7 +323,7 @@ static void test_presence_free_detaches(void **state)
 	kvbm_manager *t[2] = {open_tier("G1", 8), open_tier("G2", 16)};
 	kvbm_hierarchy *h = NULL;
 
-	assert_int_equal(kvbm_hierarchy_create(t, 2, &h), KVBM_OK);
+	assert_int_equal(kvbm_hierarchy_create(t, 2, KVBM_HIERARCHY_PRESENCE_INDEX, &h), KVBM_OK);
 	for (kvbm_hash x = 1; x <= 20; x++)
 		cache(t[x % 2], x);
 	assert_index_agrees(h, t, 2, 0, 64);
@@ -333,7 +333,7 @@ static void test_presence_free_detaches(void **state)
 		cache(t[x % 2], x);
 	assert_int_equal(kvbm_reset_inactive(t[0], NULL), KVBM_OK);
 	cache(t[0], 61);
-	assert_int_equal(kvbm_hierarchy_create(t, 2, &h), KVBM_OK);
+	assert_int_equal(kvbm_hierarchy_create(t, 2, KVBM_HIERARCHY_PRESENCE_INDEX, &h), KVBM_OK);
 	assert_index_agrees(h, t, 2, 0, 64);
 	kvbm_hierarchy_free(h);
 	assert_int_equal(kvbm_close(t[0]), KVBM_OK);
@@ -424,7 +424,7 @@ static void test_presence_concurrent_tiers_and_lookups(void **state)
 			if (want[i] & (1u << k))
 				held[k][n_held[k]++] = kvbm_test_make(t[k], fixed[i]);
 	}
-	assert_int_equal(kvbm_hierarchy_create(t, 2, &h), KVBM_OK);
+	assert_int_equal(kvbm_hierarchy_create(t, 2, KVBM_HIERARCHY_PRESENCE_INDEX, &h), KVBM_OK);
 	assert_int_equal(pthread_barrier_init(&start, NULL, 3), 0);
 	struct churn c[2] = {
 		{.mgr = t[0], .start = &start, .cycles = 20000, .seed = seed},

@@ -311,8 +311,9 @@ static kvbm_manager *open_tier(const char *name, uint32_t blocks)
 }
 
 /* Masks against each tier's own kvbm_contains, over chains longer than
- * one pass of the lookup (256 hashes), and the onboarding plan rule. */
-static void test_hierarchy_lookup_matches_each_tier(void **state)
+ * one pass of the lookup (256 hashes), and the onboarding plan rule, with
+ * the hierarchy made with `flags` (the presence index or none). */
+static void lookup_matches_each_tier(uint32_t flags)
 {
 	enum { N = 700 };
 	kvbm_manager *t[3] = {open_tier("G1", 256), open_tier("G2", 512), open_tier("G3", 16384)};
@@ -322,7 +323,7 @@ static void test_hierarchy_lookup_matches_each_tier(void **state)
 	static bool present[3][N];
 	uint64_t seed = kvbm_test_seed("hierarchy_lookup");
 
-	assert_int_equal(kvbm_hierarchy_create(t, 3, &h), KVBM_OK);
+	assert_int_equal(kvbm_hierarchy_create(t, 3, flags, &h), KVBM_OK);
 	assert_int_equal(kvbm_hierarchy_tiers(h), 3);
 	for (uint32_t round = 0; round < 20; round++) {
 		for (uint32_t i = 0; i < N; i++)
@@ -382,16 +383,30 @@ static void test_hierarchy_lookup_matches_each_tier(void **state)
 	kvbm_hierarchy_free(h);
 
 	kvbm_manager *same[2] = {t[0], t[0]};
-	assert_int_equal(kvbm_hierarchy_create(same, 2, &h), KVBM_E_INVAL);
+	assert_int_equal(kvbm_hierarchy_create(same, 2, flags, &h), KVBM_E_INVAL);
 	assert_null(h);
 	kvbm_manager *g1b = open_tier("G1", 4);
 	kvbm_manager *named[2] = {t[0], g1b};
-	assert_int_equal(kvbm_hierarchy_create(named, 2, &h), KVBM_E_INVAL);
+	assert_int_equal(kvbm_hierarchy_create(named, 2, flags, &h), KVBM_E_INVAL);
 	kvbm_test_assert_msg(t[0], "G1");
-	assert_int_equal(kvbm_hierarchy_create(t, 0, &h), KVBM_E_INVAL);
+	assert_int_equal(kvbm_hierarchy_create(t, 0, flags, &h), KVBM_E_INVAL);
+	assert_int_equal(kvbm_hierarchy_create(t, 3, flags | 0x80, &h), KVBM_E_INVAL);
+	kvbm_test_assert_msg(t[0], "flags");
+	assert_null(h);
 	assert_int_equal(kvbm_close(g1b), KVBM_OK);
 	for (int k = 0; k < 3; k++)
 		assert_int_equal(kvbm_close(t[k]), KVBM_OK);
+}
+
+static void test_hierarchy_lookup_matches_each_tier(void **state)
+{
+	lookup_matches_each_tier(0);
+	(void)state;
+}
+
+static void test_indexed_hierarchy_lookup_matches_each_tier(void **state)
+{
+	lookup_matches_each_tier(KVBM_HIERARCHY_PRESENCE_INDEX);
 	(void)state;
 }
 
@@ -411,7 +426,7 @@ static void test_offload_protocol_and_a_hit_after_the_preview(void **state)
 	uint32_t got = 0, n = 0;
 	const kvbm_hash a = 0xa, b = 0xb, cc = 0xc, d = 0xd;
 
-	assert_int_equal(kvbm_hierarchy_create(t, 2, &h), KVBM_OK);
+	assert_int_equal(kvbm_hierarchy_create(t, 2, KVBM_HIERARCHY_PRESENCE_INDEX, &h), KVBM_OK);
 	cache(t[0], a);
 	cache(t[0], b);
 	cache(t[0], cc);
@@ -558,7 +573,7 @@ static void child_tiers(int progress, uint64_t seed)
 	uint8_t fastest[CHAIN_LEN];
 
 	if (!t[0] || !t[1] || phys[0] < 0 || phys[1] < 0 ||
-	    kvbm_hierarchy_create(t, 2, &h) != KVBM_OK)
+	    kvbm_hierarchy_create(t, 2, 0, &h) != KVBM_OK)
 		_exit(2);
 	for (;;) {
 		const uint32_t chain = (uint32_t)(kvbm_test_rand(&seed) % CHAINS);
@@ -701,6 +716,7 @@ int main(void)
 		cmocka_unit_test(test_preview_with_catalog_reserve),
 		cmocka_unit_test(test_stage_from_copies_lineage),
 		cmocka_unit_test(test_hierarchy_lookup_matches_each_tier),
+		cmocka_unit_test(test_indexed_hierarchy_lookup_matches_each_tier),
 		cmocka_unit_test(test_offload_protocol_and_a_hit_after_the_preview),
 		cmocka_unit_test(test_volatile_g1_and_surviving_g2_after_sigkill),
 	};

@@ -175,7 +175,7 @@ PyObject *kvbm_py_hierarchy_lookup(PyObject *module, PyObject *args)
 	const Py_ssize_t n = tiers_of(tiers_o, tiers, NULL);
 	if (n < 0)
 		return NULL;
-	const kvbm_status st = kvbm_hierarchy_create(tiers, (uint32_t)n, &hier);
+	const kvbm_status st = kvbm_hierarchy_create(tiers, (uint32_t)n, 0, &hier);
 	if (st != KVBM_OK)
 		return kvbm_py_raise_mgr(tiers[0], st);
 	PyObject *res = lookup(hier, tiers[0], ho);
@@ -198,12 +198,13 @@ void kvbm_py_hierarchy_close(kvbm_py_hierarchy *hy)
 
 static int hierarchy_init(kvbm_py_hierarchy *self, PyObject *args, PyObject *kw)
 {
-	static char *kwlist[] = {"managers", NULL};
+	static char *kwlist[] = {"managers", "presence_index", NULL};
 	PyObject *tiers_o;
+	int indexed = 0;
 	kvbm_manager *tiers[KVBM_TIERS_MAX];
 	kvbm_py_manager *objs[KVBM_TIERS_MAX];
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "O", kwlist, &tiers_o))
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$p", kwlist, &tiers_o, &indexed))
 		return -1;
 	if (self->h) {
 		kvbm_py_raise(KVBM_E_INVAL, "Hierarchy is already initialised");
@@ -212,9 +213,18 @@ static int hierarchy_init(kvbm_py_hierarchy *self, PyObject *args, PyObject *kw)
 	const Py_ssize_t n = tiers_of(tiers_o, tiers, objs);
 	if (n < 0)
 		return -1;
+	/* One back-pointer per Manager, so that closing it closes the one
+	 * Hierarchy that names it: the C rule for an indexed hierarchy, kept
+	 * for both kinds. */
+	for (Py_ssize_t i = 0; i < n; i++)
+		if (objs[i]->hierarchy) {
+			kvbm_py_raise(KVBM_E_BUSY, "a Manager is already in a hierarchy");
+			return -1;
+		}
 	/* With the GIL held throughout, so no Manager closes while its
 	 * registry fills the index. */
-	const kvbm_status st = kvbm_hierarchy_create(tiers, (uint32_t)n, &self->h);
+	const kvbm_status st = kvbm_hierarchy_create(
+		tiers, (uint32_t)n, indexed ? KVBM_HIERARCHY_PRESENCE_INDEX : 0, &self->h);
 	if (st != KVBM_OK) {
 		kvbm_py_raise_mgr(tiers[0], st);
 		return -1;
@@ -277,10 +287,11 @@ static PyObject *hierarchy_get_closed(kvbm_py_hierarchy *self, void *closure)
 static PyMethodDef hierarchy_methods[] = {
 	{"lookup", (PyCFunction)hierarchy_lookup, METH_O,
 	 "lookup(hashes) -> (masks: bytes, fastest: bytes, prefix: int)\n\n"
-	 "kvbm.hierarchy_lookup() against this hierarchy's presence index: one probe\n"
-	 "per hash for all tiers, no index to build."},
+	 "kvbm.hierarchy_lookup() against this hierarchy: with presence_index, one\n"
+	 "probe of the index per hash for all tiers; without, each tier's registry."},
 	{"close", (PyCFunction)hierarchy_close, METH_NOARGS,
-	 "close()\n\nFree the presence index and detach the Managers (kvbm_hierarchy_free);\n"
+	 "close()\n\nFree the hierarchy (and its presence index) and detach the Managers\n"
+	 "(kvbm_hierarchy_free);\n"
 	 "a Manager closing closes its Hierarchy first."},
 	{"__enter__", hierarchy_enter, METH_NOARGS, NULL},
 	{"__exit__", (PyCFunction)hierarchy_exit, METH_VARARGS, "close()"},
@@ -300,9 +311,12 @@ PyTypeObject kvbm_py_hierarchy_type = {
 	.tp_basicsize = sizeof(kvbm_py_hierarchy),
 	.tp_dealloc = (destructor)hierarchy_dealloc,
 	.tp_flags = Py_TPFLAGS_DEFAULT,
-	.tp_doc = "Hierarchy(managers)\n\n"
-		  "Managers tied fastest first (kvbm_hierarchy_create), with a presence index\n"
-		  "filled once from their registries and kept up to date by them. A Manager\n"
+	.tp_doc = "Hierarchy(managers, *, presence_index=False)\n\n"
+		  "Managers tied fastest first (kvbm_hierarchy_create). With presence_index,\n"
+		  "a presence index filled once from their registries and kept up to date\n"
+		  "by them: a lookup is one probe per hash for all tiers, and every\n"
+		  "registration and eviction of a member tier costs one more memory access\n"
+		  "(KVBM_HIERARCHY_PRESENCE_INDEX in kvbm.h says when that pays). A Manager\n"
 		  "is in one Hierarchy at a time (kvbm.Busy otherwise); closing a Manager\n"
 		  "closes its Hierarchy. A context manager that closes on exit.",
 	.tp_methods = hierarchy_methods,

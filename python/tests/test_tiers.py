@@ -72,14 +72,16 @@ def test_volatile_tier_restarts_cold_beside_a_warm_one(tmp_path):
     g2.close()
 
 
-def test_hierarchy_keeps_its_index_across_lookups_and_changes():
+@pytest.mark.parametrize("indexed", [False, True])
+def test_hierarchy_follows_its_tiers_across_lookups_and_changes(indexed):
     g1 = kvbm.Manager(block_count=4, block_size=BS, tier="G1")
     g2 = kvbm.Manager(block_count=8, block_size=BS, tier="G2")
     cached(g2, [0xB0, 0xB1])
-    with kvbm.Hierarchy([g1, g2]) as h:
+    with kvbm.Hierarchy([g1, g2], presence_index=indexed) as h:
         assert h.tiers == 2 and not h.closed
         assert h.lookup([0xB0, 0xB1, 0xB2]) == (bytes([2, 2, 0]), bytes([1, 1, 0xFF]), 2)
-        # The tiers update the index as they change: no new Hierarchy needed.
+        # The tiers keep it current as they change (with the index, by
+        # updating it): no new Hierarchy needed.
         cached(g1, [0xB0, 0xB2, 0xB3, 0xB4])
         masks, fastest, prefix = h.lookup([0xB0, 0xB1, 0xB2])
         assert list(masks) == [3, 2, 1] and list(fastest) == [0, 1, 0] and prefix == 3
@@ -92,13 +94,13 @@ def test_hierarchy_keeps_its_index_across_lookups_and_changes():
         # A manager is in one hierarchy at a time.
         with pytest.raises(kvbm.Busy, match="already in a hierarchy"):
             kvbm.Hierarchy([g2])
-        with pytest.raises(kvbm.Busy):
-            kvbm.hierarchy_lookup([g1, g2], [1])
+        # The one-call lookup asks the registries, whatever h is.
+        assert kvbm.hierarchy_lookup([g1, g2], probe) == h.lookup(probe)
     assert h.closed and h.tiers == 0
     with pytest.raises(kvbm.Error, match="closed"):
         h.lookup([1])
     # Closed, it let its managers go: they may join another.
-    again = kvbm.Hierarchy([g2, g1])
+    again = kvbm.Hierarchy([g2, g1], presence_index=indexed)
     assert list(again.lookup([0xB1, 0xC0, 0xD0])[0]) == [1, 2, 0]
     # Closing a manager closes its hierarchy first (no dangling tier).
     g1.close()
