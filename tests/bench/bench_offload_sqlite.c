@@ -17,6 +17,8 @@
  *   upsert    rows through a plain upsert of every column (the narrowest
  *             statement that keeps the row's content);
  *   replace   INSERT OR REPLACE (no index, so an overwrite in place);
+ *   kvbm      the writer's own upsert (src/catalog/sql.c), which keeps what a
+ *             row of the same registration had;
  *   one-txn   the same rows in one transaction: what the commits cost;
  * Printed: the writing thread's CPU (CLOCK_THREAD_CPUTIME_ID) per block
  * operation of the replay (--ops, 411,717 for the whole trace), split into
@@ -109,6 +111,20 @@ static struct commit *load(const char *path, uint32_t *n_commits, uint64_t *n_ro
 	return c;
 }
 
+/* Decimal digits of v at p, returns the end (as the writer formats them). */
+static char *put_u32(char *p, uint32_t v)
+{
+	char tmp[10];
+	int n = 0;
+
+	do
+		tmp[n++] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	while (n > 0)
+		*p++ = tmp[--n];
+	return p;
+}
+
 static const char schema[] =
 	"PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;"
 	" PRAGMA journal_size_limit = 16777216; PRAGMA cache_size = -2048;"
@@ -136,10 +152,29 @@ static const char *const row_sql[] = {
 	" last_access_at = excluded.last_access_at, key = excluded.key",
 	"INSERT OR REPLACE INTO block_rows VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
 	" ?12, ?12, NULL, ?13)",
+	/* src/catalog/sql.c's kvbm__upsert_sql, the tokens bound NULL */
+	"INSERT INTO block_rows (id, wseq, seq_hash, parent_hash, position, evict_key,"
+	" access_tick, access_count, frequency, priority, retention, registered_at,"
+	" last_access_at, tokens, key)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, NULL, ?13)"
+	" ON CONFLICT (id) DO UPDATE SET wseq = excluded.wseq, seq_hash = excluded.seq_hash,"
+	" parent_hash = excluded.parent_hash, position = excluded.position,"
+	" evict_key = excluded.evict_key, access_tick = excluded.access_tick,"
+	" access_count = excluded.access_count, frequency = excluded.frequency,"
+	" priority = excluded.priority, retention = excluded.retention,"
+	" registered_at = CASE WHEN block_rows.seq_hash = excluded.seq_hash"
+	"  THEN block_rows.registered_at ELSE excluded.registered_at END,"
+	" last_access_at = CASE WHEN block_rows.seq_hash = excluded.seq_hash"
+	"  AND block_rows.access_tick = excluded.access_tick"
+	"  THEN block_rows.last_access_at ELSE excluded.last_access_at END,"
+	" tokens = CASE WHEN excluded.tokens IS NOT NULL THEN excluded.tokens"
+	"  WHEN block_rows.seq_hash = excluded.seq_hash THEN block_rows.tokens END,"
+	" key = CASE WHEN excluded.key IS NOT NULL THEN excluded.key"
+	"  WHEN block_rows.seq_hash = excluded.seq_hash THEN block_rows.key END",
 };
 
-enum variant { UPSERT, REPLACE, ONE_TXN, N_VARIANTS };
-static const char *const variant_name[] = {"upsert", "replace", "one-txn"};
+enum variant { UPSERT, REPLACE, KVBM, ONE_TXN, N_VARIANTS };
+static const char *const variant_name[] = {"upsert", "replace", "kvbm", "one-txn"};
 
 struct result {
 	uint64_t rows_ns, commit_ns, ckpt_ns, wall_ns;
@@ -181,7 +216,7 @@ static struct result run(const char *path, enum variant v, const struct commit *
 	exec(db, schema);
 	sqlite3_wal_hook(db, wal_hook, NULL);
 	wal_pages = 0;
-	ok(db, "prepare", sqlite3_prepare_v2(db, row_sql[v == REPLACE], -1, &row, NULL));
+	ok(db, "prepare", sqlite3_prepare_v2(db, row_sql[v == ONE_TXN ? UPSERT : v], -1, &row, NULL));
 	ok(db, "prepare",
 	   sqlite3_prepare_v2(db, "INSERT INTO reclaims (tier_id, seq, blocks) VALUES (1, ?1, ?2)",
 			      -1, &rec, NULL));
@@ -199,8 +234,11 @@ static struct result run(const char *path, enum variant v, const struct commit *
 		if (c[i].n_freed) {
 			char *q = text;
 			*q++ = '[';
-			for (uint32_t k = 0; k < c[i].n_freed; k++)
-				q += sprintf(q, k ? ",%u" : "%u", (unsigned)((k * 2654435761u) % 8192));
+			for (uint32_t k = 0; k < c[i].n_freed; k++) {
+				if (k)
+					*q++ = ',';
+				q = put_u32(q, (k * 2654435761u) % 8192);
+			}
 			*q++ = ']';
 			sqlite3_bind_int64(rec, 1, (sqlite3_int64)seq);
 			sqlite3_bind_text(rec, 2, text, (int)(q - text), SQLITE_STATIC);
