@@ -125,7 +125,7 @@ void kvbm__journal_committed(kvbm_manager *mgr, const struct kvbm__take *t, uint
 	}
 	for (uint32_t i = 0; i < t->n; i++) {
 		free(t->imgs[i].tokens);
-		free(t->imgs[i].key);
+		kvbm__key_free(mgr, t->imgs[i].key);
 	}
 	mgr->m.catalog_rows_committed += t->n;
 	mgr->m.catalog_reclaim_rows += t->reclaim_rows;
