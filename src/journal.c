@@ -37,6 +37,8 @@ static void image_of(kvbm_manager *mgr, uint32_t b, struct kvbm__image *img)
 				 : img->access_count;
 	img->tokens = kvbm__row_tokens_take(mgr, b);
 	img->key = kvbm__row_key_take(mgr, b);
+	img->fresh = !s->row_taken;
+	s->row_taken = 1;
 	s->durable_claim = 1;
 }
 

@@ -32,6 +32,8 @@ struct kvbm__image {
 	uint32_t frequency;    /* policy frequency estimate (TinyLFU) or access_count */
 	uint32_t priority;
 	uint32_t retention;
+	bool fresh;            /* the first row of this registration: whatever row the block
+				  has on disk is an earlier one's, masked by a reclaim row */
 	uint32_t *tokens;      /* cfg.catalog_tokens: the block's token copy, owned by
 				  the image (first row after staging), else NULL */
 	struct kvbm__key *key; /* kvbm_block_key_set: the full key, owned, else NULL */

@@ -56,6 +56,8 @@ struct kvbm__slot {
 	uint8_t reset_on_release;
 	uint8_t dirty;          /* queued for the catalog writer */
 	uint8_t durable_claim;  /* a committed or in-flight catalog row may claim hash for this block */
+	uint8_t row_taken;      /* an image of this registration went to the writer (its row
+				   may be on disk); cleared with the hash */
 	uint8_t list;           /* enum kvbm__list_id: which list links the slot */
 };
 

@@ -369,7 +369,7 @@ static kvbm_status check_ownership(struct kvbm__catalog *cat)
 
 void kvbm__catalog_finalize(struct kvbm__catalog *cat)
 {
-	sqlite3_stmt **const all[] = {&cat->upsert, &cat->add_reclaim, &cat->drop_reclaim,
+	sqlite3_stmt **const all[] = {&cat->upsert, &cat->replace, &cat->add_reclaim, &cat->drop_reclaim,
 				      &cat->stamp, &cat->stamp_clean, &cat->bump, &cat->put_state};
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
@@ -381,12 +381,13 @@ void kvbm__catalog_finalize(struct kvbm__catalog *cat)
 /* The writer's statements, prepared once for the connection's life. */
 static kvbm_status prepare_writer(struct kvbm__catalog *cat)
 {
-	extern const char kvbm__upsert_sql[];
+	extern const char kvbm__upsert_sql[], kvbm__replace_sql[];
 	const struct {
 		sqlite3_stmt **st;
 		const char *sql;
 	} all[] = {
 		{&cat->upsert, kvbm__upsert_sql},
+		{&cat->replace, kvbm__replace_sql},
 		{&cat->add_reclaim, "INSERT INTO reclaims (tier_id, seq, blocks) VALUES (?1, ?2, ?3)"},
 		{&cat->drop_reclaim, "DELETE FROM reclaims WHERE rec_id = ?1"},
 		{&cat->stamp, "UPDATE tiers SET last_commit_at = ?2, write_seq = ?3 WHERE tier_id = ?1"},

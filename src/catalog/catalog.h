@@ -20,6 +20,7 @@ struct kvbm__catalog {
 	sqlite3 *db;             /* the only write connection; owned by the writer
 				    thread once it runs */
 	sqlite3_stmt *upsert;    /* one block row */
+	sqlite3_stmt *replace;   /* one block row, the first of its registration */
 	sqlite3_stmt *add_reclaim, *drop_reclaim, *stamp, *stamp_clean, *bump, *put_state;
 	int64_t tier_id;         /* tiers.tier_id: block_rows.id >> 32 */
 	uint64_t write_seq;      /* tiers.write_seq of the last commit */
