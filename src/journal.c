@@ -76,6 +76,7 @@ void kvbm__journal_take(kvbm_manager *mgr, uint32_t reserve_target, struct kvbm_
 	 * long behind rows in flight; reclaims alone when an allocation
 	 * already waits for them. */
 	const bool pressure = free_blocks < reserve_target;
+	t->pressure = pressure;
 	const uint32_t pressure_cap = t->pressure_cap ? t->pressure_cap : 512;
 	uint32_t cap = t->cap;
 	if (mgr->alloc_waiters && t->n_freed)

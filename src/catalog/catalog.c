@@ -416,6 +416,8 @@ static void free_catalog(struct kvbm__catalog *cat)
 	kvbm__catalog_finalize(cat);
 	sqlite3_close_v2(cat->db);
 	kvbm__owner_close(&cat->owner);
+	if (cat->wal_fd >= 0)
+		close(cat->wal_fd);
 	pthread_cond_destroy(&cat->wake_cv);
 	pthread_cond_destroy(&cat->flush_cv);
 	pthread_mutex_destroy(&cat->mu);
@@ -438,6 +440,7 @@ kvbm_status kvbm__catalog_prepare(kvbm_manager *mgr)
 		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot allocate the catalog");
 	cat->mgr = mgr;
 	cat->owner.fd = -1;
+	cat->wal_fd = -1;
 	pthread_mutex_init(&cat->mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);

@@ -59,6 +59,9 @@ struct kvbm__catalog {
 	double evictions_per_s;     /* smoothed */
 	double commit_s;            /* smoothed commit duration */
 	double row_s;               /* smoothed commit duration per block row */
+	int wal_fd;                 /* the WAL file, opened by us for writeback hints
+				       (writer.c); -1 not yet, -2 never */
+	int wal_hinted;             /* WAL frames when writeback was last started */
 };
 
 /* The WAL file is cut back to this size whenever it is reset (SQLite's
