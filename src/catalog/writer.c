@@ -84,10 +84,11 @@ static void checkpoint(struct kvbm__catalog *cat, bool idle)
  * while the writer waits (~2 ms per 1,000 frames here), which an
  * allocation outrunning the reserve waits for too. Starting the writeback
  * of every WAL_HINT_PAGES new frames right away (without waiting for it)
- * leaves that fsync little to do. Only under eviction pressure, when
- * allocations would wait: it costs the writer the writeback's submission,
- * which otherwise happens inside the checkpoint (a drain of fresh rows
- * keeps its pace). The hint goes to a descriptor of our own:
+ * leaves that fsync little to do. Only while commits carry reclaims under
+ * eviction pressure, when allocations would wait: it costs the writer the
+ * writeback's submission, which otherwise happens inside the checkpoint,
+ * and a drain of fresh rows or a full cache serving hits keep their pace.
+ * The hint goes to a descriptor of our own:
  * SQLite locks the database and -shm files, never the WAL, so opening and
  * closing one cannot drop its locks, and a writeback error still reaches
  * SQLite's own fsync (each descriptor sees it). FULL syncs every commit and
@@ -98,7 +99,7 @@ static void hint_writeback(struct kvbm__catalog *cat)
 {
 #ifdef SYNC_FILE_RANGE_WRITE
 	if (cat->mgr->cfg.catalog_sync != KVBM_SYNC_NORMAL || !cat->take.pressure ||
-	    cat->wal_fd == -2)
+	    cat->take.n_freed == 0 || cat->wal_fd == -2)
 		return;
 	if (cat->wal_pages < cat->wal_hinted) /* the WAL restarted from its start */
 		cat->wal_hinted = 0;
