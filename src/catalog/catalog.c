@@ -369,8 +369,9 @@ static kvbm_status check_ownership(struct kvbm__catalog *cat)
 
 void kvbm__catalog_finalize(struct kvbm__catalog *cat)
 {
-	sqlite3_stmt **const all[] = {&cat->upsert, &cat->replace, &cat->add_reclaim, &cat->drop_reclaim,
-				      &cat->stamp, &cat->stamp_clean, &cat->bump, &cat->put_state};
+	sqlite3_stmt **const all[] = {&cat->upsert, &cat->replace, &cat->add_reclaim,
+				      &cat->drop_reclaim, &cat->stamp, &cat->stamp_clean,
+				      &cat->bump, &cat->put_state};
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		sqlite3_finalize(*all[i]);
