@@ -21,6 +21,7 @@ static void hand_out(kvbm_manager *mgr, uint32_t b, kvbm_mutable *out)
 	s->state = KVBM__SLOT_MUTABLE;
 	s->gen = kvbm__next_gen(s->gen);
 	s->hash = 0;
+	s->row_taken = 0;
 	s->parent = 0;
 	s->position = KVBM_POSITION_UNKNOWN;
 	s->reset_on_release = mgr->reset_on_release;

@@ -37,6 +37,8 @@ static void image_of(kvbm_manager *mgr, uint32_t b, struct kvbm__image *img)
 				 : img->access_count;
 	img->tokens = kvbm__row_tokens_take(mgr, b);
 	img->key = kvbm__row_key_take(mgr, b);
+	img->fresh = !s->row_taken;
+	s->row_taken = 1;
 	s->durable_claim = 1;
 }
 
@@ -74,6 +76,7 @@ void kvbm__journal_take(kvbm_manager *mgr, uint32_t reserve_target, struct kvbm_
 	 * long behind rows in flight; reclaims alone when an allocation
 	 * already waits for them. */
 	const bool pressure = free_blocks < reserve_target;
+	t->pressure = pressure;
 	const uint32_t pressure_cap = t->pressure_cap ? t->pressure_cap : 512;
 	uint32_t cap = t->cap;
 	if (mgr->alloc_waiters && t->n_freed)
@@ -125,7 +128,7 @@ void kvbm__journal_committed(kvbm_manager *mgr, const struct kvbm__take *t, uint
 	}
 	for (uint32_t i = 0; i < t->n; i++) {
 		free(t->imgs[i].tokens);
-		free(t->imgs[i].key);
+		kvbm__key_free(mgr, t->imgs[i].key);
 	}
 	mgr->m.catalog_rows_committed += t->n;
 	mgr->m.catalog_reclaim_rows += t->reclaim_rows;

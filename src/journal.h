@@ -32,6 +32,8 @@ struct kvbm__image {
 	uint32_t frequency;    /* policy frequency estimate (TinyLFU) or access_count */
 	uint32_t priority;
 	uint32_t retention;
+	bool fresh;            /* the first row of this registration: whatever row the block
+				  has on disk is an earlier one's, masked by a reclaim row */
 	uint32_t *tokens;      /* cfg.catalog_tokens: the block's token copy, owned by
 				  the image (first row after staging), else NULL */
 	struct kvbm__key *key; /* kvbm_block_key_set: the full key, owned, else NULL */
@@ -45,6 +47,8 @@ struct kvbm__take {
 	uint32_t pressure_cap;    /* set by the caller: at most this many rows while
 				     evictions outrun the free blocks (0: 512) */
 	bool oldest_first;        /* set by the caller: take dirty rows FIFO (a flush) */
+	bool pressure;            /* set by the take: the free blocks fell short of the
+				     reserve (allocations evict faster than it refills) */
 	uint32_t *freed;          /* blocks whose committed rows must stop claiming */
 	uint32_t freed_cap, n_freed;
 	uint32_t pending;         /* work left behind: dirty rows + frees not taken */

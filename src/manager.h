@@ -56,6 +56,8 @@ struct kvbm__slot {
 	uint8_t reset_on_release;
 	uint8_t dirty;          /* queued for the catalog writer */
 	uint8_t durable_claim;  /* a committed or in-flight catalog row may claim hash for this block */
+	uint8_t row_taken;      /* an image of this registration went to the writer (its row
+				   may be on disk); cleared with the hash */
 	uint8_t list;           /* enum kvbm__list_id: which list links the slot */
 };
 
@@ -128,6 +130,8 @@ struct kvbm_manager {
 	 * waiting for their row; restored ones waiting for their restart
 	 * announcement and for kvbm_block_key_take. */
 	struct kvbm__block_table row_tokens, restored_tokens, row_keys, restored_keys;
+	struct kvbm__key *key_pool;        /* spare key buffers for reuse (row_extras.c) */
+	uint32_t key_pool_n;
 
 	/* last error, guarded by err_lock (taken after `lock` when both) */
 	pthread_mutex_t err_lock;
@@ -216,9 +220,11 @@ static inline void kvbm__journal_mark(kvbm_manager *mgr, uint32_t b)
 		kvbm__catalog_wake(mgr->catalog);
 }
 
-/* A caller's full key (kvbm_block_key_set), at most KVBM_KEY_MAX bytes. */
+/* A caller's full key (kvbm_block_key_set), at most KVBM_KEY_MAX bytes, in
+ * a buffer of cap bytes (KVBM_KEY_MAX for those kvbm_block_key_set makes,
+ * which are reused; len for a restored one). */
 struct kvbm__key {
-	uint32_t len;
+	uint32_t len, cap;
 	unsigned char bytes[];
 };
 
@@ -235,6 +241,7 @@ uint32_t *kvbm__restored_tokens_take(kvbm_manager *mgr, uint32_t b);
 void kvbm__restored_tokens_free(kvbm_manager *mgr);
 void kvbm__row_tokens_free(kvbm_manager *mgr); /* and the keys */
 struct kvbm__key *kvbm__key_copy(const void *bytes, uint32_t len); /* no lock */
+void kvbm__key_free(kvbm_manager *mgr, struct kvbm__key *k); /* NULL is a no-op */
 bool kvbm__row_key_set(kvbm_manager *mgr, uint32_t b, struct kvbm__key *k); /* owns k */
 struct kvbm__key *kvbm__row_key_take(kvbm_manager *mgr, uint32_t b);
 void kvbm__row_key_give_back(kvbm_manager *mgr, uint32_t b, kvbm_hash hash, struct kvbm__key *k);

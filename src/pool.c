@@ -92,6 +92,7 @@ void kvbm__pool_free_block(kvbm_manager *mgr, uint32_t b)
 	s->gen = kvbm__next_gen(s->gen);
 	s->epoch = 0;
 	s->hash = 0;
+	s->row_taken = 0;
 	s->parent = 0;
 	s->position = KVBM_POSITION_UNKNOWN;
 	s->refs = s->dups = 0;

@@ -55,6 +55,7 @@ void kvbm__restore_stage(kvbm_manager *mgr, const struct kvbm__image *img)
 		.state = KVBM__SLOT_INACTIVE,
 		.reset_on_release = mgr->reset_on_release,
 		.durable_claim = 1,
+		.row_taken = 1,
 	};
 }
 

@@ -14,7 +14,12 @@
  * Full keys (kvbm_block_key_set): a caller whose 64-bit hash digests a
  * longer key (vLLM's 32-byte block hashes) records it, and gets it back
  * for a restored block (kvbm_block_key_take), so it can verify keys after
- * a restart as before it.
+ * a restart as before it. An offload tier sets a key per stored block and
+ * lets it go when the row commits (on the writer's thread) or the block is
+ * evicted first: a malloc in one thread and a free in another per block,
+ * which glibc makes both threads pay for (arena locks, chunks that never
+ * come back to the caller's cache). Their buffers, all KVBM_KEY_MAX long,
+ * are kept for reuse instead, up to KEY_POOL_MAX of them.
  *
  * Manager lock held for everything here.
  */
@@ -22,6 +27,10 @@
 #include <string.h>
 
 #include "manager.h"
+
+/* Spare key buffers kept: as many as an eighth of a 32k-block tier waiting
+ * for rows at once; ~0.3 MiB. */
+#define KEY_POOL_MAX 4096u
 
 size_t kvbm__token_copy_bytes(const uint32_t *copy, uint32_t block_size)
 {
@@ -123,15 +132,55 @@ struct kvbm__key *kvbm__key_copy(const void *bytes, uint32_t len)
 	struct kvbm__key *k = malloc(sizeof(*k) + len);
 
 	if (k) {
-		k->len = len;
+		k->len = k->cap = len;
 		memcpy(k->bytes, bytes, len);
 	}
 	return k;
 }
 
+/* A reusable buffer holding key: a spare one, else a new one. */
+static struct kvbm__key *key_new(kvbm_manager *mgr, const void *key, uint32_t len)
+{
+	struct kvbm__key *k = mgr->key_pool;
+
+	if (k) {
+		memcpy(&mgr->key_pool, k->bytes, sizeof(mgr->key_pool));
+		mgr->key_pool_n--;
+	} else if ((k = malloc(sizeof(*k) + KVBM_KEY_MAX))) {
+		k->cap = KVBM_KEY_MAX;
+	} else {
+		return NULL;
+	}
+	k->len = len;
+	memcpy(k->bytes, key, len);
+	return k;
+}
+
+void kvbm__key_free(kvbm_manager *mgr, struct kvbm__key *k)
+{
+	if (!k)
+		return;
+	if (k->cap != KVBM_KEY_MAX || mgr->key_pool_n >= KEY_POOL_MAX) {
+		free(k);
+		return;
+	}
+	/* The next spare's address lives in the buffer's own bytes. */
+	memcpy(k->bytes, &mgr->key_pool, sizeof(mgr->key_pool));
+	mgr->key_pool = k;
+	mgr->key_pool_n++;
+}
+
 bool kvbm__row_key_set(kvbm_manager *mgr, uint32_t b, struct kvbm__key *k)
 {
-	return kvbm__block_table_put(&mgr->row_keys, mgr->block_count, b, k);
+	struct kvbm__block_table *t = &mgr->row_keys;
+
+	if (!t->at && !(t->at = calloc(mgr->block_count, sizeof(*t->at)))) {
+		kvbm__key_free(mgr, k);
+		return false;
+	}
+	kvbm__key_free(mgr, t->at[b]);
+	t->at[b] = k;
+	return true;
 }
 
 struct kvbm__key *kvbm__row_key_take(kvbm_manager *mgr, uint32_t b)
@@ -141,7 +190,12 @@ struct kvbm__key *kvbm__row_key_take(kvbm_manager *mgr, uint32_t b)
 
 void kvbm__row_key_give_back(kvbm_manager *mgr, uint32_t b, kvbm_hash hash, struct kvbm__key *k)
 {
-	give_back(mgr, &mgr->row_keys, b, hash, k);
+	struct kvbm__block_table *t = &mgr->row_keys;
+
+	if (still_holds(mgr, b, hash) && t->at && !t->at[b])
+		t->at[b] = k;
+	else
+		kvbm__key_free(mgr, k);
 }
 
 void kvbm__restored_key_set(kvbm_manager *mgr, uint32_t b, struct kvbm__key *k)
@@ -158,7 +212,7 @@ struct kvbm__key *kvbm__restored_key_take(kvbm_manager *mgr, uint32_t b)
 void kvbm__row_extras_drop(kvbm_manager *mgr, uint32_t b)
 {
 	kvbm__block_table_drop(&mgr->row_tokens, b);
-	kvbm__block_table_drop(&mgr->row_keys, b);
+	kvbm__key_free(mgr, kvbm__block_table_take(&mgr->row_keys, b));
 	kvbm__block_table_drop(&mgr->restored_keys, b);
 }
 
@@ -166,6 +220,12 @@ void kvbm__row_keys_free(kvbm_manager *mgr)
 {
 	kvbm__block_table_free(&mgr->row_keys, mgr->block_count);
 	kvbm__block_table_free(&mgr->restored_keys, mgr->block_count);
+	while (mgr->key_pool) {
+		struct kvbm__key *k = mgr->key_pool;
+		memcpy(&mgr->key_pool, k->bytes, sizeof(mgr->key_pool));
+		free(k);
+	}
+	mgr->key_pool_n = 0;
 }
 
 kvbm_status kvbm_block_key_set(kvbm_manager *mgr, kvbm_hash hash, const void *key, uint32_t len)
@@ -173,17 +233,19 @@ kvbm_status kvbm_block_key_set(kvbm_manager *mgr, kvbm_hash hash, const void *ke
 	KVBM_CHECK_ARG(mgr, mgr && key && len > 0 && len <= KVBM_KEY_MAX);
 	if (!mgr->journal_on)
 		return KVBM_OK;
-	struct kvbm__key *k = kvbm__key_copy(key, len); /* outside the lock */
-	if (!k)
-		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot copy a %u-byte key", len);
 	KVBM_LOCK(mgr);
 	const uint32_t b = kvbm__registry_find(&mgr->registry, hash);
 	const struct kvbm__slot *s = b == KVBM__NIL ? NULL : &mgr->slots[b];
 	if (!s || (s->state != KVBM__SLOT_PRIMARY && s->state != KVBM__SLOT_INACTIVE)) {
 		KVBM_UNLOCK(mgr);
-		free(k);
 		return kvbm__fail(mgr, KVBM_E_NOTFOUND, "hash %016llx is not registered",
 				  (unsigned long long)hash);
+	}
+	/* Under the lock: a spare buffer, and a copy of at most 64 bytes. */
+	struct kvbm__key *k = key_new(mgr, key, len);
+	if (!k) {
+		KVBM_UNLOCK(mgr);
+		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot copy a %u-byte key", len);
 	}
 	if (!kvbm__row_key_set(mgr, b, k)) {
 		KVBM_UNLOCK(mgr);

@@ -740,6 +740,52 @@ static void catalog__full_keys_survive_a_restart(void **state)
 	assert_int_equal(kvbm_close(mgr), KVBM_OK);
 }
 
+/* A later row of the same registration keeps what the first carried (the
+ * key); the first row of a new registration keeps nothing of the dead row
+ * its block had on disk, even one naming the same hash. */
+static void catalog__first_row_of_a_registration_replaces_the_dead_one(void **state)
+{
+	struct kvbm_test_catalog *f = *state;
+	f->cfg.block_count = 2; /* a reserve of one: the free block covers it */
+	f->cfg.catalog_interval_ms = 60000;
+	kvbm_manager *mgr = open_ok(&f->cfg);
+	const unsigned char key[32] = {1, 2, 3};
+	const kvbm_hash h = h_of(0);
+	const char *const block0_key = "SELECT length(key) FROM block_rows WHERE (id & 4294967295) = 0";
+	uint32_t dropped = 0, touched = 0;
+	sqlite3 *db = reader(f->path);
+
+	add_chain(mgr, 0, 1); /* block 0 */
+	assert_int_equal(kvbm_block_key_set(mgr, h, key, sizeof(key)), KVBM_OK);
+	assert_int_equal(kvbm_flush(mgr), KVBM_OK);
+	assert_int_equal(query_int(db, block0_key), 32);
+	assert_int_equal(kvbm_touch(mgr, &h, 1, &touched), KVBM_OK);
+	assert_int_equal(touched, 1);
+	assert_int_equal(kvbm_flush(mgr), KVBM_OK);
+	assert_int_equal(query_int(db, block0_key), 32);
+
+	assert_int_equal(kvbm_reset_inactive(mgr, &dropped), KVBM_OK);
+	assert_int_equal(dropped, 1);
+	assert_int_equal(kvbm_flush(mgr), KVBM_OK); /* block 0 recorded free, behind block 1 */
+	add_chain(mgr, 5, 1);                       /* block 1 */
+	add_chain(mgr, 0, 1);                       /* block 0 again, the same hash */
+	assert_int_equal(kvbm_flush(mgr), KVBM_OK);
+	assert_int_equal(query_int(db, "SELECT count(*) FROM block_rows WHERE (id & 4294967295) = 0"
+				       " AND key IS NULL"),
+			 1);
+	sqlite3_close(db);
+	assert_int_equal(kvbm_close_ex(mgr, KVBM_CLOSE_DISCARD), KVBM_OK);
+
+	mgr = open_ok(&f->cfg);
+	bool present = false;
+	assert_int_equal(kvbm_contains(mgr, &h, 1, &present, NULL, NULL), KVBM_OK);
+	assert_true(present);
+	unsigned char got[64];
+	uint32_t len = 0;
+	assert_int_equal(kvbm_block_key_take(mgr, h, got, sizeof(got), &len), KVBM_E_NOTFOUND);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -766,6 +812,7 @@ int main(void)
 		T(catalog__reserve_follows_the_eviction_rate),
 		T(catalog__clean_close_keeps_the_reserve),
 		T(catalog__full_keys_survive_a_restart),
+		T(catalog__first_row_of_a_registration_replaces_the_dead_one),
 	};
 	return cmocka_run_group_tests_name("catalog", tests, NULL, NULL);
 }

@@ -369,8 +369,9 @@ static kvbm_status check_ownership(struct kvbm__catalog *cat)
 
 void kvbm__catalog_finalize(struct kvbm__catalog *cat)
 {
-	sqlite3_stmt **const all[] = {&cat->upsert, &cat->add_reclaim, &cat->drop_reclaim,
-				      &cat->stamp, &cat->stamp_clean, &cat->bump, &cat->put_state};
+	sqlite3_stmt **const all[] = {&cat->upsert, &cat->replace, &cat->add_reclaim,
+				      &cat->drop_reclaim, &cat->stamp, &cat->stamp_clean,
+				      &cat->bump, &cat->put_state};
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		sqlite3_finalize(*all[i]);
@@ -381,12 +382,13 @@ void kvbm__catalog_finalize(struct kvbm__catalog *cat)
 /* The writer's statements, prepared once for the connection's life. */
 static kvbm_status prepare_writer(struct kvbm__catalog *cat)
 {
-	extern const char kvbm__upsert_sql[];
+	extern const char kvbm__upsert_sql[], kvbm__replace_sql[];
 	const struct {
 		sqlite3_stmt **st;
 		const char *sql;
 	} all[] = {
 		{&cat->upsert, kvbm__upsert_sql},
+		{&cat->replace, kvbm__replace_sql},
 		{&cat->add_reclaim, "INSERT INTO reclaims (tier_id, seq, blocks) VALUES (?1, ?2, ?3)"},
 		{&cat->drop_reclaim, "DELETE FROM reclaims WHERE rec_id = ?1"},
 		{&cat->stamp, "UPDATE tiers SET last_commit_at = ?2, write_seq = ?3 WHERE tier_id = ?1"},
@@ -415,6 +417,8 @@ static void free_catalog(struct kvbm__catalog *cat)
 	kvbm__catalog_finalize(cat);
 	sqlite3_close_v2(cat->db);
 	kvbm__owner_close(&cat->owner);
+	if (cat->wal_fd >= 0)
+		close(cat->wal_fd);
 	pthread_cond_destroy(&cat->wake_cv);
 	pthread_cond_destroy(&cat->flush_cv);
 	pthread_mutex_destroy(&cat->mu);
@@ -437,6 +441,7 @@ kvbm_status kvbm__catalog_prepare(kvbm_manager *mgr)
 		return kvbm__fail(mgr, KVBM_E_NOMEM, "cannot allocate the catalog");
 	cat->mgr = mgr;
 	cat->owner.fd = -1;
+	cat->wal_fd = -1;
 	pthread_mutex_init(&cat->mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);

@@ -20,6 +20,7 @@ struct kvbm__catalog {
 	sqlite3 *db;             /* the only write connection; owned by the writer
 				    thread once it runs */
 	sqlite3_stmt *upsert;    /* one block row */
+	sqlite3_stmt *replace;   /* one block row, the first of its registration */
 	sqlite3_stmt *add_reclaim, *drop_reclaim, *stamp, *stamp_clean, *bump, *put_state;
 	int64_t tier_id;         /* tiers.tier_id: block_rows.id >> 32 */
 	uint64_t write_seq;      /* tiers.write_seq of the last commit */
@@ -58,6 +59,9 @@ struct kvbm__catalog {
 	double evictions_per_s;     /* smoothed */
 	double commit_s;            /* smoothed commit duration */
 	double row_s;               /* smoothed commit duration per block row */
+	int wal_fd;                 /* the WAL file, opened by us for writeback hints
+				       (writer.c); -1 not yet, -2 never */
+	int wal_hinted;             /* WAL frames when writeback was last started */
 };
 
 /* The WAL file is cut back to this size whenever it is reset (SQLite's
