@@ -61,9 +61,26 @@ struct node {
 	uint64_t pad;
 };
 
+/* A cursor walking each list ahead of its head, one step per insert or
+ * touch, prefetching the record it reaches: the victims' records are
+ * then cached when the evictions come. Without it every eviction read
+ * the next head's record from memory, one miss after another (a list is
+ * a chain: the next id is in the record). One step at a time, because
+ * the line a step reads is the one the previous step prefetched; a walk
+ * of many steps at once waits on each. Only prefetches: a stale cursor
+ * (its block left the list) costs a useless prefetch, no decision. */
+#define LEAD 16
+
+struct walker {
+	uint32_t at;   /* a block of the list, or KVBM__LIST_NIL: start at the head */
+	uint32_t lead; /* about how many steps at is ahead of the head */
+};
+
 struct adaptive {
 	struct node *node; /* 64-byte aligned */
 	struct kvbm__dlist lists[2];
+	struct walker walk[2];
+	int walk_turn;       /* the list whose walker steps next */
 	uint32_t c;          /* block_count */
 	uint64_t p;          /* T1's target, in 1/P_ONE blocks, 0..c * P_ONE */
 	uint32_t recent[2];  /* evictions from T1, T2 among about the last span */
@@ -109,6 +126,7 @@ static kvbm_status ad_create(const struct kvbm__evict_params *p, void **out)
 	memset(a->node, 0, bytes);
 	kvbm__dlist_init(&a->lists[T1]);
 	kvbm__dlist_init(&a->lists[T2]);
+	a->walk[T1].at = a->walk[T2].at = KVBM__LIST_NIL;
 	*out = a;
 	return KVBM_OK;
 }
@@ -153,6 +171,43 @@ static void unlink_node(struct adaptive *a, int l, uint32_t b)
 	list->size--;
 }
 
+/* One step of the walker of list l, if it is not far enough ahead. */
+static bool walk_step(struct adaptive *a, int l)
+{
+	struct walker *w = &a->walk[l];
+
+	if (w->lead >= LEAD)
+		return false;
+	const uint32_t next = w->at == KVBM__LIST_NIL ? a->lists[l].head : a->node[w->at].next;
+	if (next == KVBM__LIST_NIL)
+		return false;
+	if (w->at != KVBM__LIST_NIL)
+		w->lead++;
+	w->at = next;
+	__builtin_prefetch(&a->node[next]);
+	return true;
+}
+
+/* Block b leaves the walker's list, as its head if victim. */
+static void walk_leave(struct walker *w, uint32_t b, bool victim)
+{
+	if (w->at == b) {
+		w->at = KVBM__LIST_NIL; /* restart from the head */
+		w->lead = 0;
+	} else if (victim && w->lead) {
+		w->lead--;
+	}
+}
+
+/* The lists in turn, so that a walker's consecutive steps are two calls
+ * apart and the line a step reads has had the time to arrive. */
+static void walk(struct adaptive *a)
+{
+	a->walk_turn ^= 1;
+	if (!walk_step(a, a->walk_turn))
+		walk_step(a, !a->walk_turn);
+}
+
 static void ad_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 {
 	struct adaptive *a = st;
@@ -183,13 +238,16 @@ static void ad_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 		}
 	}
 	append(a, l, b, e->tick << 1 | (uint64_t)l, e->hash);
+	walk(a);
 }
 
 static void ad_remove(void *st, uint32_t b)
 {
 	struct adaptive *a = st;
+	const int l = (int)(a->node[b].key & 1);
 
-	unlink_node(a, (int)(a->node[b].key & 1), b);
+	walk_leave(&a->walk[l], b, false);
+	unlink_node(a, l, b);
 }
 
 static bool ad_victim(void *st, uint32_t *out)
@@ -209,6 +267,7 @@ static bool ad_victim(void *st, uint32_t *out)
 	else
 		l = a->node[h1].key < a->node[h2].key ? T1 : T2; /* LRU */
 	const uint32_t b = l == T1 ? h1 : h2;
+	walk_leave(&a->walk[l], b, true);
 	unlink_node(a, l, b);
 	kvbm__ghost16_add(&a->ghost, a->node[b].hash, (unsigned)l);
 	if (++a->recent[l] > a->ghost.span - a->recent[!l]) {
@@ -221,7 +280,10 @@ static bool ad_victim(void *st, uint32_t *out)
 
 static void ad_touch(void *st, kvbm_hash hash)
 {
-	kvbm__ghost16_prefetch(&((const struct adaptive *)st)->ghost, hash);
+	struct adaptive *a = st;
+
+	kvbm__ghost16_prefetch(&a->ghost, hash);
+	walk(a);
 }
 
 static uint64_t ad_order_key(void *st, uint32_t b)
