@@ -496,8 +496,14 @@ static void catalog__eviction_costs_about_one_row(void **state)
 	assert_true(after.catalog_blocks_reclaimed - before.catalog_blocks_reclaimed >= 28);
 	/* One row per new registration (the evicted blocks get none), and at
 	 * most one reclaim row per commit: at scale, where a commit carries
-	 * thousands of evictions, that is one row per eviction (bench_catalog). */
-	assert_int_equal(rows, evictions);
+	 * thousands of evictions, that is one row per eviction (bench_catalog).
+	 * A registration may be written twice: when the writer refills its
+	 * reserve (woken by the allocation) and takes the chain's images
+	 * between its register and its release, the release dirties them
+	 * again (seen once in CI, 36 rows for 32). A row per evicted block
+	 * would double the count. */
+	assert_true(rows >= evictions);
+	assert_true(rows < evictions + evictions / 2);
 	assert_true(reclaim_rows >= 1);
 	assert_true(reclaim_rows <= after.catalog_commits - before.catalog_commits);
 	/* Reclaim rows whose blocks were all rewritten are deleted (by the
