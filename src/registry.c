@@ -6,6 +6,7 @@
  * bits. Load factor stays at or below 1/2, which keeps linear probes short
  * and lets deletion shift entries back instead of leaving tombstones.
  */
+#include <assert.h>
 #include <sched.h>
 #include <stdlib.h>
 
@@ -82,10 +83,9 @@ bool kvbm__registry_insert_shared(struct kvbm__registry *r, kvbm_hash hash, uint
 							__ATOMIC_ACQUIRE)) {
 				e->hash = hash;
 				__atomic_store_n(&e->block, block, __ATOMIC_RELEASE);
-				/* (A restore runs at open, before any hierarchy
-				 * can hold the tier; kept for completeness.) */
-				if (r->presence)
-					kvbm__presence_set(r->presence, hash, r->presence_bit);
+				/* A restore runs at open, before any hierarchy
+				 * can hold the tier: no index to update. */
+				assert(!r->presence);
 				return true;
 			}
 		}

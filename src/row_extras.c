@@ -72,14 +72,15 @@ static bool still_holds(const kvbm_manager *mgr, uint32_t b, kvbm_hash hash)
 	       s->hash == hash;
 }
 
-/* p back into b's entry if b still holds hash and nothing replaced it, else freed. */
-static void give_back(kvbm_manager *mgr, struct kvbm__block_table *t, uint32_t b,
+/* p back into b's entry if b still holds hash and nothing replaced it:
+ * true if kept, false if the caller still owns p. */
+static bool give_back(kvbm_manager *mgr, struct kvbm__block_table *t, uint32_t b,
 		      kvbm_hash hash, void *p)
 {
-	if (still_holds(mgr, b, hash) && t->at && !t->at[b])
-		t->at[b] = p;
-	else
-		free(p);
+	if (!still_holds(mgr, b, hash) || !t->at || t->at[b])
+		return false;
+	t->at[b] = p;
+	return true;
 }
 
 bool kvbm__row_tokens_set(kvbm_manager *mgr, uint32_t b, uint32_t *copy)
@@ -99,7 +100,8 @@ uint32_t *kvbm__row_tokens_take(kvbm_manager *mgr, uint32_t b)
 
 void kvbm__row_tokens_give_back(kvbm_manager *mgr, const struct kvbm__image *img)
 {
-	give_back(mgr, &mgr->row_tokens, img->block, img->hash, img->tokens);
+	if (!give_back(mgr, &mgr->row_tokens, img->block, img->hash, img->tokens))
+		free(img->tokens);
 }
 
 void kvbm__restored_tokens_set(kvbm_manager *mgr, uint32_t b, uint32_t *copy)
@@ -172,15 +174,9 @@ void kvbm__key_free(kvbm_manager *mgr, struct kvbm__key *k)
 
 bool kvbm__row_key_set(kvbm_manager *mgr, uint32_t b, struct kvbm__key *k)
 {
-	struct kvbm__block_table *t = &mgr->row_keys;
-
-	if (!t->at && !(t->at = calloc(mgr->block_count, sizeof(*t->at)))) {
-		kvbm__key_free(mgr, k);
-		return false;
-	}
-	kvbm__key_free(mgr, t->at[b]);
-	t->at[b] = k;
-	return true;
+	/* The key it replaces goes back to the spares. */
+	kvbm__key_free(mgr, kvbm__block_table_take(&mgr->row_keys, b));
+	return kvbm__block_table_put(&mgr->row_keys, mgr->block_count, b, k);
 }
 
 struct kvbm__key *kvbm__row_key_take(kvbm_manager *mgr, uint32_t b)
@@ -190,11 +186,7 @@ struct kvbm__key *kvbm__row_key_take(kvbm_manager *mgr, uint32_t b)
 
 void kvbm__row_key_give_back(kvbm_manager *mgr, uint32_t b, kvbm_hash hash, struct kvbm__key *k)
 {
-	struct kvbm__block_table *t = &mgr->row_keys;
-
-	if (still_holds(mgr, b, hash) && t->at && !t->at[b])
-		t->at[b] = k;
-	else
+	if (!give_back(mgr, &mgr->row_keys, b, hash, k))
 		kvbm__key_free(mgr, k);
 }
 
