@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "catalog.h"
+#include "row_sql.h"
 
 kvbm_status kvbm__sql_status(int rc)
 {
@@ -130,41 +131,10 @@ static int upsert(struct kvbm__catalog *cat, const struct kvbm__image *img, uint
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-/* One plain rowid upsert per block: no text key, no secondary index. It
- * keeps registered_at (and the tokens) across updates of the same
- * registration and moves last_access_at only when the block was used
- * again. */
-const char kvbm__upsert_sql[] =
-	"INSERT INTO block_rows (id, wseq, seq_hash, parent_hash, position, evict_key,"
-	" access_tick, access_count, frequency, priority, retention, registered_at,"
-	" last_access_at, tokens, key)"
-	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)"
-	" ON CONFLICT (id) DO UPDATE SET wseq = excluded.wseq, seq_hash = excluded.seq_hash,"
-	" parent_hash = excluded.parent_hash, position = excluded.position,"
-	" evict_key = excluded.evict_key, access_tick = excluded.access_tick,"
-	" access_count = excluded.access_count, frequency = excluded.frequency,"
-	" priority = excluded.priority, retention = excluded.retention,"
-	" registered_at = CASE WHEN block_rows.seq_hash = excluded.seq_hash"
-	"  THEN block_rows.registered_at ELSE excluded.registered_at END,"
-	" last_access_at = CASE WHEN block_rows.seq_hash = excluded.seq_hash"
-	"  AND block_rows.access_tick = excluded.access_tick"
-	"  THEN block_rows.last_access_at ELSE excluded.last_access_at END,"
-	/* Tokens come with the first row after staging only. */
-	" tokens = CASE WHEN excluded.tokens IS NOT NULL THEN excluded.tokens"
-	"  WHEN block_rows.seq_hash = excluded.seq_hash THEN block_rows.tokens END,"
-	" key = CASE WHEN excluded.key IS NOT NULL THEN excluded.key"
-	"  WHEN block_rows.seq_hash = excluded.seq_hash THEN block_rows.key END";
-
-/* The first row of a registration keeps nothing of the row the block has
- * on disk, which an earlier registration wrote (a reclaim row masks it):
- * an overwrite. SQLite does it in place (a rowid table without an index),
- * without reading the old row; ~13% less writer CPU per row than the
- * upsert (bench_offload_sqlite). */
-const char kvbm__replace_sql[] =
-	"INSERT OR REPLACE INTO block_rows (id, wseq, seq_hash, parent_hash, position, evict_key,"
-	" access_tick, access_count, frequency, priority, retention, registered_at,"
-	" last_access_at, tokens, key)"
-	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)";
+/* The statements themselves are in row_sql.h (the benchmark of the
+ * bare-SQLite floor prepares them too). */
+const char kvbm__upsert_sql[] = KVBM__UPSERT_SQL;
+const char kvbm__replace_sql[] = KVBM__REPLACE_SQL;
 
 /* Decimal digits of v at p, returns the end. */
 static char *put_u32(char *p, uint32_t v)

@@ -34,6 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../src/catalog/row_sql.h"
+
 #define ROUNDS 5
 #define CKPT_PAGES 1000 /* src/catalog/writer.c's CHECKPOINT_PAGES */
 
@@ -152,25 +154,7 @@ static const char *const row_sql[] = {
 	" last_access_at = excluded.last_access_at, key = excluded.key",
 	"INSERT OR REPLACE INTO block_rows VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
 	" ?12, ?12, NULL, ?13)",
-	/* src/catalog/sql.c's kvbm__upsert_sql, the tokens bound NULL */
-	"INSERT INTO block_rows (id, wseq, seq_hash, parent_hash, position, evict_key,"
-	" access_tick, access_count, frequency, priority, retention, registered_at,"
-	" last_access_at, tokens, key)"
-	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, NULL, ?13)"
-	" ON CONFLICT (id) DO UPDATE SET wseq = excluded.wseq, seq_hash = excluded.seq_hash,"
-	" parent_hash = excluded.parent_hash, position = excluded.position,"
-	" evict_key = excluded.evict_key, access_tick = excluded.access_tick,"
-	" access_count = excluded.access_count, frequency = excluded.frequency,"
-	" priority = excluded.priority, retention = excluded.retention,"
-	" registered_at = CASE WHEN block_rows.seq_hash = excluded.seq_hash"
-	"  THEN block_rows.registered_at ELSE excluded.registered_at END,"
-	" last_access_at = CASE WHEN block_rows.seq_hash = excluded.seq_hash"
-	"  AND block_rows.access_tick = excluded.access_tick"
-	"  THEN block_rows.last_access_at ELSE excluded.last_access_at END,"
-	" tokens = CASE WHEN excluded.tokens IS NOT NULL THEN excluded.tokens"
-	"  WHEN block_rows.seq_hash = excluded.seq_hash THEN block_rows.tokens END,"
-	" key = CASE WHEN excluded.key IS NOT NULL THEN excluded.key"
-	"  WHEN block_rows.seq_hash = excluded.seq_hash THEN block_rows.key END",
+	KVBM__UPSERT_SQL, /* the writer's own (tokens ?13 left unbound: NULL) */
 };
 
 enum variant { UPSERT, REPLACE, KVBM, ONE_TXN, N_VARIANTS };
@@ -265,7 +249,9 @@ static struct result run(const char *path, enum variant v, const struct commit *
 			sqlite3_bind_int64(row, 10, 0);
 			sqlite3_bind_int64(row, 11, 0);
 			sqlite3_bind_int64(row, 12, now);
-			sqlite3_bind_blob(row, 13, key, sizeof(key), SQLITE_STATIC);
+			/* The key is the last parameter of every variant. */
+			sqlite3_bind_blob(row, sqlite3_bind_parameter_count(row), key, sizeof(key),
+					  SQLITE_STATIC);
 			ok(db, "row", sqlite3_step(row));
 			sqlite3_reset(row);
 		}
