@@ -25,10 +25,11 @@
  * ghosts, one lookup per new block instead of two), tagged with the list
  * each came from; |B1| and |B2| are the evictions from each list among
  * roughly the last 8 x c (counters halved when their sum passes the span).
- * The ghost is evict_ghost16.h's, 2.6 bytes an entry: with evict_ghost.h's
+ * The ghost is evict_ghost24.h's, 3.8 bytes an entry: with evict_ghost.h's
  * 16 (an 8 MB table for 64k blocks) its adds and lookups took about 35 of
  * the 157 ns per block of the eviction-bound cycle in docs/BENCHMARKS.md,
- * prefetched or not. The sweep that chose the parameters is there too:
+ * prefetched or not; evict_ghost16.h's 2.6, with 12-bit fingerprints,
+ * made one new block in 220 a false ghost hit. The sweep that chose the parameters is there too:
  * starts from 0.3 c to 0.7 c and ghosts of 6 to 8 x c all met the issue's
  * bounds with the previous ghost.
  *
@@ -41,7 +42,7 @@
 #include <string.h>
 
 #include "evict.h"
-#include "evict_ghost16.h"
+#include "evict_ghost24.h"
 #include "evict_list.h"
 
 enum { T1, T2 };
@@ -84,7 +85,7 @@ struct adaptive {
 	uint32_t c;          /* block_count */
 	uint64_t p;          /* T1's target, in 1/P_ONE blocks, 0..c * P_ONE */
 	uint32_t recent[2];  /* evictions from T1, T2 among about the last span */
-	struct kvbm__ghost16 ghost;
+	struct kvbm__ghost24 ghost;
 	kvbm_hash stash_hash; /* restore_frequency() just before insert() */
 	uint32_t stash_list;
 	bool stashed;
@@ -97,7 +98,7 @@ static void ad_destroy(void *st)
 	if (!a)
 		return;
 	free(a->node);
-	kvbm__ghost16_free(&a->ghost);
+	kvbm__ghost24_free(&a->ghost);
 	free(a);
 }
 
@@ -118,7 +119,7 @@ static kvbm_status ad_create(const struct kvbm__evict_params *p, void **out)
 	/* aligned_alloc wants a size that is a multiple of the alignment. */
 	const size_t bytes = ((size_t)p->block_count * sizeof(*a->node) + 63) & ~(size_t)63;
 	const bool ok = (a->node = aligned_alloc(64, bytes ? bytes : 64)) &&
-			kvbm__ghost16_init(&a->ghost, ghost_span(p->block_count)) == KVBM_OK;
+			kvbm__ghost24_init(&a->ghost, ghost_span(p->block_count)) == KVBM_OK;
 	if (!ok) {
 		ad_destroy(a);
 		return KVBM_E_NOMEM;
@@ -220,7 +221,7 @@ static void ad_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 	} else if (e->first_tick != e->tick && a->node[b].hash == e->hash) {
 		l = T2; /* back from a hit: used twice */
 	} else {
-		switch (kvbm__ghost16_take(&a->ghost, e->hash)) {
+		switch (kvbm__ghost24_take(&a->ghost, e->hash)) {
 		case T1: { /* new blocks needed more room */
 			const uint64_t d = step(a->recent[T2], a->recent[T1]);
 			a->p = p_max - a->p > d ? a->p + d : p_max;
@@ -269,7 +270,7 @@ static bool ad_victim(void *st, uint32_t *out)
 	const uint32_t b = l == T1 ? h1 : h2;
 	walk_leave(&a->walk[l], b, true);
 	unlink_node(a, l, b);
-	kvbm__ghost16_add(&a->ghost, a->node[b].hash, (unsigned)l);
+	kvbm__ghost24_add(&a->ghost, a->node[b].hash, (unsigned)l);
 	if (++a->recent[l] > a->ghost.span - a->recent[!l]) {
 		a->recent[T1] /= 2;
 		a->recent[T2] /= 2;
@@ -282,7 +283,7 @@ static void ad_touch(void *st, kvbm_hash hash)
 {
 	struct adaptive *a = st;
 
-	kvbm__ghost16_prefetch(&a->ghost, hash);
+	kvbm__ghost24_prefetch(&a->ghost, hash);
 	walk(a);
 }
 
@@ -309,44 +310,50 @@ static void ad_restore_frequency(void *st, kvbm_hash hash, uint32_t freq)
 }
 
 /*
- * The adaptive state blob, version 2, all integers little-endian:
+ * The adaptive state blob, version 3, all integers little-endian:
  *
  *   offset size field
  *        0    4 magic "KVAD"
- *        4    4 version (2)
+ *        4    4 version (3)
  *        8    4 block_count the state was built for
  *       12    4 ghost span (8 x block_count)
  *       16    8 p, T1's target in 1/65536 blocks (<= block_count * 65536)
  *       24    4 |B1|: evictions from T1 among about the last span
  *       28    4 |B2|: the same for T2
- *       32    4 n, ghost buckets (1.25 x span / 31, rounded up)
+ *       32    4 n, ghost buckets (1.25 x span / 21, rounded up)
  *       36    4 the ghost's epoch (0..7)
  *       40    4 adds left in that epoch (1..span / 4 rounded up)
  *       44    4 q, evictions queued for the table (<= 8), oldest first
  *       48 12 q queued evictions: hash (8), list (4: 0 or 1; 2 for one
  *               taken back while queued, kept since it still holds its
  *               place in the queue)
- *    48+12q 64 n buckets, each 32 16-bit lanes: 31 entries (0 = empty,
- *               else fingerprint, list, epoch: evict_ghost16.h), then the
- *               bucket's cursor (< 31)
+ *    48+12q 64 n buckets as evict_ghost24.h keeps them: 21 entries' low
+ *               halves (16 bits: 0 = empty, else the fingerprint's low
+ *               16 bits), their 21 high bytes (fingerprint bits 16-19,
+ *               list, epoch; 0 for an empty lane), the cursor (< 21)
  *
- * The table is written whole: at 2.6 bytes per remembered eviction it is
+ * The table is written whole: at 3.8 bytes per remembered eviction it is
  * smaller than version 1's live entries (12 bytes each) once the ghost
  * has filled, and its geometry follows from block_count, so a blob is
  * imported only into a policy of the same block_count.
  *
- * Version 1 (the previous release: 8-way buckets of 32-bit fingerprints
- * and stamps) is checked as it always was and then imports its split
- * and counters (offsets 16-31, the same fields) with an empty ghost: its
- * entries cannot be placed in this table, which files a hash by bits of
- * the hash that version 1 did not keep. The split is what takes long to
- * learn; the ghost refills within span evictions.
+ * The previous versions are checked as they always were and then import
+ * their split and counters (offsets 16-31, the same fields in all three)
+ * with an empty ghost: their entries cannot be placed in this table,
+ * whose fingerprints take bits of the hash that they did not keep.
+ * Version 2 (the previous release) had the same header and queue, then
+ * 1.25 x span / 31 buckets of 32 16-bit lanes, 31 entries and a cursor
+ * (< 31); version 1 8-way buckets of 32-bit fingerprints and stamps. The
+ * split is what takes long to learn; the ghost refills within span
+ * evictions.
  */
 #define BLOB_MAGIC 0x4441564bu /* "KVAD" read as a little-endian u32 */
-#define BLOB_VERSION 2u
+#define BLOB_VERSION 3u
 #define BLOB_HEADER 48u
 #define BLOB_QUEUED 12u
-#define BLOB_BUCKET (2u * KVBM__G16_LANES)
+#define BLOB_BUCKET ((uint32_t)KVBM__G24_BUCKET)
+#define V2_ENTRIES 31u
+#define V2_BUCKET 64u
 #define V1_HEADER 44u
 #define V1_ENTRY 12u
 #define V1_WAYS 8u
@@ -381,7 +388,7 @@ static uint64_t get64(const uint8_t *p)
 static size_t ad_state_export(void *st, uint8_t *buf, size_t cap)
 {
 	const struct adaptive *a = st;
-	const struct kvbm__ghost16 *g = &a->ghost;
+	const struct kvbm__ghost24 *g = &a->ghost;
 	const uint32_t q = g->q_len;
 	const size_t len = BLOB_HEADER + (size_t)q * BLOB_QUEUED + (size_t)g->n_buckets * BLOB_BUCKET;
 
@@ -400,19 +407,13 @@ static size_t ad_state_export(void *st, uint8_t *buf, size_t cap)
 	put32(buf + 44, q);
 	uint8_t *w = buf + BLOB_HEADER;
 	for (uint32_t i = 0; i < g->q_len; i++) {
-		const uint32_t k = (g->q_head + i) % KVBM__G16_QUEUE;
+		const uint32_t k = (g->q_head + i) % KVBM__G24_QUEUE;
 		put64(w, g->q_hash[k]);
-		put32(w + 8, g->q_tag[k] == KVBM__G16_VOID ? 2 : g->q_tag[k]);
+		put32(w + 8, g->q_tag[k] == KVBM__G24_VOID ? 2 : g->q_tag[k]);
 		w += BLOB_QUEUED;
 	}
-	for (uint32_t k = 0; k < g->n_buckets; k++) {
-		const uint64_t *b = &g->word[(size_t)k * KVBM__G16_WORDS];
-		for (unsigned i = 0; i < KVBM__G16_LANES; i++, w += 2) {
-			const uint32_t v = kvbm__ghost16_lane(b, i);
-			w[0] = (uint8_t)v;
-			w[1] = (uint8_t)(v >> 8);
-		}
-	}
+	/* The table's bytes are the format (evict_ghost24.h). */
+	memcpy(w, g->line, (size_t)g->n_buckets * BLOB_BUCKET);
 	return len;
 }
 
@@ -427,10 +428,10 @@ static uint64_t v1_slots(uint32_t span)
 	return buckets * V1_WAYS;
 }
 
-/* Version 1's split and counters, if the blob is whole and in range. */
+/* Version 1 whole and in range. */
 static kvbm_status v1_check(const struct adaptive *a, const uint8_t *buf, size_t len)
 {
-	const struct kvbm__ghost16 *g = &a->ghost;
+	const struct kvbm__ghost24 *g = &a->ghost;
 
 	if (len < V1_HEADER)
 		return KVBM_E_CORRUPT;
@@ -444,15 +445,70 @@ static kvbm_status v1_check(const struct adaptive *a, const uint8_t *buf, size_t
 	return KVBM_OK;
 }
 
+/* The header fields versions 2 and 3 share, then the queue: in range,
+ * for a table of n buckets of bucket bytes. */
+static kvbm_status queue_check(const struct adaptive *a, const uint8_t *buf, size_t len,
+			       uint32_t n, uint32_t bucket)
+{
+	const struct kvbm__ghost24 *g = &a->ghost;
+
+	if (len < BLOB_HEADER || get32(buf + 32) != n || get32(buf + 36) > KVBM__G24_EPOCH ||
+	    get32(buf + 40) == 0 || get32(buf + 40) > g->epoch_len ||
+	    get32(buf + 44) > KVBM__G24_QUEUE)
+		return KVBM_E_CORRUPT;
+	const uint32_t q = get32(buf + 44);
+	if (len != BLOB_HEADER + (size_t)q * BLOB_QUEUED + (size_t)n * bucket)
+		return KVBM_E_CORRUPT;
+	for (uint32_t i = 0; i < q; i++)
+		if (get32(buf + BLOB_HEADER + (size_t)i * BLOB_QUEUED + 8) > 2)
+			return KVBM_E_CORRUPT;
+	return KVBM_OK;
+}
+
+/* Version 2 whole and in range (evict_ghost16.h's geometry: 1.25 slots
+ * per span entry, 31 to a bucket, the cursor in lane 31). */
+static kvbm_status v2_check(const struct adaptive *a, const uint8_t *buf, size_t len)
+{
+	const uint64_t slots = ((uint64_t)a->ghost.span * 5 + 3) / 4;
+	const uint32_t n = (uint32_t)((slots + V2_ENTRIES - 1) / V2_ENTRIES);
+	const kvbm_status st = queue_check(a, buf, len, n, V2_BUCKET);
+
+	if (st != KVBM_OK)
+		return st;
+	const uint8_t *t = buf + BLOB_HEADER + (size_t)get32(buf + 44) * BLOB_QUEUED;
+	for (uint32_t k = 0; k < n; k++)
+		if (get16(t + (size_t)k * V2_BUCKET + 2 * V2_ENTRIES) >= V2_ENTRIES)
+			return KVBM_E_CORRUPT;
+	return KVBM_OK;
+}
+
+/* Version 3 whole and in range: the cursors, and empty lanes empty. */
+static kvbm_status v3_check(const struct adaptive *a, const uint8_t *buf, size_t len)
+{
+	const kvbm_status st = queue_check(a, buf, len, a->ghost.n_buckets, BLOB_BUCKET);
+
+	if (st != KVBM_OK)
+		return st;
+	const uint8_t *t = buf + BLOB_HEADER + (size_t)get32(buf + 44) * BLOB_QUEUED;
+	for (uint32_t k = 0; k < a->ghost.n_buckets; k++, t += BLOB_BUCKET) {
+		if (t[KVBM__G24_CURSOR] >= KVBM__G24_ENTRIES)
+			return KVBM_E_CORRUPT;
+		for (unsigned i = 0; i < KVBM__G24_ENTRIES; i++)
+			if (kvbm__ghost24_lo(t, i) == 0 && t[KVBM__G24_HI + i] != 0)
+				return KVBM_E_CORRUPT;
+	}
+	return KVBM_OK;
+}
+
 static kvbm_status ad_state_import(void *st, const uint8_t *buf, size_t len)
 {
 	struct adaptive *a = st;
-	struct kvbm__ghost16 *g = &a->ghost;
+	struct kvbm__ghost24 *g = &a->ghost;
 
 	if (!buf || len < 32 || get32(buf) != BLOB_MAGIC)
 		return KVBM_E_CORRUPT;
 	const uint32_t version = get32(buf + 4);
-	if (version != 1 && version != BLOB_VERSION)
+	if (version < 1 || version > BLOB_VERSION)
 		return KVBM_E_CORRUPT;
 	if (get32(buf + 8) != a->c || get32(buf + 12) != g->span)
 		return KVBM_E_MISMATCH;
@@ -460,32 +516,18 @@ static kvbm_status ad_state_import(void *st, const uint8_t *buf, size_t len)
 	if (p > (uint64_t)a->c * P_ONE || get32(buf + 24) > g->span ||
 	    get32(buf + 28) > g->span - get32(buf + 24))
 		return KVBM_E_CORRUPT;
-	const size_t table = (size_t)g->n_buckets * BLOB_BUCKET;
-	const uint8_t *lanes = NULL;
-	uint32_t q = 0;
-	if (version == 1) {
-		const kvbm_status st1 = v1_check(a, buf, len);
-		if (st1 != KVBM_OK)
-			return st1;
-	} else {
-		if (len < BLOB_HEADER || get32(buf + 32) != g->n_buckets ||
-		    get32(buf + 36) > KVBM__G16_EPOCH || get32(buf + 40) == 0 ||
-		    get32(buf + 40) > g->epoch_len || get32(buf + 44) > KVBM__G16_QUEUE)
-			return KVBM_E_CORRUPT;
-		q = get32(buf + 44);
-		if (len != BLOB_HEADER + (size_t)q * BLOB_QUEUED + table)
-			return KVBM_E_CORRUPT;
-		for (uint32_t i = 0; i < q; i++)
-			if (get32(buf + BLOB_HEADER + (size_t)i * BLOB_QUEUED + 8) > 2)
-				return KVBM_E_CORRUPT;
-		lanes = buf + BLOB_HEADER + (size_t)q * BLOB_QUEUED;
-		for (uint32_t k = 0; k < g->n_buckets; k++)
-			if (get16(lanes + (size_t)k * BLOB_BUCKET + 2 * KVBM__G16_ENTRIES) >=
-			    KVBM__G16_ENTRIES)
-				return KVBM_E_CORRUPT;
-	}
+	const kvbm_status checked = version == 1   ? v1_check(a, buf, len)
+				    : version == 2 ? v2_check(a, buf, len)
+						   : v3_check(a, buf, len);
+	if (checked != KVBM_OK)
+		return checked;
 	/* Valid: nothing changed above, everything changes below. */
-	memset(g->word, 0, table);
+	const size_t table = (size_t)g->n_buckets * BLOB_BUCKET;
+	const uint32_t q = version == BLOB_VERSION ? get32(buf + 44) : 0;
+	if (version == BLOB_VERSION)
+		memcpy(g->line, buf + BLOB_HEADER + (size_t)q * BLOB_QUEUED, table);
+	else
+		memset(g->line, 0, table);
 	g->q_head = 0;
 	g->q_len = q;
 	g->epoch = version == BLOB_VERSION ? get32(buf + 36) : 0;
@@ -493,16 +535,9 @@ static kvbm_status ad_state_import(void *st, const uint8_t *buf, size_t len)
 	for (uint32_t i = 0; i < q; i++) {
 		const uint8_t *r = buf + BLOB_HEADER + (size_t)i * BLOB_QUEUED;
 		g->q_hash[i] = get64(r);
-		g->q_tag[i] = get32(r + 8) == 2 ? KVBM__G16_VOID : (uint8_t)get32(r + 8);
+		g->q_tag[i] = get32(r + 8) == 2 ? KVBM__G24_VOID : (uint8_t)get32(r + 8);
 	}
-	if (lanes) {
-		const uint8_t *r = lanes;
-		for (uint32_t k = 0; k < g->n_buckets; k++) {
-			uint64_t *b = &g->word[(size_t)k * KVBM__G16_WORDS];
-			for (unsigned i = 0; i < KVBM__G16_LANES; i++, r += 2)
-				kvbm__ghost16_set(b, i, get16(r));
-		}
-	}
+	kvbm__ghost24_index_queue(g);
 	a->p = p;
 	a->recent[T1] = get32(buf + 24);
 	a->recent[T2] = get32(buf + 28);
