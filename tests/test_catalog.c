@@ -105,6 +105,9 @@ static void catalog__creates_schema_and_identity(void **state)
 static void catalog__restores_registry_in_eviction_order(void **state)
 {
 	struct kvbm_test_catalog *f = *state;
+	/* LRU: the order asserted is LRU's (test_adaptive.c restores the
+	 * default policy's lists and split). */
+	f->cfg.evict_policy = KVBM_EVICT_LRU;
 	kvbm_manager *mgr = open_ok(&f->cfg);
 
 	add_chain(mgr, 0, 5);

@@ -229,6 +229,7 @@ static void events__order_and_content_of_every_transition(void **state)
 	(void)state;
 	struct log *l = log_new();
 	kvbm_config cfg = config(l, 4);
+	cfg.evict_policy = KVBM_EVICT_LRU; /* the victims asserted below are LRU's */
 	kvbm_manager *mgr = kvbm_test_open_cfg(&cfg);
 	kvbm_mutable m[4];
 	kvbm_hash evicted[4];

@@ -153,6 +153,7 @@ static void test_touch_takes_back_reserve(void **state)
 	cfg.catalog_path = path;
 	cfg.catalog_sync = KVBM_SYNC_OFF;
 	cfg.catalog_reserve = 2;
+	cfg.evict_policy = KVBM_EVICT_LRU; /* the victims asserted are LRU's, as in the tests above */
 	kvbm_manager *mgr = kvbm_test_open_cfg(&cfg);
 	cache(mgr, 0xa);
 	cache(mgr, 0xb);

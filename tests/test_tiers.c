@@ -299,7 +299,7 @@ static void test_stage_from_copies_lineage(void **state)
 	(void)state;
 }
 
-static kvbm_manager *open_tier(const char *name, uint32_t blocks)
+static kvbm_manager *open_tier_with(const char *name, uint32_t blocks, kvbm_evict_policy policy)
 {
 	kvbm_config cfg;
 
@@ -307,7 +307,17 @@ static kvbm_manager *open_tier(const char *name, uint32_t blocks)
 	cfg.block_count = blocks;
 	cfg.block_size = BS;
 	cfg.tier = name;
+	cfg.evict_policy = policy;
 	return kvbm_test_open_cfg(&cfg);
+}
+
+/* A tier with the default policy. */
+static kvbm_manager *open_tier(const char *name, uint32_t blocks)
+{
+	kvbm_config cfg;
+
+	kvbm_config_init(&cfg);
+	return open_tier_with(name, blocks, cfg.evict_policy);
 }
 
 /* Masks against each tier's own kvbm_contains, over chains longer than
@@ -416,7 +426,11 @@ static void test_indexed_hierarchy_lookup_matches_each_tier(void **state)
  * in both tiers, then in G2 alone once G1 evicts it. */
 static void test_offload_protocol_and_a_hit_after_the_preview(void **state)
 {
-	kvbm_manager *t[2] = {open_tier("G1", 4), open_tier("G2", 8)};
+	/* LRU: the victims asserted are LRU's, and kvbm_unpin() restores a
+	 * block's place exactly only for LRU, ARC and VLLM_ARC (kvbm.h); the
+	 * default, adaptive, takes an unpin as a fresh release. */
+	kvbm_manager *t[2] = {open_tier_with("G1", 4, KVBM_EVICT_LRU),
+			      open_tier_with("G2", 8, KVBM_EVICT_LRU)};
 	kvbm_hierarchy *h = NULL;
 	kvbm_victim v[2];
 	kvbm_immutable pins[2], regs[2];

@@ -276,6 +276,12 @@ static void open_tier(struct tier *t, kvbm_zmq_publisher *pub, const char *catal
 	cfg.block_size = BS;
 	cfg.tier = t->name;
 	cfg.dup_policy = KVBM_DUP_REJECT;
+	/* The script's expected indexes assume LRU: the restart's fresh block
+	 * evicts chain A's last block, whose parent went in the live phase.
+	 * Another policy may keep it, and the restart then announces a block
+	 * whose parent no consumer knows (Dynamo counts an orphan, llm-d drops
+	 * it): a different workload, not a decoding difference. */
+	cfg.evict_policy = KVBM_EVICT_LRU;
 	cfg.event_sink = counting_sink;
 	cfg.event_user = pub;
 	cfg.catalog_path = catalog;
