@@ -79,6 +79,23 @@ static int64_t query_int(sqlite3 *db, const char *sql)
 	return v;
 }
 
+/* The text the first row of sql holds in its first column equals want
+ * (NULL: no row). */
+static void assert_query_text(sqlite3 *db, const char *sql, const char *want)
+{
+	sqlite3_stmt *st = NULL;
+
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	const int rc = sqlite3_step(st);
+	if (!want)
+		assert_int_equal(rc, SQLITE_DONE);
+	else {
+		assert_int_equal(rc, SQLITE_ROW);
+		assert_string_equal((const char *)sqlite3_column_text(st, 0), want);
+	}
+	sqlite3_finalize(st);
+}
+
 static void catalog__creates_schema_and_identity(void **state)
 {
 	struct kvbm_test_catalog *f = *state;
@@ -474,6 +491,116 @@ static void catalog__discarded_close_keeps_only_committed_state(void **state)
 	assert_int_equal(kvbm_close(mgr), KVBM_OK);
 }
 
+/* Match chain [first, first + n) whole and release it tail first. */
+static void hit_chain(kvbm_manager *mgr, uint32_t first, uint32_t n)
+{
+	kvbm_hash hs[16];
+	kvbm_immutable r[16], rev[16];
+	uint32_t hit = 0;
+
+	for (uint32_t i = 0; i < n; i++)
+		hs[i] = h_of(first + i);
+	assert_int_equal(kvbm_match(mgr, hs, n, r, &hit), KVBM_OK);
+	assert_int_equal(hit, n);
+	for (uint32_t i = 0; i < n; i++)
+		rev[i] = r[n - 1 - i];
+	assert_int_equal(kvbm_immutable_release_batch(mgr, rev, n), KVBM_OK);
+}
+
+/* How many of chains [0, 5), [10, 13) and [20, 28) mgr holds. */
+static uint32_t held(kvbm_manager *mgr, bool *present)
+{
+	kvbm_hash hs[16];
+	uint32_t n = 0, got = 0;
+
+	for (uint32_t i = 0; i < 5; i++)
+		hs[n++] = h_of(i);
+	for (uint32_t i = 10; i < 13; i++)
+		hs[n++] = h_of(i);
+	for (uint32_t i = 20; i < 28; i++)
+		hs[n++] = h_of(i);
+	assert_int_equal(kvbm_contains(mgr, hs, n, present, &got, NULL), KVBM_OK);
+	return got;
+}
+
+/* The policy is a runtime choice: a catalog written under LRU (the default
+ * before adaptive) opens under the default, and one written under it opens
+ * under LRU, with every block restored and matchable, in its order; the
+ * adaptive state is imported only by the adaptive policy, and dropped by
+ * the first open under another. */
+static void catalog__survives_a_change_of_eviction_policy(void **state)
+{
+	struct kvbm_test_catalog *f = *state;
+	kvbm_config def;
+	kvbm_pool_counts c;
+	bool present[16];
+
+	kvbm_config_init(&def);
+	assert_int_equal(def.evict_policy, KVBM_EVICT_ADAPTIVE);
+
+	/* Written under LRU, chain [0, 5) hit once. */
+	f->cfg.evict_policy = KVBM_EVICT_LRU;
+	kvbm_manager *mgr = open_ok(&f->cfg);
+	add_chain(mgr, 0, 5);
+	add_chain(mgr, 10, 3);
+	hit_chain(mgr, 0, 5);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	sqlite3 *db = reader(f->path);
+	assert_query_text(db, "SELECT eviction_policy FROM tiers", "lru");
+	assert_int_equal(query_int(db, "SELECT count(*) FROM policy_state"), 0);
+	sqlite3_close(db);
+
+	/* Opened with the defaults: restored, matchable, then filled up. */
+	f->cfg.evict_policy = def.evict_policy;
+	mgr = open_ok(&f->cfg);
+	assert_int_equal(kvbm_pool_counts_read(mgr, &c), KVBM_OK);
+	assert_int_equal(c.inactive, 8);
+	assert_int_equal(c.registry, 8);
+	assert_invariants(mgr);
+	hit_chain(mgr, 0, 5); /* now the oldest: released before [10, 13) */
+	hit_chain(mgr, 10, 3);
+	add_chain(mgr, 20, 8);
+	assert_int_equal(held(mgr, present), 16);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	db = reader(f->path);
+	assert_query_text(db, "SELECT eviction_policy FROM tiers", "adaptive");
+	assert_query_text(db, "SELECT policy FROM policy_state", "adaptive");
+	sqlite3_close(db);
+
+	/* Opened under LRU: everything back, in the order adaptive kept (its
+	 * keys are release ticks), so the oldest release goes first. */
+	f->cfg.evict_policy = KVBM_EVICT_LRU;
+	mgr = open_ok(&f->cfg);
+	assert_int_equal(kvbm_pool_counts_read(mgr, &c), KVBM_OK);
+	assert_int_equal(c.inactive, 16);
+	assert_int_equal(held(mgr, present), 16);
+	assert_invariants(mgr);
+	kvbm_mutable m;
+	kvbm_hash ev = 0;
+	uint32_t nev = 0;
+	assert_int_equal(kvbm_allocate_ex(mgr, 1, &m, &ev, &nev), KVBM_OK);
+	assert_int_equal(nev, 1);
+	assert_int_equal(ev, h_of(4)); /* [0, 5)'s tail, released first */
+	assert_int_equal(kvbm_mutable_release(mgr, m), KVBM_OK);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	/* Adaptive's state is gone: it described evictions LRU then changed,
+	 * so adaptive coming back must not resume it. */
+	db = reader(f->path);
+	assert_query_text(db, "SELECT eviction_policy FROM tiers", "lru");
+	assert_int_equal(query_int(db, "SELECT count(*) FROM policy_state"), 0);
+	sqlite3_close(db);
+
+	/* And back under the defaults: the 15 survivors. */
+	f->cfg.evict_policy = def.evict_policy;
+	mgr = open_ok(&f->cfg);
+	assert_int_equal(kvbm_pool_counts_read(mgr, &c), KVBM_OK);
+	assert_int_equal(c.inactive, 15);
+	assert_int_equal(held(mgr, present), 15);
+	assert_false(present[4]);
+	assert_invariants(mgr);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
 /* Evicting a block whose row committed costs one listed id in the
  * commit's reclaim row, not a row of its own. */
 static void catalog__eviction_costs_about_one_row(void **state)
@@ -802,6 +929,7 @@ int main(void)
 		T(catalog__creates_schema_and_identity),
 		T(catalog__restores_registry_in_eviction_order),
 		T(catalog__restores_priority_and_access_counts),
+		T(catalog__survives_a_change_of_eviction_policy),
 		T(catalog__flush_makes_rows_visible_to_readers),
 		T(catalog__coalesces_repeated_changes),
 		T(catalog__refuses_other_configurations),

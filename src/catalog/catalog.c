@@ -324,11 +324,16 @@ static kvbm_status read_catalog_id(struct kvbm__catalog *cat, int64_t *id)
 }
 
 /* The policy state a previous run left for this tier, if it was written by
- * the configured policy (another policy's blob means nothing to this one). */
+ * the configured policy (another policy's blob means nothing to this one).
+ * Another policy's row is deleted, in the open's transaction: the run that
+ * follows evicts by other rules, so that state would be stale by the time
+ * its own policy came back (the policy is a runtime choice; the blocks'
+ * rows are restored whichever wrote them). */
 static kvbm_status read_policy_state(struct kvbm__catalog *cat)
 {
 	kvbm_manager *mgr = cat->mgr;
 	sqlite3_stmt *st = NULL;
+	bool other = false;
 	int rc = sqlite3_prepare_v2(cat->db, "SELECT policy, state FROM policy_state WHERE tier_id = ?1",
 				    -1, &st, NULL);
 
@@ -337,8 +342,8 @@ static kvbm_status read_policy_state(struct kvbm__catalog *cat)
 		rc = sqlite3_step(st);
 		const char *policy = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
 		const char *want = kvbm_evict_policy_name(mgr->cfg.evict_policy);
-		if (policy && want && strcmp(policy, want) == 0 &&
-		    sqlite3_column_type(st, 1) == SQLITE_BLOB) {
+		other = rc == SQLITE_ROW && !(policy && want && strcmp(policy, want) == 0);
+		if (!other && policy && sqlite3_column_type(st, 1) == SQLITE_BLOB) {
 			const int len = sqlite3_column_bytes(st, 1);
 			if (len > 0 && (cat->policy_blob = malloc((size_t)len))) {
 				memcpy(cat->policy_blob, sqlite3_column_blob(st, 1), (size_t)len);
@@ -346,6 +351,14 @@ static kvbm_status read_policy_state(struct kvbm__catalog *cat)
 			}
 		}
 		rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc == SQLITE_OK && other &&
+	    (rc = sqlite3_prepare_v2(cat->db, "DELETE FROM policy_state WHERE tier_id = ?1", -1, &st,
+				     NULL)) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, cat->tier_id);
+		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(cat->db);
 	}
 	sqlite3_finalize(st);
 	return rc == SQLITE_OK ? KVBM_OK : kvbm__sql_fail(mgr, cat->db, rc, "read policy state");
