@@ -55,7 +55,8 @@ from ._kvbm import (  # noqa: F401
     verify_keys,
 )
 
-POLICIES = ("lru", "fifo", "multi-lru", "lineage", "priority", "s3fifo", "2q", "arc")
+POLICIES = ("lru", "fifo", "multi-lru", "lineage", "priority", "s3fifo", "2q", "arc", "adaptive",
+            "vllm-arc")
 
 
 def blocks_numpy(handles, dtype="int64"):

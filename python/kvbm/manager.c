@@ -139,7 +139,8 @@ static int manager_init(kvbm_py_manager *self, PyObject *args, PyObject *kw)
 					 &events, &cfg.event_batch_max, &cfg.event_window_ms,
 					 &volatile_))
 		return -1;
-	if ((policy && parse_policy(policy, &cfg.evict_policy) < 0) ||
+	/* No policy (or None): kvbm_config_init's, never one of our own. */
+	if ((policy && policy != Py_None && parse_policy(policy, &cfg.evict_policy) < 0) ||
 	    parse_choice(dup, dups, 2, "dup_policy", &dupv) < 0 ||
 	    parse_choice(sync, syncs, 3, "catalog_sync", &syncv) < 0)
 		return -1;
@@ -1030,11 +1031,13 @@ PyTypeObject kvbm_py_manager_type = {
 	.tp_basicsize = sizeof(kvbm_py_manager),
 	.tp_dealloc = (destructor)manager_dealloc,
 	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-	.tp_doc = "Manager(block_count, *, block_size=16, tier='G1', policy='lru',\n"
+	.tp_doc = "Manager(block_count, *, block_size=16, tier='G1', policy=None,\n"
 		  "        dup_policy='allow', reset_on_release=False, catalog=None,\n"
 		  "        model_fingerprint=None, hash_salt=0, catalog_sync='normal', ...,\n"
 		  "        events=None | 'pull' | callable(events, incarnation, seq))\n\n"
-		  "A kvbm block manager (kvbm_open); a context manager that closes on exit.",
+		  "A kvbm block manager (kvbm_open); a context manager that closes on exit.\n"
+		  "policy: a name of kvbm.POLICIES or the enum value; None or left out:\n"
+		  "the C library's default (kvbm_config_init), 'adaptive'.",
 	.tp_weaklistoffset = offsetof(kvbm_py_manager, weakrefs),
 	.tp_methods = manager_methods,
 	.tp_getset = manager_getset,
