@@ -27,6 +27,14 @@ static void progress_bar(uint32_t done, uint32_t total, void *user)
 	fflush(stderr);
 }
 
+kvbm_evict_policy cli_default_policy(void)
+{
+	kvbm_config cfg;
+
+	kvbm_config_init(&cfg);
+	return cfg.evict_policy;
+}
+
 static bool parse_policy(const char *name, kvbm_evict_policy *out)
 {
 	return kvbm_evict_policy_parse(name, out) == KVBM_OK;
@@ -62,7 +70,9 @@ int cmd_replay(struct cli *cli, int argc, char **argv)
 	int n, rc;
 
 	policy_list(policies, sizeof(policies));
-	snprintf(usage, sizeof(usage), "%s\n  policies: %s (default lru)", cli->usage, policies);
+	const char *default_name = kvbm_evict_policy_name(cli_default_policy());
+	snprintf(usage, sizeof(usage), "%s\n  policies: %s (default %s)", cli->usage, policies,
+		 default_name);
 	cli->usage = usage;
 	if ((rc = cli_options(cli, argc, argv, opts, pos, 1, &n)) != 0)
 		return rc > 0 ? EXIT_OK : EXIT_USAGE;
@@ -74,10 +84,10 @@ int cmd_replay(struct cli *cli, int argc, char **argv)
 	if (!tiers && (!opts[0].value || !cli_parse_u32(opts[0].value, &o.capacity) ||
 		       o.capacity == 0))
 		return cli_usage(cli, "--capacity N (blocks, at least 1) or --tiers N,N[,N] is required");
-	o.policy = KVBM_EVICT_LRU;
+	o.policy = cli_default_policy();
 	if (!tiers && opts[1].value && !parse_policy(opts[1].value, &o.policy))
-		return cli_usage(cli, "--policy must be one of: %s (lru when not given), not '%s'",
-				 policies, opts[1].value);
+		return cli_usage(cli, "--policy must be one of: %s (%s when not given), not '%s'",
+				 policies, default_name, opts[1].value);
 	if (opts[2].value && !cli_parse_u32(opts[2].value, &o.block_size))
 		return cli_usage(cli, "--block-size needs a number, not '%s'", opts[2].value);
 	if (opts[3].value && !cli_parse_u32(opts[3].value, &o.restart_at))
@@ -195,7 +205,7 @@ int cmd_demo(struct cli *cli, int argc, char **argv)
 			     {"split", true, NULL},    {NULL, false, NULL}};
 	char *pos[1], err[512], dir_template[] = "/tmp/kvbm-demo-XXXXXX", db_path[4200];
 	struct kvbm_trace t;
-	struct kvbm_replay_opts o = {.capacity = 8000, .policy = KVBM_EVICT_LRU};
+	struct kvbm_replay_opts o = {.capacity = 8000, .policy = cli_default_policy()};
 	uint32_t split = 50;
 	int n, rc;
 

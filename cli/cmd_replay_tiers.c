@@ -46,7 +46,7 @@ int cli_replay_tiers(struct cli *cli, const char *trace_path, const struct kvbm_
 			return cli_usage(cli, "--tiers: '%s' is not a positive number of blocks",
 					 items[i]);
 		o.names[i] = names[i];
-		o.policy[i] = KVBM_EVICT_LRU;
+		o.policy[i] = cli_default_policy();
 	}
 	if (policies) {
 		snprintf(pols, sizeof(pols), "%s", policies);

@@ -180,7 +180,7 @@ class Usage(CliCase):
         out = self.ok("replay", "--help").stdout
         self.assertIn("lru", out)
         self.assertIn("fifo", out)
-        self.assertIn("(default lru)", out)
+        self.assertIn("(default adaptive)", out)
 
 
 class Inspect(CliCase):
@@ -954,18 +954,21 @@ class Replay(CliCase):
         self.assertEqual(r["block_refs"], sum(len(h) for h in reqs))
         self.assertAlmostEqual(r["hit_rate"], r["hits"] / r["block_refs"], places=5)
 
-    def test_policy_defaults_to_lru(self):
+    def test_policy_defaults_to_the_library_default(self):
+        """Without --policy, replay runs what kvbm_config_init picks, adaptive."""
         r = json.loads(self.ok("replay", self.trace, "--capacity", "100", "--json").stdout)
-        self.assertEqual(r["policy"], "lru")
-        self.assertEqual(r, {**self.replay(), "seconds": r["seconds"],
+        self.assertEqual(r["policy"], "adaptive")
+        adaptive = json.loads(self.ok("replay", self.trace, "--capacity", "100", "--policy",
+                                      "adaptive", "--json").stdout)
+        self.assertEqual(r, {**adaptive, "seconds": r["seconds"],
                              "ns_per_ref": r["ns_per_ref"],
                              "blocks_per_second": r["blocks_per_second"]})
         fifo = json.loads(self.ok("replay", self.trace, "--capacity", "100", "--policy",
                                   "fifo", "--json").stdout)
         self.assertEqual(fifo["policy"], "fifo")
-        self.assertIn("lru when not given", self.fails(2, "not 'nosuch'", "replay", self.trace,
-                                                       "--capacity", "9", "--policy",
-                                                       "nosuch").stderr)
+        self.assertIn("adaptive when not given", self.fails(2, "not 'nosuch'", "replay",
+                                                            self.trace, "--capacity", "9",
+                                                            "--policy", "nosuch").stderr)
 
     def test_opt_bounds_lru(self):
         r = self.replay("--opt")
@@ -997,7 +1000,7 @@ class Replay(CliCase):
         return json.loads(self.ok("replay", self.trace, "--json", *args).stdout)
 
     def test_one_tier_is_the_plain_replay(self):
-        one = self.tiers("--tiers", "100")
+        one = self.tiers("--tiers", "100", "--policy", "lru")
         plain = self.replay()
         self.assertEqual(one["hits"], plain["hits"])
         self.assertEqual(one["tiers"][0]["evictions"], plain["evictions"])
@@ -1008,8 +1011,9 @@ class Replay(CliCase):
         blocks, so it hits at least what G1 alone does and at most what
         Belady's optimum does at 200 blocks; every lower-tier hit is a block
         onboarded into G1."""
-        r = self.tiers("--tiers", "60,140")
-        g1 = json.loads(self.ok("replay", self.trace, "--capacity", "60", "--json").stdout)
+        r = self.tiers("--tiers", "60,140", "--policy", "lru")
+        g1 = json.loads(self.ok("replay", self.trace, "--capacity", "60", "--policy", "lru",
+                                "--json").stdout)
         opt = json.loads(self.ok("replay", self.trace, "--capacity", "200", "--opt",
                                  "--json").stdout)
         g1_hits, g2_hits = r["tiers"][0]["hits"], r["tiers"][1]["hits"]
@@ -1020,6 +1024,8 @@ class Replay(CliCase):
         self.assertLessEqual(r["hit_rate"], opt["opt_hit_rate"])
         self.assertGreater(r["tiers"][0]["offloaded"], 0)
         self.assertEqual([t["policy"] for t in r["tiers"]], ["lru", "lru"])
+        default = self.tiers("--tiers", "60,140")
+        self.assertEqual([t["policy"] for t in default["tiers"]], ["adaptive", "adaptive"])
         mixed = self.tiers("--tiers", "60,140", "--policy", "lru,2q")
         self.assertEqual([t["policy"] for t in mixed["tiers"]], ["lru", "2q"])
 
@@ -1105,6 +1111,10 @@ class Replay(CliCase):
         r = self.ok("--db", self.path("demo.db"), "demo", self.trace, "--capacity", "100")
         self.assertIn("warm", r.stdout)
         self.assertIn("cold", r.stdout)
+        self.assertIn("adaptive eviction", r.stdout)  # the library's default
+        r = self.ok("--db", self.path("demo-lru.db"), "demo", self.trace, "--capacity", "100",
+                    "--policy", "lru")
+        self.assertIn("lru eviction", r.stdout)
 
 
 if __name__ == "__main__":
