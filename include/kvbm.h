@@ -221,8 +221,7 @@ typedef enum kvbm_evict_policy {
 	 *  evictions). The default of kvbm_config_init(). Memory: about 62
 	 *  bytes per block, against LRU's 16: a 32-byte record per block and
 	 *  a ghost of 8 x block_count evicted hashes in 64-byte buckets of 21
-	 *  entries at 1.25 slots per hash (30.5 bytes per block). Not exact
-	 *  for kvbm_unpin(), which it takes as a fresh release. */
+	 *  entries at 1.25 slots per hash (30.5 bytes per block). */
 	KVBM_EVICT_ADAPTIVE = 8,
 	/** vLLM's offloading ARC ("vllm-arc"), decision for decision, for an
 	 *  offload tier driven as vLLM's CPUOffloadingManager is (kvbm.vllm's
@@ -1472,11 +1471,12 @@ KVBM_API kvbm_status kvbm_pin(kvbm_manager *mgr, const kvbm_hash *hashes,
  * Release references (empty ones skipped). A block whose last reference
  * this drops, and which was cached before it was pinned, goes back into
  * the inactive pool at the recency it had: its release before the pin, or
- * a kvbm_touch() since, instead of as the most recent block. Exact for LRU
- * and ARC (which keep their lists in release order) and VLLM_ARC (which
- * keeps a pinned block in its list); the other policies, the default
- * KVBM_EVICT_ADAPTIVE among them, take it as a fresh release. A block
- * registered while pinned, never cached before, is released as usual.
+ * a kvbm_touch() since, instead of as the most recent block. Exact for LRU,
+ * ARC and ADAPTIVE (which keep their lists in release order; ADAPTIVE also
+ * keeps the block in the list it was in, a pin being no use) and VLLM_ARC
+ * (which keeps a pinned block in its list); the other policies take it as
+ * a fresh release. A block registered while pinned, never
+ * cached before, is released as usual.
  *
  * Ownership: consumes every live handle in hs.
  * Thread-safety: any thread; takes the manager lock once.

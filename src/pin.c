@@ -8,9 +8,9 @@
  * not as the most recent block. This is how vLLM's offloading managers
  * treat a block being loaded, or an already-stored block a store names:
  * protected while it lasts, its place in the eviction order unchanged.
- * Exact for the policies that keep release order by key (lru, arc), and
- * for vllm-arc, which keeps a pinned block in its list (its hold op); the
- * others re-insert it as a fresh release.
+ * Exact for the policies that keep release order by key (lru, arc,
+ * adaptive), and for vllm-arc, which keeps a pinned block in its list
+ * (its hold op); the others re-insert it as a fresh release.
  */
 #include <stdlib.h>
 

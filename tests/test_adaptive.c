@@ -108,6 +108,70 @@ static void adaptive__ghost_hit_on_a_one_off_block_moves_toward_lru(void **state
 	assert_int_equal(kvbm_close(mgr), KVBM_OK);
 }
 
+/* The pool of unpin_keeps_place: T1 = h3 h4 h5 h6..h11 (9 blocks, over
+ * its target of 6), T2 = h0 h1 (released before h6), and h2, hit last.
+ * With `pin`, the oldest of each list and one in T1's middle are pinned
+ * and unpinned, one alone and the others together in a scrambled order,
+ * while h2 is hit. Returns the victims, oldest first, into out[12]. */
+static void unpin_pool(bool pin, kvbm_hash *out)
+{
+	kvbm_manager *mgr = kvbm_test_open(12, 4, KVBM_EVICT_ADAPTIVE, KVBM_DUP_ALLOW);
+	const kvbm_hash alone = H(9), together[3] = {H(4), H(0), H(3)};
+	kvbm_immutable one, three[3];
+	uint32_t found = 0;
+
+	for (uint32_t i = 0; i < 6; i++)
+		cached(mgr, H(i));
+	for (uint32_t i = 0; i < 3; i++)
+		hit(mgr, H(i));
+	for (uint32_t i = 6; i < 12; i++)
+		cached(mgr, H(i));
+	if (pin) {
+		assert_int_equal(kvbm_pin(mgr, &alone, 1, &one, &found), KVBM_OK);
+		assert_int_equal(found, 1);
+		assert_int_equal(kvbm_pin(mgr, together, 3, three, &found), KVBM_OK);
+		assert_int_equal(found, 3);
+	}
+	hit(mgr, H(2));
+	if (pin) {
+		assert_int_equal(kvbm_unpin(mgr, &one, 1), KVBM_OK);
+		assert_int_equal(kvbm_unpin(mgr, three, 3), KVBM_OK);
+	}
+	assert_invariants(mgr);
+	kvbm_mutable m[12];
+	uint32_t n = 0;
+	assert_int_equal(kvbm_allocate_ex(mgr, 12, m, out, &n), KVBM_OK);
+	assert_int_equal(n, 12);
+	for (uint32_t i = 0; i < 12; i++)
+		assert_int_equal(kvbm_mutable_release(mgr, m[i]), KVBM_OK);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+}
+
+/* A pin is no use and kvbm_unpin restores the place: the victim order is
+ * the one without the pins, in T1 (whose blocks must not turn reused)
+ * and in T2. Order: T1 above its target loses h3..h5; then LRU: T2's h0,
+ * h1 are older than T1's h6; h2 was hit last. Before unpin put blocks
+ * back by key, h3, h4, h9 went to T1's tail and h0 to T2's. */
+static void adaptive__unpin_keeps_place_in_both_lists(void **state)
+{
+	(void)state;
+	kvbm_hash want[12], got[12];
+	const uint32_t order[12] = {3, 4, 5, 0, 1, 6, 7, 8, 9, 10, 11, 2};
+
+	for (uint32_t i = 0; i < 12; i++)
+		want[i] = H(order[i]);
+	unpin_pool(false, got);
+	for (uint32_t i = 0; i < 12; i++)
+		if (got[i] != want[i])
+			fail_msg("unpinned, eviction %u: got %016llx, want %016llx", i,
+				 (unsigned long long)got[i], (unsigned long long)want[i]);
+	unpin_pool(true, got);
+	for (uint32_t i = 0; i < 12; i++)
+		if (got[i] != want[i])
+			fail_msg("pinned, eviction %u: got %016llx, want %016llx", i,
+				 (unsigned long long)got[i], (unsigned long long)want[i]);
+}
+
 /* A pool driven through the ops directly, as the manager drives them. */
 #define BLOCKS 64
 #define HASHES 400
@@ -668,6 +732,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(adaptive__one_off_blocks_over_target_go_first_then_lru),
 		cmocka_unit_test(adaptive__ghost_hit_on_a_one_off_block_moves_toward_lru),
+		cmocka_unit_test(adaptive__unpin_keeps_place_in_both_lists),
 		cmocka_unit_test(adaptive__state_round_trip_keeps_every_decision),
 		cmocka_unit_test(adaptive__bad_state_blob_changes_nothing),
 		cmocka_unit_test(adaptive__catalog_restart_resumes_the_learned_state),

@@ -59,7 +59,10 @@ struct node {
 	uint64_t key;   /* release tick << 1 | list (ticks stay below 2^63) */
 	kvbm_hash hash;
 	uint32_t prev, next; /* KVBM__LIST_NIL at either end */
-	uint64_t pad;
+	/* The key before a hit's insert replaced it (else 0): kvbm_unpin's
+	 * last reference goes like a hit's, then the block comes back at its
+	 * old tick and must find the list that tick was in. */
+	uint64_t was;
 };
 
 /* A cursor walking each list ahead of its head, one step per insert or
@@ -82,6 +85,7 @@ struct adaptive {
 	struct kvbm__dlist lists[2];
 	struct walker walk[2];
 	int walk_turn;       /* the list whose walker steps next */
+	uint64_t newest;     /* the highest tick inserted */
 	uint32_t c;          /* block_count */
 	uint64_t p;          /* T1's target, in 1/P_ONE blocks, 0..c * P_ONE */
 	uint32_t recent[2];  /* evictions from T1, T2 among about the last span */
@@ -142,18 +146,72 @@ static uint64_t step(uint32_t mine, uint32_t theirs)
 }
 
 /* evict_list.h's list over the records' own links. */
-static void append(struct adaptive *a, int l, uint32_t b, uint64_t key, kvbm_hash hash)
+static void append(struct adaptive *a, int l, uint32_t b, struct node rec)
 {
 	struct kvbm__dlist *list = &a->lists[l];
 
-	a->node[b] = (struct node){.key = key, .hash = hash, .prev = list->tail,
-				   .next = KVBM__LIST_NIL};
+	rec.prev = list->tail;
+	rec.next = KVBM__LIST_NIL;
+	a->node[b] = rec;
 	if (list->tail != KVBM__LIST_NIL)
 		a->node[list->tail].next = b;
 	else
 		list->head = b;
 	list->tail = b;
 	list->size++;
+}
+
+/* Put b in list l in key order, as kvbm__dlist_insert_by_key does: from
+ * both ends at once, so the cost is the distance from the nearer one (an
+ * unpinned victim goes back near the head, a touched prefix near the
+ * tail). The walker's block stays in its list, so it needs nothing; its
+ * lead is one short if b lands behind it, which only delays a prefetch. */
+static void insert_by_key(struct adaptive *a, int l, uint32_t b, struct node rec)
+{
+	struct kvbm__dlist *list = &a->lists[l];
+	uint32_t after = list->tail, before = list->head;
+
+	/* after: from the tail, the last record with a smaller key;
+	 * before: from the head, the first with a larger one. */
+	while (after != KVBM__LIST_NIL && a->node[after].key > rec.key) {
+		if (a->node[before].key > rec.key) {
+			after = a->node[before].prev;
+			break;
+		}
+		after = a->node[after].prev;
+		before = a->node[before].next;
+	}
+	if (after == list->tail) {
+		append(a, l, b, rec);
+		return;
+	}
+	before = after == KVBM__LIST_NIL ? list->head : a->node[after].next;
+	rec.prev = after;
+	rec.next = before;
+	a->node[b] = rec;
+	a->node[before].prev = b;
+	if (after != KVBM__LIST_NIL)
+		a->node[after].next = b;
+	else
+		list->head = b;
+	list->size++;
+}
+
+/* The list block b had at tick e->tick, or -1 if this is not a tick of
+ * b's: either its current record's (a reclaim undone: b never left) or
+ * the one a hit's insert replaced (kvbm_unpin: the last pin's drop
+ * re-inserted b as a hit before putting it back). */
+static int list_had(const struct adaptive *a, uint32_t b, const struct kvbm__evict_entry *e)
+{
+	const struct node *n = &a->node[b];
+
+	if (n->hash != e->hash)
+		return -1;
+	if (n->key >> 1 == e->tick)
+		return (int)(n->key & 1);
+	if (n->was != 0 && n->was >> 1 == e->tick)
+		return (int)(n->was & 1);
+	return -1;
 }
 
 static void unlink_node(struct adaptive *a, int l, uint32_t b)
@@ -213,12 +271,21 @@ static void ad_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 {
 	struct adaptive *a = st;
 	const uint64_t p_max = (uint64_t)a->c * P_ONE;
-	int l = T1;
+	/* Ticks only grow, so an older one is a block put back at the place
+	 * it had, not a release: it goes in by key, off the fast path. */
+	const bool old = e->tick <= a->newest;
+	uint64_t was = 0;
+	int l = T1, had;
 
+	if (!old)
+		a->newest = e->tick;
 	if (a->stashed && a->stash_hash == e->hash) {
 		a->stashed = false; /* restore: the list the catalog recorded */
 		l = a->stash_list ? T2 : T1;
+	} else if (old && (had = list_had(a, b, e)) >= 0) {
+		l = had; /* a pin is no use: no promotion, no ghost */
 	} else if (e->first_tick != e->tick && a->node[b].hash == e->hash) {
+		was = a->node[b].key;
 		l = T2; /* back from a hit: used twice */
 	} else {
 		switch (kvbm__ghost24_take(&a->ghost, e->hash)) {
@@ -238,7 +305,11 @@ static void ad_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 			break;
 		}
 	}
-	append(a, l, b, e->tick << 1 | (uint64_t)l, e->hash);
+	const struct node rec = {.key = e->tick << 1 | (uint64_t)l, .hash = e->hash, .was = was};
+	if (old)
+		insert_by_key(a, l, b, rec);
+	else
+		append(a, l, b, rec);
 	walk(a);
 }
 
