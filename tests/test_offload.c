@@ -186,9 +186,9 @@ static void test_touch_takes_back_reserve(void **state)
  * counts no hit: the eviction order is as if the pin never happened. */
 static void test_pin_keeps_place(void **state)
 {
-	const kvbm_evict_policy policies[] = {KVBM_EVICT_LRU, KVBM_EVICT_ARC};
+	const kvbm_evict_policy policies[] = {KVBM_EVICT_LRU, KVBM_EVICT_ARC, KVBM_EVICT_ADAPTIVE};
 
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		kvbm_manager *mgr = kvbm_test_open(4, BS, policies[i], KVBM_DUP_ALLOW);
 		const kvbm_hash a = 0xa, b = 0xb, c = 0xc, d = 0xd;
 		kvbm_immutable pin;
@@ -220,9 +220,9 @@ static void test_pin_keeps_place(void **state)
  * head or near the tail of a longer order. */
 static void test_unpin_restores_order(void **state)
 {
-	const kvbm_evict_policy policies[] = {KVBM_EVICT_LRU, KVBM_EVICT_ARC};
+	const kvbm_evict_policy policies[] = {KVBM_EVICT_LRU, KVBM_EVICT_ARC, KVBM_EVICT_ADAPTIVE};
 
-	for (int p = 0; p < 2; p++) {
+	for (int p = 0; p < 3; p++) {
 		kvbm_manager *mgr = kvbm_test_open(8, BS, policies[p], KVBM_DUP_ALLOW);
 		const kvbm_hash hs[] = {1, 2, 3, 4, 5, 6, 7, 8};
 		const kvbm_hash pinned[] = {7, 2, 5};

@@ -299,7 +299,7 @@ static void test_stage_from_copies_lineage(void **state)
 	(void)state;
 }
 
-static kvbm_manager *open_tier_with(const char *name, uint32_t blocks, kvbm_evict_policy policy)
+static kvbm_manager *open_tier_policy(const char *name, uint32_t blocks, kvbm_evict_policy policy)
 {
 	kvbm_config cfg;
 
@@ -317,7 +317,7 @@ static kvbm_manager *open_tier(const char *name, uint32_t blocks)
 	kvbm_config cfg;
 
 	kvbm_config_init(&cfg);
-	return open_tier_with(name, blocks, cfg.evict_policy);
+	return open_tier_policy(name, blocks, cfg.evict_policy);
 }
 
 /* Masks against each tier's own kvbm_contains, over chains longer than
@@ -423,14 +423,12 @@ static void test_indexed_hierarchy_lookup_matches_each_tier(void **state)
 /* The offload protocol and its race: preview G1's victims, pin them, copy
  * them into G2, unpin. A victim hit after its preview stays in G1, and
  * the next allocation evicts the next one instead; a copied block is seen
- * in both tiers, then in G2 alone once G1 evicts it. */
-static void test_offload_protocol_and_a_hit_after_the_preview(void **state)
+ * in both tiers, then in G2 alone once G1 evicts it. The same for every
+ * policy whose unpin restores the place (adaptive: a, hit, is in T2; b, c,
+ * d in T1 over its target of 2, then at it, so LRU). */
+static void offload_protocol(kvbm_evict_policy policy)
 {
-	/* LRU: the victims asserted are LRU's, and kvbm_unpin() restores a
-	 * block's place exactly only for LRU, ARC and VLLM_ARC (kvbm.h); the
-	 * default, adaptive, takes an unpin as a fresh release. */
-	kvbm_manager *t[2] = {open_tier_with("G1", 4, KVBM_EVICT_LRU),
-			      open_tier_with("G2", 8, KVBM_EVICT_LRU)};
+	kvbm_manager *t[2] = {open_tier_policy("G1", 4, policy), open_tier_policy("G2", 8, policy)};
 	kvbm_hierarchy *h = NULL;
 	kvbm_victim v[2];
 	kvbm_immutable pins[2], regs[2];
@@ -490,6 +488,15 @@ static void test_offload_protocol_and_a_hit_after_the_preview(void **state)
 	kvbm_hierarchy_free(h);
 	assert_int_equal(kvbm_close(t[0]), KVBM_OK);
 	assert_int_equal(kvbm_close(t[1]), KVBM_OK);
+}
+
+static void test_offload_protocol_and_a_hit_after_the_preview(void **state)
+{
+	static const kvbm_evict_policy policies[] = {KVBM_EVICT_LRU, KVBM_EVICT_ARC,
+						     KVBM_EVICT_ADAPTIVE};
+
+	for (size_t i = 0; i < sizeof(policies) / sizeof(policies[0]); i++)
+		offload_protocol(policies[i]);
 	(void)state;
 }
 
