@@ -115,6 +115,9 @@ uint32_t kvbm__journal_peak_request(kvbm_manager *mgr);
  * the reset pool; relink when a staged block was freed again.
  * kvbm__restore_wants_frequency: does the policy use the frequency
  * argument of kvbm__restore_block (else it may be anything)?
+ * kvbm__restore_uses, before the first kvbm__restore_block of rows another
+ * policy wrote: their frequency arguments are the rows' access counts.
+ * kvbm__restore_frequency: what b's row holds as its frequency now.
  * kvbm__restore_staged: a staged block's hash, parent and position (the
  * rest of img zeroed). kvbm__restore_restored: did b's kvbm__restore_block
  * succeed? kvbm__restore_prefetch starts the cache misses of b's slot,
@@ -122,6 +125,8 @@ uint32_t kvbm__journal_peak_request(kvbm_manager *mgr);
  * slot, so best long after the slot's own prefetch). */
 struct kvbm__list;
 bool kvbm__restore_wants_frequency(const kvbm_manager *mgr);
+void kvbm__restore_uses(kvbm_manager *mgr);
+uint32_t kvbm__restore_frequency(const kvbm_manager *mgr, uint32_t b);
 void kvbm__restore_staged(const kvbm_manager *mgr, uint32_t b, struct kvbm__image *img);
 bool kvbm__restore_restored(const kvbm_manager *mgr, uint32_t b);
 void kvbm__restore_prefetch(const kvbm_manager *mgr, uint32_t b);

@@ -89,6 +89,20 @@ bool kvbm__restore_wants_frequency(const kvbm_manager *mgr)
 	return mgr->evict->restore_frequency != NULL;
 }
 
+void kvbm__restore_uses(kvbm_manager *mgr)
+{
+	if (mgr->evict->restore_uses)
+		mgr->evict->restore_uses(mgr->evict_state);
+}
+
+uint32_t kvbm__restore_frequency(const kvbm_manager *mgr, uint32_t b)
+{
+	const struct kvbm__slot *s = &mgr->slots[b];
+
+	return mgr->evict->frequency ? mgr->evict->frequency(mgr->evict_state, b, s->hash)
+				     : s->access_count;
+}
+
 bool kvbm__restore_claim(kvbm_manager *mgr, uint32_t b)
 {
 	return kvbm__registry_insert_shared(&mgr->registry, mgr->slots[b].hash, b);

@@ -172,6 +172,86 @@ static void adaptive__unpin_keeps_place_in_both_lists(void **state)
 				 (unsigned long long)got[i], (unsigned long long)want[i]);
 }
 
+/* The frequency column of each row of hashes h[0..n), into freq. */
+static void catalog_frequencies(const char *path, const kvbm_hash *h, uint32_t n, int64_t *freq)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT frequency FROM block_rows WHERE seq_hash = ?1",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	for (uint32_t i = 0; i < n; i++) {
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)h[i]);
+		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+		freq[i] = sqlite3_column_int64(st, 0);
+		sqlite3_reset(st);
+	}
+	sqlite3_finalize(st);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+/* A catalog LRU wrote (its frequency column is the access count: 1 for
+ * a block used once) opened under adaptive: only the blocks hit before go
+ * to T2, the rows then hold adaptive's lists, and the next open under
+ * adaptive evicts T1 over its target first. h0, h1 are hit and released
+ * before h2..h7; with every block in T2 (access counts read as lists) the
+ * order would be LRU's, h0 first. */
+static void adaptive__lru_catalog_puts_blocks_used_once_in_t1(void **state)
+{
+	(void)state;
+	char *dir = kvbm_test_tmpdir("adaptive");
+	char path[512];
+	kvbm_config cfg;
+	kvbm_hash h[8];
+	int64_t freq[8];
+
+	for (uint32_t i = 0; i < 8; i++)
+		h[i] = H(100 + i);
+	snprintf(path, sizeof(path), "%s/c.db", dir);
+	kvbm_config_init(&cfg);
+	cfg.block_count = 8;
+	cfg.block_size = 4;
+	cfg.catalog_path = path;
+	cfg.catalog_sync = KVBM_SYNC_OFF;
+	cfg.evict_policy = KVBM_EVICT_LRU;
+	kvbm_manager *mgr = kvbm_test_open_cfg(&cfg);
+	cached(mgr, h[0]);
+	cached(mgr, h[1]);
+	hit(mgr, h[0]);
+	hit(mgr, h[1]);
+	for (uint32_t i = 2; i < 8; i++)
+		cached(mgr, h[i]);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	catalog_frequencies(path, h, 8, freq);
+	for (uint32_t i = 0; i < 8; i++)
+		assert_int_equal(freq[i], i < 2 ? 2 : 1);
+
+	cfg.evict_policy = KVBM_EVICT_ADAPTIVE;
+	mgr = kvbm_test_open_cfg(&cfg);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	catalog_frequencies(path, h, 8, freq);
+	for (uint32_t i = 0; i < 8; i++)
+		assert_int_equal(freq[i], i < 2 ? 1 : 0);
+
+	/* Target 4 of 8: T1's six lose two, then LRU. Pinned and unpinned
+	 * first, restored blocks keep their places too: h0 in T2 although
+	 * its restore gave it no hit to tell it from a block used once. */
+	mgr = kvbm_test_open_cfg(&cfg);
+	const kvbm_hash pin[2] = {h[0], h[2]};
+	kvbm_immutable pins[2];
+	uint32_t found = 0;
+	assert_int_equal(kvbm_pin(mgr, pin, 2, pins, &found), KVBM_OK);
+	assert_int_equal(found, 2);
+	assert_int_equal(kvbm_unpin(mgr, pins, 2), KVBM_OK);
+	const kvbm_hash want[8] = {h[2], h[3], h[0], h[1], h[4], h[5], h[6], h[7]};
+	expect_evicted(mgr, 8, want, 8);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	kvbm_test_rmdir(dir);
+	free(dir);
+}
+
 /* A pool driven through the ops directly, as the manager drives them. */
 #define BLOCKS 64
 #define HASHES 400
@@ -733,6 +813,7 @@ int main(void)
 		cmocka_unit_test(adaptive__one_off_blocks_over_target_go_first_then_lru),
 		cmocka_unit_test(adaptive__ghost_hit_on_a_one_off_block_moves_toward_lru),
 		cmocka_unit_test(adaptive__unpin_keeps_place_in_both_lists),
+		cmocka_unit_test(adaptive__lru_catalog_puts_blocks_used_once_in_t1),
 		cmocka_unit_test(adaptive__state_round_trip_keeps_every_decision),
 		cmocka_unit_test(adaptive__bad_state_blob_changes_nothing),
 		cmocka_unit_test(adaptive__catalog_restart_resumes_the_learned_state),

@@ -193,7 +193,8 @@ static kvbm_status check_identity(struct kvbm__catalog *cat, bool *discarded)
 	bool exists = false, matches = true;
 	int rc = sqlite3_prepare_v2(cat->db,
 				    "SELECT block_size, block_count, hash_encoding, hash_seed,"
-				    " hash_salt, model_fingerprint, tier_id FROM tiers WHERE name = ?1",
+				    " hash_salt, model_fingerprint, tier_id, eviction_policy"
+				    " FROM tiers WHERE name = ?1",
 				    -1, &st, NULL);
 
 	if (rc == SQLITE_OK) {
@@ -203,6 +204,11 @@ static kvbm_status check_identity(struct kvbm__catalog *cat, bool *discarded)
 			exists = true;
 			matches = identity_matches(mgr, st, diff, sizeof(diff));
 			cat->tier_id = sqlite3_column_int64(st, 6);
+			/* The rows were written under the policy of the last
+			 * open, which the identity write below replaces. */
+			const char *was = (const char *)sqlite3_column_text(st, 7);
+			const char *now = kvbm_evict_policy_name(mgr->cfg.evict_policy);
+			cat->foreign_rows = was && now && strcmp(was, now) != 0;
 			rc = SQLITE_OK;
 		} else if (rc == SQLITE_DONE) {
 			rc = SQLITE_OK;

@@ -270,8 +270,9 @@ static void read_half(struct half *h)
 					    : (uint32_t)sqlite3_column_int64(st, C_POSITION),
 			.access_tick = (uint64_t)sqlite3_column_int64(st, C_TICK),
 			.access_count = (uint32_t)sqlite3_column_int64(st, C_COUNT),
-			.frequency =
-				frequency ? (uint32_t)sqlite3_column_int64(st, C_FREQUENCY) : 0,
+			.frequency = !frequency		    ? 0
+				     : h->cat->foreign_rows ? (uint32_t)sqlite3_column_int64(st, C_COUNT)
+							    : (uint32_t)sqlite3_column_int64(st, C_FREQUENCY),
 			.priority = prio < 0 || prio > 100 ? KVBM_PRIORITY_DEFAULT : (uint32_t)prio,
 			.retention = (uint32_t)sqlite3_column_int64(st, C_RETENTION),
 			.evict_key = (uint64_t)sqlite3_column_int64(st, C_ORDER),
@@ -328,6 +329,25 @@ static void *read_half_main(void *arg)
 		read_half(h);
 	sqlite3_exec(h->db, "COMMIT", NULL, NULL, NULL);
 	return NULL;
+}
+
+/* A restored row of another policy's catalog gets this policy's frequency
+ * in the open's transaction: the next open, under this policy, reads the
+ * rows as its own, and those the run never rewrites would be misread. */
+static int rewrite_frequency(struct kvbm__catalog *cat, sqlite3_stmt **st, uint32_t block)
+{
+	int rc = SQLITE_OK;
+
+	if (!*st)
+		rc = sqlite3_prepare_v2(cat->db, "UPDATE block_rows SET frequency = ?2 WHERE id = ?1",
+					-1, st, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	sqlite3_bind_int64(*st, 1, cat->tier_id << 32 | block);
+	sqlite3_bind_int64(*st, 2, kvbm__restore_frequency(cat->mgr, block));
+	rc = sqlite3_step(*st);
+	sqlite3_reset(*st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
 /* Rows that must not be restored are deleted in the open's transaction. */
@@ -526,10 +546,16 @@ kvbm_status kvbm__restore_apply(struct kvbm__catalog *cat)
 	struct kvbm__restore *r = cat->restore;
 	struct half *h = r->h;
 	uint32_t restored = 0, vetoed = r->damaged;
-	sqlite3_stmt *del = NULL;
+	sqlite3_stmt *del = NULL, *freq = NULL;
 	kvbm_status status = KVBM_OK;
 	bool relink = false;
 	int rc = SQLITE_OK;
+	/* A policy that ignores the column needs no rewrite: it never reads
+	 * it, and the next policy that does sees the change of policy too. */
+	const bool rewrite = cat->foreign_rows && kvbm__restore_wants_frequency(mgr);
+
+	if (rewrite)
+		kvbm__restore_uses(mgr);
 
 	/* Merge the two sorted halves into the core. */
 	size_t at[2] = {0, 0};
@@ -559,6 +585,10 @@ kvbm_status kvbm__restore_apply(struct kvbm__catalog *cat)
 		    kvbm__restore_block(mgr, e->block, e->evict_key, e->frequency, r->claimed) ==
 			    KVBM_OK) {
 			restored++;
+			if (rewrite && (rc = rewrite_frequency(cat, &freq, e->block)) != SQLITE_OK) {
+				status = kvbm__sql_fail(mgr, cat->db, rc, "rewrite a frequency");
+				goto out;
+			}
 			continue;
 		}
 		if (e->block < mgr->block_count) {
@@ -593,6 +623,7 @@ kvbm_status kvbm__restore_apply(struct kvbm__catalog *cat)
 		status = kvbm__sql_fail(mgr, cat->db, rc, "record restore counts");
 out:
 	sqlite3_finalize(del);
+	sqlite3_finalize(freq);
 	kvbm__restore_free(r);
 	cat->restore = NULL;
 	return status;

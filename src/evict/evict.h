@@ -54,8 +54,15 @@ struct kvbm__evict_ops {
 	/* Optional: the policy's frequency state of a registered block, in or
 	 * out of the pool (persisted in the catalog's frequency column). */
 	uint32_t (*frequency)(void *st, uint32_t block, kvbm_hash hash);
-	/* Optional: restore a persisted frequency before the block's insert. */
+	/* Optional: restore a persisted frequency before the block's insert:
+	 * what this policy's frequency op wrote, or, from a catalog another
+	 * policy wrote, the block's use count (access_count: 1 once
+	 * registered, one more per hit), the one column every policy writes
+	 * alike. */
 	void (*restore_frequency)(void *st, kvbm_hash hash, uint32_t freq);
+	/* Optional: the restore that follows is of another policy's catalog,
+	 * so restore_frequency gets use counts. */
+	void (*restore_uses)(void *st);
 	/* Optional pair, both set or both NULL: the policy's adaptive state
 	 * beyond its pooled blocks (which order_key and frequency already
 	 * persist), e.g. a learned split and ghost lists, as an opaque blob

@@ -34,7 +34,8 @@
  * bounds with the previous ghost.
  *
  * Persistence: the catalog keeps each pooled block's list as its frequency
- * (1 = T2) and its release tick as the order key; p, the ghost counters
+ * (1 = T2; from another policy's catalog, blocks used twice go to T2) and
+ * its release tick as the order key; p, the ghost counters
  * and the ghost table are the adaptive state of state_export/state_import
  * (format below), so a warm restart resumes with the same split and ghosts.
  */
@@ -93,6 +94,7 @@ struct adaptive {
 	kvbm_hash stash_hash; /* restore_frequency() just before insert() */
 	uint32_t stash_list;
 	bool stashed;
+	bool uses;            /* restoring another policy's catalog (restore_uses) */
 };
 
 static void ad_destroy(void *st)
@@ -376,8 +378,14 @@ static void ad_restore_frequency(void *st, kvbm_hash hash, uint32_t freq)
 	struct adaptive *a = st;
 
 	a->stash_hash = hash;
-	a->stash_list = freq != 0;
+	/* A use count: T2 holds the blocks used at least twice. */
+	a->stash_list = a->uses ? freq >= 2 : freq != 0;
 	a->stashed = true;
+}
+
+static void ad_restore_uses(void *st)
+{
+	((struct adaptive *)st)->uses = true;
 }
 
 /*
@@ -655,6 +663,7 @@ const struct kvbm__evict_ops kvbm__evict_adaptive = {
 	.touch = ad_touch,
 	.frequency = ad_frequency,
 	.restore_frequency = ad_restore_frequency,
+	.restore_uses = ad_restore_uses,
 	.state_export = ad_state_export,
 	.state_import = ad_state_import,
 };
