@@ -216,7 +216,7 @@ typedef enum kvbm_evict_policy {
 	 *  should go first, then 2Q-like, moving between the two as ARC moves
 	 *  its split (scan-resistant, adapts). A warm restart restores each
 	 *  block's list and order, and the learned split and ghost as of the
-	 *  last clean close (after a crash: as of the last block_count/8
+	 *  last clean close (after a crash: as of the last block_count
 	 *  evictions). Memory: about 62 bytes per block (a 32-byte record,
 	 *  and a ghost of the last 8 x block_count evictions at 3.8 bytes
 	 *  each); LRU takes 16. */

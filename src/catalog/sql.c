@@ -256,10 +256,14 @@ kvbm_status kvbm__catalog_write(struct kvbm__catalog *cat, bool clean_shutdown, 
 		rc = write_stats(cat, now, clean_shutdown);
 	}
 	/* The policy's learned state: at a clean close, and after every
-	 * block_count/8 evictions (it only steers eviction, so a crash
-	 * losing the latest of it costs little). */
+	 * block_count evictions (it only steers eviction, so a crash losing
+	 * the latest of it costs little). Not more often: adaptive's is 31
+	 * bytes per block, and written every block_count/8 evictions it cost
+	 * the writer more than the rows did and the eviction-bound cycle of
+	 * bench_catalog 0.11-0.17 of its speed without a catalog instead of
+	 * 0.44-0.46 (docs/BENCHMARKS.md). */
 	const bool state_due = clean_shutdown ||
-			       t->evictions - cat->state_evictions >= mgr->block_count / 8 + 1;
+			       t->evictions - cat->state_evictions >= (uint64_t)mgr->block_count + 1;
 	uint8_t *state = NULL;
 	size_t state_len = 0;
 	if (rc == SQLITE_OK && state_due && (state_len = kvbm__journal_policy_state(mgr, &state))) {

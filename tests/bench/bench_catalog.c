@@ -15,6 +15,8 @@
  * bench_catalog [blocks] [dir]; the directory defaults to $TMPDIR or /tmp.
  * KVBM_RESTORE_ONLY=1 builds the catalog once and measures only restore
  * (KVBM_RESTORE_ROUNDS rounds, default 3), for work on the open path.
+ * KVBM_POLICY=name runs every manager, with or without the catalog, under
+ * that eviction policy instead of kvbm_config_init's default.
  */
 #include <inttypes.h>
 #include <sqlite3.h>
@@ -78,6 +80,11 @@ static kvbm_config catalog_config(const char *path, uint32_t blocks)
 	cfg.block_count = blocks;
 	cfg.block_size = BS;
 	cfg.catalog_path = path;
+	const char *policy = getenv("KVBM_POLICY");
+	if (policy && kvbm_evict_policy_parse(policy, &cfg.evict_policy) != KVBM_OK) {
+		fprintf(stderr, "bench_catalog: unknown policy %s\n", policy);
+		exit(2);
+	}
 	return cfg;
 }
 

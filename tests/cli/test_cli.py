@@ -180,7 +180,7 @@ class Usage(CliCase):
         out = self.ok("replay", "--help").stdout
         self.assertIn("lru", out)
         self.assertIn("fifo", out)
-        self.assertIn("(default adaptive)", out)
+        self.assertIn("(default lru)", out)
 
 
 class Inspect(CliCase):
@@ -1025,7 +1025,7 @@ class Replay(CliCase):
         self.assertGreater(r["tiers"][0]["offloaded"], 0)
         self.assertEqual([t["policy"] for t in r["tiers"]], ["lru", "lru"])
         default = self.tiers("--tiers", "60,140")
-        self.assertEqual([t["policy"] for t in default["tiers"]], ["adaptive", "adaptive"])
+        self.assertEqual([t["policy"] for t in default["tiers"]], ["lru", "lru"])
         mixed = self.tiers("--tiers", "60,140", "--policy", "lru,2q")
         self.assertEqual([t["policy"] for t in mixed["tiers"]], ["lru", "2q"])
 
@@ -1111,10 +1111,10 @@ class Replay(CliCase):
         r = self.ok("--db", self.path("demo.db"), "demo", self.trace, "--capacity", "100")
         self.assertIn("warm", r.stdout)
         self.assertIn("cold", r.stdout)
-        self.assertIn("adaptive eviction", r.stdout)  # the library's default
-        r = self.ok("--db", self.path("demo-lru.db"), "demo", self.trace, "--capacity", "100",
-                    "--policy", "lru")
-        self.assertIn("lru eviction", r.stdout)
+        self.assertIn("lru eviction", r.stdout)  # the library's default
+        r = self.ok("--db", self.path("demo-adaptive.db"), "demo", self.trace, "--capacity",
+                    "100", "--policy", "adaptive")
+        self.assertIn("adaptive eviction", r.stdout)
 
 
 if __name__ == "__main__":
