@@ -1468,11 +1468,11 @@ KVBM_API kvbm_status kvbm_pin(kvbm_manager *mgr, const kvbm_hash *hashes,
  * this drops, and which was cached before it was pinned, goes back into
  * the inactive pool at the recency it had: its release before the pin, or
  * a kvbm_touch() since, instead of as the most recent block. Exact for LRU,
- * ARC and ADAPTIVE (which keep their lists in release order; ADAPTIVE also
- * keeps the block in the list it was in, a pin being no use) and VLLM_ARC
- * (which keeps a pinned block in its list); the other policies take it as
- * a fresh release. A block registered while pinned, never
- * cached before, is released as usual.
+ * ARC and ADAPTIVE (which keep their lists in release order; ARC and
+ * ADAPTIVE also keep the block in the list it was in, a pin being no use)
+ * and VLLM_ARC (which keeps a pinned block in its list); the other
+ * policies take it as a fresh release. A block registered while pinned,
+ * never cached before, is released as usual.
  *
  * Ownership: consumes every live handle in hs.
  * Thread-safety: any thread; takes the manager lock once.
