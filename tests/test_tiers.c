@@ -500,6 +500,128 @@ static void test_offload_protocol_and_a_hit_after_the_preview(void **state)
 	(void)state;
 }
 
+/* One request of the twin run below: up to 4 hashes of 1..4 x n, so that
+ * evicted hashes come back while the ghosts remember them (a ghost hit
+ * puts a block used once in T2), each matched; the misses are allocated
+ * together. With g2, the offload protocol runs first: pin the previewed
+ * victims (all of them, where cli/replay_tiers.c pins those g2 lacks, so
+ * that every victim goes through a pin), copy those g2 lacks, unpin; the
+ * allocation must then evict exactly the previewed blocks. Evicted
+ * hashes are appended to ev, hits counted in *hits. */
+static void twin_request(kvbm_manager *g1, kvbm_manager *g2, uint32_t n, uint64_t *seed,
+			 kvbm_hash *ev, uint32_t *n_ev, uint32_t *hits)
+{
+	enum { MAX = 4 };
+	kvbm_hash miss[MAX], pinned[MAX], copy[MAX];
+	kvbm_victim v[MAX];
+	kvbm_immutable refs[MAX], pins[MAX];
+	kvbm_mutable m[MAX];
+	kvbm_complete c[MAX];
+	const uint32_t len = 1 + (uint32_t)(kvbm_test_rand(seed) % MAX);
+	uint32_t n_miss = 0, got = 0, k = 0, evicted = 0;
+
+	if (kvbm_test_rand(seed) % 8 == 0) {
+		const kvbm_hash x = 1 + kvbm_test_rand(seed) % (4 * n);
+		assert_int_equal(kvbm_touch(g1, &x, 1, NULL), KVBM_OK);
+	}
+	for (uint32_t i = 0; i < len; i++) {
+		const kvbm_hash x = 1 + kvbm_test_rand(seed) % (4 * n);
+		bool again = false;
+		for (uint32_t j = 0; j < n_miss; j++)
+			again = again || miss[j] == x;
+		if (again)
+			continue;
+		assert_int_equal(kvbm_match(g1, &x, 1, refs, &got), KVBM_OK);
+		if (got) {
+			assert_int_equal(kvbm_immutable_release(g1, refs[0]), KVBM_OK);
+			++*hits;
+		} else {
+			miss[n_miss++] = x;
+		}
+	}
+	if (n_miss == 0)
+		return;
+	if (g2) {
+		/* The pool is full (no free block), so every miss evicts. */
+		assert_int_equal(kvbm_peek_victims(g1, n_miss, v, &got), KVBM_OK);
+		assert_int_equal(got, n_miss);
+		for (uint32_t i = 0; i < got; i++) {
+			bool below = false;
+			pinned[i] = v[i].hash;
+			assert_int_equal(kvbm_contains(g2, &v[i].hash, 1, &below, NULL, NULL),
+					 KVBM_OK);
+			if (!below)
+				copy[k++] = v[i].hash;
+		}
+		assert_int_equal(kvbm_pin(g1, pinned, n_miss, pins, &got), KVBM_OK);
+		assert_int_equal(got, n_miss);
+		if (k) {
+			assert_int_equal(kvbm_allocate(g2, k, m), KVBM_OK);
+			assert_int_equal(kvbm_stage_from(g2, m, k, g1, copy, c), KVBM_OK);
+			assert_int_equal(kvbm_register_batch(g2, c, k, refs), KVBM_OK);
+			assert_int_equal(kvbm_immutable_release_batch(g2, refs, k), KVBM_OK);
+		}
+		assert_int_equal(kvbm_unpin(g1, pins, n_miss), KVBM_OK);
+	}
+	assert_int_equal(kvbm_allocate_ex(g1, n_miss, m, ev + *n_ev, &evicted), KVBM_OK);
+	assert_int_equal(evicted, n_miss);
+	for (uint32_t i = 0; g2 && i < n_miss; i++)
+		assert_int_equal(ev[*n_ev + i], v[i].hash);
+	*n_ev += evicted;
+	for (uint32_t i = 0; i < n_miss; i++)
+		assert_int_equal(kvbm_stage(g1, m[i], miss[i], BS, &c[i]), KVBM_OK);
+	assert_int_equal(kvbm_register_batch(g1, c, n_miss, refs), KVBM_OK);
+	assert_int_equal(kvbm_immutable_release_batch(g1, refs, n_miss), KVBM_OK);
+}
+
+/* Offloading is no use of G1's blocks: a G1 that runs the offload
+ * protocol before every allocation evicts the same blocks in the same
+ * order, and hits the same, as a twin G1 alone, for every policy whose
+ * unpin restores the place. ARC and adaptive decide from more than the
+ * order (lists, target, ghosts): a pinned T2 block used once, put there
+ * by a ghost hit, must come back to T2, and the unpin's intermediate
+ * release must neither promote it nor ask the ghost. */
+static void test_offload_leaves_g1_decisions_alone(void **state)
+{
+	static const kvbm_evict_policy policies[] = {KVBM_EVICT_LRU, KVBM_EVICT_ARC,
+						     KVBM_EVICT_ADAPTIVE};
+	enum { N = 64, REQUESTS = 6000, MAXEV = REQUESTS * 4 };
+	kvbm_hash *ev_a = malloc(MAXEV * sizeof(*ev_a)), *ev_b = malloc(MAXEV * sizeof(*ev_b));
+
+	assert_non_null(ev_a);
+	assert_non_null(ev_b);
+	for (size_t p = 0; p < sizeof(policies) / sizeof(*policies); p++) {
+		kvbm_manager *a = open_tier_policy("G1", N, policies[p]);
+		kvbm_manager *g2 = open_tier_policy("G2", 2 * N, KVBM_EVICT_LRU);
+		kvbm_manager *b = kvbm_test_open(N, BS, policies[p], KVBM_DUP_ALLOW);
+		uint64_t seed = kvbm_test_seed(kvbm_evict_policy_name(policies[p]));
+		uint32_t n_a = 0, n_b = 0, hits_a = 0, hits_b = 0;
+
+		/* Full pools of hashes the requests never name. */
+		for (kvbm_hash x = 4 * N + 1; x <= 5 * N; x++) {
+			cache(a, x);
+			cache(b, x);
+		}
+		for (uint32_t r = 0; r < REQUESTS; r++) {
+			uint64_t s_b = seed;
+			twin_request(a, g2, N, &seed, ev_a, &n_a, &hits_a);
+			twin_request(b, NULL, N, &s_b, ev_b, &n_b, &hits_b);
+			assert_int_equal(n_a, n_b);
+			assert_memory_equal(ev_a, ev_b, n_a * sizeof(*ev_a));
+		}
+		assert_int_equal(hits_a, hits_b);
+		assert_true(hits_a > REQUESTS / 4);
+		kvbm_test_assert_invariants(a);
+		kvbm_test_assert_invariants(b);
+		assert_int_equal(kvbm_close(a), KVBM_OK);
+		assert_int_equal(kvbm_close(g2), KVBM_OK);
+		assert_int_equal(kvbm_close(b), KVBM_OK);
+	}
+	free(ev_a);
+	free(ev_b);
+	(void)state;
+}
+
 /* ---- per-tier persistence, killed ------------------------------------ */
 
 #define MAGIC 0x6b76626d74696572ull
@@ -749,6 +871,7 @@ int main(void)
 		cmocka_unit_test(test_hierarchy_lookup_matches_each_tier),
 		cmocka_unit_test(test_indexed_hierarchy_lookup_matches_each_tier),
 		cmocka_unit_test(test_offload_protocol_and_a_hit_after_the_preview),
+		cmocka_unit_test(test_offload_leaves_g1_decisions_alone),
 		cmocka_unit_test(test_volatile_g1_and_surviving_g2_after_sigkill),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
