@@ -955,18 +955,18 @@ class Replay(CliCase):
         self.assertAlmostEqual(r["hit_rate"], r["hits"] / r["block_refs"], places=5)
 
     def test_policy_defaults_to_the_library_default(self):
-        """Without --policy, replay runs what kvbm_config_init picks, adaptive."""
+        """Without --policy, replay runs what kvbm_config_init picks, lru."""
         r = json.loads(self.ok("replay", self.trace, "--capacity", "100", "--json").stdout)
-        self.assertEqual(r["policy"], "adaptive")
-        adaptive = json.loads(self.ok("replay", self.trace, "--capacity", "100", "--policy",
-                                      "adaptive", "--json").stdout)
-        self.assertEqual(r, {**adaptive, "seconds": r["seconds"],
+        self.assertEqual(r["policy"], "lru")
+        lru = json.loads(self.ok("replay", self.trace, "--capacity", "100", "--policy",
+                                 "lru", "--json").stdout)
+        self.assertEqual(r, {**lru, "seconds": r["seconds"],
                              "ns_per_ref": r["ns_per_ref"],
                              "blocks_per_second": r["blocks_per_second"]})
         fifo = json.loads(self.ok("replay", self.trace, "--capacity", "100", "--policy",
                                   "fifo", "--json").stdout)
         self.assertEqual(fifo["policy"], "fifo")
-        self.assertIn("adaptive when not given", self.fails(2, "not 'nosuch'", "replay",
+        self.assertIn("lru when not given", self.fails(2, "not 'nosuch'", "replay",
                                                             self.trace, "--capacity", "9",
                                                             "--policy", "nosuch").stderr)
 
