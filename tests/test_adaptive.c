@@ -192,6 +192,19 @@ static void catalog_frequencies(const char *path, const kvbm_hash *h, uint32_t n
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 }
 
+/* A manager's config over the catalog at path, unsynced: what every
+ * catalog test here opens. */
+static void catalog_config(kvbm_config *cfg, const char *path, uint32_t blocks,
+			   kvbm_evict_policy policy)
+{
+	kvbm_config_init(cfg);
+	cfg->block_count = blocks;
+	cfg->block_size = 4;
+	cfg->catalog_path = path;
+	cfg->catalog_sync = KVBM_SYNC_OFF;
+	cfg->evict_policy = policy;
+}
+
 /* A catalog LRU wrote (its frequency column is the access count: 1 for
  * a block used once) opened under adaptive: only the blocks hit before go
  * to T2, the rows then hold adaptive's lists, and the next open under
@@ -210,12 +223,7 @@ static void adaptive__lru_catalog_puts_blocks_used_once_in_t1(void **state)
 	for (uint32_t i = 0; i < 8; i++)
 		h[i] = H(100 + i);
 	snprintf(path, sizeof(path), "%s/c.db", dir);
-	kvbm_config_init(&cfg);
-	cfg.block_count = 8;
-	cfg.block_size = 4;
-	cfg.catalog_path = path;
-	cfg.catalog_sync = KVBM_SYNC_OFF;
-	cfg.evict_policy = KVBM_EVICT_LRU;
+	catalog_config(&cfg, path, 8, KVBM_EVICT_LRU);
 	kvbm_manager *mgr = kvbm_test_open_cfg(&cfg);
 	cached(mgr, h[0]);
 	cached(mgr, h[1]);
@@ -440,12 +448,7 @@ static void adaptive__catalog_restart_resumes_the_learned_state(void **state)
 	uint64_t rng = kvbm_test_seed("adaptive-catalog");
 
 	snprintf(path, sizeof(path), "%s/c.db", dir);
-	kvbm_config_init(&cfg);
-	cfg.block_count = 64;
-	cfg.block_size = 4;
-	cfg.catalog_path = path;
-	cfg.catalog_sync = KVBM_SYNC_OFF;
-	cfg.evict_policy = KVBM_EVICT_ADAPTIVE;
+	catalog_config(&cfg, path, 64, KVBM_EVICT_ADAPTIVE);
 	kvbm_manager *mgr = kvbm_test_open_cfg(&cfg);
 	/* Reused and one-off blocks, evicting: the split moves, ghosts fill. */
 	for (uint32_t i = 0; i < 2000; i++) {
@@ -562,6 +565,28 @@ static void expect_v1_split_empty_ghost(const uint8_t *st, size_t len)
 			fail_msg("byte %zu of the ghost is %u, want empty", i, st[i]);
 }
 
+/* s's state is still before (a refused import changed nothing). */
+static void expect_state_unchanged(struct sim *s, const uint8_t *before, size_t before_len)
+{
+	size_t len;
+	uint8_t *now = export_blob(s, &len);
+
+	assert_int_equal(len, before_len);
+	assert_memory_equal(now, before, len);
+	free(now);
+}
+
+/* An old blob imports: its split and counters, an empty ghost. */
+static void expect_imports_split(struct sim *s, const uint8_t *blob, size_t blob_len)
+{
+	size_t len;
+
+	assert_int_equal(s->ops->state_import(s->st, blob, blob_len), KVBM_OK);
+	uint8_t *after = export_blob(s, &len);
+	expect_v1_split_empty_ghost(after, len);
+	free(after);
+}
+
 /* The previous release's blob (its ghost table cannot be mapped into
  * this one) imports its split and counters and starts with an empty
  * ghost; a damaged one is refused and changes nothing. */
@@ -571,7 +596,7 @@ static void adaptive__version_1_blob_imports_its_split_with_an_empty_ghost(void 
 	uint64_t rng = kvbm_test_seed("adaptive");
 	uint8_t v1[68];
 	struct sim b;
-	size_t before_len, len;
+	size_t before_len;
 
 	sim_open(&b);
 	for (int i = 0; i < 1000; i++)
@@ -582,15 +607,8 @@ static void adaptive__version_1_blob_imports_its_split_with_an_empty_ghost(void 
 	assert_int_equal(b.ops->state_import(b.st, v1, v1_blob(v1, BLOCKS, 1024)), KVBM_E_CORRUPT);
 	assert_int_equal(b.ops->state_import(b.st, v1, v1_blob(v1, BLOCKS, 5) - 1), KVBM_E_CORRUPT);
 	assert_int_equal(b.ops->state_import(b.st, v1, v1_blob(v1, BLOCKS + 1, 5)), KVBM_E_MISMATCH);
-	uint8_t *same = export_blob(&b, &len);
-	assert_int_equal(len, before_len);
-	assert_memory_equal(same, before, len);
-
-	assert_int_equal(b.ops->state_import(b.st, v1, v1_blob(v1, BLOCKS, 1023)), KVBM_OK);
-	uint8_t *after = export_blob(&b, &len);
-	expect_v1_split_empty_ghost(after, len);
-	free(after);
-	free(same);
+	expect_state_unchanged(&b, before, before_len);
+	expect_imports_split(&b, v1, v1_blob(v1, BLOCKS, 1023));
 	free(before);
 	b.ops->destroy(b.st);
 }
@@ -648,7 +666,7 @@ static void adaptive__version_2_blob_imports_its_split_with_an_empty_ghost(void 
 	uint64_t rng = kvbm_test_seed("adaptive");
 	uint8_t *v2 = malloc(v2_len(BLOCKS + 1));
 	struct sim b;
-	size_t before_len, len;
+	size_t before_len;
 
 	assert_non_null(v2);
 	sim_open(&b);
@@ -666,15 +684,8 @@ static void adaptive__version_2_blob_imports_its_split_with_an_empty_ghost(void 
 	le32(v2 + 56, 3);
 	assert_int_equal(b.ops->state_import(b.st, v2, v2_len(BLOCKS)), KVBM_E_CORRUPT);
 	assert_int_equal(b.ops->state_import(b.st, v2, v2_blob(v2, BLOCKS + 1, 30)), KVBM_E_MISMATCH);
-	uint8_t *same = export_blob(&b, &len);
-	assert_int_equal(len, before_len);
-	assert_memory_equal(same, before, len);
-
-	assert_int_equal(b.ops->state_import(b.st, v2, v2_blob(v2, BLOCKS, 30)), KVBM_OK);
-	uint8_t *after = export_blob(&b, &len);
-	expect_v1_split_empty_ghost(after, len);
-	free(after);
-	free(same);
+	expect_state_unchanged(&b, before, before_len);
+	expect_imports_split(&b, v2, v2_blob(v2, BLOCKS, 30));
 	free(before);
 	free(v2);
 	b.ops->destroy(b.st);
@@ -694,12 +705,7 @@ static void adaptive__catalog_of_the_previous_release_keeps_its_split(void **sta
 
 	assert_non_null(v2);
 	snprintf(path, sizeof(path), "%s/c.db", dir);
-	kvbm_config_init(&cfg);
-	cfg.block_count = 64;
-	cfg.block_size = 4;
-	cfg.catalog_path = path;
-	cfg.catalog_sync = KVBM_SYNC_OFF;
-	cfg.evict_policy = KVBM_EVICT_ADAPTIVE;
+	catalog_config(&cfg, path, 64, KVBM_EVICT_ADAPTIVE);
 	kvbm_manager *mgr = kvbm_test_open_cfg(&cfg);
 	for (uint32_t i = 0; i < 200; i++) {
 		kvbm_immutable r = kvbm_test_make(mgr, 1 + i);
