@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "tier_hash.h"
 
 struct lrow {
 	int64_t tier, hash, parent, id;
@@ -56,16 +57,11 @@ static int by_parent(const void *a, const void *b)
 /* First row of (tier, hash) in rows (sorted by_hash), or NONE. */
 static uint32_t find_hash(const struct lrow *r, uint32_t n, int64_t tier, int64_t hash)
 {
-	uint32_t lo = 0, hi = n;
-
-	while (lo < hi) {
-		const uint32_t mid = lo + (hi - lo) / 2;
-		if (r[mid].tier < tier || (r[mid].tier == tier && r[mid].hash < hash))
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < n && r[lo].tier == tier && r[lo].hash == hash ? lo : NONE;
+	_Static_assert(offsetof(struct lrow, tier) == offsetof(struct tier_hash, tier) &&
+			       offsetof(struct lrow, hash) == offsetof(struct tier_hash, hash),
+		       "a row starts with its (tier, hash) key");
+	_Static_assert(NONE == UINT32_MAX, "tier_hash_find's none is NONE");
+	return tier_hash_find(r, sizeof(*r), n, tier, hash);
 }
 
 /* First entry of by_parent (indices of rows with a parent) for (tier, parent). */

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "tier_hash.h"
 
 struct node {
 	int64_t tier;   /* tier_id */
@@ -40,16 +41,11 @@ static int by_hash(const void *a, const void *b)
 /* Index of the first node of (tier, hash), or NO_ROOT. */
 static uint32_t find(const struct node *n, uint32_t count, int64_t tier, int64_t hash)
 {
-	uint32_t lo = 0, hi = count;
-
-	while (lo < hi) {
-		const uint32_t mid = lo + (hi - lo) / 2;
-		if (n[mid].tier < tier || (n[mid].tier == tier && n[mid].hash < hash))
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < count && n[lo].tier == tier && n[lo].hash == hash ? lo : NO_ROOT;
+	_Static_assert(offsetof(struct node, tier) == offsetof(struct tier_hash, tier) &&
+			       offsetof(struct node, hash) == offsetof(struct tier_hash, hash),
+		       "a node starts with its (tier, hash) key");
+	_Static_assert(NO_ROOT == UINT32_MAX, "tier_hash_find's none is NO_ROOT");
+	return tier_hash_find(n, sizeof(*n), count, tier, hash);
 }
 
 /* Give every node its root and depth. A path is walked up until a node
