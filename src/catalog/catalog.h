@@ -54,8 +54,6 @@ struct kvbm__catalog {
 	uint64_t last_stats_ms;
 	uint64_t rate_ns, rate_evictions; /* last sample of the eviction counter */
 	uint64_t state_evictions;   /* eviction count at the last policy_state write */
-	uint8_t *policy_blob;       /* policy_state read by the open, until imported */
-	size_t policy_blob_len;
 	bool foreign_rows;          /* the rows' frequencies are another policy's */
 	double evictions_per_s;     /* smoothed */
 	double commit_s;            /* smoothed commit duration */
