@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The text of a reclaim row (reclaims.blocks): a JSON array of block ids,
- * as the writer writes it. The restore and kvbm-catalog both parse it with
+ * as the writer writes it (kvbm__reclaim_format, below). The restore and kvbm-catalog both parse it with
  * this one function because what it refuses decides what a restart keeps:
  * a reclaim row the parser refuses masks every older row of its tier.
  * Stricter than JSON on purpose: ids past 19 digits, fractions and
@@ -54,6 +54,34 @@ static inline bool kvbm__reclaim_parse(const unsigned char *p, void (*add)(uint6
 		if (*p++ != ',')
 			return false;
 	}
+}
+
+/* The bytes the text of n ids can take: 10 digits and a comma each, the
+ * brackets. */
+#define KVBM__RECLAIM_TEXT_MAX(n) ((size_t)(n) * 11 + 3)
+
+/* Writes the text of ids[0..n) at out (KVBM__RECLAIM_TEXT_MAX(n) bytes),
+ * not terminated; returns its length. The writer's format, which
+ * kvbm__reclaim_parse reads back; bench_offload_sqlite writes the same. */
+static inline size_t kvbm__reclaim_format(char *out, const uint32_t *ids, uint32_t n)
+{
+	char *p = out;
+
+	*p++ = '[';
+	for (uint32_t i = 0; i < n; i++) {
+		char digits[10];
+		int k = 0;
+		uint32_t v = ids[i];
+		if (i)
+			*p++ = ',';
+		do
+			digits[k++] = (char)('0' + v % 10);
+		while ((v /= 10) != 0);
+		while (k > 0)
+			*p++ = digits[--k];
+	}
+	*p++ = ']';
+	return (size_t)(p - out);
 }
 
 #endif /* KVBM_CATALOG_RECLAIM_TEXT_H */

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "catalog.h"
+#include "reclaim_text.h"
 #include "row_sql.h"
 
 kvbm_status kvbm__sql_status(int rc)
@@ -136,26 +137,12 @@ static int upsert(struct kvbm__catalog *cat, const struct kvbm__image *img, uint
 const char kvbm__upsert_sql[] = KVBM__UPSERT_SQL;
 const char kvbm__replace_sql[] = KVBM__REPLACE_SQL;
 
-/* Decimal digits of v at p, returns the end. */
-static char *put_u32(char *p, uint32_t v)
-{
-	char tmp[10];
-	int n = 0;
-
-	do
-		tmp[n++] = (char)('0' + v % 10);
-	while ((v /= 10) != 0);
-	while (n > 0)
-		*p++ = tmp[--n];
-	return p;
-}
-
 /* The reclaim row's ids as a JSON array (json_each reads it in the views;
  * the restore parses it by hand). */
 static int reclaim_text(struct kvbm__catalog *cat, const uint32_t *ids, uint32_t n,
 			size_t *len)
 {
-	const size_t need = (size_t)n * 11 + 3;
+	const size_t need = KVBM__RECLAIM_TEXT_MAX(n);
 
 	if (need > cat->text_cap) {
 		char *grown = realloc(cat->text, need);
@@ -164,15 +151,7 @@ static int reclaim_text(struct kvbm__catalog *cat, const uint32_t *ids, uint32_t
 		cat->text = grown;
 		cat->text_cap = need;
 	}
-	char *p = cat->text;
-	*p++ = '[';
-	for (uint32_t i = 0; i < n; i++) {
-		if (i)
-			*p++ = ',';
-		p = put_u32(p, ids[i]);
-	}
-	*p++ = ']';
-	*len = (size_t)(p - cat->text);
+	*len = kvbm__reclaim_format(cat->text, ids, n);
 	return SQLITE_OK;
 }
 

@@ -34,7 +34,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../src/catalog/reclaim_text.h"
 #include "../../src/catalog/row_sql.h"
+
+/* The most blocks one commit of the captured replay frees. */
+#define FREED_MAX 8192
 
 #define ROUNDS 5
 #define CKPT_PAGES 1000 /* src/catalog/writer.c's CHECKPOINT_PAGES */
@@ -85,6 +89,8 @@ static struct commit *load(const char *path, uint32_t *n_commits, uint64_t *n_ro
 		char *p = line, *end;
 		struct commit *k = &c[n++];
 		k->n_freed = (uint32_t)strtoul(p, &end, 10);
+		if (k->n_freed > FREED_MAX)
+			die(NULL, "a commit frees more blocks than FREED_MAX");
 		k->n = 0;
 		k->ids = NULL;
 		uint32_t icap = 0;
@@ -111,20 +117,6 @@ static struct commit *load(const char *path, uint32_t *n_commits, uint64_t *n_ro
 	fclose(f);
 	*n_commits = n;
 	return c;
-}
-
-/* Decimal digits of v at p, returns the end (as the writer formats them). */
-static char *put_u32(char *p, uint32_t v)
-{
-	char tmp[10];
-	int n = 0;
-
-	do
-		tmp[n++] = (char)('0' + v % 10);
-	while ((v /= 10) != 0);
-	while (n > 0)
-		*p++ = tmp[--n];
-	return p;
 }
 
 static const char schema[] =
@@ -188,13 +180,14 @@ static struct result run(const char *path, enum variant v, const struct commit *
 	sqlite3_stmt *row, *rec, *stamp, *bump;
 	struct result r = {0};
 	uint64_t rng = 0x9e3779b97f4a7c15ull, tick = 0, seq = 0;
-	char *text = malloc(8192 * 11 + 3);
+	char *text = malloc(KVBM__RECLAIM_TEXT_MAX(FREED_MAX));
+	uint32_t *freed = malloc(FREED_MAX * sizeof(*freed));
 
 	for (int i = 0; i < 3; i++) {
 		snprintf(p, sizeof(p), "%s%s", path, suffix[i]);
 		unlink(p);
 	}
-	if (!text)
+	if (!text || !freed)
 		die(NULL, "memory");
 	ok(db, "open", sqlite3_open(path, &db));
 	exec(db, schema);
@@ -216,16 +209,11 @@ static struct result run(const char *path, enum variant v, const struct commit *
 		if (v != ONE_TXN || i == 0)
 			exec(db, "BEGIN IMMEDIATE");
 		if (c[i].n_freed) {
-			char *q = text;
-			*q++ = '[';
-			for (uint32_t k = 0; k < c[i].n_freed; k++) {
-				if (k)
-					*q++ = ',';
-				q = put_u32(q, (k * 2654435761u) % 8192);
-			}
-			*q++ = ']';
+			for (uint32_t k = 0; k < c[i].n_freed; k++)
+				freed[k] = (k * 2654435761u) % 8192;
+			const size_t len = kvbm__reclaim_format(text, freed, c[i].n_freed);
 			sqlite3_bind_int64(rec, 1, (sqlite3_int64)seq);
-			sqlite3_bind_text(rec, 2, text, (int)(q - text), SQLITE_STATIC);
+			sqlite3_bind_text(rec, 2, text, (int)len, SQLITE_STATIC);
 			ok(db, "reclaim", sqlite3_step(rec));
 			sqlite3_reset(rec);
 		}
@@ -287,6 +275,7 @@ static struct result run(const char *path, enum variant v, const struct commit *
 		unlink(p);
 	}
 	free(text);
+	free(freed);
 	return r;
 }
 
