@@ -523,6 +523,20 @@ static uint32_t held(kvbm_manager *mgr, bool *present)
 	return got;
 }
 
+/* The catalog at path records policy as its tier's, and state's policy in
+ * its one policy_state row (NULL: no row). */
+static void expect_recorded_policy(const char *path, const char *policy, const char *state)
+{
+	sqlite3 *db = reader(path);
+
+	assert_query_text(db, "SELECT eviction_policy FROM tiers", policy);
+	if (state)
+		assert_query_text(db, "SELECT policy FROM policy_state", state);
+	else
+		assert_int_equal(query_int(db, "SELECT count(*) FROM policy_state"), 0);
+	sqlite3_close(db);
+}
+
 /* The policy is a runtime choice: a catalog written under LRU (the
  * default) opens under adaptive, and one written under adaptive opens
  * under LRU, with every block restored and matchable, in its order; the
@@ -541,10 +555,7 @@ static void catalog__survives_a_change_of_eviction_policy(void **state)
 	add_chain(mgr, 10, 3);
 	hit_chain(mgr, 0, 5);
 	assert_int_equal(kvbm_close(mgr), KVBM_OK);
-	sqlite3 *db = reader(f->path);
-	assert_query_text(db, "SELECT eviction_policy FROM tiers", "lru");
-	assert_int_equal(query_int(db, "SELECT count(*) FROM policy_state"), 0);
-	sqlite3_close(db);
+	expect_recorded_policy(f->path, "lru", NULL);
 
 	/* Opened under adaptive: restored, matchable, then filled up. */
 	f->cfg.evict_policy = KVBM_EVICT_ADAPTIVE;
@@ -558,10 +569,7 @@ static void catalog__survives_a_change_of_eviction_policy(void **state)
 	add_chain(mgr, 20, 8);
 	assert_int_equal(held(mgr, present), 16);
 	assert_int_equal(kvbm_close(mgr), KVBM_OK);
-	db = reader(f->path);
-	assert_query_text(db, "SELECT eviction_policy FROM tiers", "adaptive");
-	assert_query_text(db, "SELECT policy FROM policy_state", "adaptive");
-	sqlite3_close(db);
+	expect_recorded_policy(f->path, "adaptive", "adaptive");
 
 	/* Opened under LRU: everything back, in the order adaptive kept (its
 	 * keys are release ticks), so the oldest release goes first. */
@@ -581,10 +589,7 @@ static void catalog__survives_a_change_of_eviction_policy(void **state)
 	assert_int_equal(kvbm_close(mgr), KVBM_OK);
 	/* Adaptive's state is gone: it described evictions LRU then changed,
 	 * so adaptive coming back must not resume it. */
-	db = reader(f->path);
-	assert_query_text(db, "SELECT eviction_policy FROM tiers", "lru");
-	assert_int_equal(query_int(db, "SELECT count(*) FROM policy_state"), 0);
-	sqlite3_close(db);
+	expect_recorded_policy(f->path, "lru", NULL);
 
 	/* And back under adaptive: the 15 survivors. */
 	f->cfg.evict_policy = KVBM_EVICT_ADAPTIVE;
