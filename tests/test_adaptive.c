@@ -565,6 +565,18 @@ static void expect_v1_split_empty_ghost(const uint8_t *st, size_t len)
 			fail_msg("byte %zu of the ghost is %u, want empty", i, st[i]);
 }
 
+/* Opens b and runs it through 1,000 seeded references; returns its
+ * exported state (len bytes), which an import test compares against. */
+static uint8_t *learned_sim(struct sim *b, size_t *len)
+{
+	uint64_t rng = kvbm_test_seed("adaptive");
+
+	sim_open(b);
+	for (int i = 0; i < 1000; i++)
+		sim_ref(b, next_hash(&rng));
+	return export_blob(b, len);
+}
+
 /* s's state is still before (a refused import changed nothing). */
 static void expect_state_unchanged(struct sim *s, const uint8_t *before, size_t before_len)
 {
@@ -587,21 +599,18 @@ static void expect_imports_split(struct sim *s, const uint8_t *blob, size_t blob
 	free(after);
 }
 
-/* The previous release's blob (its ghost table cannot be mapped into
- * this one) imports its split and counters and starts with an empty
- * ghost; a damaged one is refused and changes nothing. */
+/* The blob of the release before the previous one (its ghost table
+ * cannot be mapped into this one) imports its split and counters and
+ * starts with an empty ghost; a damaged one is refused and changes
+ * nothing. */
 static void adaptive__version_1_blob_imports_its_split_with_an_empty_ghost(void **state)
 {
 	(void)state;
-	uint64_t rng = kvbm_test_seed("adaptive");
 	uint8_t v1[68];
 	struct sim b;
 	size_t before_len;
 
-	sim_open(&b);
-	for (int i = 0; i < 1000; i++)
-		sim_ref(&b, next_hash(&rng));
-	uint8_t *before = export_blob(&b, &before_len);
+	uint8_t *before = learned_sim(&b, &before_len);
 	/* Damaged: a slot past version 1's table (1,024 slots for 64
 	 * blocks), or cut short. */
 	assert_int_equal(b.ops->state_import(b.st, v1, v1_blob(v1, BLOCKS, 1024)), KVBM_E_CORRUPT);
@@ -663,16 +672,12 @@ static size_t v2_blob(uint8_t *buf, uint32_t c, uint32_t cursor)
 static void adaptive__version_2_blob_imports_its_split_with_an_empty_ghost(void **state)
 {
 	(void)state;
-	uint64_t rng = kvbm_test_seed("adaptive");
 	uint8_t *v2 = malloc(v2_len(BLOCKS + 1));
 	struct sim b;
 	size_t before_len;
 
 	assert_non_null(v2);
-	sim_open(&b);
-	for (int i = 0; i < 1000; i++)
-		sim_ref(&b, next_hash(&rng));
-	uint8_t *before = export_blob(&b, &before_len);
+	uint8_t *before = learned_sim(&b, &before_len);
 	/* Damaged: a cursor past the 31 entries, cut short, a bucket count
 	 * that is not version 2's for this span, a list tag out of range. */
 	assert_int_equal(b.ops->state_import(b.st, v2, v2_blob(v2, BLOCKS, 31)), KVBM_E_CORRUPT);
