@@ -67,6 +67,12 @@ bool kvbm__ref_live(const kvbm_manager *mgr, kvbm_immutable h)
 /* Drop a live reference and apply what its block's last release means. */
 void kvbm__ref_drop(kvbm_manager *mgr, kvbm_immutable h)
 {
+	if (kvbm__ref_put(mgr, h))
+		kvbm__pool_make_inactive(mgr, h.block);
+}
+
+bool kvbm__ref_put(kvbm_manager *mgr, kvbm_immutable h)
+{
 	struct kvbm__ref *r = &mgr->refs[h.ref];
 	const uint32_t b = r->block;
 	struct kvbm__slot *s = &mgr->slots[b];
@@ -77,16 +83,16 @@ void kvbm__ref_drop(kvbm_manager *mgr, kvbm_immutable h)
 	mgr->m.inflight_immutable--;
 	assert(s->refs > 0);
 	if (--s->refs > 0)
-		return;
+		return false;
 	if (s->state == KVBM__SLOT_DUPLICATE) {
 		const uint32_t p = s->primary;
 		mgr->n_duplicate--;
 		kvbm__pool_free_block(mgr, b);
 		if (--mgr->slots[p].dups == 0 && mgr->slots[p].refs == 0)
 			kvbm__pool_make_inactive(mgr, p);
-	} else if (s->dups == 0) {
-		kvbm__pool_make_inactive(mgr, b);
+		return false;
 	}
+	return s->dups == 0;
 }
 
 static kvbm_status stale(kvbm_manager *mgr, const char *what, uint32_t block)

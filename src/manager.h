@@ -164,6 +164,9 @@ void kvbm__list_move(kvbm_manager *mgr, uint32_t b, enum kvbm__list_id to); /* t
 /* Pool transitions (pool.c); lock held. */
 void kvbm__pool_free_block(kvbm_manager *mgr, uint32_t b);   /* -> RESET */
 void kvbm__pool_make_inactive(kvbm_manager *mgr, uint32_t b);/* PRIMARY -> INACTIVE */
+/* The same at an earlier release tick (0: a new one, as above): kvbm_unpin
+ * puts a block back at the place it had, in one policy insert. */
+void kvbm__pool_make_inactive_at(kvbm_manager *mgr, uint32_t b, uint64_t tick);
 void kvbm__pool_drop_hash(kvbm_manager *mgr, uint32_t b);    /* leaves registry: event + journal */
 /* INACTIVE/RECLAIM -> PRIMARY; false if b was not cached. take_back counts
  * nothing (pins, touches); resurrect counts a resurrection (a reuse). */
@@ -199,6 +202,10 @@ kvbm_complete kvbm__stage_locked(kvbm_manager *mgr, uint32_t b, kvbm_hash seq_ha
 kvbm_status kvbm__refs_reserve(kvbm_manager *mgr, uint32_t n);
 kvbm_immutable kvbm__ref_new(kvbm_manager *mgr, uint32_t b); /* after reserve */
 void kvbm__ref_drop(kvbm_manager *mgr, kvbm_immutable h);    /* h is live */
+/* kvbm__ref_drop but for the last reference of a primary block without
+ * duplicates, which it leaves PRIMARY with no reference and returns true:
+ * the caller makes it inactive. */
+bool kvbm__ref_put(kvbm_manager *mgr, kvbm_immutable h);
 bool kvbm__ref_live(const kvbm_manager *mgr, kvbm_immutable h);
 
 /* Mark block b's catalog row out of date (lock held). Coalesces: a block

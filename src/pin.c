@@ -51,20 +51,12 @@ static int by_key(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Put block b, inactive and out of the policy, back in at `key`. */
-static void put_back(kvbm_manager *mgr, uint32_t b, uint64_t key)
-{
-	struct kvbm__slot *s = &mgr->slots[b];
-
-	s->release_tick = key;
-	kvbm__pool_policy_insert(mgr, b, key, s->first_tick);
-	kvbm__journal_mark(mgr, b);
-}
-
 /*
- * The last release puts a block in the policy as the newest; take those
- * back out, then insert them in ascending key order. Blocks loaded together
- * were touched together, so their keys are the newest in the pool and each
+ * A block whose last pin goes is made inactive at the release tick it had,
+ * one policy insert at its old place: never first as the newest (a policy
+ * would take that for a hit). They go in in ascending key order: blocks
+ * loaded together were touched together, so their keys are the newest in
+ * the pool and each
  * insert lands at the tail: O(1), where putting them back one by one in
  * the caller's order (vLLM touches a prefix backwards) would walk past the
  * ones already back. Without memory for the list, each goes back at once.
@@ -92,20 +84,20 @@ kvbm_status kvbm_unpin(kvbm_manager *mgr, const kvbm_immutable *hs, uint32_t n)
 		 * recency to return to; a fresh registration has none. */
 		const bool had_place = s->state == KVBM__SLOT_PRIMARY && s->first_tick != 0;
 		const uint64_t key = s->release_tick;
-		kvbm__ref_drop(mgr, hs[i]);
-		/* A policy that holds pinned blocks put it back in place itself. */
-		if (!had_place || s->state != KVBM__SLOT_INACTIVE || mgr->evict->hold)
+		if (!kvbm__ref_put(mgr, hs[i]))
 			continue;
-		mgr->evict->remove(mgr->evict_state, b);
-		if (backs)
+		/* A policy that holds pinned blocks puts it back in place itself. */
+		if (!had_place || mgr->evict->hold)
+			kvbm__pool_make_inactive(mgr, b);
+		else if (backs)
 			backs[n_back++] = (struct back){.block = b, .key = key};
 		else
-			put_back(mgr, b, key);
+			kvbm__pool_make_inactive_at(mgr, b, key);
 	}
 	if (n_back > 1)
 		qsort(backs, n_back, sizeof(*backs), by_key);
 	for (uint32_t i = 0; i < n_back; i++)
-		put_back(mgr, backs[i].block, backs[i].key);
+		kvbm__pool_make_inactive_at(mgr, backs[i].block, backs[i].key);
 	KVBM_UNLOCK(mgr);
 	if (backs != local)
 		free(backs);

@@ -140,6 +140,11 @@ void kvbm__pool_policy_insert(kvbm_manager *mgr, uint32_t b, uint64_t tick, uint
 
 void kvbm__pool_make_inactive(kvbm_manager *mgr, uint32_t b)
 {
+	kvbm__pool_make_inactive_at(mgr, b, 0);
+}
+
+void kvbm__pool_make_inactive_at(kvbm_manager *mgr, uint32_t b, uint64_t tick)
+{
 	struct kvbm__slot *s = &mgr->slots[b];
 
 	assert(s->state == KVBM__SLOT_PRIMARY && s->refs == 0 && s->dups == 0);
@@ -149,7 +154,7 @@ void kvbm__pool_make_inactive(kvbm_manager *mgr, uint32_t b)
 		kvbm__pool_free_block(mgr, b);
 		return;
 	}
-	s->release_tick = ++mgr->clock;
+	s->release_tick = tick ? tick : ++mgr->clock;
 	if (s->first_tick == 0)
 		s->first_tick = s->release_tick;
 	s->state = KVBM__SLOT_INACTIVE;

@@ -60,10 +60,7 @@ struct node {
 	uint64_t key;   /* release tick << 1 | list (ticks stay below 2^63) */
 	kvbm_hash hash;
 	uint32_t prev, next; /* KVBM__LIST_NIL at either end */
-	/* The key before a hit's insert replaced it (else 0): kvbm_unpin's
-	 * last reference goes like a hit's, then the block comes back at its
-	 * old tick and must find the list that tick was in. */
-	uint64_t was;
+	uint64_t pad;
 };
 
 /* A cursor walking each list ahead of its head, one step per insert or
@@ -199,21 +196,14 @@ static void insert_by_key(struct adaptive *a, int l, uint32_t b, struct node rec
 	list->size++;
 }
 
-/* The list block b had at tick e->tick, or -1 if this is not a tick of
- * b's: either its current record's (a reclaim undone: b never left) or
- * the one a hit's insert replaced (kvbm_unpin: the last pin's drop
- * re-inserted b as a hit before putting it back). */
+/* The list block b had at tick e->tick, or -1 if this is not b's own
+ * tick: b comes back where it was (kvbm_unpin, or a reclaim undone at
+ * close), its record still the one it left with. */
 static int list_had(const struct adaptive *a, uint32_t b, const struct kvbm__evict_entry *e)
 {
 	const struct node *n = &a->node[b];
 
-	if (n->hash != e->hash)
-		return -1;
-	if (n->key >> 1 == e->tick)
-		return (int)(n->key & 1);
-	if (n->was != 0 && n->was >> 1 == e->tick)
-		return (int)(n->was & 1);
-	return -1;
+	return n->hash == e->hash && n->key >> 1 == e->tick ? (int)(n->key & 1) : -1;
 }
 
 static void unlink_node(struct adaptive *a, int l, uint32_t b)
@@ -276,7 +266,6 @@ static void ad_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 	/* Ticks only grow, so an older one is a block put back at the place
 	 * it had, not a release: it goes in by key, off the fast path. */
 	const bool old = e->tick <= a->newest;
-	uint64_t was = 0;
 	int l = T1, had;
 
 	if (!old)
@@ -287,7 +276,6 @@ static void ad_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 	} else if (old && (had = list_had(a, b, e)) >= 0) {
 		l = had; /* a pin is no use: no promotion, no ghost */
 	} else if (e->first_tick != e->tick && a->node[b].hash == e->hash) {
-		was = a->node[b].key;
 		l = T2; /* back from a hit: used twice */
 	} else {
 		switch (kvbm__ghost24_take(&a->ghost, e->hash)) {
@@ -307,7 +295,7 @@ static void ad_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 			break;
 		}
 	}
-	const struct node rec = {.key = e->tick << 1 | (uint64_t)l, .hash = e->hash, .was = was};
+	const struct node rec = {.key = e->tick << 1 | (uint64_t)l, .hash = e->hash};
 	if (old)
 		insert_by_key(a, l, b, rec);
 	else

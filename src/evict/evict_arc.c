@@ -30,8 +30,6 @@ enum { T1, T2 };
 struct arc {
 	uint32_t *prev, *next;
 	uint64_t *key;
-	/* Bit 0: the block's list. Bit 1: the list it was in before its
-	 * last hit's insert, which kvbm_unpin's put-back needs (arc_insert). */
 	uint8_t *list;
 	kvbm_hash *hash;
 	struct kvbm__dlist lists[2];
@@ -95,9 +93,9 @@ static int ghost_take(struct arc *a, kvbm_hash h)
 	return -1;
 }
 
-static void append(struct arc *a, uint32_t b, int l, int was, uint64_t key)
+static void append(struct arc *a, uint32_t b, int l, uint64_t key)
 {
-	a->list[b] = (uint8_t)(l | was << 1);
+	a->list[b] = (uint8_t)l;
 	a->key[b] = key;
 	/* In tick order: an append, except for a block kvbm_unpin puts back
 	 * at the recency it had. */
@@ -107,21 +105,19 @@ static void append(struct arc *a, uint32_t b, int l, int was, uint64_t key)
 static void arc_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 {
 	struct arc *a = st;
-	int l = T1, was = T1;
+	int l = T1;
 
 	if (a->stashed && a->stash_hash == e->hash) {
 		a->stashed = false; /* restore: the list the catalog recorded */
 		l = a->stash_list ? T2 : T1;
+	} else if (a->hash[b] == e->hash && e->tick == a->key[b]) {
+		/* Ticks are unique, so this is b back at the tick it left with
+		 * (kvbm_unpin, or a reclaim undone at close). A pin is no use:
+		 * b goes back to its list, so a block a ghost hit put in T2,
+		 * used once, stays there, and the ghost is not asked. */
+		l = a->list[b];
 	} else if (e->first_tick != e->tick && a->hash[b] == e->hash) {
-		was = a->list[b] & 1;
 		l = T2; /* back from a hit: used twice */
-	} else if (a->hash[b] == e->hash && e->tick < a->key[b]) {
-		/* Ticks only grow, so this is kvbm_unpin putting b back at the
-		 * tick it had, after the last pin's drop inserted it as a hit.
-		 * A pin is no use: b goes back to the list it was in, so a
-		 * block a ghost hit put in T2, used once, stays there, and the
-		 * ghost is not asked. */
-		l = a->list[b] >> 1;
 	} else {
 		const uint32_t b1 = kvbm__ghost_size(&a->ghost[T1]);
 		const uint32_t b2 = kvbm__ghost_size(&a->ghost[T2]);
@@ -143,14 +139,14 @@ static void arc_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 		}
 	}
 	a->hash[b] = e->hash;
-	append(a, b, l, was, e->tick);
+	append(a, b, l, e->tick);
 }
 
 static void arc_remove(void *st, uint32_t b)
 {
 	struct arc *a = st;
 
-	kvbm__dlist_unlink(a->prev, a->next, &a->lists[a->list[b] & 1], b);
+	kvbm__dlist_unlink(a->prev, a->next, &a->lists[a->list[b]], b);
 }
 
 static bool arc_victim(void *st, uint32_t *out)
@@ -185,7 +181,7 @@ static uint32_t arc_frequency(void *st, uint32_t b, kvbm_hash hash)
 {
 	const struct arc *a = st;
 
-	return a->hash[b] == hash && (a->list[b] & 1) == T2 ? 1 : 0;
+	return a->hash[b] == hash && a->list[b] == T2 ? 1 : 0;
 }
 
 static void arc_restore_frequency(void *st, kvbm_hash hash, uint32_t freq)
