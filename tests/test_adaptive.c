@@ -550,19 +550,17 @@ static size_t v1_blob(uint8_t *buf, uint32_t c, uint32_t slot)
 
 /* A state exported by this build carries an old blob's split and
  * counters (the same values in V1 and V2 blobs), and no ghost: nothing
- * queued, every lane of the table empty. */
+ * queued and no table, as before the first eviction. */
 static void expect_v1_split_empty_ghost(const uint8_t *st, size_t len)
 {
-	assert_true(len > 48);
+	assert_int_equal(len, 48);
 	assert_int_equal(rd32(st + 4), 3);
 	assert_int_equal(rd32(st + 16) | (uint64_t)rd32(st + 20) << 32, V1_P);
 	assert_int_equal(rd32(st + 24), V1_B1);
 	assert_int_equal(rd32(st + 28), V1_B2);
+	assert_int_equal(rd32(st + 32), 0); /* buckets: none written */
 	assert_int_equal(rd32(st + 36), 0); /* epoch */
 	assert_int_equal(rd32(st + 44), 0); /* queued */
-	for (size_t i = 48; i < len; i++)
-		if (st[i])
-			fail_msg("byte %zu of the ghost is %u, want empty", i, st[i]);
 }
 
 /* Opens b and runs it through 1,000 seeded references; returns its
@@ -597,6 +595,46 @@ static void expect_imports_split(struct sim *s, const uint8_t *blob, size_t blob
 	uint8_t *after = export_blob(s, &len);
 	expect_v1_split_empty_ghost(after, len);
 	free(after);
+}
+
+/* Before its first eviction a policy's ghost is empty, and its state is
+ * the header alone (n = 0), not 48 + 64 n bytes of empty lanes. That
+ * header imports into a policy that learned a ghost and empties it, and
+ * one that claims queued adds without a table is refused. */
+static void adaptive__state_before_any_eviction_leaves_the_table_out(void **state)
+{
+	(void)state;
+	uint64_t rng = kvbm_test_seed("adaptive");
+	struct sim a, b;
+	size_t len, learned_len, after_len;
+
+	sim_open(&a);
+	for (int i = 0; i < BLOCKS / 2; i++)
+		assert_true(sim_ref(&a, next_hash(&rng)) == 0); /* nothing evicted */
+	uint8_t *blob = export_blob(&a, &len);
+	assert_int_equal(len, 48);
+	assert_int_equal(rd32(blob + 32), 0);
+
+	sim_open(&b);
+	for (int i = 0; i < 1000; i++)
+		sim_ref(&b, next_hash(&rng));
+	uint8_t *learned = export_blob(&b, &learned_len);
+	assert_true(learned_len > 48);
+	uint8_t bad[60];
+	memcpy(bad, blob, 48);
+	le32(bad + 44, 1);
+	memset(bad + 48, 0, 12);
+	assert_int_equal(b.ops->state_import(b.st, bad, sizeof(bad)), KVBM_E_CORRUPT);
+	expect_state_unchanged(&b, learned, learned_len);
+	assert_int_equal(b.ops->state_import(b.st, blob, len), KVBM_OK);
+	uint8_t *after = export_blob(&b, &after_len);
+	assert_int_equal(after_len, len);
+	assert_memory_equal(after, blob, len);
+	free(after);
+	free(learned);
+	free(blob);
+	a.ops->destroy(a.st);
+	b.ops->destroy(b.st);
 }
 
 /* The blob of the release before the previous one (its ghost table
@@ -831,6 +869,7 @@ int main(void)
 		cmocka_unit_test(adaptive__version_1_blob_imports_its_split_with_an_empty_ghost),
 		cmocka_unit_test(adaptive__catalog_of_the_previous_release_keeps_its_split),
 		cmocka_unit_test(adaptive__version_2_blob_imports_its_split_with_an_empty_ghost),
+		cmocka_unit_test(adaptive__state_before_any_eviction_leaves_the_table_out),
 		cmocka_unit_test(ghost24__find_is_the_first_matching_entry_lane),
 		cmocka_unit_test(ghost24__remembers_about_the_last_span_evictions),
 		cmocka_unit_test(ghost24__rarely_remembers_a_hash_it_never_saw),

@@ -389,7 +389,10 @@ static void ad_restore_uses(void *st)
  *       16    8 p, T1's target in 1/65536 blocks (<= block_count * 65536)
  *       24    4 |B1|: evictions from T1 among about the last span
  *       28    4 |B2|: the same for T2
- *       32    4 n, ghost buckets (1.25 x span / 21, rounded up)
+ *       32    4 n, ghost buckets (1.25 x span / 21, rounded up), or 0
+ *               before the first eviction: the table, all empty, is
+ *               left out (31 MB at 1M blocks that a restart of a cache
+ *               never filled would read for nothing)
  *       36    4 the ghost's epoch (0..7)
  *       40    4 adds left in that epoch (1..span / 4 rounded up)
  *       44    4 q, evictions queued for the table (<= 8), oldest first
@@ -458,8 +461,8 @@ static size_t ad_state_export(void *st, uint8_t *buf, size_t cap)
 {
 	const struct adaptive *a = st;
 	const struct kvbm__ghost24 *g = &a->ghost;
-	const uint32_t q = g->q_len;
-	const size_t len = BLOB_HEADER + (size_t)q * BLOB_QUEUED + (size_t)g->n_buckets * BLOB_BUCKET;
+	const uint32_t q = g->q_len, n = g->empty ? 0 : g->n_buckets;
+	const size_t len = BLOB_HEADER + (size_t)q * BLOB_QUEUED + (size_t)n * BLOB_BUCKET;
 
 	if (!buf || cap < len)
 		return len;
@@ -470,7 +473,7 @@ static size_t ad_state_export(void *st, uint8_t *buf, size_t cap)
 	put64(buf + 16, a->p);
 	put32(buf + 24, a->recent[T1]);
 	put32(buf + 28, a->recent[T2]);
-	put32(buf + 32, g->n_buckets);
+	put32(buf + 32, n);
 	put32(buf + 36, g->epoch);
 	put32(buf + 40, g->epoch_left);
 	put32(buf + 44, q);
@@ -482,7 +485,7 @@ static size_t ad_state_export(void *st, uint8_t *buf, size_t cap)
 		w += BLOB_QUEUED;
 	}
 	/* The table's bytes are the format (evict_ghost24.h). */
-	memcpy(w, g->line, (size_t)g->n_buckets * BLOB_BUCKET);
+	memcpy(w, g->line, (size_t)n * BLOB_BUCKET);
 	return len;
 }
 
@@ -557,12 +560,15 @@ static kvbm_status v2_check(const struct adaptive *a, const uint8_t *buf, size_t
  * check of 21 lanes per bucket was a tenth of a 1M-block restore. */
 static kvbm_status v3_check(const struct adaptive *a, const uint8_t *buf, size_t len)
 {
-	const kvbm_status st = queue_check(a, buf, len, a->ghost.n_buckets, BLOB_BUCKET);
+	const uint32_t n = len >= BLOB_HEADER && get32(buf + 32) == 0 ? 0 : a->ghost.n_buckets;
+	const kvbm_status st = queue_check(a, buf, len, n, BLOB_BUCKET);
 
 	if (st != KVBM_OK)
 		return st;
+	if (n == 0 && get32(buf + 44) != 0)
+		return KVBM_E_CORRUPT; /* queued adds without a table */
 	const uint8_t *t = buf + BLOB_HEADER + (size_t)get32(buf + 44) * BLOB_QUEUED;
-	for (uint32_t k = 0; k < a->ghost.n_buckets; k++, t += BLOB_BUCKET) {
+	for (uint32_t k = 0; k < n; k++, t += BLOB_BUCKET) {
 		if (t[KVBM__G24_CURSOR] >= KVBM__G24_ENTRIES)
 			return KVBM_E_CORRUPT;
 	}
@@ -593,10 +599,14 @@ static kvbm_status ad_state_import(void *st, const uint8_t *buf, size_t len)
 	/* Valid: nothing changed above, everything changes below. */
 	const size_t table = (size_t)g->n_buckets * BLOB_BUCKET;
 	const uint32_t q = version == BLOB_VERSION ? get32(buf + 44) : 0;
-	if (version == BLOB_VERSION)
+	if (version == BLOB_VERSION && get32(buf + 32) != 0) {
 		memcpy(g->line, buf + BLOB_HEADER + (size_t)q * BLOB_QUEUED, table);
-	else
-		memset(g->line, 0, table);
+		g->empty = false;
+	} else {
+		if (!g->empty)
+			memset(g->line, 0, table);
+		g->empty = true;
+	}
 	g->q_head = 0;
 	g->q_len = q;
 	g->epoch = version == BLOB_VERSION ? get32(buf + 36) : 0;

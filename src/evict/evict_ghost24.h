@@ -83,6 +83,11 @@ struct kvbm__ghost24 {
 	 * queue with one word compare instead of a scan of eight. */
 	uint64_t q_sig;
 	uint32_t q_head, q_len;
+	/* No add yet: a lookup has nothing to find and skips the table. A
+	 * manager filling its cache (every block new, nothing evicted) then
+	 * never reaches the table, which at 1M blocks is 31 MB of random
+	 * lines whose misses also cost the catalog's writer its cache. */
+	bool empty;
 };
 
 /* The buckets for a span: 1.25 slots per entry, rounded up. */
@@ -110,6 +115,7 @@ static inline kvbm_status kvbm__ghost24_init(struct kvbm__ghost24 *g, uint32_t s
 	g->epoch = 0;
 	g->q_head = g->q_len = 0;
 	g->q_sig = 0;
+	g->empty = true;
 	return KVBM_OK;
 }
 
@@ -198,6 +204,8 @@ static inline unsigned kvbm__ghost24_find(const uint8_t *b, uint32_t fp)
  * cycle of docs/BENCHMARKS.md, best of 12: 1.37x LRU -> 1.33x). */
 static inline void kvbm__ghost24_prefetch(const struct kvbm__ghost24 *g, kvbm_hash h)
 {
+	if (g->empty)
+		return;
 	__builtin_prefetch(kvbm__ghost24_at(g, kvbm__ghost24_bucket(g, h)), 0, 0);
 }
 
@@ -228,6 +236,7 @@ static inline void kvbm__ghost24_add(struct kvbm__ghost24 *g, kvbm_hash h, unsig
 {
 	uint32_t slot;
 
+	g->empty = false;
 	if (g->q_len == KVBM__G24_QUEUE) {
 		slot = g->q_head;
 		if (g->q_tag[slot] != KVBM__G24_VOID)
@@ -266,6 +275,8 @@ static inline bool kvbm__ghost24_maybe_queued(const struct kvbm__ghost24 *g, kvb
  * or -1. */
 static inline int kvbm__ghost24_take(struct kvbm__ghost24 *g, kvbm_hash h)
 {
+	if (g->empty)
+		return -1;
 	if (kvbm__ghost24_maybe_queued(g, h))
 		for (uint32_t i = 0; i < g->q_len; i++)
 			if (g->q_hash[i] == h && g->q_tag[i] != KVBM__G24_VOID) {
