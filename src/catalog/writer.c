@@ -234,6 +234,9 @@ kvbm_status kvbm__writer_drain(struct kvbm__catalog *cat, bool clean_shutdown, b
 		 * (kvbm_close put them back): reclaim none now. */
 		const uint32_t reserve = clean_shutdown ? 0 : reserve_target(cat, mono_ns());
 		t->pressure_cap = pressure_cap(cat, reserve);
+		/* Under one eviction a second on average: the rate decays by a
+		 * tenth a cycle, so it takes a few seconds without any. */
+		t->evicting = cat->evictions_per_s >= 1.0;
 		kvbm__journal_take(mgr, reserve, t);
 		if (budget == UINT64_MAX)
 			budget = (uint64_t)t->n + t->n_freed + t->pending;
