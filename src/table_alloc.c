@@ -10,7 +10,6 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
 
 #include "table_alloc.h"
@@ -43,18 +42,6 @@ void *kvbm__table_alloc(size_t bytes)
 #ifdef MADV_HUGEPAGE
 	(void)madvise(p, size, MADV_HUGEPAGE);
 #endif
-	return p;
-}
-
-void *kvbm__table_alloc_lines(size_t bytes)
-{
-	if (bytes >= MAP_BYTES)
-		return kvbm__table_alloc(bytes); /* 2 MiB aligned */
-	/* aligned_alloc wants a multiple of the alignment. */
-	const size_t n = bytes ? (bytes + 63) & ~(size_t)63 : 64;
-	void *p = aligned_alloc(64, n);
-	if (p)
-		memset(p, 0, n);
 	return p;
 }
 

@@ -9,9 +9,6 @@
 #include <stddef.h>
 
 void *kvbm__table_alloc(size_t bytes);
-/* The same, starting on a 64-byte line at every size (records that must
- * not straddle two lines); freed by kvbm__table_free with the same size. */
-void *kvbm__table_alloc_lines(size_t bytes);
 void kvbm__table_free(void *p, size_t bytes);
 
 #endif /* KVBM_TABLE_ALLOC_H */

@@ -45,7 +45,6 @@
 #endif
 
 #include "kvbm.h"
-#include "../table_alloc.h"
 
 #define KVBM__G24_BUCKET 64   /* bytes: one cache line */
 #define KVBM__G24_ENTRIES 21
@@ -104,12 +103,10 @@ static inline kvbm_status kvbm__ghost24_init(struct kvbm__ghost24 *g, uint32_t s
 	g->span = span ? span : 1;
 	g->n_buckets = kvbm__ghost24_buckets(g->span);
 	const size_t bytes = (size_t)g->n_buckets * KVBM__G24_BUCKET;
-	/* Zeroed (table_alloc.h), past 8 MiB without a pass of its own (31 MB
-	 * at 1M blocks, which a restore overwrites whole) and on huge pages
-	 * where offered: every lookup and add reaches a bucket at random. */
-	g->line = kvbm__table_alloc_lines(bytes);
+	g->line = aligned_alloc(64, bytes);
 	if (!g->line)
 		return KVBM_E_NOMEM;
+	memset(g->line, 0, bytes);
 	g->epoch_len = (uint32_t)(((uint64_t)g->span + 3) / 4);
 	g->epoch_left = g->epoch_len;
 	g->epoch = 0;
@@ -121,8 +118,7 @@ static inline kvbm_status kvbm__ghost24_init(struct kvbm__ghost24 *g, uint32_t s
 
 static inline void kvbm__ghost24_free(struct kvbm__ghost24 *g)
 {
-	kvbm__table_free(g->line, (size_t)g->n_buckets * KVBM__G24_BUCKET);
-	g->line = NULL;
+	free(g->line);
 }
 
 /* Multiply-shift on the high half of a multiplicative mix: any bucket
