@@ -77,6 +77,8 @@ void kvbm__restore_prefetch(const kvbm_manager *mgr, uint32_t b)
 	/* A slot straddles two cache lines. */
 	__builtin_prefetch(&mgr->slots[b], 1);
 	__builtin_prefetch((const char *)&mgr->slots[b + 1] - 1, 1);
+	if (mgr->evict->prefetch)
+		mgr->evict->prefetch(mgr->evict_state, b);
 }
 
 void kvbm__restore_prefetch_probe(const kvbm_manager *mgr, uint32_t b)

@@ -51,6 +51,10 @@ struct kvbm__evict_ops {
 	uint64_t (*order_key)(void *st, uint32_t block);
 	/* Optional (NULL if unused): a hash was registered or hit. */
 	void (*touch)(void *st, kvbm_hash hash);
+	/* Optional: block will be inserted soon; start loading what the
+	 * insert writes (a restore inserts blocks in eviction order, so at
+	 * random, and prefetches a few entries ahead). No decision. */
+	void (*prefetch)(void *st, uint32_t block);
 	/* Optional: the policy's frequency state of a registered block, in or
 	 * out of the pool (persisted in the catalog's frequency column). */
 	uint32_t (*frequency)(void *st, uint32_t block, kvbm_hash hash);

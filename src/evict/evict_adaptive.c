@@ -348,6 +348,11 @@ static void ad_touch(void *st, kvbm_hash hash)
 	walk(a);
 }
 
+static void ad_prefetch(void *st, uint32_t b)
+{
+	__builtin_prefetch(&((const struct adaptive *)st)->node[b], 1);
+}
+
 static uint64_t ad_order_key(void *st, uint32_t b)
 {
 	return ((const struct adaptive *)st)->node[b].key >> 1;
@@ -659,6 +664,7 @@ const struct kvbm__evict_ops kvbm__evict_adaptive = {
 	.peek = ad_peek,
 	.order_key = ad_order_key,
 	.touch = ad_touch,
+	.prefetch = ad_prefetch,
 	.frequency = ad_frequency,
 	.restore_frequency = ad_restore_frequency,
 	.restore_uses = ad_restore_uses,

@@ -58,6 +58,15 @@ static void lru_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 	kvbm__dlist_insert_by_key(l->prev, l->next, &l->order, l->key, b);
 }
 
+static void lru_prefetch(void *st, uint32_t b)
+{
+	const struct lru *l = st;
+
+	__builtin_prefetch(&l->key[b], 1);
+	__builtin_prefetch(&l->prev[b], 1);
+	__builtin_prefetch(&l->next[b], 1);
+}
+
 static void lru_remove(void *st, uint32_t b)
 {
 	struct lru *l = st;
@@ -99,5 +108,6 @@ const struct kvbm__evict_ops kvbm__evict_lru = {
 	.remove = lru_remove,
 	.victim = lru_victim,
 	.order_key = lru_order_key,
+	.prefetch = lru_prefetch,
 	.peek = lru_peek,
 };
