@@ -240,14 +240,23 @@ size_t kvbm__journal_policy_state(kvbm_manager *mgr, uint8_t **out)
 	return n;
 }
 
-kvbm_status kvbm__journal_policy_restore(kvbm_manager *mgr, const uint8_t *buf, size_t len)
+kvbm_status kvbm__journal_policy_restore_read(kvbm_manager *mgr, size_t len,
+					     kvbm__state_read read, void *ctx)
 {
 	kvbm_status st = KVBM_OK;
+	uint8_t *buf = NULL;
 
 	pthread_mutex_lock(&mgr->lock);
-	if (mgr->evict->state_import)
-		st = mgr->evict->state_import(mgr->evict_state, buf, len);
+	if (mgr->evict->state_import_read) {
+		st = mgr->evict->state_import_read(mgr->evict_state, len, read, ctx);
+	} else if (mgr->evict->state_import) {
+		if (!(buf = malloc(len ? len : 1)))
+			st = KVBM_E_NOMEM;
+		else if ((st = read(ctx, 0, buf, len)) == KVBM_OK)
+			st = mgr->evict->state_import(mgr->evict_state, buf, len);
+	}
 	pthread_mutex_unlock(&mgr->lock);
+	free(buf);
 	return st;
 }
 

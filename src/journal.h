@@ -15,6 +15,7 @@
 #define KVBM_JOURNAL_H
 
 #include "kvbm.h"
+#include "evict/evict.h"
 
 struct kvbm__catalog;
 
@@ -92,8 +93,11 @@ void kvbm__journal_unreclaim(kvbm_manager *mgr);
  * ran out. */
 size_t kvbm__journal_policy_state(kvbm_manager *mgr, uint8_t **out);
 /* Give a fresh policy the state a previous run exported, before restored
- * blocks are inserted. KVBM_E_CORRUPT/KVBM_E_MISMATCH leave it fresh. */
-kvbm_status kvbm__journal_policy_restore(kvbm_manager *mgr, const uint8_t *buf, size_t len);
+ * blocks are inserted: a blob of len bytes that read() fetches in pieces
+ * (evict.h's state_import_read; a policy without it gets one buffer).
+ * KVBM_E_CORRUPT/KVBM_E_MISMATCH, or read()'s failure, leave it fresh. */
+kvbm_status kvbm__journal_policy_restore_read(kvbm_manager *mgr, size_t len,
+					     kvbm__state_read read, void *ctx);
 /* The largest allocation seen since the last call (then forgotten), for
  * sizing the reserve. */
 uint32_t kvbm__journal_peak_request(kvbm_manager *mgr);

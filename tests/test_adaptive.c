@@ -357,6 +357,8 @@ static uint8_t *export_blob(struct sim *s, size_t *len)
 	return buf;
 }
 
+static void expect_state_unchanged(struct sim *s, const uint8_t *before, size_t before_len);
+
 static void adaptive__state_round_trip_keeps_every_decision(void **state)
 {
 	(void)state;
@@ -434,6 +436,101 @@ static void adaptive__bad_state_blob_changes_nothing(void **state)
 	free(blob);
 	a.ops->destroy(a.st);
 	b.ops->destroy(b.st);
+}
+
+/* A blob in memory, read in pieces as the catalog reads SQLite's; a
+ * read reaching past fail_at fails. */
+struct pieces {
+	const uint8_t *buf;
+	size_t fail_at;
+	uint32_t reads;
+};
+
+static kvbm_status read_piece(void *ctx, size_t off, void *dst, size_t n)
+{
+	struct pieces *p = ctx;
+
+	p->reads++;
+	if (off + n > p->fail_at)
+		return KVBM_E_IO;
+	memcpy(dst, p->buf + off, n);
+	return KVBM_OK;
+}
+
+/* Read in pieces, a state imports exactly as from one buffer, into a
+ * fresh policy (the table straight into its ghost) and into one that
+ * learned a ghost of its own (through a buffer). A table that turns out
+ * damaged halfway, or a read that fails, leaves the policy as it was. */
+static void adaptive__state_read_in_pieces_imports_the_same_state(void **state)
+{
+	(void)state;
+	uint64_t rng = kvbm_test_seed("adaptive");
+	struct sim a, fresh, learned;
+	size_t len, fresh_len, learned_len, got_len;
+
+	sim_open(&a);
+	for (int i = 0; i < 3000; i++)
+		sim_ref(&a, next_hash(&rng));
+	uint8_t *blob = export_blob(&a, &len);
+	assert_true(len > 48 + 12 * 8);
+	sim_open(&fresh);
+	uint8_t *fresh_blob = export_blob(&fresh, &fresh_len);
+	sim_open(&learned);
+	for (int i = 0; i < 1000; i++)
+		sim_ref(&learned, next_hash(&rng));
+	uint8_t *learned_blob = export_blob(&learned, &learned_len);
+
+	/* The last bucket's cursor out of range: found after the rest of
+	 * the table went in. */
+	uint8_t *bad = malloc(len);
+	assert_non_null(bad);
+	memcpy(bad, blob, len);
+	bad[len - 1] = 21;
+	struct pieces p = {.buf = bad, .fail_at = SIZE_MAX};
+	assert_int_equal(fresh.ops->state_import_read(fresh.st, len, read_piece, &p),
+			 KVBM_E_CORRUPT);
+	expect_state_unchanged(&fresh, fresh_blob, fresh_len);
+	assert_int_equal(learned.ops->state_import_read(learned.st, len, read_piece, &p),
+			 KVBM_E_CORRUPT);
+	expect_state_unchanged(&learned, learned_blob, learned_len);
+	/* A read that fails inside the table. */
+	p = (struct pieces){.buf = blob, .fail_at = len - 64};
+	assert_int_equal(fresh.ops->state_import_read(fresh.st, len, read_piece, &p), KVBM_E_IO);
+	expect_state_unchanged(&fresh, fresh_blob, fresh_len);
+	/* Nothing of the refused tables is left to be found once the ghost
+	 * fills: the policy decides as one that never saw them. */
+	struct sim pristine;
+	sim_open(&pristine);
+	uint64_t again = rng;
+	for (int i = 0; i < 3000; i++) {
+		const kvbm_hash h = next_hash(&again);
+		assert_true(sim_ref(&fresh, h) == sim_ref(&pristine, h));
+	}
+	size_t pristine_len;
+	uint8_t *pristine_blob = export_blob(&pristine, &pristine_len);
+	expect_state_unchanged(&fresh, pristine_blob, pristine_len);
+	free(pristine_blob);
+	fresh.ops->destroy(fresh.st);
+	pristine.ops->destroy(pristine.st);
+	sim_open(&fresh);
+
+	struct sim *into[2] = {&fresh, &learned};
+	for (int k = 0; k < 2; k++) {
+		p = (struct pieces){.buf = blob, .fail_at = SIZE_MAX};
+		assert_int_equal(into[k]->ops->state_import_read(into[k]->st, len, read_piece, &p),
+				 KVBM_OK);
+		uint8_t *got = export_blob(into[k], &got_len);
+		assert_int_equal(got_len, len);
+		assert_memory_equal(got, blob, len);
+		free(got);
+	}
+	free(bad);
+	free(learned_blob);
+	free(fresh_blob);
+	free(blob);
+	a.ops->destroy(a.st);
+	fresh.ops->destroy(fresh.st);
+	learned.ops->destroy(learned.st);
 }
 
 /* With a catalog, a warm restart resumes with the split and ghosts the
@@ -865,6 +962,7 @@ int main(void)
 		cmocka_unit_test(adaptive__lru_catalog_puts_blocks_used_once_in_t1),
 		cmocka_unit_test(adaptive__state_round_trip_keeps_every_decision),
 		cmocka_unit_test(adaptive__bad_state_blob_changes_nothing),
+		cmocka_unit_test(adaptive__state_read_in_pieces_imports_the_same_state),
 		cmocka_unit_test(adaptive__catalog_restart_resumes_the_learned_state),
 		cmocka_unit_test(adaptive__version_1_blob_imports_its_split_with_an_empty_ghost),
 		cmocka_unit_test(adaptive__catalog_of_the_previous_release_keeps_its_split),

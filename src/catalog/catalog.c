@@ -335,12 +335,22 @@ static kvbm_status read_catalog_id(struct kvbm__catalog *cat, int64_t *id)
  * follows evicts by other rules, so that state would be stale by the time
  * its own policy came back (the policy is a runtime choice; the blocks'
  * rows are restored whichever wrote them). */
+static kvbm_status read_blob(void *ctx, size_t off, void *dst, size_t n)
+{
+	if (n == 0)
+		return KVBM_OK;
+	return sqlite3_blob_read(ctx, dst, (int)n, (int)off) == SQLITE_OK ? KVBM_OK : KVBM_E_IO;
+}
+
 static kvbm_status read_policy_state(struct kvbm__catalog *cat)
 {
 	kvbm_manager *mgr = cat->mgr;
 	sqlite3_stmt *st = NULL;
 	bool other = false;
-	int rc = sqlite3_prepare_v2(cat->db, "SELECT policy, state FROM policy_state WHERE tier_id = ?1",
+	/* typeof() and length() leave the blob itself unread. */
+	int rc = sqlite3_prepare_v2(cat->db,
+				    "SELECT policy, typeof(state) = 'blob', length(state)"
+				    " FROM policy_state WHERE tier_id = ?1",
 				    -1, &st, NULL);
 
 	if (rc == SQLITE_OK) {
@@ -349,17 +359,21 @@ static kvbm_status read_policy_state(struct kvbm__catalog *cat)
 		const char *policy = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
 		const char *want = kvbm_evict_policy_name(mgr->cfg.evict_policy);
 		other = rc == SQLITE_ROW && !(policy && want && strcmp(policy, want) == 0);
-		/* Imported from SQLite's own copy, before the restored blocks
-		 * go in (kvbm__catalog_finish): adaptive's is 31 MB at 1M
-		 * blocks, and a copy of it cost a restore about 20 ms. A blob
-		 * the policy refuses (damage, another block_count) leaves it
-		 * as fresh, which only costs what it had learned. */
-		if (!other && policy && sqlite3_column_type(st, 1) == SQLITE_BLOB) {
-			const void *blob = sqlite3_column_blob(st, 1);
-			const int len = sqlite3_column_bytes(st, 1);
-			if (blob && len > 0)
-				(void)kvbm__journal_policy_restore(mgr, blob, (size_t)len);
-		}
+		const sqlite3_int64 len = rc == SQLITE_ROW && sqlite3_column_int(st, 1)
+						  ? sqlite3_column_int64(st, 2)
+						  : 0;
+		/* Read in pieces, before the restored blocks go in
+		 * (kvbm__catalog_finish): adaptive's is 31 MB at 1M blocks
+		 * and goes straight into its ghost (evict.h's
+		 * state_import_read). A blob the policy refuses (damage,
+		 * another block_count) or that cannot be read leaves it as
+		 * fresh, which only costs what it had learned. */
+		sqlite3_blob *blob = NULL;
+		if (!other && policy && len > 0 &&
+		    sqlite3_blob_open(cat->db, "main", "policy_state", "state", cat->tier_id, 0,
+				      &blob) == SQLITE_OK)
+			(void)kvbm__journal_policy_restore_read(mgr, (size_t)len, read_blob, blob);
+		sqlite3_blob_close(blob);
 		rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
 	}
 	sqlite3_finalize(st);

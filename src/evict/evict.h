@@ -31,6 +31,9 @@ struct kvbm__evict_params {
 	uint8_t thresholds[3];  /* multi-level LRU tier thresholds */
 };
 
+/* Copies n bytes of a blob from offset off into dst. */
+typedef kvbm_status (*kvbm__state_read)(void *ctx, size_t off, void *dst, size_t n);
+
 struct kvbm__evict_ops {
 	const char *name;
 	/* Allocate state for up to p->block_count blocks. All memory a
@@ -88,6 +91,12 @@ struct kvbm__evict_ops {
 	 * block_count), and then the policy is unchanged. */
 	size_t (*state_export)(void *st, uint8_t *buf, size_t cap);
 	kvbm_status (*state_import)(void *st, const uint8_t *buf, size_t len);
+	/* Optional, with the pair: state_import of a blob of len bytes that
+	 * read() fetches in pieces (each call's status, if not KVBM_OK, is
+	 * returned as is), so that a large blob can go straight into the
+	 * policy's own tables instead of through a copy of it. The same
+	 * results, and on any failure the policy is unchanged. */
+	kvbm_status (*state_import_read)(void *st, size_t len, kvbm__state_read read, void *ctx);
 	/* Optional (NULL: previews unsupported): the next n victims, in the
 	 * order victim() would return them if nothing else happened, into
 	 * out; returns how many (fewer when the pool holds fewer). Changes

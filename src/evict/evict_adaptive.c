@@ -578,25 +578,55 @@ static kvbm_status v3_check(const struct adaptive *a, const uint8_t *buf, size_t
 	return KVBM_OK;
 }
 
-static kvbm_status ad_state_import(void *st, const uint8_t *buf, size_t len)
+/* The fields every version starts with (offsets 0-31), in range. */
+static kvbm_status head_check(const struct adaptive *a, const uint8_t *buf, size_t len)
 {
-	struct adaptive *a = st;
-	struct kvbm__ghost24 *g = &a->ghost;
-
 	if (!buf || len < 32 || get32(buf) != BLOB_MAGIC)
 		return KVBM_E_CORRUPT;
 	const uint32_t version = get32(buf + 4);
 	if (version < 1 || version > BLOB_VERSION)
 		return KVBM_E_CORRUPT;
-	if (get32(buf + 8) != a->c || get32(buf + 12) != g->span)
+	if (get32(buf + 8) != a->c || get32(buf + 12) != a->ghost.span)
 		return KVBM_E_MISMATCH;
-	const uint64_t p = get64(buf + 16);
-	if (p > (uint64_t)a->c * P_ONE || get32(buf + 24) > g->span ||
-	    get32(buf + 28) > g->span - get32(buf + 24))
+	if (get64(buf + 16) > (uint64_t)a->c * P_ONE || get32(buf + 24) > a->ghost.span ||
+	    get32(buf + 28) > a->ghost.span - get32(buf + 24))
 		return KVBM_E_CORRUPT;
-	const kvbm_status checked = version == 1   ? v1_check(a, buf, len)
-				    : version == 2 ? v2_check(a, buf, len)
-						   : v3_check(a, buf, len);
+	return KVBM_OK;
+}
+
+/* Everything but the table, from a checked header (and queue). */
+static void take_head(struct adaptive *a, const uint8_t *buf, uint32_t version)
+{
+	struct kvbm__ghost24 *g = &a->ghost;
+	const uint32_t q = version == BLOB_VERSION ? get32(buf + 44) : 0;
+
+	g->q_head = 0;
+	g->q_len = q;
+	g->epoch = version == BLOB_VERSION ? get32(buf + 36) : 0;
+	g->epoch_left = version == BLOB_VERSION ? get32(buf + 40) : g->epoch_len;
+	for (uint32_t i = 0; i < q; i++) {
+		const uint8_t *r = buf + BLOB_HEADER + (size_t)i * BLOB_QUEUED;
+		g->q_hash[i] = get64(r);
+		g->q_tag[i] = get32(r + 8) == 2 ? KVBM__G24_VOID : (uint8_t)get32(r + 8);
+	}
+	kvbm__ghost24_index_queue(g);
+	a->p = get64(buf + 16);
+	a->recent[T1] = get32(buf + 24);
+	a->recent[T2] = get32(buf + 28);
+}
+
+static kvbm_status ad_state_import(void *st, const uint8_t *buf, size_t len)
+{
+	struct adaptive *a = st;
+	struct kvbm__ghost24 *g = &a->ghost;
+	kvbm_status checked = head_check(a, buf, len);
+
+	if (checked != KVBM_OK)
+		return checked;
+	const uint32_t version = get32(buf + 4);
+	checked = version == 1	 ? v1_check(a, buf, len)
+		  : version == 2 ? v2_check(a, buf, len)
+				 : v3_check(a, buf, len);
 	if (checked != KVBM_OK)
 		return checked;
 	/* Valid: nothing changed above, everything changes below. */
@@ -610,21 +640,65 @@ static kvbm_status ad_state_import(void *st, const uint8_t *buf, size_t len)
 			memset(g->line, 0, table);
 		g->empty = true;
 	}
-	g->q_head = 0;
-	g->q_len = q;
-	g->epoch = version == BLOB_VERSION ? get32(buf + 36) : 0;
-	g->epoch_left = version == BLOB_VERSION ? get32(buf + 40) : g->epoch_len;
-	for (uint32_t i = 0; i < q; i++) {
-		const uint8_t *r = buf + BLOB_HEADER + (size_t)i * BLOB_QUEUED;
-		g->q_hash[i] = get64(r);
-		g->q_tag[i] = get32(r + 8) == 2 ? KVBM__G24_VOID : (uint8_t)get32(r + 8);
-	}
-	kvbm__ghost24_index_queue(g);
-	a->p = p;
-	a->recent[T1] = get32(buf + 24);
-	a->recent[T2] = get32(buf + 28);
+	take_head(a, buf, version);
 	return KVBM_OK;
 }
+
+/* Table bytes read and checked at a time: small enough to be checked
+ * while the read left them in cache. */
+#define READ_CHUNK ((size_t)64 << 10)
+
+/* ad_state_import through read(): a version 3 table goes straight into
+ * an empty ghost (a policy just created, as at a restore), a chunk at a
+ * time, each chunk's cursors checked as it lands. Through one buffer
+ * instead, SQLite copied the 31 MB of a 1M-block ghost into memory of
+ * its own, which the import then checked and copied again: 33 ms of the
+ * restore. An empty ghost's table is all zero, so a refusal midway only
+ * has to zero what it read. Otherwise, and for the older versions, the
+ * blob goes through one buffer. */
+static kvbm_status ad_state_import_read(void *st, size_t len, kvbm__state_read read, void *ctx)
+{
+	struct adaptive *a = st;
+	struct kvbm__ghost24 *g = &a->ghost;
+	uint8_t head[BLOB_HEADER + KVBM__G24_QUEUE * BLOB_QUEUED];
+	kvbm_status s = len >= BLOB_HEADER ? read(ctx, 0, head, BLOB_HEADER) : KVBM_OK;
+
+	if (s != KVBM_OK)
+		return s;
+	const size_t table = (size_t)g->n_buckets * BLOB_BUCKET;
+	const bool direct = g->empty && len >= BLOB_HEADER && get32(head) == BLOB_MAGIC &&
+			    get32(head + 4) == BLOB_VERSION && get32(head + 32) == g->n_buckets &&
+			    g->n_buckets > 0 && get32(head + 44) <= KVBM__G24_QUEUE;
+	if (!direct) {
+		uint8_t *buf = malloc(len ? len : 1);
+		if (!buf)
+			return KVBM_E_NOMEM;
+		if ((s = read(ctx, 0, buf, len)) == KVBM_OK)
+			s = ad_state_import(st, buf, len);
+		free(buf);
+		return s;
+	}
+	const size_t queued = (size_t)get32(head + 44) * BLOB_QUEUED, at = BLOB_HEADER + queued;
+	if ((s = read(ctx, BLOB_HEADER, head + BLOB_HEADER, queued)) != KVBM_OK ||
+	    (s = head_check(a, head, len)) != KVBM_OK ||
+	    (s = queue_check(a, head, len, g->n_buckets, BLOB_BUCKET)) != KVBM_OK)
+		return s;
+	for (size_t done = 0; done < table; done += READ_CHUNK) {
+		const size_t n = table - done < READ_CHUNK ? table - done : READ_CHUNK;
+		s = read(ctx, at + done, g->line + done, n);
+		for (size_t k = 0; s == KVBM_OK && k < n; k += BLOB_BUCKET)
+			if (g->line[done + k + KVBM__G24_CURSOR] >= KVBM__G24_ENTRIES)
+				s = KVBM_E_CORRUPT;
+		if (s != KVBM_OK) {
+			memset(g->line, 0, done + n);
+			return s;
+		}
+	}
+	g->empty = false;
+	take_head(a, head, BLOB_VERSION);
+	return KVBM_OK;
+}
+
 
 /* ad_victim's choice replayed on cursors: an eviction moves the counts
  * in recent[] and the ghost, neither of which the choice reads, and leaves
@@ -670,4 +744,5 @@ const struct kvbm__evict_ops kvbm__evict_adaptive = {
 	.restore_uses = ad_restore_uses,
 	.state_export = ad_state_export,
 	.state_import = ad_state_import,
+	.state_import_read = ad_state_import_read,
 };
