@@ -204,9 +204,11 @@ void kvbm__pool_touch(kvbm_manager *mgr, uint32_t b)
 {
 	struct kvbm__slot *s = &mgr->slots[b];
 
+	/* A registration zeroed the count; every use since raised it. */
+	const bool registered = s->access_count == 0;
 	s->access_count++;
 	s->access_tick = ++mgr->clock;
 	if (mgr->evict->touch)
-		mgr->evict->touch(mgr->evict_state, s->hash);
+		mgr->evict->touch(mgr->evict_state, s->hash, registered);
 	kvbm__journal_mark(mgr, b);
 }

@@ -307,7 +307,7 @@ static kvbm_hash sim_ref(struct sim *s, kvbm_hash h)
 		assert_true(s->ops->victim(s->st, &b));
 		evicted = s->hash[b];
 	}
-	s->ops->touch(s->st, h);
+	s->ops->touch(s->st, h, true);
 	s->hash[b] = h;
 	s->first[b] = ++s->clock;
 	const struct kvbm__evict_entry e = {.hash = h, .tick = s->clock, .first_tick = s->clock};

@@ -52,8 +52,10 @@ struct kvbm__evict_ops {
 	 * Re-inserting blocks in ascending key order with e->tick = key (and
 	 * e->first_tick = key) must rebuild the same order. */
 	uint64_t (*order_key)(void *st, uint32_t block);
-	/* Optional (NULL if unused): a hash was registered or hit. */
-	void (*touch)(void *st, kvbm_hash hash);
+	/* Optional (NULL if unused): a hash was registered (registered: its
+	 * block's first release is next, where ghost policies look the hash
+	 * up, so they prefetch it here) or hit. */
+	void (*touch)(void *st, kvbm_hash hash, bool registered);
 	/* Optional: block will be inserted soon; start loading what the
 	 * insert writes (a restore inserts blocks in eviction order, so at
 	 * random, and prefetches a few entries ahead). No decision. */

@@ -340,11 +340,12 @@ static bool ad_victim(void *st, uint32_t *out)
 	return true;
 }
 
-static void ad_touch(void *st, kvbm_hash hash)
+static void ad_touch(void *st, kvbm_hash hash, bool registered)
 {
 	struct adaptive *a = st;
 
-	kvbm__ghost24_prefetch(&a->ghost, hash);
+	if (registered) /* a hit's release looks nothing up */
+		kvbm__ghost24_prefetch(&a->ghost, hash);
 	walk(a);
 }
 

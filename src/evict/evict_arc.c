@@ -164,10 +164,12 @@ static bool arc_victim(void *st, uint32_t *out)
 	return true;
 }
 
-static void arc_touch(void *st, kvbm_hash hash)
+static void arc_touch(void *st, kvbm_hash hash, bool registered)
 {
 	const struct arc *a = st;
 
+	if (!registered) /* a hit's release looks nothing up */
+		return;
 	kvbm__ghost_prefetch(&a->ghost[T1], hash);
 	kvbm__ghost_prefetch(&a->ghost[T2], hash);
 }

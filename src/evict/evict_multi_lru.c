@@ -103,8 +103,9 @@ static void age(struct mlru *m)
 	m->bumps /= 2;
 }
 
-static void mlru_touch(void *st, kvbm_hash h)
+static void mlru_touch(void *st, kvbm_hash h, bool registered)
 {
+	(void)registered; /* every use counts */
 	struct mlru *m = st;
 	const uint32_t f = estimate(m, h);
 

@@ -128,9 +128,10 @@ static bool tq_victim(void *st, uint32_t *out)
 	return true;
 }
 
-static void tq_touch(void *st, kvbm_hash hash)
+static void tq_touch(void *st, kvbm_hash hash, bool registered)
 {
-	kvbm__ghost_prefetch(&((struct tq *)st)->ghost, hash);
+	if (registered) /* a hit's release looks nothing up */
+		kvbm__ghost_prefetch(&((struct tq *)st)->ghost, hash);
 }
 
 static uint64_t tq_order_key(void *st, uint32_t b)
