@@ -10,6 +10,7 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include "table_alloc.h"
@@ -43,6 +44,30 @@ void *kvbm__table_alloc(size_t bytes)
 	(void)madvise(p, size, MADV_HUGEPAGE);
 #endif
 	return p;
+}
+
+void *kvbm__table_alloc_lines(size_t bytes)
+{
+	if (bytes >= MAP_BYTES) {
+		void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		return p == MAP_FAILED ? NULL : p; /* page-aligned */
+	}
+	/* aligned_alloc wants a multiple of the alignment. */
+	const size_t n = bytes ? (bytes + 63) & ~(size_t)63 : 64;
+	void *p = aligned_alloc(64, n);
+	if (p)
+		memset(p, 0, n);
+	return p;
+}
+
+void kvbm__table_free_lines(void *p, size_t bytes)
+{
+	if (!p)
+		return;
+	if (bytes >= MAP_BYTES)
+		munmap(p, bytes);
+	else
+		free(p);
 }
 
 void kvbm__table_free(void *p, size_t bytes)

@@ -45,6 +45,7 @@
 #include "evict.h"
 #include "evict_ghost24.h"
 #include "evict_list.h"
+#include "../table_alloc.h"
 
 enum { T1, T2 };
 
@@ -100,7 +101,7 @@ static void ad_destroy(void *st)
 
 	if (!a)
 		return;
-	free(a->node);
+	kvbm__table_free_lines(a->node, (size_t)a->c * sizeof(*a->node));
 	kvbm__ghost24_free(&a->ghost);
 	free(a);
 }
@@ -119,15 +120,12 @@ static kvbm_status ad_create(const struct kvbm__evict_params *p, void **out)
 		return KVBM_E_NOMEM;
 	a->c = p->block_count;
 	a->p = (uint64_t)a->c * P_ONE / 2;
-	/* aligned_alloc wants a size that is a multiple of the alignment. */
-	const size_t bytes = ((size_t)p->block_count * sizeof(*a->node) + 63) & ~(size_t)63;
-	const bool ok = (a->node = aligned_alloc(64, bytes ? bytes : 64)) &&
+	const bool ok = (a->node = kvbm__table_alloc_lines((size_t)a->c * sizeof(*a->node))) &&
 			kvbm__ghost24_init(&a->ghost, ghost_span(p->block_count)) == KVBM_OK;
 	if (!ok) {
 		ad_destroy(a);
 		return KVBM_E_NOMEM;
 	}
-	memset(a->node, 0, bytes);
 	kvbm__dlist_init(&a->lists[T1]);
 	kvbm__dlist_init(&a->lists[T2]);
 	a->walk[T1].at = a->walk[T2].at = KVBM__LIST_NIL;

@@ -45,6 +45,7 @@
 #endif
 
 #include "kvbm.h"
+#include "../table_alloc.h"
 
 #define KVBM__G24_BUCKET 64   /* bytes: one cache line */
 #define KVBM__G24_ENTRIES 21
@@ -102,11 +103,9 @@ static inline kvbm_status kvbm__ghost24_init(struct kvbm__ghost24 *g, uint32_t s
 {
 	g->span = span ? span : 1;
 	g->n_buckets = kvbm__ghost24_buckets(g->span);
-	const size_t bytes = (size_t)g->n_buckets * KVBM__G24_BUCKET;
-	g->line = aligned_alloc(64, bytes);
+	g->line = kvbm__table_alloc_lines((size_t)g->n_buckets * KVBM__G24_BUCKET);
 	if (!g->line)
 		return KVBM_E_NOMEM;
-	memset(g->line, 0, bytes);
 	g->epoch_len = (uint32_t)(((uint64_t)g->span + 3) / 4);
 	g->epoch_left = g->epoch_len;
 	g->epoch = 0;
@@ -118,7 +117,8 @@ static inline kvbm_status kvbm__ghost24_init(struct kvbm__ghost24 *g, uint32_t s
 
 static inline void kvbm__ghost24_free(struct kvbm__ghost24 *g)
 {
-	free(g->line);
+	kvbm__table_free_lines(g->line, (size_t)g->n_buckets * KVBM__G24_BUCKET);
+	g->line = NULL;
 }
 
 /* Multiply-shift on the high half of a multiplicative mix: any bucket
