@@ -202,8 +202,9 @@ typedef enum kvbm_dup_policy {
 
 /** Eviction policy of the inactive pool (one backend each, src/evict/evict_*.c). */
 typedef enum kvbm_evict_policy {
-	/** Least recently released first, the default of kvbm_config_init().
-	 *  Memory: 16 bytes per block (two 32-bit links and a 64-bit key). */
+	/** Least recently released first. Memory: 16 bytes per block (two
+	 *  32-bit links and a 64-bit key). Value 0: what a zeroed config
+	 *  holds; kvbm_config_init() picks KVBM_EVICT_ADAPTIVE. */
 	KVBM_EVICT_LRU = 0,
 	KVBM_EVICT_FIFO = 1,      /**< in the order blocks became inactive, never refreshed */
 	KVBM_EVICT_MULTI_LRU = 2, /**< four LRU tiers by TinyLFU frequency, coldest first */
@@ -217,9 +218,13 @@ typedef enum kvbm_evict_policy {
 	 *  its split (scan-resistant, adapts). A warm restart restores each
 	 *  block's list and order, and the learned split and ghost as of the
 	 *  last clean close (after a crash: as of the last block_count
-	 *  evictions). Memory: about 62 bytes per block (a 32-byte record,
-	 *  and a ghost of the last 8 x block_count evictions at 3.8 bytes
-	 *  each); LRU takes 16. */
+	 *  evictions). The default of kvbm_config_init(). Memory: about 62
+	 *  bytes per block, against LRU's 16: a 32-byte record per block and
+	 *  a ghost of 8 x block_count evicted hashes in 64-byte buckets of 21
+	 *  entries at 1.25 slots per hash (30.5 bytes per block). With a
+	 *  catalog, a restart reads and checks that ghost too: at 1M blocks
+	 *  kvbm_open took 0.27-0.29 s against LRU's 0.24-0.25 s
+	 *  (docs/BENCHMARKS.md). */
 	KVBM_EVICT_ADAPTIVE = 8,
 	/** vLLM's offloading ARC ("vllm-arc"), decision for decision, for an
 	 *  offload tier driven as vLLM's CPUOffloadingManager is (kvbm.vllm's
@@ -308,7 +313,7 @@ typedef struct kvbm_config {
 
 	/* registry and pools */
 	kvbm_dup_policy dup_policy;     /**< default KVBM_DUP_ALLOW */
-	kvbm_evict_policy evict_policy; /**< default KVBM_EVICT_LRU */
+	kvbm_evict_policy evict_policy; /**< default KVBM_EVICT_ADAPTIVE (kvbm_config_init); 0, in a config not filled by it, is KVBM_EVICT_LRU */
 	bool reset_on_release;          /**< manager-wide: never cache released blocks; default false */
 	uint8_t multi_lru_thresholds[3]; /**< frequency thresholds of MULTI_LRU tiers; default {3, 8, 15} */
 
@@ -344,7 +349,9 @@ typedef struct kvbm_config {
  * Fill a config with defaults (block_count stays 0 and must be set).
  * Start from it: kvbm_open() does not fill in fields left zero, it
  * refuses the ones where 0 is invalid (block_size, tier,
- * multi_lru_thresholds) and takes the others as they are.
+ * multi_lru_thresholds) and takes the others as they are, so a config
+ * built by hand from zeroes evicts with KVBM_EVICT_LRU (value 0), not
+ * with this function's KVBM_EVICT_ADAPTIVE.
  *
  * Ownership: the struct is the caller's.
  * Thread-safety: any thread.

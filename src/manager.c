@@ -22,7 +22,7 @@ void kvbm_config_init(kvbm_config *cfg)
 	cfg->block_size = 16;
 	cfg->tier = "G1";
 	cfg->dup_policy = KVBM_DUP_ALLOW;
-	cfg->evict_policy = KVBM_EVICT_LRU;
+	cfg->evict_policy = KVBM_EVICT_ADAPTIVE;
 	cfg->multi_lru_thresholds[0] = 3;
 	cfg->multi_lru_thresholds[1] = 8;
 	cfg->multi_lru_thresholds[2] = 15;

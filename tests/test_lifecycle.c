@@ -75,7 +75,7 @@ static void lifecycle__config_defaults(void **state)
 	assert_int_equal(cfg.block_size, 16);
 	assert_string_equal(cfg.tier, "G1");
 	assert_int_equal(cfg.dup_policy, KVBM_DUP_ALLOW);
-	assert_int_equal(cfg.evict_policy, KVBM_EVICT_LRU);
+	assert_int_equal(cfg.evict_policy, KVBM_EVICT_ADAPTIVE);
 	assert_false(cfg.reset_on_release);
 	assert_null(cfg.catalog_path);
 	assert_null(cfg.event_sink);

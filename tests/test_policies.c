@@ -5,9 +5,10 @@
  * priorities and their expiry, probation and ghosts), a randomised
  * property test over every policy (a held block is never evicted, the
  * accounting stays exact), the order surviving a catalog restart (with a
- * priority retention that ran out before it), and
+ * priority retention that ran out before it), the default policy, and
  * Belady's optimum checked against a brute-force search on tiny traces.
  */
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -428,6 +429,71 @@ static void policies__order_survives_a_catalog_restart(void **state)
 	}
 }
 
+/* The policy name a manager on cfg records in its catalog's tiers row (the
+ * public record of the policy a manager runs: `kvbm-catalog info` shows
+ * it) and, after a clean close, in policy_state (NULL: no state row). */
+static void recorded_policy(kvbm_config *cfg, const char *want, const char *want_state)
+{
+	char *dir = kvbm_test_tmpdir("policies");
+	char path[512];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+
+	snprintf(path, sizeof(path), "%s/catalog.db", dir);
+	cfg->catalog_path = path;
+	cfg->catalog_sync = KVBM_SYNC_OFF;
+	kvbm_manager *mgr = kvbm_test_open_cfg(cfg);
+	for (uint32_t i = 0; i < 3; i++)
+		assert_int_equal(kvbm_immutable_release(mgr, make(mgr, H(i), 0, 0)), KVBM_OK);
+	assert_int_equal(kvbm_close(mgr), KVBM_OK);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT eviction_policy FROM tiers", -1, &st, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(st, 0), want);
+	sqlite3_finalize(st);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT policy FROM policy_state", -1, &st, NULL),
+			 SQLITE_OK);
+	if (want_state) {
+		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+		assert_string_equal((const char *)sqlite3_column_text(st, 0), want_state);
+	} else {
+		assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	cfg->catalog_path = NULL;
+	kvbm_test_rmdir(dir);
+	free(dir);
+}
+
+/* kvbm_config_init() picks adaptive, and a manager opened on it runs
+ * adaptive; a config built by hand from zeroes (value 0) runs LRU. */
+static void policies__default_is_adaptive(void **state)
+{
+	kvbm_config cfg;
+
+	(void)state;
+	kvbm_config_init(&cfg);
+	assert_int_equal(cfg.evict_policy, KVBM_EVICT_ADAPTIVE);
+	assert_string_equal(kvbm_evict_policy_name(cfg.evict_policy), "adaptive");
+	cfg.block_count = 8;
+	cfg.block_size = 4;
+	recorded_policy(&cfg, "adaptive", "adaptive");
+
+	kvbm_config zeroed;
+	memset(&zeroed, 0, sizeof(zeroed));
+	zeroed.block_count = 8;
+	zeroed.block_size = 4;
+	zeroed.tier = "G1";
+	memcpy(zeroed.multi_lru_thresholds, cfg.multi_lru_thresholds,
+	       sizeof(zeroed.multi_lru_thresholds));
+	zeroed.catalog_batch = cfg.catalog_batch;
+	zeroed.catalog_interval_ms = cfg.catalog_interval_ms;
+	assert_int_equal(zeroed.evict_policy, KVBM_EVICT_LRU);
+	recorded_policy(&zeroed, "lru", NULL);
+}
+
 /* Priority: a retention that ran out before a restart stays run out. The
  * catalog keys a block by its last release, so a restore that measured
  * the retention from there would give H(0) its priority 90 back. */
@@ -597,6 +663,7 @@ int main(void)
 		cmocka_unit_test(policies__property_no_held_block_is_evicted),
 		cmocka_unit_test(policies__order_survives_a_catalog_restart),
 		cmocka_unit_test(policies__priority_retention_expiry_survives_a_restart),
+		cmocka_unit_test(policies__default_is_adaptive),
 		cmocka_unit_test(policies__belady_is_optimal_on_tiny_traces),
 	};
 	return cmocka_run_group_tests_name("policies", tests, NULL, NULL);

@@ -75,7 +75,7 @@ class Manager:
         *,
         block_size: int = 16,
         tier: str | None = "G1",
-        policy: str | int | None = None,  # None: kvbm_config_init's, "lru"
+        policy: str | int | None = None,  # None: kvbm_config_init's, "adaptive"
         dup_policy: Literal["allow", "reject"] | None = "allow",
         reset_on_release: bool = False,
         catalog: str | bytes | PathLike[str] | None = None,

@@ -1037,7 +1037,7 @@ PyTypeObject kvbm_py_manager_type = {
 		  "        events=None | 'pull' | callable(events, incarnation, seq))\n\n"
 		  "A kvbm block manager (kvbm_open); a context manager that closes on exit.\n"
 		  "policy: a name of kvbm.POLICIES or the enum value; None or left out:\n"
-		  "the C library's default (kvbm_config_init), 'lru'.",
+		  "the C library's default (kvbm_config_init), 'adaptive'.",
 	.tp_weaklistoffset = offsetof(kvbm_py_manager, weakrefs),
 	.tp_methods = manager_methods,
 	.tp_getset = manager_getset,

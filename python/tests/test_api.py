@@ -211,19 +211,19 @@ def test_callback_events_delivered_by_close():
 
 
 def test_default_policy_is_the_c_default(tmp_path):
-    """No policy (or None) is kvbm_config_init's, lru: the catalog's
+    """No policy (or None) is kvbm_config_init's, adaptive: the catalog's
     tiers row records the policy a manager ran."""
     import sqlite3
 
     assert "adaptive" in kvbm.POLICIES
-    for i, kw in enumerate(({}, {"policy": None}, {"policy": "adaptive"})):
+    for i, kw in enumerate(({}, {"policy": None}, {"policy": "lru"})):
         path = tmp_path / f"p{i}.db"
         with kvbm.Manager(block_count=8, block_size=BS, catalog=path, catalog_sync="off",
                           **kw) as m:
             cached(m, [10, 11])
         with sqlite3.connect(path) as c:
             (name,), = c.execute("SELECT eviction_policy FROM tiers").fetchall()
-        assert name == (kw.get("policy") or "lru")
+        assert name == (kw.get("policy") or "adaptive")
 
 
 def test_catalog_survives_reopen(tmp_path):

@@ -180,7 +180,7 @@ class Usage(CliCase):
         out = self.ok("replay", "--help").stdout
         self.assertIn("lru", out)
         self.assertIn("fifo", out)
-        self.assertIn("(default lru)", out)
+        self.assertIn("(default adaptive)", out)
 
 
 class Inspect(CliCase):
@@ -955,18 +955,18 @@ class Replay(CliCase):
         self.assertAlmostEqual(r["hit_rate"], r["hits"] / r["block_refs"], places=5)
 
     def test_policy_defaults_to_the_library_default(self):
-        """Without --policy, replay runs what kvbm_config_init picks, lru."""
+        """Without --policy, replay runs what kvbm_config_init picks, adaptive."""
         r = json.loads(self.ok("replay", self.trace, "--capacity", "100", "--json").stdout)
-        self.assertEqual(r["policy"], "lru")
-        lru = json.loads(self.ok("replay", self.trace, "--capacity", "100", "--policy",
-                                 "lru", "--json").stdout)
-        self.assertEqual(r, {**lru, "seconds": r["seconds"],
+        self.assertEqual(r["policy"], "adaptive")
+        adaptive = json.loads(self.ok("replay", self.trace, "--capacity", "100", "--policy",
+                                      "adaptive", "--json").stdout)
+        self.assertEqual(r, {**adaptive, "seconds": r["seconds"],
                              "ns_per_ref": r["ns_per_ref"],
                              "blocks_per_second": r["blocks_per_second"]})
         fifo = json.loads(self.ok("replay", self.trace, "--capacity", "100", "--policy",
                                   "fifo", "--json").stdout)
         self.assertEqual(fifo["policy"], "fifo")
-        self.assertIn("lru when not given", self.fails(2, "not 'nosuch'", "replay",
+        self.assertIn("adaptive when not given", self.fails(2, "not 'nosuch'", "replay",
                                                             self.trace, "--capacity", "9",
                                                             "--policy", "nosuch").stderr)
 
@@ -1025,7 +1025,7 @@ class Replay(CliCase):
         self.assertGreater(r["tiers"][0]["offloaded"], 0)
         self.assertEqual([t["policy"] for t in r["tiers"]], ["lru", "lru"])
         default = self.tiers("--tiers", "60,140")
-        self.assertEqual([t["policy"] for t in default["tiers"]], ["lru", "lru"])
+        self.assertEqual([t["policy"] for t in default["tiers"]], ["adaptive", "adaptive"])
         mixed = self.tiers("--tiers", "60,140", "--policy", "lru,2q")
         self.assertEqual([t["policy"] for t in mixed["tiers"]], ["lru", "2q"])
 
@@ -1111,10 +1111,10 @@ class Replay(CliCase):
         r = self.ok("--db", self.path("demo.db"), "demo", self.trace, "--capacity", "100")
         self.assertIn("warm", r.stdout)
         self.assertIn("cold", r.stdout)
-        self.assertIn("lru eviction", r.stdout)  # the library's default
-        r = self.ok("--db", self.path("demo-adaptive.db"), "demo", self.trace, "--capacity",
-                    "100", "--policy", "adaptive")
-        self.assertIn("adaptive eviction", r.stdout)
+        self.assertIn("adaptive eviction", r.stdout)  # the library's default
+        r = self.ok("--db", self.path("demo-lru.db"), "demo", self.trace, "--capacity", "100",
+                    "--policy", "lru")
+        self.assertIn("lru eviction", r.stdout)
 
 
 if __name__ == "__main__":
