@@ -273,15 +273,20 @@ struct sim {
 	uint64_t clock;
 };
 
-static void sim_open(struct sim *s)
+static void sim_open_policy(struct sim *s, kvbm_evict_policy policy)
 {
 	const struct kvbm__evict_params p = {.block_count = BLOCKS};
 
 	memset(s, 0, sizeof(*s));
-	s->ops = kvbm__evict_ops_for(KVBM_EVICT_ADAPTIVE);
+	s->ops = kvbm__evict_ops_for(policy);
 	assert_non_null(s->ops);
-	assert_non_null(s->ops->state_export);
 	assert_int_equal(s->ops->create(&p, &s->st), KVBM_OK);
+}
+
+static void sim_open(struct sim *s)
+{
+	sim_open_policy(s, KVBM_EVICT_ADAPTIVE);
+	assert_non_null(s->ops->state_export);
 }
 
 /* One reference to hash h: a hit (remove, re-insert) or a registration,
@@ -436,6 +441,54 @@ static void adaptive__bad_state_blob_changes_nothing(void **state)
 	free(blob);
 	a.ops->destroy(a.st);
 	b.ops->destroy(b.st);
+}
+
+/* The catalog's reserve takes victims ahead of allocations and gives
+ * back those hit before their block is reused, with the hash and first
+ * tick they had. Such a victim was never evicted: its hash registered in
+ * another block afterwards is no ghost hit (the block enters T1,
+ * frequency 0), as it is after a real eviction (T2, frequency 1). */
+static void given_back_victim_is_no_ghost(kvbm_evict_policy policy)
+{
+	uint64_t rng = kvbm_test_seed("adaptive");
+	struct sim s;
+
+	sim_open_policy(&s, policy);
+	for (int i = 0; i < 300; i++)
+		sim_ref(&s, next_hash(&rng));
+	for (int given_back = 1; given_back >= 0; given_back--) {
+		uint32_t b, c;
+		assert_true(s.ops->victim(s.st, &b));
+		const kvbm_hash x = s.hash[b];
+		if (given_back) {
+			const struct kvbm__evict_entry e = {
+				.hash = x, .tick = ++s.clock, .first_tick = s.first[b]};
+			s.ops->insert(s.st, b, &e);
+		}
+		assert_true(s.ops->victim(s.st, &c));
+		assert_true(c != b);
+		s.ops->touch(s.st, x, true);
+		const struct kvbm__evict_entry n = {.hash = x, .tick = ++s.clock, .first_tick = s.clock};
+		s.ops->insert(s.st, c, &n);
+		s.hash[c] = x;
+		s.first[c] = s.clock;
+		if (!given_back)
+			s.hash[b] = 0;
+		assert_int_equal(s.ops->frequency(s.st, c, x), given_back ? 0 : 1);
+	}
+	s.ops->destroy(s.st);
+}
+
+static void adaptive__victim_given_back_by_the_reserve_is_no_ghost(void **state)
+{
+	(void)state;
+	given_back_victim_is_no_ghost(KVBM_EVICT_ADAPTIVE);
+}
+
+static void arc__victim_given_back_by_the_reserve_is_no_ghost(void **state)
+{
+	(void)state;
+	given_back_victim_is_no_ghost(KVBM_EVICT_ARC);
 }
 
 /* A blob in memory, read in pieces as the catalog reads SQLite's; a
@@ -963,6 +1016,8 @@ int main(void)
 		cmocka_unit_test(adaptive__state_round_trip_keeps_every_decision),
 		cmocka_unit_test(adaptive__bad_state_blob_changes_nothing),
 		cmocka_unit_test(adaptive__state_read_in_pieces_imports_the_same_state),
+		cmocka_unit_test(adaptive__victim_given_back_by_the_reserve_is_no_ghost),
+		cmocka_unit_test(arc__victim_given_back_by_the_reserve_is_no_ghost),
 		cmocka_unit_test(adaptive__catalog_restart_resumes_the_learned_state),
 		cmocka_unit_test(adaptive__version_1_blob_imports_its_split_with_an_empty_ghost),
 		cmocka_unit_test(adaptive__catalog_of_the_previous_release_keeps_its_split),
