@@ -872,7 +872,14 @@ KVBM_API kvbm_status kvbm_hash_sequence(const uint32_t *tokens, size_t n_tokens,
  * Reserve. The writer keeps victims reclaimed ahead of demand: taken out
  * of the eviction policy in its order, recorded free, still matchable
  * until allocated (a hit takes one back), handed out in exactly the
- * policy's order, so a catalog never changes what is evicted. With
+ * order the policy gave them. Under LRU a catalog therefore never
+ * changes what is evicted. A policy whose choice depends on its state
+ * (adaptive, arc, 2q, s3fifo, ...) chooses the reserve's victims with
+ * the state it has when the writer takes them, up to the reserve's size
+ * ahead of the allocations, and may then evict a little differently: in
+ * an unpaced replay of 26M references on 1M blocks, whose reserve grew
+ * to its largest, adaptive made 0.3% fewer hits with a catalog than
+ * without (docs/BENCHMARKS.md). With
  * cfg.catalog_reserve = 0 its size follows demand: four times the
  * eviction rate times the commit latency plus twice the largest
  * allocation seen, at least min(16, block_count/8) and at most

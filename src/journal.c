@@ -193,7 +193,8 @@ uint32_t kvbm__journal_reclaim_locked(kvbm_manager *mgr, uint32_t target)
 		 * disk: the block is safe at once, unless older victims are
 		 * still waiting for their reclaim to commit. Then it queues
 		 * behind them, so the reserve hands out victims in exactly the
-		 * policy's order and a catalog never changes what is evicted. */
+		 * order the policy gave them (kvbm.h, "Reserve": under LRU a
+		 * catalog never changes what is evicted). */
 		const bool behind = mgr->reclaim_pending.count || mgr->freeing.count;
 		kvbm__list_push_tail(mgr, s->durable_claim || behind ? KVBM__IN_RECLAIM_PENDING
 								      : KVBM__IN_RESERVE, b);
