@@ -49,7 +49,11 @@ void *kvbm__table_alloc(size_t bytes)
 void *kvbm__table_alloc_lines(size_t bytes)
 {
 	if (bytes >= MAP_BYTES) {
-		void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		/* Populated now: faulted in one by one later, a cache filling
+		 * up (every block id new) took a fault per 4 KiB on the fast
+		 * path, 1.6x slower with a catalog, whose writer faults too. */
+		void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 		return p == MAP_FAILED ? NULL : p; /* page-aligned */
 	}
 	/* aligned_alloc wants a multiple of the alignment. */
