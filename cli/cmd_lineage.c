@@ -42,16 +42,40 @@ static int by_hash(const void *a, const void *b)
 	return x->id < y->id ? -1 : x->id > y->id;
 }
 
-static const struct lrow *sorted_rows; /* qsort has no user argument */
+/* A row with a parent, as by_parent sorts it: qsort has no user
+ * argument, so the key travels with the index. */
+struct kid {
+	int64_t tier, parent;
+	uint32_t row;
+};
 
 static int by_parent(const void *a, const void *b)
 {
-	const struct lrow *x = &sorted_rows[*(const uint32_t *)a];
-	const struct lrow *y = &sorted_rows[*(const uint32_t *)b];
+	const struct kid *x = a, *y = b;
 
 	if (x->tier != y->tier)
 		return x->tier < y->tier ? -1 : 1;
-	return x->parent < y->parent ? -1 : x->parent > y->parent;
+	if (x->parent != y->parent)
+		return x->parent < y->parent ? -1 : 1;
+	return x->row < y->row ? -1 : x->row > y->row;
+}
+
+/* kids: the indices of rows with a parent, by (tier, parent, index).
+ * Returns false when out of memory. */
+static bool sort_kids(const struct lrow *rows, uint32_t *kids, uint32_t n)
+{
+	struct kid *k = malloc((n ? n : 1) * sizeof(*k));
+
+	if (!k)
+		return false;
+	for (uint32_t i = 0; i < n; i++)
+		k[i] = (struct kid){.tier = rows[kids[i]].tier, .parent = rows[kids[i]].parent,
+				    .row = kids[i]};
+	qsort(k, n, sizeof(*k), by_parent);
+	for (uint32_t i = 0; i < n; i++)
+		kids[i] = k[i].row;
+	free(k);
+	return true;
 }
 
 /* First row of (tier, hash) in rows (sorted by_hash), or NONE. */
@@ -247,9 +271,10 @@ static int walk_all(const struct cli *cli, sqlite3 *db, const char *tier, int64_
 	for (uint32_t i = 0; i < w.n; i++)
 		if (w.rows[i].has_parent)
 			w.kids[w.n_kids++] = i;
-	sorted_rows = w.rows;
-	if (w.n_kids > 1)
-		qsort(w.kids, w.n_kids, sizeof(*w.kids), by_parent);
+	if (w.n_kids > 1 && !sort_kids(w.rows, w.kids, w.n_kids)) {
+		cli_error(cli, "out of memory for %u rows of %s", w.n, cli->db);
+		goto out;
+	}
 	if (sqlite3_exec(db,
 			 "CREATE TEMP TABLE kv_lineage_raw (tier_id INTEGER, hash INTEGER,"
 			 " d INTEGER, up INTEGER, rep INTEGER, live INTEGER)",
