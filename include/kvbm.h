@@ -223,8 +223,8 @@ typedef enum kvbm_evict_policy {
 	 *  a ghost of 8 x block_count evicted hashes in 64-byte buckets of 21
 	 *  entries at 1.25 slots per hash (30.5 bytes per block). With a
 	 *  catalog, a restart reads and checks that ghost too: at 1M blocks
-	 *  kvbm_open took 0.27-0.29 s against LRU's 0.24-0.25 s
-	 *  (docs/BENCHMARKS.md). */
+	 *  kvbm_open took 0.26-0.31 s against LRU's 0.22-0.26 s in the same
+	 *  runs (docs/BENCHMARKS.md). */
 	KVBM_EVICT_ADAPTIVE = 8,
 	/** vLLM's offloading ARC ("vllm-arc"), decision for decision, for an
 	 *  offload tier driven as vLLM's CPUOffloadingManager is (kvbm.vllm's
