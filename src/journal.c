@@ -67,25 +67,22 @@ void kvbm__journal_take(kvbm_manager *mgr, uint32_t reserve_target, struct kvbm_
 	take_frees(mgr, KVBM__IN_RECLAIM_PENDING, KVBM__IN_FREEING, t);
 	take_frees(mgr, KVBM__IN_RESET_UNSAFE, KVBM__IN_RESET_FREEING, t);
 	t->n = 0;
-	/* An allocation is waiting for these reclaims: commit them alone, a
-	 * transaction of one row, rather than behind a batch of rows. While
-	 * the reserve runs low, keep transactions short, so the next reclaim
-	 * never waits long behind one in flight. */
-	/* Under eviction pressure (the free blocks no longer cover the
-	 * reserve) keep transactions short, so the next reclaim never waits
-	 * long behind rows in flight; reclaims alone when an allocation
-	 * already waits for them. A cache that filled up but evicts nothing
-	 * (filling, or serving hits) is not under pressure: its reserve is
-	 * topped up above all the same, and batches of 512 rows written
-	 * newest first made a 1M-block drain 1,838 commits instead of 128 and
-	 * up to 30% slower (docs/BENCHMARKS.md). */
-	const bool pressure = free_blocks < reserve_target && t->evicting;
+	/* Under pressure (the free blocks no longer cover the reserve) keep
+	 * transactions short, so that an allocation outrunning the reserve
+	 * never waits long behind rows in flight, and commit reclaims alone
+	 * when one already waits for them. A full cache counts, evicting or
+	 * not: after a spell of hits alone the first allocations wait for the
+	 * writer, and behind a batch of 8,192 rows they waited 9.5 ms instead
+	 * of 0.8. Only a flush (or close) of a cache that evicts nothing
+	 * writes full batches: 512 rows to a commit made a 1M-block drain
+	 * 1,838 commits instead of 128, up to 30% slower (docs/BENCHMARKS.md). */
+	const bool pressure = free_blocks < reserve_target;
 	t->pressure = pressure;
 	const uint32_t pressure_cap = t->pressure_cap ? t->pressure_cap : 512;
 	uint32_t cap = t->cap;
 	if (mgr->alloc_waiters && t->n_freed)
 		cap = 0;
-	else if (pressure && cap > pressure_cap)
+	else if (pressure && (t->evicting || !t->oldest_first) && cap > pressure_cap)
 		cap = pressure_cap;
 	/* Newest first only under eviction pressure: otherwise (a cache
 	 * filling up) the oldest rows are the next block ids, and SQLite

@@ -48,11 +48,10 @@ struct kvbm__take {
 	uint32_t pressure_cap;    /* set by the caller: at most this many rows while
 				     evictions outrun the free blocks (0: 512) */
 	bool oldest_first;        /* set by the caller: take dirty rows FIFO (a flush) */
-	bool evicting;            /* set by the caller: blocks are being evicted (a full
-				     cache that only serves hits is not under pressure) */
-	bool pressure;            /* set by the take: evicting, and the free blocks fell
-				     short of the reserve (allocations evict faster than
-				     it refills) */
+	bool evicting;            /* set by the caller: blocks are being evicted (then a
+				     flush under pressure keeps transactions short too) */
+	bool pressure;            /* set by the take: the free blocks fell short of the
+				     reserve (allocations evict faster than it refills) */
 	uint32_t *freed;          /* blocks whose committed rows must stop claiming */
 	uint32_t freed_cap, n_freed;
 	uint32_t pending;         /* work left behind: dirty rows + frees not taken */

@@ -221,15 +221,24 @@ static kvbm_status commit_take(struct kvbm__catalog *cat, bool clean_shutdown)
  * oldest first, so taking that many images covers all of them even while
  * new ones keep arriving (a flush under sustained load still completes);
  * otherwise newest first, at most that many. Returns the first failure. */
+/* A flush asked for since the cycle began: it is what a backlog of rows
+ * left behind is drained for, in the batches a flush writes. */
+static bool flush_waiting(struct kvbm__catalog *cat)
+{
+	pthread_mutex_lock(&cat->mu);
+	const bool waiting = cat->flush_requested > cat->flush_done;
+	pthread_mutex_unlock(&cat->mu);
+	return waiting;
+}
+
 kvbm_status kvbm__writer_drain(struct kvbm__catalog *cat, bool clean_shutdown, bool flush)
 {
 	kvbm_manager *mgr = cat->mgr;
 	struct kvbm__take *t = &cat->take;
 	uint64_t budget = UINT64_MAX;
 
-	t->oldest_first = flush || clean_shutdown;
-
 	do {
+		t->oldest_first = flush || clean_shutdown || flush_waiting(cat);
 		/* A clean shutdown persists the reserve as registered blocks
 		 * (kvbm_close put them back): reclaim none now. */
 		const uint32_t reserve = clean_shutdown ? 0 : reserve_target(cat, mono_ns());
