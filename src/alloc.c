@@ -200,10 +200,11 @@ kvbm_status kvbm_allocate_ex(kvbm_manager *mgr, uint32_t n, kvbm_mutable *out,
 		kvbm__catalog_wake(mgr->catalog);
 		const uint64_t gen = mgr->commit_gen;
 		int rc = 0;
-		mgr->alloc_waiters++;
+		/* Atomic: the writer reads it between rows, without the lock. */
+		__atomic_add_fetch(&mgr->alloc_waiters, 1, __ATOMIC_RELAXED);
 		while (mgr->commit_gen == gen && mgr->journal_on && rc != ETIMEDOUT)
 			rc = pthread_cond_timedwait(&mgr->journal_cv, &mgr->lock, &deadline);
-		mgr->alloc_waiters--;
+		__atomic_sub_fetch(&mgr->alloc_waiters, 1, __ATOMIC_RELAXED);
 		/* A failing writer retries (and on a full disk makes room first),
 		 * so keep waiting for it until the deadline, then say why. */
 		if (rc == ETIMEDOUT && ready(mgr) < n) {

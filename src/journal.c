@@ -67,22 +67,24 @@ void kvbm__journal_take(kvbm_manager *mgr, uint32_t reserve_target, struct kvbm_
 	take_frees(mgr, KVBM__IN_RECLAIM_PENDING, KVBM__IN_FREEING, t);
 	take_frees(mgr, KVBM__IN_RESET_UNSAFE, KVBM__IN_RESET_FREEING, t);
 	t->n = 0;
-	/* Under pressure (the free blocks no longer cover the reserve) keep
-	 * transactions short, so that an allocation outrunning the reserve
-	 * never waits long behind rows in flight, and commit reclaims alone
-	 * when one already waits for them. A full cache counts, evicting or
-	 * not: after a spell of hits alone the first allocations wait for the
-	 * writer, and behind a batch of 8,192 rows they waited 9.5 ms instead
-	 * of 0.8. Only a flush (or close) of a cache that evicts nothing
-	 * writes full batches: 512 rows to a commit made a 1M-block drain
-	 * 1,838 commits instead of 128, up to 30% slower (docs/BENCHMARKS.md). */
-	const bool pressure = free_blocks < reserve_target;
+	/* Under eviction pressure (blocks are being evicted, and the free
+	 * blocks no longer cover the reserve) keep transactions short, so the
+	 * next reclaim never waits long behind rows in flight, and commit
+	 * reclaims alone when an allocation already waits for them. A cache
+	 * that filled up but evicts nothing (filling, or serving hits) writes
+	 * full batches: 512 rows to a commit made a 1M-block drain 1,838
+	 * commits instead of 128, up to 30% slower, and under hits alone the
+	 * writer's many commits slowed the hits. An allocation that comes
+	 * then, and outruns the reserve, does not wait for the whole batch:
+	 * the writer commits the rows it has written and gives the rest back
+	 * (kvbm__journal_waiting; docs/BENCHMARKS.md). */
+	const bool pressure = free_blocks < reserve_target && t->evicting;
 	t->pressure = pressure;
 	const uint32_t pressure_cap = t->pressure_cap ? t->pressure_cap : 512;
 	uint32_t cap = t->cap;
-	if (mgr->alloc_waiters && t->n_freed)
+	if (kvbm__journal_waiting(mgr) && t->n_freed)
 		cap = 0;
-	else if (pressure && (t->evicting || !t->oldest_first) && cap > pressure_cap)
+	else if (pressure && cap > pressure_cap)
 		cap = pressure_cap;
 	/* Newest first only under eviction pressure: otherwise (a cache
 	 * filling up) the oldest rows are the next block ids, and SQLite
@@ -110,6 +112,23 @@ void kvbm__journal_take(kvbm_manager *mgr, uint32_t reserve_target, struct kvbm_
 	pthread_mutex_unlock(&mgr->lock);
 }
 
+bool kvbm__journal_waiting(kvbm_manager *mgr)
+{
+	return __atomic_load_n(&mgr->alloc_waiters, __ATOMIC_RELAXED) != 0;
+}
+
+/* An image taken and not written: the block is dirty again, its token
+ * copy and key go back to it. Claims taken for the image stay set: the
+ * row is not on disk, but assuming it might be is the safe side. */
+static void give_back(kvbm_manager *mgr, const struct kvbm__image *img)
+{
+	kvbm__journal_mark(mgr, img->block);
+	if (img->tokens)
+		kvbm__row_tokens_give_back(mgr, img);
+	if (img->key)
+		kvbm__row_key_give_back(mgr, img->block, img->hash, img->key);
+}
+
 void kvbm__journal_committed(kvbm_manager *mgr, const struct kvbm__take *t, uint64_t duration_ns)
 {
 	pthread_mutex_lock(&mgr->lock);
@@ -127,11 +146,13 @@ void kvbm__journal_committed(kvbm_manager *mgr, const struct kvbm__take *t, uint
 		else if (s->list == KVBM__IN_RESET_FREEING || s->list == KVBM__IN_RESET_UNSAFE)
 			kvbm__list_move(mgr, b, KVBM__IN_RESET);
 	}
-	for (uint32_t i = 0; i < t->n; i++) {
+	for (uint32_t i = 0; i < t->n_written; i++) {
 		free(t->imgs[i].tokens);
 		kvbm__key_free(mgr, t->imgs[i].key);
 	}
-	mgr->m.catalog_rows_committed += t->n;
+	for (uint32_t i = t->n_written; i < t->n; i++)
+		give_back(mgr, &t->imgs[i]);
+	mgr->m.catalog_rows_committed += t->n_written;
 	mgr->m.catalog_reclaim_rows += t->reclaim_rows;
 	mgr->m.catalog_blocks_reclaimed += t->n_freed;
 	mgr->m.catalog_commits++;
@@ -149,15 +170,8 @@ void kvbm__journal_committed(kvbm_manager *mgr, const struct kvbm__take *t, uint
 void kvbm__journal_failed(kvbm_manager *mgr, const struct kvbm__take *t, kvbm_status code)
 {
 	pthread_mutex_lock(&mgr->lock);
-	/* Claims taken for the images stay set: the failed rows are not on
-	 * disk, but assuming they might be is the safe side. */
-	for (uint32_t i = 0; i < t->n; i++) {
-		kvbm__journal_mark(mgr, t->imgs[i].block);
-		if (t->imgs[i].tokens)
-			kvbm__row_tokens_give_back(mgr, &t->imgs[i]);
-		if (t->imgs[i].key)
-			kvbm__row_key_give_back(mgr, t->imgs[i].block, t->imgs[i].hash, t->imgs[i].key);
-	}
+	for (uint32_t i = 0; i < t->n; i++)
+		give_back(mgr, &t->imgs[i]);
 	for (uint32_t i = 0; i < t->n_freed; i++) {
 		const uint32_t b = t->freed[i];
 		struct kvbm__slot *s = &mgr->slots[b];

@@ -45,13 +45,17 @@ struct kvbm__image {
 struct kvbm__take {
 	struct kvbm__image *imgs; /* rows of registered blocks to upsert */
 	uint32_t cap, n;
+	uint32_t n_written;       /* set by the writer: the first n_written went into
+				     the commit; it stops early for a waiting
+				     allocation (kvbm__journal_waiting) */
 	uint32_t pressure_cap;    /* set by the caller: at most this many rows while
 				     evictions outrun the free blocks (0: 512) */
 	bool oldest_first;        /* set by the caller: take dirty rows FIFO (a flush) */
-	bool evicting;            /* set by the caller: blocks are being evicted (then a
-				     flush under pressure keeps transactions short too) */
-	bool pressure;            /* set by the take: the free blocks fell short of the
-				     reserve (allocations evict faster than it refills) */
+	bool evicting;            /* set by the caller: blocks are being evicted (a full
+				     cache that only serves hits is not under pressure) */
+	bool pressure;            /* set by the take: evicting, and the free blocks fell
+				     short of the reserve (allocations evict faster than
+				     it refills) */
 	uint32_t *freed;          /* blocks whose committed rows must stop claiming */
 	uint32_t freed_cap, n_freed;
 	uint32_t pending;         /* work left behind: dirty rows + frees not taken */
@@ -76,8 +80,12 @@ struct kvbm__take {
  * and then need no row at all. At most one take is in flight: every take is
  * followed by kvbm__journal_committed or _failed for exactly it. */
 void kvbm__journal_take(kvbm_manager *mgr, uint32_t reserve_target, struct kvbm__take *t);
+/* Whether an allocation waits for the writer. Any thread, no lock: the
+ * writer asks between rows, to commit what it has and let it through. */
+bool kvbm__journal_waiting(kvbm_manager *mgr);
 /* The take committed: update durable claims, make freed blocks
- * allocatable, release waiting allocators. */
+ * allocatable, release waiting allocators. Its images past t->n_written
+ * were not written: they are dirty again, as after a failure. */
 void kvbm__journal_committed(kvbm_manager *mgr, const struct kvbm__take *t,
 			     uint64_t duration_ns);
 /* The take's commit failed: its rows go back to dirty, its frees back to

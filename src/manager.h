@@ -120,7 +120,9 @@ struct kvbm_manager {
 	kvbm_status journal_error;         /* writer's failure, KVBM_OK while healthy */
 	uint32_t reserve_target;           /* reclaimed blocks the writer keeps ready */
 	uint32_t peak_request;             /* largest allocation since the writer looked */
-	uint32_t alloc_waiters;            /* allocations waiting for a reclaim to commit */
+	uint32_t alloc_waiters;            /* allocations waiting for a reclaim to commit
+					      (changed under the lock, atomically: the writer
+					      reads it without; kvbm__journal_waiting) */
 	pthread_cond_t journal_cv;         /* allocators wait here for commits */
 	struct kvbm__catalog *catalog;
 

@@ -198,11 +198,11 @@ static kvbm_status commit_take(struct kvbm__catalog *cat, bool clean_shutdown)
 	}
 	/* Out of memory here only keeps reclaim rows until the next restore. */
 	kvbm__reclaims_committed(&cat->reclaims, rowid, compacted, cat->listed, n_listed,
-				 cat->take.imgs, cat->take.n);
+				 cat->take.imgs, cat->take.n_written);
 	const uint64_t dt = mono_ns() - t0;
 	cat->commit_s = cat->commit_s == 0 ? dt / 1e9 : 0.8 * cat->commit_s + 0.2 * (dt / 1e9);
-	if (cat->take.n >= 32) { /* a commit's fixed cost stays out of the per-row figure */
-		const double per_row = dt / 1e9 / cat->take.n;
+	if (cat->take.n_written >= 32) { /* a commit's fixed cost stays out of the per-row figure */
+		const double per_row = dt / 1e9 / cat->take.n_written;
 		cat->row_s = cat->row_s == 0 ? per_row : 0.8 * cat->row_s + 0.2 * per_row;
 	}
 	kvbm__journal_committed(cat->mgr, &cat->take, dt);
@@ -221,24 +221,15 @@ static kvbm_status commit_take(struct kvbm__catalog *cat, bool clean_shutdown)
  * oldest first, so taking that many images covers all of them even while
  * new ones keep arriving (a flush under sustained load still completes);
  * otherwise newest first, at most that many. Returns the first failure. */
-/* A flush asked for since the cycle began: it is what a backlog of rows
- * left behind is drained for, in the batches a flush writes. */
-static bool flush_waiting(struct kvbm__catalog *cat)
-{
-	pthread_mutex_lock(&cat->mu);
-	const bool waiting = cat->flush_requested > cat->flush_done;
-	pthread_mutex_unlock(&cat->mu);
-	return waiting;
-}
-
 kvbm_status kvbm__writer_drain(struct kvbm__catalog *cat, bool clean_shutdown, bool flush)
 {
 	kvbm_manager *mgr = cat->mgr;
 	struct kvbm__take *t = &cat->take;
 	uint64_t budget = UINT64_MAX;
 
+	t->oldest_first = flush || clean_shutdown;
+
 	do {
-		t->oldest_first = flush || clean_shutdown || flush_waiting(cat);
 		/* A clean shutdown persists the reserve as registered blocks
 		 * (kvbm_close put them back): reclaim none now. */
 		const uint32_t reserve = clean_shutdown ? 0 : reserve_target(cat, mono_ns());
@@ -258,6 +249,10 @@ kvbm_status kvbm__writer_drain(struct kvbm__catalog *cat, bool clean_shutdown, b
 		const kvbm_status st = commit_take(cat, last);
 		if (st != KVBM_OK)
 			return st;
+		/* Rows given back to a waiting allocation are still to write. */
+		const uint32_t left = t->n - t->n_written;
+		t->pending += left;
+		budget += left;
 	} while (t->pending > 0 && (budget > 0 || clean_shutdown));
 	return KVBM_OK;
 }
