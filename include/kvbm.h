@@ -865,7 +865,11 @@ KVBM_API kvbm_status kvbm_hash_sequence(const uint32_t *tokens, size_t n_tokens,
  * changed many times between commits is one row) and one reclaim row
  * listing every block it records free, so an eviction costs about one row
  * write: the new registration's. Reclaims go first in every transaction;
- * when an allocation is waiting they are committed alone. Under a backlog
+ * when an allocation is waiting they are committed alone, and a commit
+ * of rows in progress is cut short for it (the rows written so far are
+ * committed, the rest written next). While blocks are being evicted a
+ * commit carries at most 512 rows; a full cache that evicts nothing
+ * writes full batches (cfg.catalog_batch). Under a backlog
  * the writer writes the most recently changed rows first (a flush and
  * kvbm_close still write everything that was dirty at their call).
  *
