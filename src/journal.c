@@ -227,6 +227,7 @@ void kvbm__journal_unreclaim_locked(kvbm_manager *mgr)
 	       (b = kvbm__list_pop_tail(mgr, KVBM__IN_RESERVE)) != KVBM__NIL) {
 		struct kvbm__slot *s = &mgr->slots[b];
 		s->state = KVBM__SLOT_INACTIVE;
+		kvbm__pool_unevict(mgr, b);
 		kvbm__pool_policy_insert(mgr, b, s->release_tick, s->first_tick);
 		mgr->inactive_count++;
 		kvbm__journal_mark(mgr, b);

@@ -170,6 +170,9 @@ void kvbm__pool_make_inactive(kvbm_manager *mgr, uint32_t b);/* PRIMARY -> INACT
  * puts a block back at the place it had, in one policy insert. */
 void kvbm__pool_make_inactive_at(kvbm_manager *mgr, uint32_t b, uint64_t tick);
 void kvbm__pool_drop_hash(kvbm_manager *mgr, uint32_t b);    /* leaves registry: event + journal */
+/* A reserved victim (RECLAIM) comes back unused: the policy forgets its
+ * eviction (evict.h's unevict). */
+void kvbm__pool_unevict(kvbm_manager *mgr, uint32_t b);
 /* INACTIVE/RECLAIM -> PRIMARY; false if b was not cached. take_back counts
  * nothing (pins, touches); resurrect counts a resurrection (a reuse). */
 bool kvbm__pool_take_back(kvbm_manager *mgr, uint32_t b);

@@ -175,6 +175,7 @@ static bool take_back(kvbm_manager *mgr, uint32_t b, bool keep_place)
 		mgr->inactive_count--;
 	} else if (s->state == KVBM__SLOT_RECLAIM) {
 		kvbm__list_unlink(mgr, b);
+		kvbm__pool_unevict(mgr, b);
 	} else {
 		return false;
 	}
@@ -182,6 +183,12 @@ static bool take_back(kvbm_manager *mgr, uint32_t b, bool keep_place)
 	mgr->n_primary++;
 	kvbm__journal_mark(mgr, b);
 	return true;
+}
+
+void kvbm__pool_unevict(kvbm_manager *mgr, uint32_t b)
+{
+	if (mgr->evict->unevict)
+		mgr->evict->unevict(mgr->evict_state, b);
 }
 
 bool kvbm__pool_take_back(kvbm_manager *mgr, uint32_t b)

@@ -444,10 +444,11 @@ static void adaptive__bad_state_blob_changes_nothing(void **state)
 }
 
 /* The catalog's reserve takes victims ahead of allocations and gives
- * back those hit before their block is reused, with the hash and first
- * tick they had. Such a victim was never evicted: its hash registered in
- * another block afterwards is no ghost hit (the block enters T1,
- * frequency 0), as it is after a real eviction (T2, frequency 1). */
+ * back those hit before their block is reused (unevict, then an insert
+ * with the hash and first tick they had). Such a victim was never
+ * evicted: its hash registered in another block afterwards is no ghost
+ * hit (the block enters T1, frequency 0), as it is after a real eviction
+ * (T2, frequency 1). */
 static void given_back_victim_is_no_ghost(kvbm_evict_policy policy)
 {
 	uint64_t rng = kvbm_test_seed("adaptive");
@@ -461,6 +462,8 @@ static void given_back_victim_is_no_ghost(kvbm_evict_policy policy)
 		assert_true(s.ops->victim(s.st, &b));
 		const kvbm_hash x = s.hash[b];
 		if (given_back) {
+			assert_non_null(s.ops->unevict);
+			s.ops->unevict(s.st, b);
 			const struct kvbm__evict_entry e = {
 				.hash = x, .tick = ++s.clock, .first_tick = s.first[b]};
 			s.ops->insert(s.st, b, &e);
@@ -489,6 +492,12 @@ static void arc__victim_given_back_by_the_reserve_is_no_ghost(void **state)
 {
 	(void)state;
 	given_back_victim_is_no_ghost(KVBM_EVICT_ARC);
+}
+
+static void two_queue__victim_given_back_by_the_reserve_is_no_ghost(void **state)
+{
+	(void)state;
+	given_back_victim_is_no_ghost(KVBM_EVICT_TWO_QUEUE);
 }
 
 /* A blob in memory, read in pieces as the catalog reads SQLite's; a
@@ -1018,6 +1027,7 @@ int main(void)
 		cmocka_unit_test(adaptive__state_read_in_pieces_imports_the_same_state),
 		cmocka_unit_test(adaptive__victim_given_back_by_the_reserve_is_no_ghost),
 		cmocka_unit_test(arc__victim_given_back_by_the_reserve_is_no_ghost),
+		cmocka_unit_test(two_queue__victim_given_back_by_the_reserve_is_no_ghost),
 		cmocka_unit_test(adaptive__catalog_restart_resumes_the_learned_state),
 		cmocka_unit_test(adaptive__version_1_blob_imports_its_split_with_an_empty_ghost),
 		cmocka_unit_test(adaptive__catalog_of_the_previous_release_keeps_its_split),

@@ -48,6 +48,11 @@ struct kvbm__evict_ops {
 	void (*remove)(void *st, uint32_t block);
 	/* Choose the next victim, remove it, store its id; false when empty. */
 	bool (*victim)(void *st, uint32_t *block);
+	/* Optional: a block victim() returned comes back before it was
+	 * reused (the catalog's reserve gives it back: a hit on it, or the
+	 * close), and is inserted next. Undo what the eviction recorded (a
+	 * ghost entry, a count); its record is as victim() left it. */
+	void (*unevict)(void *st, uint32_t block);
 	/* The eviction-order key the catalog stores for a block in the pool.
 	 * Re-inserting blocks in ascending key order with e->tick = key (and
 	 * e->first_tick = key) must rebuild the same order. */

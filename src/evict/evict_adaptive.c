@@ -61,10 +61,7 @@ struct node {
 	uint64_t key;   /* release tick << 1 | list (ticks stay below 2^63) */
 	kvbm_hash hash;
 	uint32_t prev, next; /* KVBM__LIST_NIL at either end */
-	/* Set by ad_victim, cleared by insert: the block's eviction put its
-	 * hash in the ghost and counted it in recent[]. */
-	uint32_t evicted;
-	uint32_t pad;
+	uint64_t pad;
 };
 
 /* A cursor walking each list ahead of its head, one step per insert or
@@ -271,18 +268,6 @@ static void ad_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 
 	if (!old)
 		a->newest = e->tick;
-	/* A victim the catalog's reserve took, back with its hash before its
-	 * block was reused (a hit on it, or the close): not a registration,
-	 * which starts a new first tick. Its eviction never happened, so
-	 * neither do its ghost entry and count; else a later registration of
-	 * the hash would count as a ghost hit, and the counts would lean
-	 * toward its list. */
-	if (a->node[b].evicted && a->node[b].hash == e->hash && (old || e->first_tick != e->tick)) {
-		const int from = (int)(a->node[b].key & 1);
-		(void)kvbm__ghost24_take(&a->ghost, e->hash);
-		if (a->recent[from])
-			a->recent[from]--;
-	}
 	if (a->stashed && a->stash_hash == e->hash) {
 		a->stashed = false; /* restore: the list the catalog recorded */
 		l = a->stash_list ? T2 : T1;
@@ -344,7 +329,6 @@ static bool ad_victim(void *st, uint32_t *out)
 	const uint32_t b = l == T1 ? h1 : h2;
 	walk_leave(&a->walk[l], b, true);
 	unlink_node(a, l, b);
-	a->node[b].evicted = 1;
 	kvbm__ghost24_add(&a->ghost, a->node[b].hash, (unsigned)l);
 	if (++a->recent[l] > a->ghost.span - a->recent[!l]) {
 		a->recent[T1] /= 2;
@@ -352,6 +336,20 @@ static bool ad_victim(void *st, uint32_t *out)
 	}
 	*out = b;
 	return true;
+}
+
+/* The reserve gives victim b back (its record is as ad_victim left it):
+ * its eviction never happened, so neither do its ghost entry and count;
+ * else a later registration of the hash would count as a ghost hit, and
+ * the counts would lean toward its list. */
+static void ad_unevict(void *st, uint32_t b)
+{
+	struct adaptive *a = st;
+	const int from = (int)(a->node[b].key & 1);
+
+	(void)kvbm__ghost24_take(&a->ghost, a->node[b].hash);
+	if (a->recent[from])
+		a->recent[from]--;
 }
 
 static void ad_touch(void *st, kvbm_hash hash, bool registered)
@@ -750,6 +748,7 @@ const struct kvbm__evict_ops kvbm__evict_adaptive = {
 	.insert = ad_insert,
 	.remove = ad_remove,
 	.victim = ad_victim,
+	.unevict = ad_unevict,
 	.peek = ad_peek,
 	.order_key = ad_order_key,
 	.touch = ad_touch,

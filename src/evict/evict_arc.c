@@ -84,10 +84,6 @@ static kvbm_status arc_create(const struct kvbm__evict_params *p, void **out)
 }
 
 /* Which ghost remembered h (-1: none); h is forgotten there. */
-/* Beside a block's list in list[]: arc_victim took it, so its hash went
- * into that list's ghost. Cleared when it comes back. */
-#define EVICTED 2u
-
 static int ghost_take(struct arc *a, kvbm_hash h)
 {
 	if (kvbm__ghost_take(&a->ghost[T1], h))
@@ -111,12 +107,6 @@ static void arc_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 	struct arc *a = st;
 	int l = T1;
 
-	/* A victim the catalog's reserve took, back with its hash before its
-	 * block was reused (a hit on it, or the close; a registration starts
-	 * a new first tick): never evicted, so its ghost entry goes. */
-	if ((a->list[b] & EVICTED) && a->hash[b] == e->hash &&
-	    (e->tick == a->key[b] || e->first_tick != e->tick))
-		(void)kvbm__ghost_take(&a->ghost[a->list[b] & 1], e->hash);
 	if (a->stashed && a->stash_hash == e->hash) {
 		a->stashed = false; /* restore: the list the catalog recorded */
 		l = a->stash_list ? T2 : T1;
@@ -125,7 +115,7 @@ static void arc_insert(void *st, uint32_t b, const struct kvbm__evict_entry *e)
 		 * (kvbm_unpin, or a reclaim undone at close). A pin is no use:
 		 * b goes back to its list, so a block a ghost hit put in T2,
 		 * used once, stays there, and the ghost is not asked. */
-		l = a->list[b] & 1;
+		l = a->list[b];
 	} else if (e->first_tick != e->tick && a->hash[b] == e->hash) {
 		l = T2; /* back from a hit: used twice */
 	} else {
@@ -169,10 +159,18 @@ static bool arc_victim(void *st, uint32_t *out)
 	if (b == KVBM__LIST_NIL)
 		return false;
 	arc_remove(a, b);
-	a->list[b] |= EVICTED;
 	kvbm__ghost_add(&a->ghost[l], a->hash[b]);
 	*out = b;
 	return true;
+}
+
+/* The reserve gives victim b back: it was never evicted, so its ghost
+ * entry goes (a later registration of the hash is no ghost hit). */
+static void arc_unevict(void *st, uint32_t b)
+{
+	struct arc *a = st;
+
+	(void)kvbm__ghost_take(&a->ghost[a->list[b]], a->hash[b]);
 }
 
 static void arc_touch(void *st, kvbm_hash hash, bool registered)
@@ -234,6 +232,7 @@ const struct kvbm__evict_ops kvbm__evict_arc = {
 	.insert = arc_insert,
 	.remove = arc_remove,
 	.victim = arc_victim,
+	.unevict = arc_unevict,
 	.peek = arc_peek,
 	.order_key = arc_order_key,
 	.touch = arc_touch,

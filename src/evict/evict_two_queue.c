@@ -128,6 +128,15 @@ static bool tq_victim(void *st, uint32_t *out)
 	return true;
 }
 
+/* The reserve gives victim b back: it was never evicted, so its ghost
+ * entry goes (a later registration of the hash is no ghost hit). */
+static void tq_unevict(void *st, uint32_t b)
+{
+	struct tq *t = st;
+
+	(void)kvbm__ghost_take(&t->ghost, t->hash[b]);
+}
+
 static void tq_touch(void *st, kvbm_hash hash, bool registered)
 {
 	if (registered) /* a hit's release looks nothing up */
@@ -173,6 +182,8 @@ const struct kvbm__evict_ops kvbm__evict_two_queue = {
 	.insert = tq_insert,
 	.remove = tq_remove,
 	.victim = tq_victim,
+	.unevict = tq_unevict,
+
 	.peek = tq_peek,
 	.order_key = tq_order_key,
 	.touch = tq_touch,
