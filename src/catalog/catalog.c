@@ -329,12 +329,7 @@ static kvbm_status read_catalog_id(struct kvbm__catalog *cat, int64_t *id)
 					    sqlite3_errmsg(cat->db));
 }
 
-/* The policy state a previous run left for this tier, if it was written by
- * the configured policy (another policy's blob means nothing to this one).
- * Another policy's row is deleted, in the open's transaction: the run that
- * follows evicts by other rules, so that state would be stale by the time
- * its own policy came back (the policy is a runtime choice; the blocks'
- * rows are restored whichever wrote them). */
+/* kvbm__state_read over an open sqlite3_blob. */
 static kvbm_status read_blob(void *ctx, size_t off, void *dst, size_t n)
 {
 	if (n == 0)
@@ -342,6 +337,12 @@ static kvbm_status read_blob(void *ctx, size_t off, void *dst, size_t n)
 	return sqlite3_blob_read(ctx, dst, (int)n, (int)off) == SQLITE_OK ? KVBM_OK : KVBM_E_IO;
 }
 
+/* The policy state a previous run left for this tier, if it was written by
+ * the configured policy (another policy's blob means nothing to this one).
+ * Another policy's row is deleted, in the open's transaction: the run that
+ * follows evicts by other rules, so that state would be stale by the time
+ * its own policy came back (the policy is a runtime choice; the blocks'
+ * rows are restored whichever wrote them). */
 static kvbm_status read_policy_state(struct kvbm__catalog *cat)
 {
 	kvbm_manager *mgr = cat->mgr;

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The text of a reclaim row (reclaims.blocks): a JSON array of block ids,
- * as the writer writes it (kvbm__reclaim_format, below). The restore and kvbm-catalog both parse it with
- * this one function because what it refuses decides what a restart keeps:
+ * as the writer writes it (kvbm__reclaim_format, below). The restore and
+ * kvbm-catalog both parse it with this one function because what it
+ * refuses decides what a restart keeps:
  * a reclaim row the parser refuses masks every older row of its tier.
  * Stricter than JSON on purpose: ids past 19 digits, fractions and
  * exponents are not ids. Header-only so the CLI, which links only the
