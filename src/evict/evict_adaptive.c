@@ -29,7 +29,8 @@
  * 16 (an 8 MB table for 64k blocks) its adds and lookups took about 35 of
  * the 157 ns per block of the eviction-bound cycle in docs/BENCHMARKS.md,
  * prefetched or not; evict_ghost16.h's 2.6, with 12-bit fingerprints,
- * made one new block in 220 a false ghost hit. The sweep that chose the parameters is there too:
+ * made one new block in 220 a false ghost hit. The sweep that chose the
+ * parameters is there too:
  * starts from 0.3 c to 0.7 c and ghosts of 6 to 8 x c all met the issue's
  * bounds with the previous ghost.
  *
@@ -570,8 +571,18 @@ static kvbm_status v2_check(const struct adaptive *a, const uint8_t *buf, size_t
 	return KVBM_OK;
 }
 
-/* Version 3 whole and in range: the cursors (a put writes the lane a
- * cursor names). A lane's high byte is not checked: a lane whose low half
+/* Whether n version-3 buckets at t have cursors in range (a put writes
+ * the lane a cursor names). */
+static bool cursors_ok(const uint8_t *t, size_t n)
+{
+	for (size_t k = 0; k < n; k++, t += BLOB_BUCKET)
+		if (t[KVBM__G24_CURSOR] >= KVBM__G24_ENTRIES)
+			return false;
+	return true;
+}
+
+/* Version 3 whole and in range: the cursors (cursors_ok). A lane's high
+ * byte is not checked: a lane whose low half
  * is 0 is empty whatever it holds, since no fingerprint's is, and the
  * check of 21 lanes per bucket was a tenth of a 1M-block restore. */
 static kvbm_status v3_check(const struct adaptive *a, const uint8_t *buf, size_t len)
@@ -584,11 +595,7 @@ static kvbm_status v3_check(const struct adaptive *a, const uint8_t *buf, size_t
 	if (n == 0 && get32(buf + 44) != 0)
 		return KVBM_E_CORRUPT; /* queued adds without a table */
 	const uint8_t *t = buf + BLOB_HEADER + (size_t)get32(buf + 44) * BLOB_QUEUED;
-	for (uint32_t k = 0; k < n; k++, t += BLOB_BUCKET) {
-		if (t[KVBM__G24_CURSOR] >= KVBM__G24_ENTRIES)
-			return KVBM_E_CORRUPT;
-	}
-	return KVBM_OK;
+	return cursors_ok(t, n) ? KVBM_OK : KVBM_E_CORRUPT;
 }
 
 /* The fields every version starts with (offsets 0-31), in range. */
@@ -699,9 +706,8 @@ static kvbm_status ad_state_import_read(void *st, size_t len, kvbm__state_read r
 	for (size_t done = 0; done < table; done += READ_CHUNK) {
 		const size_t n = table - done < READ_CHUNK ? table - done : READ_CHUNK;
 		s = read(ctx, at + done, g->line + done, n);
-		for (size_t k = 0; s == KVBM_OK && k < n; k += BLOB_BUCKET)
-			if (g->line[done + k + KVBM__G24_CURSOR] >= KVBM__G24_ENTRIES)
-				s = KVBM_E_CORRUPT;
+		if (s == KVBM_OK && !cursors_ok(g->line + done, n / BLOB_BUCKET))
+			s = KVBM_E_CORRUPT;
 		if (s != KVBM_OK) {
 			memset(g->line, 0, done + n);
 			return s;
