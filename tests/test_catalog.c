@@ -537,8 +537,8 @@ static void expect_recorded_policy(const char *path, const char *policy, const c
 	sqlite3_close(db);
 }
 
-/* The policy is a runtime choice: a catalog written under LRU (the
- * default) opens under adaptive, and one written under adaptive opens
+/* The policy is a runtime choice: a catalog written under LRU opens
+ * under adaptive (the default), and one written under adaptive opens
  * under LRU, with every block restored and matchable, in its order; the
  * adaptive state is imported only by the adaptive policy, and dropped by
  * the first open under another. */
